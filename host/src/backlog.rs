@@ -1,0 +1,294 @@
+//! `.leviathan/backlog.yaml`: the original Leviathan format (`tasks:` list). Unknown
+//! fields are kept and scalar ones are passed to executors as parameters.
+
+use crate::yaml::{self, Fields, InputError};
+use serde_norway::{Mapping, Value};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// Where the backlog lives inside a target repository.
+pub const BACKLOG_PATH: &str = ".leviathan/backlog.yaml";
+
+/// One backlog task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub scope: String,
+    pub priority: Option<String>,
+    pub estimated_size: Option<String>,
+    pub ready: bool,
+    pub status: Option<String>,
+    pub dependencies: Vec<String>,
+    pub allowed_paths: Vec<String>,
+    pub acceptance_criteria: Vec<String>,
+    pub labels: Vec<String>,
+    /// An explicit executor choice (`name` or `name@version`), if any.
+    pub executor: Option<String>,
+    /// Fields this version does not interpret, as written.
+    pub extra: BTreeMap<String, Value>,
+}
+
+impl Task {
+    /// Unknown scalar fields as `(key, text)` pairs, sorted by key.
+    pub fn parameters(&self) -> Vec<(String, String)> {
+        self.extra
+            .iter()
+            .filter_map(|(k, v)| yaml::scalar_text(v).map(|t| (k.clone(), t)))
+            .collect()
+    }
+}
+
+/// A parsed backlog.
+#[derive(Debug, Clone)]
+pub struct Backlog {
+    pub source: PathBuf,
+    pub tasks: Vec<Task>,
+}
+
+const KNOWN: &[&str] = &[
+    "id",
+    "title",
+    "description",
+    "scope",
+    "priority",
+    "estimated_size",
+    "ready",
+    "status",
+    "dependencies",
+    "allowed_paths",
+    "acceptance_criteria",
+    "labels",
+    "executor",
+];
+
+/// True for ids usable in file and branch names: ASCII letters, digits, `.`, `_`, `-`,
+/// starting with a letter or digit, at most 128 characters.
+pub fn valid_task_id(id: &str) -> bool {
+    id.len() <= 128
+        && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+impl Backlog {
+    /// Loads the backlog of the repository at `repo`.
+    pub fn load_from_repo(repo: &Path) -> Result<Backlog, InputError> {
+        Backlog::load(&repo.join(BACKLOG_PATH))
+    }
+
+    /// Loads a backlog file.
+    pub fn load(file: &Path) -> Result<Backlog, InputError> {
+        let value = yaml::load(file)?;
+        Backlog::from_value(file, &value)
+    }
+
+    /// Parses backlog text read from `file`.
+    pub fn from_text(file: &Path, text: &str) -> Result<Backlog, InputError> {
+        let value = yaml::parse(file, text)?;
+        Backlog::from_value(file, &value)
+    }
+
+    fn from_value(file: &Path, value: &Value) -> Result<Backlog, InputError> {
+        let invalid = |message: String| InputError::Invalid {
+            file: file.into(),
+            context: String::new(),
+            message,
+        };
+        let root = match value {
+            Value::Mapping(m) => m,
+            other => {
+                return Err(invalid(format!(
+                    "a backlog must be a mapping with a `tasks:` list, found {}",
+                    yaml::describe(other)
+                )));
+            }
+        };
+        let tasks_value = match root.get("tasks") {
+            None => return Err(invalid("the `tasks:` list is missing".into())),
+            Some(Value::Null) => return Ok(Backlog { source: file.into(), tasks: Vec::new() }),
+            Some(v) => v,
+        };
+        let items = match tasks_value {
+            Value::Sequence(items) => items,
+            other => {
+                return Err(invalid(format!(
+                    "field `tasks`: expected a list, found {}",
+                    yaml::describe(other)
+                )));
+            }
+        };
+        let mut tasks = Vec::with_capacity(items.len());
+        let mut seen = HashSet::new();
+        for (index, item) in items.iter().enumerate() {
+            let task = parse_task(file, index, item)?;
+            if !seen.insert(task.id.clone()) {
+                return Err(InputError::Invalid {
+                    file: file.into(),
+                    context: format!("task #{} `{}`: ", index + 1, task.id),
+                    message: "duplicate task id".into(),
+                });
+            }
+            tasks.push(task);
+        }
+        Ok(Backlog { source: file.into(), tasks })
+    }
+
+    /// The task with `id`.
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.id == id)
+    }
+}
+
+fn parse_task(file: &Path, index: usize, item: &Value) -> Result<Task, InputError> {
+    let map = match item {
+        Value::Mapping(m) => m,
+        other => {
+            return Err(InputError::Invalid {
+                file: file.into(),
+                context: format!("task #{}: ", index + 1),
+                message: format!("expected a mapping, found {}", yaml::describe(other)),
+            });
+        }
+    };
+    let id_fields = Fields { file, context: format!("task #{}: ", index + 1), map };
+    let id = match id_fields.get("id") {
+        None => return Err(id_fields.error("id", "is required")),
+        Some(v) => yaml::scalar_text(v)
+            .ok_or_else(|| id_fields.error("id", format!("expected a string, found {}", yaml::describe(v))))?,
+    };
+    if !valid_task_id(&id) {
+        return Err(id_fields.error(
+            "id",
+            format!("{id:?} is not a valid task id (letters, digits, `.`, `_`, `-`; at most 128)"),
+        ));
+    }
+    let f = Fields { file, context: format!("task #{} `{id}`: ", index + 1), map };
+    let mut extra = BTreeMap::new();
+    for (k, v) in map {
+        match k.as_str() {
+            Some(key) if KNOWN.contains(&key) => {}
+            Some(key) => {
+                extra.insert(key.to_string(), v.clone());
+            }
+            None => {
+                return Err(InputError::Invalid {
+                    file: file.into(),
+                    context: f.context.clone(),
+                    message: format!("field names must be strings, found {}", yaml::describe(k)),
+                });
+            }
+        }
+    }
+    Ok(Task {
+        title: f.string("title")?,
+        description: f.opt_string("description")?.unwrap_or_default(),
+        scope: f.string("scope")?,
+        priority: f.opt_scalar("priority")?,
+        estimated_size: f.opt_scalar("estimated_size")?,
+        ready: f.opt_bool("ready")?.unwrap_or(false),
+        status: f.opt_string("status")?,
+        dependencies: f.string_list("dependencies")?,
+        allowed_paths: f.string_list("allowed_paths")?,
+        acceptance_criteria: f.string_list("acceptance_criteria")?,
+        labels: f.string_list("labels")?,
+        executor: f.opt_string("executor")?,
+        id,
+        extra,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Backlog, InputError> {
+        Backlog::from_text(Path::new(".leviathan/backlog.yaml"), text)
+    }
+
+    const GOOD: &str = r#"
+# comment
+tasks:
+  - id: docs-guide
+    title: Contributor guide
+    description: How to contribute.
+    scope: docs
+    priority: high
+    estimated_size: small
+    ready: true
+    status: pending
+    dependencies: []
+    allowed_paths: [docs/]
+    acceptance_criteria:
+      - Explains setup
+      - 42
+    labels: [docs]
+    owner: platform-team
+    effort: 3
+    notes: {nested: true}
+  - id: tests-api
+    title: API tests
+    scope: tests
+"#;
+
+    #[test]
+    fn parses_the_original_format() {
+        let b = parse(GOOD).unwrap();
+        assert_eq!(b.tasks.len(), 2);
+        let t = &b.tasks[0];
+        assert_eq!(t.id, "docs-guide");
+        assert!(t.ready);
+        assert_eq!(t.acceptance_criteria, vec!["Explains setup", "42"]);
+        assert_eq!(
+            t.parameters(),
+            vec![("effort".into(), "3".into()), ("owner".into(), "platform-team".into())]
+        );
+        assert!(t.extra.contains_key("notes"));
+        let t2 = &b.tasks[1];
+        assert!(!t2.ready);
+        assert!(t2.allowed_paths.is_empty());
+    }
+
+    #[test]
+    fn missing_required_field_names_task_and_field() {
+        let err = parse("tasks:\n  - id: a-1\n    scope: docs\n").unwrap_err().to_string();
+        assert!(err.contains(".leviathan/backlog.yaml"), "{err}");
+        assert!(err.contains("task #1 `a-1`"), "{err}");
+        assert!(err.contains("field `title`: is required"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_task_and_field() {
+        let err = parse("tasks:\n  - id: a-1\n    title: t\n    scope: docs\n    ready: yes please\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("field `ready`") && err.contains("a-1"), "{err}");
+        let err = parse("tasks:\n  - {id: a, title: t, scope: docs, allowed_paths: docs/}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("field `allowed_paths`: expected a list"), "{err}");
+        let err = parse("tasks:\n  - {id: a, title: t, scope: docs, labels: [[x]]}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("item 1 must be a string"), "{err}");
+    }
+
+    #[test]
+    fn malformed_yaml_reports_a_line() {
+        let err = parse("tasks:\n  - id: a\n   title: [\n").unwrap_err();
+        assert!(matches!(err, InputError::Syntax { .. }));
+        assert!(err.to_string().contains("line"), "{err}");
+    }
+
+    #[test]
+    fn structural_errors() {
+        assert!(parse("- id: a\n").unwrap_err().to_string().contains("mapping"));
+        assert!(parse("other: 1\n").unwrap_err().to_string().contains("`tasks:`"));
+        assert!(parse("tasks: 3\n").unwrap_err().to_string().contains("expected a list"));
+        let dup = "tasks:\n  - {id: a, title: t, scope: docs}\n  - {id: a, title: u, scope: docs}\n";
+        assert!(parse(dup).unwrap_err().to_string().contains("duplicate task id"));
+        let bad_id = "tasks:\n  - {id: ../x, title: t, scope: docs}\n";
+        assert!(parse(bad_id).unwrap_err().to_string().contains("not a valid task id"));
+        assert_eq!(parse("tasks:\n").unwrap().tasks.len(), 0);
+    }
+}
