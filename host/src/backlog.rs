@@ -2,7 +2,7 @@
 //! fields are kept and scalar ones are passed to executors as parameters.
 
 use crate::yaml::{self, Fields, InputError};
-use serde_norway::{Mapping, Value};
+use serde_norway::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 pub const BACKLOG_PATH: &str = ".leviathan/backlog.yaml";
 
 /// One backlog task.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Task {
     pub id: String,
     pub title: String,

@@ -1,1 +1,13 @@
+//! leviathan-host: runs backlog tasks in sandboxed WebAssembly executors under policy.
 
+pub mod backlog;
+pub mod changeset;
+pub mod digest;
+pub mod exec;
+pub mod git;
+pub mod paths;
+pub mod policy;
+pub mod registry;
+pub mod sandbox;
+pub mod stage;
+pub mod yaml;

@@ -1,1 +1,7 @@
-fn main() {}
+//! The `leviathan-host` command.
+
+mod cli;
+
+fn main() {
+    std::process::exit(cli::main());
+}

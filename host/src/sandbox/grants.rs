@@ -57,9 +57,9 @@ pub fn link(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
         l,
         wasmtime_wasi::filesystem::WasiFilesystemView::filesystem,
     )?;
-    random::random::add_to_linker::<S, WasiRandom>(l, |s| &mut s.wasi.random)?;
-    random::insecure::add_to_linker::<S, WasiRandom>(l, |s| &mut s.wasi.random)?;
-    random::insecure_seed::add_to_linker::<S, WasiRandom>(l, |s| &mut s.wasi.random)?;
+    random::random::add_to_linker::<S, WasiRandom>(l, |s| s.wasi.random())?;
+    random::insecure::add_to_linker::<S, WasiRandom>(l, |s| s.wasi.random())?;
+    random::insecure_seed::add_to_linker::<S, WasiRandom>(l, |s| s.wasi.random())?;
     let cli_view = wasmtime_wasi::cli::WasiCliView::cli;
     cli::exit::add_to_linker::<S, WasiCli>(l, cli_view)?;
     cli::environment::add_to_linker::<S, WasiCli>(l, cli_view)?;

@@ -53,6 +53,9 @@ pub struct WriteWatch {
     pub max_files: u64,
     pub max_bytes: u64,
     /// Check every this many epoch ticks.
+    /// Files and bytes already under `root` before the run (copies of current content).
+    pub baseline_files: u64,
+    pub baseline_bytes: u64,
     pub every_ticks: u64,
     pub ticks: u64,
 }
@@ -147,3 +150,5 @@ pub fn usage(root: &std::path::Path) -> (u64, u64) {
     }
     (files, bytes)
 }
+
+impl super::bindings::leviathan::executor::types::Host for SandboxState {}

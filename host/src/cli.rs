@@ -1,0 +1,104 @@
+//! Command-line interface: argument parsing, logging set-up and report printing.
+
+use clap::{Parser, Subcommand};
+use leviathan_host::exec::{ErrorKind, ExecFailure, ExecReport, ExecRequest, exec};
+use leviathan_host::registry::Registry;
+use leviathan_host::sandbox::{ArtifactCache, Sandbox};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "leviathan-host", version, about = "Runs backlog tasks in sandboxed WebAssembly executors under policy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one task of a worktree's `.leviathan/backlog.yaml` and write its files (no commit).
+    Exec {
+        /// The target worktree.
+        #[arg(long)]
+        repo: PathBuf,
+        /// The task id.
+        #[arg(long)]
+        task: String,
+        /// Policy file (the `dev.yaml` format); default: the embedded policies/dev.yaml.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Plugin registry directory; default: $LEVIATHAN_PLUGIN_DIR or plugins/registry.
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
+        /// Print exactly one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    init_tracing();
+    match cli.command {
+        Command::Exec { repo, task, policy, plugin_dir, json } => {
+            let request = ExecRequest {
+                repo,
+                task_id: task,
+                policy,
+                registry_dir: plugin_dir.unwrap_or_else(Registry::default_dir),
+            };
+            let result = Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir()))
+                .map_err(|e| ExecFailure { kind: ErrorKind::ExecutorFailed, message: e.to_string() })
+                .and_then(|sandbox| exec(&sandbox, &request));
+            print_exec(&result, json);
+            match result {
+                Ok(_) => 0,
+                Err(e) => e.kind.exit_code(),
+            }
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEVIATHAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false).init();
+}
+
+fn print_exec(result: &Result<ExecReport, ExecFailure>, json: bool) {
+    match (result, json) {
+        (Ok(report), true) => {
+            let files: Vec<_> = report
+                .files
+                .iter()
+                .map(|f| serde_json::json!({"path": f.path.as_string(), "sha256": f.sha256, "bytes": f.bytes}))
+                .collect();
+            let value = serde_json::json!({
+                "task": report.task, "executor": report.executor, "files": files, "digest": report.digest,
+            });
+            println!("{value}");
+        }
+        (Err(e), true) => {
+            println!("{}", serde_json::json!({"error": {"kind": e.kind.as_str(), "message": e.message}}));
+        }
+        (Ok(report), false) => {
+            println!("task {}: {} ({})", report.task, report.summary, report.executor);
+            if report.files.is_empty() {
+                println!("  no changes: the worktree already holds the output");
+            }
+            for f in &report.files {
+                println!("  wrote {}  ({} bytes, sha256 {})", f.path.as_string(), f.bytes, f.sha256);
+            }
+            println!("  change digest {}", report.digest);
+        }
+        (Err(e), false) => {
+            eprintln!("error ({}): {}", e.kind.as_str(), e.message);
+        }
+    }
+}
