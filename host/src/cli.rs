@@ -33,6 +33,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Inspect and manage the plugin registry.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// List the registry's plugins and rejected entries.
+    List {
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
+    },
+    /// Install a component with a manifest template, then verify it loads.
+    Install {
+        /// The component (`.wasm`).
+        wasm: PathBuf,
+        /// The manifest template (`plugin.toml`; `sha256` is filled in).
+        #[arg(long)]
+        manifest: PathBuf,
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
+    },
 }
 
 /// Runs the command line; returns the process exit code.
@@ -61,6 +83,43 @@ pub fn main() -> i32 {
                 Ok(_) => 0,
                 Err(e) => e.kind.exit_code(),
             }
+        }
+        Command::Plugins(command) => match plugins(command) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
+    }
+}
+
+fn plugins(command: PluginsCommand) -> anyhow::Result<()> {
+    use anyhow::Context;
+    match command {
+        PluginsCommand::List { plugin_dir } => {
+            let registry = Registry::scan(&plugin_dir.unwrap_or_else(Registry::default_dir))?;
+            println!("{:<24} {:<10} {:<16} SHA256", "NAME", "VERSION", "SCOPES");
+            for e in &registry.entries {
+                let m = &e.manifest;
+                println!("{:<24} {:<10} {:<16} {}", m.name, m.version.to_string(), m.scopes.join(","), &m.sha256[..16]);
+            }
+            for r in &registry.rejected {
+                println!("rejected {}: {}", r.dir.display(), r.reason);
+            }
+            Ok(())
+        }
+        PluginsCommand::Install { wasm, manifest, plugin_dir } => {
+            let dir = plugin_dir.unwrap_or_else(Registry::default_dir);
+            let entry = leviathan_host::registry::install(&dir, &wasm, &manifest).map_err(anyhow::Error::msg)?;
+            let sandbox = Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir()))?;
+            let registry = Registry::scan(&dir)?;
+            if let Err(e) = registry.load(&sandbox, &entry) {
+                let _ = std::fs::remove_dir_all(&entry.dir);
+                return Err(e).context("the installed plugin does not load; entry removed");
+            }
+            println!("installed {} into {}", entry.id(), entry.dir.display());
+            Ok(())
         }
     }
 }

@@ -24,7 +24,8 @@ pub struct Manifest {
     pub world: String,
     /// Task scopes handled.
     pub scopes: Vec<String>,
-    /// Lower-case hex SHA-256 of the component file.
+    /// Lower-case hex SHA-256 of the component file (filled in by `install`).
+    #[serde(default)]
     pub sha256: String,
     #[serde(default)]
     pub summary: String,
@@ -187,6 +188,48 @@ impl Registry {
         }
         Ok(component)
     }
+}
+
+/// Installs the component `wasm` with the manifest template `manifest` (whose
+/// `sha256` may be empty) as `<registry>/<name>/<version>/`, replacing an existing
+/// entry of the same version. The entry is written to a temporary directory and
+/// renamed into place, so readers never see half an entry.
+pub fn install(registry: &Path, wasm: &Path, manifest: &Path) -> Result<Entry, String> {
+    let text = fs::read_to_string(manifest).map_err(|e| format!("{}: cannot read: {e}", manifest.display()))?;
+    let mut parsed: Manifest = toml::from_str(&text).map_err(|e| format!("{}: {e}", manifest.display()))?;
+    let bytes = fs::read(wasm).map_err(|e| format!("{}: cannot read: {e}", wasm.display()))?;
+    parsed.sha256 = sha256_hex(&bytes);
+    let name_dir = registry.join(&parsed.name);
+    fs::create_dir_all(&name_dir).map_err(|e| format!("{}: {e}", name_dir.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".install-")
+        .tempdir_in(&name_dir)
+        .map_err(|e| format!("{}: {e}", name_dir.display()))?;
+    let manifest_text = format!(
+        "name = {}\nversion = \"{}\"\nworld = {}\nscopes = [{}]\nsha256 = \"{}\"\nsummary = {}\n",
+        toml_string(&parsed.name),
+        parsed.version,
+        toml_string(&parsed.world),
+        parsed.scopes.iter().map(|s| toml_string(s)).collect::<Vec<_>>().join(", "),
+        parsed.sha256,
+        toml_string(&parsed.summary),
+    );
+    let write = |file: &str, data: &[u8]| {
+        fs::write(staging.path().join(file), data).map_err(|e| format!("{}: {e}", staging.path().display()))
+    };
+    write("plugin.toml", manifest_text.as_bytes())?;
+    write(&format!("{}.wasm", parsed.name), &bytes)?;
+    let target = name_dir.join(parsed.version.to_string());
+    if target.exists() {
+        fs::remove_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+    }
+    let staged = staging.keep();
+    fs::rename(&staged, &target).map_err(|e| format!("{}: {e}", target.display()))?;
+    read_entry(&target)
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
 }
 
 fn read_entry(dir: &Path) -> Result<Entry, String> {

@@ -1,1 +1,157 @@
+//! Shared set-up for the integration tests: builds the real executor components
+//! (and the hostile test guest), installs them into a test registry, and creates
+//! real git repositories to run tasks against.
 
+use leviathan_host::exec::{ExecFailure, ExecReport, ExecRequest};
+use leviathan_host::sandbox::{ArtifactCache, Sandbox};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// `release` when the tests were built with `--release`, else `dev`.
+fn profile() -> &'static str {
+    let exe = std::env::current_exe().unwrap_or_default();
+    if exe.components().any(|c| c.as_os_str() == "release") { "release" } else { "dev" }
+}
+
+fn run(command: &mut Command) {
+    let status = command.status().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(status.success(), "{command:?} failed with {status}");
+}
+
+/// Builds the components and the host binary once per test process; returns the
+/// test registry directory.
+pub fn registry() -> &'static Path {
+    static REGISTRY: OnceLock<PathBuf> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        run(Command::new(&cargo).current_dir(root()).args([
+            "build", "--quiet", "--release", "--target", "wasm32-wasip2", "-p", "docs-executor", "-p",
+            "tests-executor", "-p", "hostile-guest",
+        ]));
+        run(Command::new(&cargo).current_dir(root()).args(["build", "--quiet", "--profile", profile(), "-p", "leviathan-host"]));
+        let dir = root().join("target/test-registry");
+        let components = root().join("target/wasm32-wasip2/release");
+        for (name, manifest) in [
+            ("docs-executor", "plugins/docs-executor/plugin.toml"),
+            ("tests-executor", "plugins/tests-executor/plugin.toml"),
+            ("hostile-guest", "tests/guests/hostile-guest/plugin.toml"),
+        ] {
+            let wasm = components.join(format!("{}.wasm", name.replace('-', "_")));
+            leviathan_host::registry::install(&dir, &wasm, &root().join(manifest))
+                .unwrap_or_else(|e| panic!("installing {name}: {e}"));
+        }
+        dir
+    })
+}
+
+/// The `leviathan-host` binary of the current profile.
+pub fn host_binary() -> PathBuf {
+    registry();
+    let dir = if profile() == "release" { "release" } else { "debug" };
+    root().join("target").join(dir).join("leviathan-host")
+}
+
+/// One sandbox per test process (as in the daemon), with its own artifact cache.
+pub fn sandbox() -> &'static Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX.get_or_init(|| {
+        Sandbox::new(ArtifactCache::new(Some(root().join("target/test-artifact-cache")))).expect("sandbox starts")
+    })
+}
+
+/// A real git repository in a temporary directory.
+pub struct TestRepo {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestRepo {
+    /// A repository whose first commit holds `backlog` as `.leviathan/backlog.yaml`
+    /// and the given extra files.
+    pub fn new(backlog: &str, files: &[(&str, &str)]) -> TestRepo {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = TestRepo { dir };
+        repo.write(".leviathan/backlog.yaml", backlog);
+        for (path, text) in files {
+            repo.write(path, text);
+        }
+        repo.git(&["init", "--quiet", "--initial-branch=main"]);
+        repo.git(&["add", "-A"]);
+        repo.git(&["-c", "user.name=Test", "-c", "user.email=test@example.invalid", "commit", "--quiet", "-m", "init"]);
+        repo
+    }
+
+    /// The worktree path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file (creating parents).
+    pub fn write(&self, path: &str, text: &str) {
+        let full = self.path().join(path);
+        std::fs::create_dir_all(full.parent().expect("has parent")).expect("mkdir");
+        std::fs::write(full, text).expect("write");
+    }
+
+    /// Reads a file as text.
+    pub fn read(&self, path: &str) -> String {
+        std::fs::read_to_string(self.path().join(path)).unwrap_or_else(|e| panic!("read {path}: {e}"))
+    }
+
+    /// Runs git in the worktree (with fixed dates, so identical content gives
+    /// identical commit ids).
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(self.path())
+            .args(args)
+            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `git status --porcelain` including untracked files: empty when nothing changed.
+    pub fn status(&self) -> String {
+        self.git(&["status", "--porcelain", "--untracked-files=all"])
+    }
+
+    /// Runs a task through the library with the default policy.
+    pub fn exec(&self, task: &str) -> Result<ExecReport, ExecFailure> {
+        self.exec_with_policy(task, None)
+    }
+
+    /// Runs a task through the library with a policy file.
+    pub fn exec_with_policy(&self, task: &str, policy: Option<&Path>) -> Result<ExecReport, ExecFailure> {
+        let request = ExecRequest {
+            repo: self.path().to_path_buf(),
+            task_id: task.into(),
+            policy: policy.map(Path::to_path_buf),
+            registry_dir: registry().to_path_buf(),
+        };
+        leviathan_host::exec::exec(sandbox(), &request)
+    }
+}
+
+/// A one-task backlog.
+pub fn backlog_with(id: &str, scope: &str, allowed: &[&str], criteria: &[&str]) -> String {
+    let list = |items: &[&str]| {
+        if items.is_empty() {
+            " []".to_string()
+        } else {
+            items.iter().map(|i| format!("\n      - {}", serde_json::to_string(i).expect("json"))).collect()
+        }
+    };
+    format!(
+        "tasks:\n  - id: {id}\n    title: Task {id}\n    description: A test task.\n    scope: {scope}\n    ready: true\n    allowed_paths:{}\n    acceptance_criteria:{}\n",
+        list(allowed),
+        list(criteria)
+    )
+}
