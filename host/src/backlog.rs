@@ -68,7 +68,9 @@ const KNOWN: &[&str] = &[
 pub fn valid_task_id(id: &str) -> bool {
     id.len() <= 128
         && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 impl Backlog {
@@ -106,7 +108,12 @@ impl Backlog {
         };
         let tasks_value = match root.get("tasks") {
             None => return Err(invalid("the `tasks:` list is missing".into())),
-            Some(Value::Null) => return Ok(Backlog { source: file.into(), tasks: Vec::new() }),
+            Some(Value::Null) => {
+                return Ok(Backlog {
+                    source: file.into(),
+                    tasks: Vec::new(),
+                });
+            }
             Some(v) => v,
         };
         let items = match tasks_value {
@@ -131,7 +138,10 @@ impl Backlog {
             }
             tasks.push(task);
         }
-        Ok(Backlog { source: file.into(), tasks })
+        Ok(Backlog {
+            source: file.into(),
+            tasks,
+        })
     }
 
     /// The task with `id`.
@@ -151,11 +161,19 @@ fn parse_task(file: &Path, index: usize, item: &Value) -> Result<Task, InputErro
             });
         }
     };
-    let id_fields = Fields { file, context: format!("task #{}: ", index + 1), map };
+    let id_fields = Fields {
+        file,
+        context: format!("task #{}: ", index + 1),
+        map,
+    };
     let id = match id_fields.get("id") {
         None => return Err(id_fields.error("id", "is required")),
-        Some(v) => yaml::scalar_text(v)
-            .ok_or_else(|| id_fields.error("id", format!("expected a string, found {}", yaml::describe(v))))?,
+        Some(v) => yaml::scalar_text(v).ok_or_else(|| {
+            id_fields.error(
+                "id",
+                format!("expected a string, found {}", yaml::describe(v)),
+            )
+        })?,
     };
     if !valid_task_id(&id) {
         return Err(id_fields.error(
@@ -163,7 +181,11 @@ fn parse_task(file: &Path, index: usize, item: &Value) -> Result<Task, InputErro
             format!("{id:?} is not a valid task id (letters, digits, `.`, `_`, `-`; at most 128)"),
         ));
     }
-    let f = Fields { file, context: format!("task #{} `{id}`: ", index + 1), map };
+    let f = Fields {
+        file,
+        context: format!("task #{} `{id}`: ", index + 1),
+        map,
+    };
     let mut extra = BTreeMap::new();
     for (k, v) in map {
         match k.as_str() {
@@ -241,7 +263,10 @@ tasks:
         assert_eq!(t.acceptance_criteria, vec!["Explains setup", "42"]);
         assert_eq!(
             t.parameters(),
-            vec![("effort".into(), "3".into()), ("owner".into(), "platform-team".into())]
+            vec![
+                ("effort".into(), "3".into()),
+                ("owner".into(), "platform-team".into())
+            ]
         );
         assert!(t.extra.contains_key("notes"));
         let t2 = &b.tasks[1];
@@ -251,7 +276,9 @@ tasks:
 
     #[test]
     fn missing_required_field_names_task_and_field() {
-        let err = parse("tasks:\n  - id: a-1\n    scope: docs\n").unwrap_err().to_string();
+        let err = parse("tasks:\n  - id: a-1\n    scope: docs\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(".leviathan/backlog.yaml"), "{err}");
         assert!(err.contains("task #1 `a-1`"), "{err}");
         assert!(err.contains("field `title`: is required"), "{err}");
@@ -259,14 +286,21 @@ tasks:
 
     #[test]
     fn wrong_type_names_task_and_field() {
-        let err = parse("tasks:\n  - id: a-1\n    title: t\n    scope: docs\n    ready: yes please\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("field `ready`") && err.contains("a-1"), "{err}");
+        let err =
+            parse("tasks:\n  - id: a-1\n    title: t\n    scope: docs\n    ready: yes please\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("field `ready`") && err.contains("a-1"),
+            "{err}"
+        );
         let err = parse("tasks:\n  - {id: a, title: t, scope: docs, allowed_paths: docs/}\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("field `allowed_paths`: expected a list"), "{err}");
+        assert!(
+            err.contains("field `allowed_paths`: expected a list"),
+            "{err}"
+        );
         let err = parse("tasks:\n  - {id: a, title: t, scope: docs, labels: [[x]]}\n")
             .unwrap_err()
             .to_string();
@@ -282,13 +316,39 @@ tasks:
 
     #[test]
     fn structural_errors() {
-        assert!(parse("- id: a\n").unwrap_err().to_string().contains("mapping"));
-        assert!(parse("other: 1\n").unwrap_err().to_string().contains("`tasks:`"));
-        assert!(parse("tasks: 3\n").unwrap_err().to_string().contains("expected a list"));
-        let dup = "tasks:\n  - {id: a, title: t, scope: docs}\n  - {id: a, title: u, scope: docs}\n";
-        assert!(parse(dup).unwrap_err().to_string().contains("duplicate task id"));
+        assert!(
+            parse("- id: a\n")
+                .unwrap_err()
+                .to_string()
+                .contains("mapping")
+        );
+        assert!(
+            parse("other: 1\n")
+                .unwrap_err()
+                .to_string()
+                .contains("`tasks:`")
+        );
+        assert!(
+            parse("tasks: 3\n")
+                .unwrap_err()
+                .to_string()
+                .contains("expected a list")
+        );
+        let dup =
+            "tasks:\n  - {id: a, title: t, scope: docs}\n  - {id: a, title: u, scope: docs}\n";
+        assert!(
+            parse(dup)
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate task id")
+        );
         let bad_id = "tasks:\n  - {id: ../x, title: t, scope: docs}\n";
-        assert!(parse(bad_id).unwrap_err().to_string().contains("not a valid task id"));
+        assert!(
+            parse(bad_id)
+                .unwrap_err()
+                .to_string()
+                .contains("not a valid task id")
+        );
         assert_eq!(parse("tasks:\n").unwrap().tasks.len(), 0);
     }
 }

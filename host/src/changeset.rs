@@ -66,9 +66,15 @@ impl ChangeSet {
         let mut stack = vec![(stage.out.clone(), Vec::<String>::new())];
         let mut total_bytes = 0u64;
         while let Some((dir, rel)) = stack.pop() {
-            let entries = fs::read_dir(&dir).map_err(|source| ChangeError::Io { path: dir.clone(), source })?;
+            let entries = fs::read_dir(&dir).map_err(|source| ChangeError::Io {
+                path: dir.clone(),
+                source,
+            })?;
             for entry in entries {
-                let entry = entry.map_err(|source| ChangeError::Io { path: dir.clone(), source })?;
+                let entry = entry.map_err(|source| ChangeError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
                 let name = entry.file_name();
                 let shown_rel = |rel: &[String]| {
                     let mut parts = rel.to_vec();
@@ -76,24 +82,39 @@ impl ChangeSet {
                     parts.join("/")
                 };
                 let Some(name) = name.to_str().map(str::to_string) else {
-                    return Err(ChangeError::Violation(format!("wrote a file whose name is not UTF-8: `{}`", shown_rel(&rel))));
+                    return Err(ChangeError::Violation(format!(
+                        "wrote a file whose name is not UTF-8: `{}`",
+                        shown_rel(&rel)
+                    )));
                 };
                 let mut child = rel.clone();
                 child.push(name);
                 let text = child.join("/");
-                let file_type = entry.file_type().map_err(|source| ChangeError::Io { path: entry.path(), source })?;
+                let file_type = entry.file_type().map_err(|source| ChangeError::Io {
+                    path: entry.path(),
+                    source,
+                })?;
                 if file_type.is_symlink() {
-                    return Err(ChangeError::Violation(format!("created a symbolic link at `{text}`")));
+                    return Err(ChangeError::Violation(format!(
+                        "created a symbolic link at `{text}`"
+                    )));
                 }
                 if file_type.is_dir() {
                     stack.push((entry.path(), child));
                     continue;
                 }
                 if !file_type.is_file() {
-                    return Err(ChangeError::Violation(format!("created a special file at `{text}`")));
+                    return Err(ChangeError::Violation(format!(
+                        "created a special file at `{text}`"
+                    )));
                 }
-                let path = RepoPath::parse(&text).map_err(|e| ChangeError::Violation(format!("wrote an unacceptable path: {e}")))?;
-                let bytes = fs::read(entry.path()).map_err(|source| ChangeError::Io { path: entry.path(), source })?;
+                let path = RepoPath::parse(&text).map_err(|e| {
+                    ChangeError::Violation(format!("wrote an unacceptable path: {e}"))
+                })?;
+                let bytes = fs::read(entry.path()).map_err(|source| ChangeError::Io {
+                    path: entry.path(),
+                    source,
+                })?;
                 present.insert(path.clone());
                 let unchanged = match fs::read(path.under(worktree)) {
                     Ok(current) => current == bytes,
@@ -108,11 +129,18 @@ impl ChangeSet {
                     )));
                 }
                 total_bytes += bytes.len() as u64;
-                files.push(FileChange { sha256: sha256_hex(&bytes), bytes: bytes.len() as u64, path, staged: entry.path() });
+                files.push(FileChange {
+                    sha256: sha256_hex(&bytes),
+                    bytes: bytes.len() as u64,
+                    path,
+                    staged: entry.path(),
+                });
             }
         }
         if let Some(deleted) = stage.seeded.keys().find(|p| !present.contains(*p)) {
-            return Err(ChangeError::Violation(format!("deleted `{deleted}`; executors may not delete files")));
+            return Err(ChangeError::Violation(format!(
+                "deleted `{deleted}`; executors may not delete files"
+            )));
         }
         if files.len() as u64 > max_files {
             return Err(ChangeError::OverLimit(format!(
@@ -140,22 +168,37 @@ impl ChangeSet {
         for change in &self.files {
             let target = change.path.under(worktree);
             let parent = target.parent().unwrap_or(worktree).to_path_buf();
-            fs::create_dir_all(&parent).map_err(|source| ApplyError::Io { path: parent.clone(), source })?;
+            fs::create_dir_all(&parent).map_err(|source| ApplyError::Io {
+                path: parent.clone(),
+                source,
+            })?;
             let mut tmp = tempfile::Builder::new()
                 .prefix(".leviathan-")
                 .tempfile_in(&parent)
-                .map_err(|source| ApplyError::Io { path: parent.clone(), source })?;
-            let bytes = fs::read(&change.staged).map_err(|source| ApplyError::Io { path: change.staged.clone(), source })?;
+                .map_err(|source| ApplyError::Io {
+                    path: parent.clone(),
+                    source,
+                })?;
+            let bytes = fs::read(&change.staged).map_err(|source| ApplyError::Io {
+                path: change.staged.clone(),
+                source,
+            })?;
             tmp.write_all(&bytes)
                 .and_then(|_| tmp.as_file().sync_all())
-                .map_err(|source| ApplyError::Io { path: target.clone(), source })?;
+                .map_err(|source| ApplyError::Io {
+                    path: target.clone(),
+                    source,
+                })?;
             if let Ok(meta) = fs::metadata(&target) {
                 let _ = fs::set_permissions(tmp.path(), meta.permissions());
             }
             pending.push((tmp, target));
         }
         for (tmp, target) in pending {
-            tmp.persist(&target).map_err(|e| ApplyError::Io { path: target.clone(), source: e.error })?;
+            tmp.persist(&target).map_err(|e| ApplyError::Io {
+                path: target.clone(),
+                source: e.error,
+            })?;
         }
         Ok(())
     }

@@ -7,7 +7,11 @@ use leviathan_host::sandbox::{ArtifactCache, Sandbox};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "leviathan-host", version, about = "Runs backlog tasks in sandboxed WebAssembly executors under policy")]
+#[command(
+    name = "leviathan-host",
+    version,
+    about = "Runs backlog tasks in sandboxed WebAssembly executors under policy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,7 +72,13 @@ pub fn main() -> i32 {
     };
     init_tracing();
     match cli.command {
-        Command::Exec { repo, task, policy, plugin_dir, json } => {
+        Command::Exec {
+            repo,
+            task,
+            policy,
+            plugin_dir,
+            json,
+        } => {
             let request = ExecRequest {
                 repo,
                 task_id: task,
@@ -76,7 +86,10 @@ pub fn main() -> i32 {
                 registry_dir: plugin_dir.unwrap_or_else(Registry::default_dir),
             };
             let result = Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir()))
-                .map_err(|e| ExecFailure { kind: ErrorKind::ExecutorFailed, message: e.to_string() })
+                .map_err(|e| ExecFailure {
+                    kind: ErrorKind::ExecutorFailed,
+                    message: e.to_string(),
+                })
                 .and_then(|sandbox| exec(&sandbox, &request));
             print_exec(&result, json);
             match result {
@@ -102,16 +115,27 @@ fn plugins(command: PluginsCommand) -> anyhow::Result<()> {
             println!("{:<24} {:<10} {:<16} SHA256", "NAME", "VERSION", "SCOPES");
             for e in &registry.entries {
                 let m = &e.manifest;
-                println!("{:<24} {:<10} {:<16} {}", m.name, m.version.to_string(), m.scopes.join(","), &m.sha256[..16]);
+                println!(
+                    "{:<24} {:<10} {:<16} {}",
+                    m.name,
+                    m.version.to_string(),
+                    m.scopes.join(","),
+                    &m.sha256[..16]
+                );
             }
             for r in &registry.rejected {
                 println!("rejected {}: {}", r.dir.display(), r.reason);
             }
             Ok(())
         }
-        PluginsCommand::Install { wasm, manifest, plugin_dir } => {
+        PluginsCommand::Install {
+            wasm,
+            manifest,
+            plugin_dir,
+        } => {
             let dir = plugin_dir.unwrap_or_else(Registry::default_dir);
-            let entry = leviathan_host::registry::install(&dir, &wasm, &manifest).map_err(anyhow::Error::msg)?;
+            let entry = leviathan_host::registry::install(&dir, &wasm, &manifest)
+                .map_err(anyhow::Error::msg)?;
             let sandbox = Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir()))?;
             let registry = Registry::scan(&dir)?;
             if let Err(e) = registry.load(&sandbox, &entry) {
@@ -127,7 +151,11 @@ fn plugins(command: PluginsCommand) -> anyhow::Result<()> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEVIATHAN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 fn print_exec(result: &Result<ExecReport, ExecFailure>, json: bool) {
@@ -144,15 +172,26 @@ fn print_exec(result: &Result<ExecReport, ExecFailure>, json: bool) {
             println!("{value}");
         }
         (Err(e), true) => {
-            println!("{}", serde_json::json!({"error": {"kind": e.kind.as_str(), "message": e.message}}));
+            println!(
+                "{}",
+                serde_json::json!({"error": {"kind": e.kind.as_str(), "message": e.message}})
+            );
         }
         (Ok(report), false) => {
-            println!("task {}: {} ({})", report.task, report.summary, report.executor);
+            println!(
+                "task {}: {} ({})",
+                report.task, report.summary, report.executor
+            );
             if report.files.is_empty() {
                 println!("  no changes: the worktree already holds the output");
             }
             for f in &report.files {
-                println!("  wrote {}  ({} bytes, sha256 {})", f.path.as_string(), f.bytes, f.sha256);
+                println!(
+                    "  wrote {}  ({} bytes, sha256 {})",
+                    f.path.as_string(),
+                    f.bytes,
+                    f.sha256
+                );
             }
             println!("  change digest {}", report.digest);
         }

@@ -7,8 +7,8 @@ use crate::changeset::{ChangeError, ChangeSet, FileChange};
 use crate::paths::{RepoPath, covered_by_any};
 use crate::policy::Policy;
 use crate::registry::{Registry, RegistryError};
-use crate::sandbox::{RunFailure, RunRequest, RunStats, Sandbox};
 use crate::sandbox::run::Mount;
+use crate::sandbox::{RunFailure, RunRequest, RunStats, Sandbox};
 use crate::stage::{self, StageError};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -53,7 +53,10 @@ pub struct ExecFailure {
 }
 
 fn fail(kind: ErrorKind, message: impl std::fmt::Display) -> ExecFailure {
-    ExecFailure { kind, message: message.to_string() }
+    ExecFailure {
+        kind,
+        message: message.to_string(),
+    }
 }
 
 /// What to run.
@@ -97,14 +100,29 @@ pub fn run_seed(task: &Task, head: Option<&str>) -> [u8; 32] {
 }
 
 /// Checks a task's allowed paths against the path rules and the policy's prefixes.
-pub fn checked_allowed_paths(backlog: &Path, task: &Task, policy: &Policy) -> Result<Vec<RepoPath>, ExecFailure> {
+pub fn checked_allowed_paths(
+    backlog: &Path,
+    task: &Task,
+    policy: &Policy,
+) -> Result<Vec<RepoPath>, ExecFailure> {
     let mut paths = Vec::new();
     for raw in &task.allowed_paths {
         let path = RepoPath::parse(raw).map_err(|e| {
-            fail(ErrorKind::PolicyDenied, format!("{}: task `{}`: field `allowed_paths`: {e}", backlog.display(), task.id))
+            fail(
+                ErrorKind::PolicyDenied,
+                format!(
+                    "{}: task `{}`: field `allowed_paths`: {e}",
+                    backlog.display(),
+                    task.id
+                ),
+            )
         })?;
         if !covered_by_any(&policy.allowed_path_prefixes, &path) {
-            let prefixes: Vec<String> = policy.allowed_path_prefixes.iter().map(|p| p.to_string()).collect();
+            let prefixes: Vec<String> = policy
+                .allowed_path_prefixes
+                .iter()
+                .map(|p| p.to_string())
+                .collect();
             return Err(fail(
                 ErrorKind::PolicyDenied,
                 format!(
@@ -128,19 +146,32 @@ pub fn exec(sandbox: &Sandbox, request: &ExecRequest) -> Result<ExecReport, Exec
         None => Ok(Policy::default_policy()),
     }
     .map_err(|e| fail(ErrorKind::InvalidTask, e))?;
-    let backlog = Backlog::load_from_repo(&request.repo).map_err(|e| fail(ErrorKind::InvalidTask, e))?;
+    let backlog =
+        Backlog::load_from_repo(&request.repo).map_err(|e| fail(ErrorKind::InvalidTask, e))?;
     let task = backlog.task(&request.task_id).ok_or_else(|| {
-        fail(ErrorKind::InvalidTask, format!("{}: no task with id `{}`", backlog.source.display(), request.task_id))
+        fail(
+            ErrorKind::InvalidTask,
+            format!(
+                "{}: no task with id `{}`",
+                backlog.source.display(),
+                request.task_id
+            ),
+        )
     })?;
     if !task.ready {
         return Err(fail(
             ErrorKind::InvalidTask,
-            format!("{}: task `{}` is not `ready: true`; only ready tasks run", backlog.source.display(), task.id),
+            format!(
+                "{}: task `{}` is not `ready: true`; only ready tasks run",
+                backlog.source.display(),
+                task.id
+            ),
         ));
     }
     let allowed = checked_allowed_paths(&backlog.source, task, &policy)?;
 
-    let registry = Registry::scan(&request.registry_dir).map_err(|e| fail(ErrorKind::ExecutorFailed, e))?;
+    let registry =
+        Registry::scan(&request.registry_dir).map_err(|e| fail(ErrorKind::ExecutorFailed, e))?;
     for rejected in &registry.rejected {
         tracing::warn!(dir = %rejected.dir.display(), "plugin rejected: {}", rejected.reason);
     }
@@ -148,10 +179,14 @@ pub fn exec(sandbox: &Sandbox, request: &ExecRequest) -> Result<ExecReport, Exec
         RegistryError::NoExecutor { .. }
         | RegistryError::NoMatch { .. }
         | RegistryError::BadExecutorField(_)
-        | RegistryError::Ambiguous { .. } => fail(ErrorKind::InvalidTask, format!("task `{}`: {e}", task.id)),
+        | RegistryError::Ambiguous { .. } => {
+            fail(ErrorKind::InvalidTask, format!("task `{}`: {e}", task.id))
+        }
         other => fail(ErrorKind::ExecutorFailed, other),
     })?;
-    let component = registry.load(sandbox, entry).map_err(|e| fail(ErrorKind::ExecutorFailed, e))?;
+    let component = registry
+        .load(sandbox, entry)
+        .map_err(|e| fail(ErrorKind::ExecutorFailed, e))?;
 
     let stage = stage::prepare(&request.repo, &allowed).map_err(|e| match e {
         StageError::Denied(m) => fail(ErrorKind::PolicyDenied, format!("task `{}`: {m}", task.id)),
@@ -160,7 +195,10 @@ pub fn exec(sandbox: &Sandbox, request: &ExecRequest) -> Result<ExecReport, Exec
     let head = crate::git::head_commit(&request.repo);
     let run_request = RunRequest {
         task: task.clone(),
-        read_only: vec![Mount { guest: "/repo".into(), host: stage.repo.clone() }],
+        read_only: vec![Mount {
+            guest: "/repo".into(),
+            host: stage.repo.clone(),
+        }],
         read_write: stage.mounts.clone(),
         write_root: Some(stage.out.clone()),
         seed: run_seed(task, head.as_deref()),
@@ -178,9 +216,17 @@ pub fn exec(sandbox: &Sandbox, request: &ExecRequest) -> Result<ExecReport, Exec
             RunFailure::Denied(_) => ErrorKind::PolicyDenied,
             _ => ErrorKind::ExecutorFailed,
         };
-        let stderr = String::from_utf8_lossy(&outcome.stderr);
-        let detail = stderr.lines().rev().find(|l| !l.trim().is_empty()).map(|l| format!(" (stderr: {})", l.trim()));
-        fail(kind, format!("task `{}`: {} {e}{}", task.id, entry.id(), detail.unwrap_or_default()))
+        let detail =
+            crate::sandbox::run::stderr_tail(&outcome.stderr).map(|t| format!(" (stderr: {t})"));
+        fail(
+            kind,
+            format!(
+                "task `{}`: {} {e}{}",
+                task.id,
+                entry.id(),
+                detail.unwrap_or_default()
+            ),
+        )
     })?;
 
     let changes = ChangeSet::collect(
@@ -191,12 +237,28 @@ pub fn exec(sandbox: &Sandbox, request: &ExecRequest) -> Result<ExecReport, Exec
         policy.limits.max_bytes_written,
     )
     .map_err(|e| match e {
-        ChangeError::Violation(m) => fail(ErrorKind::PolicyDenied, format!("task `{}`: {} {m}; nothing was written", task.id, entry.id())),
-        ChangeError::OverLimit(m) => fail(ErrorKind::ExecutorFailed, format!("task `{}`: {} {m}; nothing was written", task.id, entry.id())),
+        ChangeError::Violation(m) => fail(
+            ErrorKind::PolicyDenied,
+            format!(
+                "task `{}`: {} {m}; nothing was written",
+                task.id,
+                entry.id()
+            ),
+        ),
+        ChangeError::OverLimit(m) => fail(
+            ErrorKind::ExecutorFailed,
+            format!(
+                "task `{}`: {} {m}; nothing was written",
+                task.id,
+                entry.id()
+            ),
+        ),
         other => fail(ErrorKind::ExecutorFailed, other),
     })?;
     changes.apply(&request.repo).map_err(|e| match e {
-        crate::changeset::ApplyError::Refused(m) => fail(ErrorKind::PolicyDenied, format!("task `{}`: {m}", task.id)),
+        crate::changeset::ApplyError::Refused(m) => {
+            fail(ErrorKind::PolicyDenied, format!("task `{}`: {m}", task.id))
+        }
         other => fail(ErrorKind::ExecutorFailed, other),
     })?;
     Ok(ExecReport {

@@ -77,14 +77,22 @@ impl RepoPath {
     /// True when this path names a directory: written with a trailing `/`, or a last
     /// component without an extension (the executors' rule too).
     pub fn looks_like_dir(&self) -> bool {
-        self.is_dir || self.components.last().is_some_and(|last| !last.contains('.'))
+        self.is_dir
+            || self
+                .components
+                .last()
+                .is_some_and(|last| !last.contains('.'))
     }
 
     /// True when `other` is this path or lies below it, compared component by
     /// component.
     pub fn covers(&self, other: &RepoPath) -> bool {
         other.components.len() >= self.components.len()
-            && self.components.iter().zip(&other.components).all(|(a, b)| a == b)
+            && self
+                .components
+                .iter()
+                .zip(&other.components)
+                .all(|(a, b)| a == b)
     }
 
     /// The parent directory, or `None` at the top level.
@@ -174,14 +182,38 @@ mod tests {
 
     #[test]
     fn hostile_paths_are_refused() {
-        assert!(matches!(RepoPath::parse("../x"), Err(PathError::ParentComponent(_))));
-        assert!(matches!(RepoPath::parse("docs/../../x"), Err(PathError::ParentComponent(_))));
-        assert!(matches!(RepoPath::parse("/etc/passwd"), Err(PathError::Absolute(_))));
-        assert!(matches!(RepoPath::parse("C:/x"), Err(PathError::Absolute(_))));
-        assert!(matches!(RepoPath::parse(".git/config"), Err(PathError::GitDir(_))));
-        assert!(matches!(RepoPath::parse("sub/.GIT/hooks"), Err(PathError::GitDir(_))));
-        assert!(matches!(RepoPath::parse("docs\\x"), Err(PathError::BadCharacter(_))));
-        assert!(matches!(RepoPath::parse("a\nb"), Err(PathError::BadCharacter(_))));
+        assert!(matches!(
+            RepoPath::parse("../x"),
+            Err(PathError::ParentComponent(_))
+        ));
+        assert!(matches!(
+            RepoPath::parse("docs/../../x"),
+            Err(PathError::ParentComponent(_))
+        ));
+        assert!(matches!(
+            RepoPath::parse("/etc/passwd"),
+            Err(PathError::Absolute(_))
+        ));
+        assert!(matches!(
+            RepoPath::parse("C:/x"),
+            Err(PathError::Absolute(_))
+        ));
+        assert!(matches!(
+            RepoPath::parse(".git/config"),
+            Err(PathError::GitDir(_))
+        ));
+        assert!(matches!(
+            RepoPath::parse("sub/.GIT/hooks"),
+            Err(PathError::GitDir(_))
+        ));
+        assert!(matches!(
+            RepoPath::parse("docs\\x"),
+            Err(PathError::BadCharacter(_))
+        ));
+        assert!(matches!(
+            RepoPath::parse("a\nb"),
+            Err(PathError::BadCharacter(_))
+        ));
         assert!(matches!(RepoPath::parse("./"), Err(PathError::Empty(_))));
         assert!(matches!(RepoPath::parse(""), Err(PathError::Empty(_))));
     }

@@ -74,11 +74,18 @@ fn read_layer(file: &Path, value: &Value) -> Result<Layer, InputError> {
             return Err(InputError::Invalid {
                 file: file.into(),
                 context: String::new(),
-                message: format!("a policy must be a mapping, found {}", yaml::describe(other)),
+                message: format!(
+                    "a policy must be a mapping, found {}",
+                    yaml::describe(other)
+                ),
             });
         }
     };
-    let f = Fields { file, context: String::new(), map };
+    let f = Fields {
+        file,
+        context: String::new(),
+        map,
+    };
     let prefixes = match f.get("allowed_path_prefixes") {
         None => None,
         Some(_) => {
@@ -103,13 +110,22 @@ fn read_layer(file: &Path, value: &Value) -> Result<Layer, InputError> {
         ..Layer::default()
     };
     if let Some(limits) = f.opt_mapping("executor_limits")? {
-        let lf = Fields { file, context: "executor_limits: ".into(), map: limits };
+        let lf = Fields {
+            file,
+            context: "executor_limits: ".into(),
+            map: limits,
+        };
         layer.fuel = lf.opt_u64("fuel")?;
         layer.memory_mib = lf.opt_u64("memory_mib")?;
         layer.max_files_written = lf.opt_u64("max_files_written")?;
         layer.max_bytes_written = lf.opt_u64("max_bytes_written")?;
         for key in limits.keys() {
-            let known = ["fuel", "memory_mib", "max_files_written", "max_bytes_written"];
+            let known = [
+                "fuel",
+                "memory_mib",
+                "max_files_written",
+                "max_bytes_written",
+            ];
             if !key.as_str().is_some_and(|k| known.contains(&k)) {
                 return Err(lf.error(
                     &yaml::scalar_text(key).unwrap_or_default(),
@@ -163,7 +179,10 @@ impl Policy {
             Layer::default()
         } else {
             let default_file = Path::new(DEFAULT_POLICY_NAME);
-            read_layer(default_file, &yaml::parse(default_file, DEFAULT_POLICY_YAML)?)?
+            read_layer(
+                default_file,
+                &yaml::parse(default_file, DEFAULT_POLICY_YAML)?,
+            )?
         };
         let missing = |field: &str| InputError::Field {
             file: file.into(),
@@ -173,7 +192,10 @@ impl Policy {
         };
         macro_rules! pick {
             ($f:ident) => {
-                layer.$f.or(defaults.$f).ok_or_else(|| missing(stringify!($f)))?
+                layer
+                    .$f
+                    .or(defaults.$f)
+                    .ok_or_else(|| missing(stringify!($f)))?
             };
         }
         let mut extra = defaults.extra;
@@ -219,11 +241,18 @@ mod tests {
 
     #[test]
     fn omitted_fields_take_defaults_and_unknown_fields_are_kept() {
-        let p = parse("target_id: radix\nmax_open_prs: 3\nallowed_path_prefixes: [docs/**]\n").unwrap();
+        let p =
+            parse("target_id: radix\nmax_open_prs: 3\nallowed_path_prefixes: [docs/**]\n").unwrap();
         assert_eq!(p.max_open_prs, 3);
         assert_eq!(p.max_attempts_per_task, 2);
-        assert_eq!(p.allowed_path_prefixes, vec![RepoPath::parse("docs/").unwrap()]);
-        assert_eq!(p.extra.get("target_id").and_then(|v| v.as_str()), Some("radix"));
+        assert_eq!(
+            p.allowed_path_prefixes,
+            vec![RepoPath::parse("docs/").unwrap()]
+        );
+        assert_eq!(
+            p.extra.get("target_id").and_then(|v| v.as_str()),
+            Some("radix")
+        );
     }
 
     #[test]
@@ -236,7 +265,9 @@ mod tests {
 
     #[test]
     fn negative_number_rejected() {
-        let err = parse("attempt_timeout_seconds: -5\n").unwrap_err().to_string();
+        let err = parse("attempt_timeout_seconds: -5\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("attempt_timeout_seconds"), "{err}");
     }
 
@@ -249,13 +280,17 @@ mod tests {
 
     #[test]
     fn hostile_prefix_rejected() {
-        let err = parse("allowed_path_prefixes: [docs/, ../etc]\n").unwrap_err().to_string();
+        let err = parse("allowed_path_prefixes: [docs/, ../etc]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("item 2"), "{err}");
     }
 
     #[test]
     fn unknown_limit_rejected() {
-        let err = parse("executor_limits: {fule: 3}\n").unwrap_err().to_string();
+        let err = parse("executor_limits: {fule: 3}\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`fule`"), "{err}");
     }
 }

@@ -59,15 +59,27 @@ pub enum RegistryError {
     #[error("plugin registry {dir}: {message}")]
     Unreadable { dir: PathBuf, message: String },
     #[error("no executor plugin handles scope `{scope}` (registry {dir}; installed: {installed})")]
-    NoExecutor { scope: String, dir: PathBuf, installed: String },
+    NoExecutor {
+        scope: String,
+        dir: PathBuf,
+        installed: String,
+    },
     #[error("task field `executor`: `{0}` is not `name` or `name@version-requirement`")]
     BadExecutorField(String),
-    #[error("task field `executor`: no installed plugin matches `{wanted}` (installed: {installed})")]
+    #[error(
+        "task field `executor`: no installed plugin matches `{wanted}` (installed: {installed})"
+    )]
     NoMatch { wanted: String, installed: String },
-    #[error("scope `{scope}` is claimed by several plugins ({names}); name one in the task's `executor` field")]
+    #[error(
+        "scope `{scope}` is claimed by several plugins ({names}); name one in the task's `executor` field"
+    )]
     Ambiguous { scope: String, names: String },
     #[error("plugin {id} ({file}): {message}")]
-    Invalid { id: String, file: PathBuf, message: String },
+    Invalid {
+        id: String,
+        file: PathBuf,
+        message: String,
+    },
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
 }
@@ -90,16 +102,30 @@ impl Registry {
 
     /// Reads every manifest under `dir`. Invalid entries are listed in `rejected`.
     pub fn scan(dir: &Path) -> Result<Registry, RegistryError> {
-        let unreadable = |e: std::io::Error| RegistryError::Unreadable { dir: dir.to_path_buf(), message: e.to_string() };
+        let unreadable = |e: std::io::Error| RegistryError::Unreadable {
+            dir: dir.to_path_buf(),
+            message: e.to_string(),
+        };
         let mut entries = Vec::new();
         let mut rejected = Vec::new();
-        let mut names: Vec<_> = fs::read_dir(dir).map_err(unreadable)?.flatten().map(|e| e.path()).collect();
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .map_err(unreadable)?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         names.sort();
         for name_dir in names.into_iter().filter(|p| p.is_dir()) {
             let mut versions: Vec<_> = match fs::read_dir(&name_dir) {
-                Ok(rd) => rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect(),
+                Ok(rd) => rd
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect(),
                 Err(e) => {
-                    rejected.push(Rejected { dir: name_dir, reason: e.to_string() });
+                    rejected.push(Rejected {
+                        dir: name_dir,
+                        reason: e.to_string(),
+                    });
                     continue;
                 }
             };
@@ -107,18 +133,29 @@ impl Registry {
             for version_dir in versions {
                 match read_entry(&version_dir) {
                     Ok(entry) => entries.push(entry),
-                    Err(reason) => rejected.push(Rejected { dir: version_dir, reason }),
+                    Err(reason) => rejected.push(Rejected {
+                        dir: version_dir,
+                        reason,
+                    }),
                 }
             }
         }
-        Ok(Registry { dir: dir.to_path_buf(), entries, rejected })
+        Ok(Registry {
+            dir: dir.to_path_buf(),
+            entries,
+            rejected,
+        })
     }
 
     fn installed(&self) -> String {
         if self.entries.is_empty() {
             return "none; run `cargo xtask build`".into();
         }
-        self.entries.iter().map(|e| format!("{} [{}]", e.id(), e.manifest.scopes.join(", "))).collect::<Vec<_>>().join(", ")
+        self.entries
+            .iter()
+            .map(|e| format!("{} [{}]", e.id(), e.manifest.scopes.join(", ")))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Picks the plugin for `task`: by its `executor` field (`name` or
@@ -128,7 +165,8 @@ impl Registry {
             let (name, req) = match wanted.split_once('@') {
                 Some((n, r)) => (
                     n.trim(),
-                    semver::VersionReq::parse(r.trim()).map_err(|_| RegistryError::BadExecutorField(wanted.into()))?,
+                    semver::VersionReq::parse(r.trim())
+                        .map_err(|_| RegistryError::BadExecutorField(wanted.into()))?,
                 ),
                 None => (wanted.trim(), semver::VersionReq::STAR),
             };
@@ -137,25 +175,46 @@ impl Registry {
                 .iter()
                 .filter(|e| e.manifest.name == name && req.matches(&e.manifest.version))
                 .max_by(|a, b| a.manifest.version.cmp(&b.manifest.version))
-                .ok_or_else(|| RegistryError::NoMatch { wanted: wanted.into(), installed: self.installed() });
+                .ok_or_else(|| RegistryError::NoMatch {
+                    wanted: wanted.into(),
+                    installed: self.installed(),
+                });
         }
-        let candidates: Vec<&Entry> =
-            self.entries.iter().filter(|e| e.manifest.scopes.iter().any(|s| s == &task.scope)).collect();
-        let mut names: Vec<&str> = candidates.iter().map(|e| e.manifest.name.as_str()).collect();
+        let candidates: Vec<&Entry> = self
+            .entries
+            .iter()
+            .filter(|e| e.manifest.scopes.iter().any(|s| s == &task.scope))
+            .collect();
+        let mut names: Vec<&str> = candidates
+            .iter()
+            .map(|e| e.manifest.name.as_str())
+            .collect();
         names.sort();
         names.dedup();
         if names.len() > 1 {
-            return Err(RegistryError::Ambiguous { scope: task.scope.clone(), names: names.join(", ") });
+            return Err(RegistryError::Ambiguous {
+                scope: task.scope.clone(),
+                names: names.join(", "),
+            });
         }
-        candidates.into_iter().max_by(|a, b| a.manifest.version.cmp(&b.manifest.version)).ok_or_else(|| {
-            RegistryError::NoExecutor { scope: task.scope.clone(), dir: self.dir.clone(), installed: self.installed() }
-        })
+        candidates
+            .into_iter()
+            .max_by(|a, b| a.manifest.version.cmp(&b.manifest.version))
+            .ok_or_else(|| RegistryError::NoExecutor {
+                scope: task.scope.clone(),
+                dir: self.dir.clone(),
+                installed: self.installed(),
+            })
     }
 
     /// Reads, verifies and loads an entry's component, and checks that the component
     /// describes itself as its manifest does.
     pub fn load(&self, sandbox: &Sandbox, entry: &Entry) -> Result<LoadedComponent, RegistryError> {
-        let invalid = |message: String| RegistryError::Invalid { id: entry.id(), file: entry.wasm.clone(), message };
+        let invalid = |message: String| RegistryError::Invalid {
+            id: entry.id(),
+            file: entry.wasm.clone(),
+            message,
+        };
         let wasm = fs::read(&entry.wasm).map_err(|e| invalid(format!("cannot read: {e}")))?;
         let actual = sha256_hex(&wasm);
         if !actual.eq_ignore_ascii_case(&entry.manifest.sha256) {
@@ -165,7 +224,9 @@ impl Registry {
             )));
         }
         let component = sandbox.load(&entry.id(), &wasm)?;
-        let info = sandbox.describe(&component).map_err(|e| invalid(format!("describe() failed: {e}")))?;
+        let info = sandbox
+            .describe(&component)
+            .map_err(|e| invalid(format!("describe() failed: {e}")))?;
         let m = &entry.manifest;
         if info.name != m.name || info.version != m.version.to_string() {
             return Err(invalid(format!(
@@ -195,8 +256,10 @@ impl Registry {
 /// entry of the same version. The entry is written to a temporary directory and
 /// renamed into place, so readers never see half an entry.
 pub fn install(registry: &Path, wasm: &Path, manifest: &Path) -> Result<Entry, String> {
-    let text = fs::read_to_string(manifest).map_err(|e| format!("{}: cannot read: {e}", manifest.display()))?;
-    let mut parsed: Manifest = toml::from_str(&text).map_err(|e| format!("{}: {e}", manifest.display()))?;
+    let text = fs::read_to_string(manifest)
+        .map_err(|e| format!("{}: cannot read: {e}", manifest.display()))?;
+    let mut parsed: Manifest =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", manifest.display()))?;
     let bytes = fs::read(wasm).map_err(|e| format!("{}: cannot read: {e}", wasm.display()))?;
     parsed.sha256 = sha256_hex(&bytes);
     let name_dir = registry.join(&parsed.name);
@@ -210,12 +273,18 @@ pub fn install(registry: &Path, wasm: &Path, manifest: &Path) -> Result<Entry, S
         toml_string(&parsed.name),
         parsed.version,
         toml_string(&parsed.world),
-        parsed.scopes.iter().map(|s| toml_string(s)).collect::<Vec<_>>().join(", "),
+        parsed
+            .scopes
+            .iter()
+            .map(|s| toml_string(s))
+            .collect::<Vec<_>>()
+            .join(", "),
         parsed.sha256,
         toml_string(&parsed.summary),
     );
     let write = |file: &str, data: &[u8]| {
-        fs::write(staging.path().join(file), data).map_err(|e| format!("{}: {e}", staging.path().display()))
+        fs::write(staging.path().join(file), data)
+            .map_err(|e| format!("{}: {e}", staging.path().display()))
     };
     write("plugin.toml", manifest_text.as_bytes())?;
     write(&format!("{}.wasm", parsed.name), &bytes)?;
@@ -234,11 +303,21 @@ fn toml_string(s: &str) -> String {
 
 fn read_entry(dir: &Path) -> Result<Entry, String> {
     let manifest_path = dir.join("plugin.toml");
-    let text = fs::read_to_string(&manifest_path).map_err(|e| format!("{}: cannot read: {e}", manifest_path.display()))?;
-    let manifest: Manifest = toml::from_str(&text).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
-    let bad = |field: &str, message: String| format!("{}: field `{field}`: {message}", manifest_path.display());
+    let text = fs::read_to_string(&manifest_path)
+        .map_err(|e| format!("{}: cannot read: {e}", manifest_path.display()))?;
+    let manifest: Manifest =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+    let bad = |field: &str, message: String| {
+        format!("{}: field `{field}`: {message}", manifest_path.display())
+    };
     if manifest.world != EXECUTOR_WORLD {
-        return Err(bad("world", format!("`{}` is not supported; this host implements `{EXECUTOR_WORLD}`", manifest.world)));
+        return Err(bad(
+            "world",
+            format!(
+                "`{}` is not supported; this host implements `{EXECUTOR_WORLD}`",
+                manifest.world
+            ),
+        ));
     }
     if manifest.scopes.is_empty() {
         return Err(bad("scopes", "must list at least one scope".into()));
@@ -247,7 +326,11 @@ fn read_entry(dir: &Path) -> Result<Entry, String> {
         return Err(bad("sha256", "must be 64 hex digits".into()));
     }
     let dir_name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    let parent_name = dir.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or_default();
+    let parent_name = dir
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     if parent_name != manifest.name || dir_name != manifest.version.to_string() {
         return Err(format!(
             "{}: declares {}@{} but lives in {parent_name}/{dir_name}/",
@@ -258,9 +341,17 @@ fn read_entry(dir: &Path) -> Result<Entry, String> {
     }
     let wasm = dir.join(format!("{}.wasm", manifest.name));
     if !wasm.is_file() {
-        return Err(format!("{}: missing component {}", manifest_path.display(), wasm.display()));
+        return Err(format!(
+            "{}: missing component {}",
+            manifest_path.display(),
+            wasm.display()
+        ));
     }
-    Ok(Entry { manifest, dir: dir.to_path_buf(), wasm })
+    Ok(Entry {
+        manifest,
+        dir: dir.to_path_buf(),
+        wasm,
+    })
 }
 
 #[cfg(test)]
@@ -282,7 +373,12 @@ mod tests {
     }
 
     fn task(scope: &str, executor: Option<&str>) -> Task {
-        Task { id: "T".into(), scope: scope.into(), executor: executor.map(String::from), ..Task::default() }
+        Task {
+            id: "T".into(),
+            scope: scope.into(),
+            executor: executor.map(String::from),
+            ..Task::default()
+        }
     }
 
     #[test]
@@ -290,14 +386,33 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         write_entry(root.path(), "docs-executor", "0.1.0", "\"docs\"");
         write_entry(root.path(), "docs-executor", "0.2.0", "\"docs\"");
-        write_entry(root.path(), "tests-executor", "0.1.0", "\"tests\", \"test\"");
+        write_entry(
+            root.path(),
+            "tests-executor",
+            "0.1.0",
+            "\"tests\", \"test\"",
+        );
         let reg = Registry::scan(root.path()).unwrap();
         assert!(reg.rejected.is_empty(), "{:?}", reg.rejected);
-        assert_eq!(reg.route(&task("docs", None)).unwrap().id(), "docs-executor@0.2.0");
-        assert_eq!(reg.route(&task("test", None)).unwrap().id(), "tests-executor@0.1.0");
-        assert_eq!(reg.route(&task("docs", Some("docs-executor@<0.2"))).unwrap().id(), "docs-executor@0.1.0");
+        assert_eq!(
+            reg.route(&task("docs", None)).unwrap().id(),
+            "docs-executor@0.2.0"
+        );
+        assert_eq!(
+            reg.route(&task("test", None)).unwrap().id(),
+            "tests-executor@0.1.0"
+        );
+        assert_eq!(
+            reg.route(&task("docs", Some("docs-executor@<0.2")))
+                .unwrap()
+                .id(),
+            "docs-executor@0.1.0"
+        );
         let err = reg.route(&task("deploy", None)).unwrap_err().to_string();
-        assert!(err.contains("no executor plugin handles scope `deploy`"), "{err}");
+        assert!(
+            err.contains("no executor plugin handles scope `deploy`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -306,11 +421,19 @@ mod tests {
         write_entry(root.path(), "good", "1.0.0", "\"docs\"");
         let bad = root.path().join("bad/1.0.0");
         fs::create_dir_all(&bad).unwrap();
-        fs::write(bad.join("plugin.toml"), "name = \"bad\"\nversion = \"one\"\n").unwrap();
+        fs::write(
+            bad.join("plugin.toml"),
+            "name = \"bad\"\nversion = \"one\"\n",
+        )
+        .unwrap();
         let reg = Registry::scan(root.path()).unwrap();
         assert_eq!(reg.entries.len(), 1);
         assert_eq!(reg.rejected.len(), 1);
-        assert!(reg.rejected[0].reason.contains("version"), "{}", reg.rejected[0].reason);
+        assert!(
+            reg.rejected[0].reason.contains("version"),
+            "{}",
+            reg.rejected[0].reason
+        );
     }
 
     #[test]

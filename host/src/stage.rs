@@ -23,7 +23,10 @@ pub enum StageError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StageError + '_ {
-    move |source| StageError::Io { path: path.to_path_buf(), source }
+    move |source| StageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The staged directories of one run.
@@ -52,7 +55,12 @@ pub fn check_no_links(worktree: &Path, path: &RepoPath) -> Result<(), StageError
         let meta = match fs::symlink_metadata(&current) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(StageError::Io { path: current, source: e }),
+            Err(e) => {
+                return Err(StageError::Io {
+                    path: current,
+                    source: e,
+                });
+            }
         };
         let shown = path.components()[..=i].join("/");
         if meta.file_type().is_symlink() {
@@ -61,7 +69,9 @@ pub fn check_no_links(worktree: &Path, path: &RepoPath) -> Result<(), StageError
             )));
         }
         if i + 1 < count && !meta.is_dir() {
-            return Err(StageError::Denied(format!("`{shown}` is not a directory (allowed path `{path}`)")));
+            return Err(StageError::Denied(format!(
+                "`{shown}` is not a directory (allowed path `{path}`)"
+            )));
         }
         if meta.is_file() && hard_links(&meta) > 1 {
             return Err(StageError::Denied(format!(
@@ -86,7 +96,11 @@ fn hard_links(_meta: &fs::Metadata) -> u64 {
 /// The directory mounted for an allowed path: the path itself for a directory, its
 /// parent for a file (`None` for a top-level file: the whole `/out`).
 fn mount_root(path: &RepoPath) -> Option<RepoPath> {
-    if path.looks_like_dir() { Some(path.clone()) } else { path.parent() }
+    if path.looks_like_dir() {
+        Some(path.clone())
+    } else {
+        path.parent()
+    }
 }
 
 /// Stages `worktree` for a run allowed to write `allowed` (already checked against
@@ -95,7 +109,10 @@ pub fn prepare(worktree: &Path, allowed: &[RepoPath]) -> Result<Stage, StageErro
     for path in allowed {
         check_no_links(worktree, path)?;
     }
-    let dir = tempfile::Builder::new().prefix("leviathan-stage-").tempdir().map_err(io_err(worktree))?;
+    let dir = tempfile::Builder::new()
+        .prefix("leviathan-stage-")
+        .tempdir()
+        .map_err(io_err(worktree))?;
     let repo = dir.path().join("repo");
     let out = dir.path().join("out");
     fs::create_dir(&repo).map_err(io_err(&repo))?;
@@ -125,13 +142,21 @@ pub fn prepare(worktree: &Path, allowed: &[RepoPath]) -> Result<Stage, StageErro
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StageError::Io { path: source, source: e }),
+            Err(e) => {
+                return Err(StageError::Io {
+                    path: source,
+                    source: e,
+                });
+            }
         }
     }
 
     let roots: Vec<Option<RepoPath>> = allowed.iter().map(mount_root).collect();
     let mounts = if roots.iter().any(Option::is_none) {
-        vec![Mount { guest: "/out".into(), host: out.clone() }]
+        vec![Mount {
+            guest: "/out".into(),
+            host: out.clone(),
+        }]
     } else {
         let roots: Vec<RepoPath> = roots.into_iter().flatten().collect();
         outermost(&roots)
@@ -139,11 +164,20 @@ pub fn prepare(worktree: &Path, allowed: &[RepoPath]) -> Result<Stage, StageErro
             .map(|root| {
                 let host = root.under(&out);
                 fs::create_dir_all(&host).map_err(io_err(&host))?;
-                Ok(Mount { guest: format!("/out/{}", root.as_string()), host })
+                Ok(Mount {
+                    guest: format!("/out/{}", root.as_string()),
+                    host,
+                })
             })
             .collect::<Result<_, StageError>>()?
     };
-    Ok(Stage { _dir: dir, repo, out, mounts, seeded })
+    Ok(Stage {
+        _dir: dir,
+        repo,
+        out,
+        mounts,
+        seeded,
+    })
 }
 
 /// Copies the regular files and directories of `from` into `to`, skipping `.git`
@@ -160,12 +194,18 @@ fn copy_tree(from: &Path, to: &Path, seen: &mut dyn FnMut(&str, u64)) -> Result<
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let name = entry.file_name();
-            let Some(name_str) = name.to_str() else { continue };
+            let Some(name_str) = name.to_str() else {
+                continue;
+            };
             if name_str.eq_ignore_ascii_case(".git") {
                 continue;
             }
             let file_type = entry.file_type().map_err(io_err(&src))?;
-            let child_rel = if rel.is_empty() { name_str.to_string() } else { format!("{rel}/{name_str}") };
+            let child_rel = if rel.is_empty() {
+                name_str.to_string()
+            } else {
+                format!("{rel}/{name_str}")
+            };
             let target = dst.join(&name);
             if file_type.is_dir() {
                 fs::create_dir(&target).map_err(io_err(&target))?;
@@ -222,8 +262,18 @@ mod tests {
         assert!(!stage.out.join("README.md").exists());
         let guests: Vec<_> = stage.mounts.iter().map(|m| m.guest.as_str()).collect();
         assert_eq!(guests, ["/out/docs", "/out/tests"]);
-        assert_eq!(stage.seeded.keys().map(|k| k.as_string()).collect::<Vec<_>>(), ["docs/sub/a.md"]);
-        let mtime = fs::metadata(stage.repo.join("README.md")).unwrap().modified().unwrap();
+        assert_eq!(
+            stage
+                .seeded
+                .keys()
+                .map(|k| k.as_string())
+                .collect::<Vec<_>>(),
+            ["docs/sub/a.md"]
+        );
+        let mtime = fs::metadata(stage.repo.join("README.md"))
+            .unwrap()
+            .modified()
+            .unwrap();
         assert_eq!(mtime, SystemTime::UNIX_EPOCH);
     }
 
@@ -234,7 +284,10 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), w.path().join("docs")).unwrap();
         let err = prepare(w.path(), &[p("docs/")]).err().unwrap();
-        assert!(matches!(err, StageError::Denied(ref m) if m.contains("`docs` is a symbolic link")), "{err}");
+        assert!(
+            matches!(err, StageError::Denied(ref m) if m.contains("`docs` is a symbolic link")),
+            "{err}"
+        );
     }
 
     #[cfg(unix)]
@@ -245,7 +298,10 @@ mod tests {
         fs::write(w.path().join("secret"), "x").unwrap();
         fs::hard_link(w.path().join("secret"), w.path().join("docs/a.md")).unwrap();
         let err = prepare(w.path(), &[p("docs/a.md")]).err().unwrap();
-        assert!(matches!(err, StageError::Denied(ref m) if m.contains("hard links")), "{err}");
+        assert!(
+            matches!(err, StageError::Denied(ref m) if m.contains("hard links")),
+            "{err}"
+        );
     }
 
     #[test]

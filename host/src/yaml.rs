@@ -101,9 +101,9 @@ impl<'a> Fields<'a> {
     pub fn opt_scalar(&self, field: &str) -> Result<Option<String>, InputError> {
         match self.get(field) {
             None => Ok(None),
-            Some(v) => scalar_text(v)
-                .map(Some)
-                .ok_or_else(|| self.error(field, format!("expected a scalar, found {}", describe(v)))),
+            Some(v) => scalar_text(v).map(Some).ok_or_else(|| {
+                self.error(field, format!("expected a scalar, found {}", describe(v)))
+            }),
         }
     }
 
@@ -112,7 +112,10 @@ impl<'a> Fields<'a> {
         match self.get(field) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(v) => Err(self.error(field, format!("expected true or false, found {}", describe(v)))),
+            Some(v) => Err(self.error(
+                field,
+                format!("expected true or false, found {}", describe(v)),
+            )),
         }
     }
 
@@ -149,7 +152,10 @@ impl<'a> Fields<'a> {
     }
 
     /// An optional nested mapping.
-    pub fn opt_mapping(&self, field: &str) -> Result<Option<&'a serde_norway::Mapping>, InputError> {
+    pub fn opt_mapping(
+        &self,
+        field: &str,
+    ) -> Result<Option<&'a serde_norway::Mapping>, InputError> {
         match self.get(field) {
             None => Ok(None),
             Some(Value::Mapping(m)) => Ok(Some(m)),

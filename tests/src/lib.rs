@@ -10,17 +10,26 @@ use std::sync::OnceLock;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// `release` when the tests were built with `--release`, else `dev`.
 fn profile() -> &'static str {
     let exe = std::env::current_exe().unwrap_or_default();
-    if exe.components().any(|c| c.as_os_str() == "release") { "release" } else { "dev" }
+    if exe.components().any(|c| c.as_os_str() == "release") {
+        "release"
+    } else {
+        "dev"
+    }
 }
 
 fn run(command: &mut Command) {
-    let status = command.status().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let status = command
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
     assert!(status.success(), "{command:?} failed with {status}");
 }
 
@@ -31,10 +40,26 @@ pub fn registry() -> &'static Path {
     REGISTRY.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         run(Command::new(&cargo).current_dir(root()).args([
-            "build", "--quiet", "--release", "--target", "wasm32-wasip2", "-p", "docs-executor", "-p",
-            "tests-executor", "-p", "hostile-guest",
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "docs-executor",
+            "-p",
+            "tests-executor",
+            "-p",
+            "hostile-guest",
         ]));
-        run(Command::new(&cargo).current_dir(root()).args(["build", "--quiet", "--profile", profile(), "-p", "leviathan-host"]));
+        run(Command::new(&cargo).current_dir(root()).args([
+            "build",
+            "--quiet",
+            "--profile",
+            profile(),
+            "-p",
+            "leviathan-host",
+        ]));
         let dir = root().join("target/test-registry");
         let components = root().join("target/wasm32-wasip2/release");
         for (name, manifest) in [
@@ -53,7 +78,11 @@ pub fn registry() -> &'static Path {
 /// The `leviathan-host` binary of the current profile.
 pub fn host_binary() -> PathBuf {
     registry();
-    let dir = if profile() == "release" { "release" } else { "debug" };
+    let dir = if profile() == "release" {
+        "release"
+    } else {
+        "debug"
+    };
     root().join("target").join(dir).join("leviathan-host")
 }
 
@@ -61,7 +90,10 @@ pub fn host_binary() -> PathBuf {
 pub fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
     SANDBOX.get_or_init(|| {
-        Sandbox::new(ArtifactCache::new(Some(root().join("target/test-artifact-cache")))).expect("sandbox starts")
+        Sandbox::new(ArtifactCache::new(Some(
+            root().join("target/test-artifact-cache"),
+        )))
+        .expect("sandbox starts")
     })
 }
 
@@ -82,7 +114,16 @@ impl TestRepo {
         }
         repo.git(&["init", "--quiet", "--initial-branch=main"]);
         repo.git(&["add", "-A"]);
-        repo.git(&["-c", "user.name=Test", "-c", "user.email=test@example.invalid", "commit", "--quiet", "-m", "init"]);
+        repo.git(&[
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.invalid",
+            "commit",
+            "--quiet",
+            "-m",
+            "init",
+        ]);
         repo
     }
 
@@ -100,7 +141,8 @@ impl TestRepo {
 
     /// Reads a file as text.
     pub fn read(&self, path: &str) -> String {
-        std::fs::read_to_string(self.path().join(path)).unwrap_or_else(|e| panic!("read {path}: {e}"))
+        std::fs::read_to_string(self.path().join(path))
+            .unwrap_or_else(|e| panic!("read {path}: {e}"))
     }
 
     /// Runs git in the worktree (with fixed dates, so identical content gives
@@ -114,7 +156,11 @@ impl TestRepo {
             .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
             .output()
             .expect("git runs");
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -129,7 +175,11 @@ impl TestRepo {
     }
 
     /// Runs a task through the library with a policy file.
-    pub fn exec_with_policy(&self, task: &str, policy: Option<&Path>) -> Result<ExecReport, ExecFailure> {
+    pub fn exec_with_policy(
+        &self,
+        task: &str,
+        policy: Option<&Path>,
+    ) -> Result<ExecReport, ExecFailure> {
         let request = ExecRequest {
             repo: self.path().to_path_buf(),
             task_id: task.into(),
@@ -146,7 +196,10 @@ pub fn backlog_with(id: &str, scope: &str, allowed: &[&str], criteria: &[&str]) 
         if items.is_empty() {
             " []".to_string()
         } else {
-            items.iter().map(|i| format!("\n      - {}", serde_json::to_string(i).expect("json"))).collect()
+            items
+                .iter()
+                .map(|i| format!("\n      - {}", serde_json::to_string(i).expect("json")))
+                .collect()
         }
     };
     format!(

@@ -10,17 +10,29 @@ fn exec(repo: &TestRepo, task: &str, extra: &[&str]) -> (Output, Value) {
         .arg(repo.path())
         .args(extra)
         .env("LEVIATHAN_PLUGIN_DIR", registry())
-        .env("LEVIATHAN_CACHE_DIR", leviathan_tests::root().join("target/test-artifact-cache"))
+        .env(
+            "LEVIATHAN_CACHE_DIR",
+            leviathan_tests::root().join("target/test-artifact-cache"),
+        )
         .output()
         .expect("leviathan-host runs");
     let stdout = String::from_utf8(out.stdout.clone()).expect("utf-8 stdout");
-    assert_eq!(stdout.lines().count(), 1, "stdout must be exactly one JSON object: {stdout}");
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "stdout must be exactly one JSON object: {stdout}"
+    );
     let value: Value = serde_json::from_str(&stdout).expect("stdout is JSON");
     (out, value)
 }
 
 fn keys(v: &Value) -> Vec<&str> {
-    let mut k: Vec<&str> = v.as_object().expect("object").keys().map(String::as_str).collect();
+    let mut k: Vec<&str> = v
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
     k.sort();
     k
 }
@@ -29,7 +41,12 @@ fn keys(v: &Value) -> Vec<&str> {
 fn success_prints_the_report_and_exits_zero() {
     let repo = TestRepo::new(&backlog_with("docs-x", "docs", &["docs/"], &["a"]), &[]);
     let (out, v) = exec(&repo, "docs-x", &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(keys(&v), ["digest", "executor", "files", "task"]);
     assert_eq!(v["task"], "docs-x");
     assert_eq!(v["executor"], "docs-executor@0.1.0");
@@ -38,17 +55,27 @@ fn success_prints_the_report_and_exits_zero() {
     assert_eq!(file["path"], "docs/DOCS_X.md");
     let text = repo.read("docs/DOCS_X.md");
     assert_eq!(file["bytes"], text.len() as u64);
-    assert_eq!(file["sha256"], leviathan_host::digest::sha256_hex(text.as_bytes()));
+    assert_eq!(
+        file["sha256"],
+        leviathan_host::digest::sha256_hex(text.as_bytes())
+    );
     assert!(v["digest"].as_str().unwrap().starts_with("sha256:"));
     let (_, again) = exec(&repo, "docs-x", &[]);
-    assert_eq!(again["files"], Value::Array(vec![]), "only changed files are listed");
+    assert_eq!(
+        again["files"],
+        Value::Array(vec![]),
+        "only changed files are listed"
+    );
 }
 
 fn assert_error(v: &Value, kind: &str, needle: &str) {
     assert_eq!(keys(v), ["error"]);
     assert_eq!(keys(&v["error"]), ["kind", "message"]);
     assert_eq!(v["error"]["kind"], kind, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains(needle), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains(needle),
+        "{v}"
+    );
 }
 
 #[test]
@@ -58,7 +85,10 @@ fn invalid_input_exits_two() {
     assert_eq!(out.status.code(), Some(2));
     assert_error(&v, "invalid-task", "no task with id `nope`");
 
-    let bad = TestRepo::new("tasks:\n  - id: a\n    ready: yes please\n    allowed_paths: docs/\n", &[]);
+    let bad = TestRepo::new(
+        "tasks:\n  - id: a\n    ready: yes please\n    allowed_paths: docs/\n",
+        &[],
+    );
     let (out, v) = exec(&bad, "a", &[]);
     assert_eq!(out.status.code(), Some(2));
     assert_error(&v, "invalid-task", "backlog.yaml");

@@ -7,7 +7,12 @@ use std::process::Command;
 #[test]
 fn docs_task_writes_markdown_into_the_allowed_directory() {
     let repo = TestRepo::new(
-        &backlog_with("docs-guide", "docs", &["docs/"], &["Explains setup", "Lists the commands"]),
+        &backlog_with(
+            "docs-guide",
+            "docs",
+            &["docs/"],
+            &["Explains setup", "Lists the commands"],
+        ),
         &[("docs/index.md", "# Index\n")],
     );
     let report = repo.exec("docs-guide").expect("docs task runs");
@@ -16,17 +21,31 @@ fn docs_task_writes_markdown_into_the_allowed_directory() {
     assert_eq!(report.files[0].path.as_string(), "docs/DOCS_GUIDE.md");
     let text = repo.read("docs/DOCS_GUIDE.md");
     assert!(text.starts_with("# Task docs-guide\n"), "{text}");
-    assert!(text.contains("docs-guide") && text.contains("Explains setup") && text.contains("Lists the commands"));
+    assert!(
+        text.contains("docs-guide")
+            && text.contains("Explains setup")
+            && text.contains("Lists the commands")
+    );
     assert_eq!(report.files[0].bytes, text.len() as u64);
-    assert_eq!(report.files[0].sha256, leviathan_host::digest::sha256_hex(text.as_bytes()));
+    assert_eq!(
+        report.files[0].sha256,
+        leviathan_host::digest::sha256_hex(text.as_bytes())
+    );
     assert!(report.digest.starts_with("sha256:") && report.digest.len() == 71);
-    assert_eq!(repo.read("docs/index.md"), "# Index\n", "other files untouched");
+    assert_eq!(
+        repo.read("docs/index.md"),
+        "# Index\n",
+        "other files untouched"
+    );
     assert_eq!(repo.status().trim(), "?? docs/DOCS_GUIDE.md");
 }
 
 #[test]
 fn second_run_is_idempotent_and_reports_no_files() {
-    let repo = TestRepo::new(&backlog_with("docs-guide", "docs", &["docs/"], &["One"]), &[]);
+    let repo = TestRepo::new(
+        &backlog_with("docs-guide", "docs", &["docs/"], &["One"]),
+        &[],
+    );
     let first = repo.exec("docs-guide").expect("first run");
     let before = repo.read("docs/DOCS_GUIDE.md");
     let second = repo.exec("docs-guide").expect("second run");
@@ -38,15 +57,32 @@ fn second_run_is_idempotent_and_reports_no_files() {
 
 #[test]
 fn docs_task_with_one_markdown_path_writes_exactly_that_file() {
-    let repo = TestRepo::new(&backlog_with("pr-template", "docs", &["docs/templates/PULL_REQUEST.md"], &["PR names the task"]), &[]);
+    let repo = TestRepo::new(
+        &backlog_with(
+            "pr-template",
+            "docs",
+            &["docs/templates/PULL_REQUEST.md"],
+            &["PR names the task"],
+        ),
+        &[],
+    );
     let report = repo.exec("pr-template").expect("runs");
-    assert_eq!(report.files[0].path.as_string(), "docs/templates/PULL_REQUEST.md");
-    assert!(repo.read("docs/templates/PULL_REQUEST.md").contains("- [ ] PR names the task"));
+    assert_eq!(
+        report.files[0].path.as_string(),
+        "docs/templates/PULL_REQUEST.md"
+    );
+    assert!(
+        repo.read("docs/templates/PULL_REQUEST.md")
+            .contains("- [ ] PR names the task")
+    );
 }
 
 #[test]
 fn docs_task_with_two_markdown_paths_is_invalid_and_writes_nothing() {
-    let repo = TestRepo::new(&backlog_with("two", "docs", &["docs/a.md", "docs/b.md"], &["x"]), &[]);
+    let repo = TestRepo::new(
+        &backlog_with("two", "docs", &["docs/a.md", "docs/b.md"], &["x"]),
+        &[],
+    );
     let err = repo.exec("two").expect_err("ambiguous output");
     assert_eq!(err.kind, ErrorKind::InvalidTask, "{err}");
     assert_eq!(repo.status(), "");
@@ -68,10 +104,16 @@ fn tests_task_writes_pending_pytest_stubs_that_pytest_accepts() {
         "Ünïcödé — naïve café ✓",
         "!!!",
     ];
-    let repo = TestRepo::new(&backlog_with("parser-tests", "tests", &["tests/"], &criteria), &[]);
+    let repo = TestRepo::new(
+        &backlog_with("parser-tests", "tests", &["tests/"], &criteria),
+        &[],
+    );
     let report = repo.exec("parser-tests").expect("tests task runs");
     assert_eq!(report.executor, "tests-executor@0.1.0");
-    assert_eq!(report.files[0].path.as_string(), "tests/test_parser_tests.py");
+    assert_eq!(
+        report.files[0].path.as_string(),
+        "tests/test_parser_tests.py"
+    );
     let text = repo.read("tests/test_parser_tests.py");
     assert!(text.contains("def test_rejects_a_task_without_an_id("));
     assert!(text.contains("def test_rejects_a_task_without_an_id_2("));
@@ -81,8 +123,15 @@ fn tests_task_writes_pending_pytest_stubs_that_pytest_accepts() {
         .output()
         .expect("python3 runs (cargo xtask test installs pytest)");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "pytest failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("5 skipped"), "every stub must be pending:\n{stdout}");
+    assert!(
+        out.status.success(),
+        "pytest failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("5 skipped"),
+        "every stub must be pending:\n{stdout}"
+    );
     assert!(!stdout.contains("passed"), "{stdout}");
 }
 
@@ -91,7 +140,10 @@ fn scope_test_is_an_alias_for_tests() {
     let repo = TestRepo::new(&backlog_with("alias", "test", &["tests/unit/"], &[]), &[]);
     let report = repo.exec("alias").expect("runs");
     assert_eq!(report.files[0].path.as_string(), "tests/unit/test_alias.py");
-    assert!(repo.read("tests/unit/test_alias.py").contains("def test_alias("));
+    assert!(
+        repo.read("tests/unit/test_alias.py")
+            .contains("def test_alias(")
+    );
 }
 
 #[test]
@@ -127,7 +179,10 @@ fn paths_outside_the_policy_or_escaping_are_denied() {
         let err = repo.exec("t").expect_err(allowed);
         assert_eq!(err.kind, ErrorKind::PolicyDenied, "{allowed}: {err}");
         assert!(err.message.contains(needle), "{allowed}: {err}");
-        assert!(err.message.contains("allowed_paths"), "names the field: {err}");
+        assert!(
+            err.message.contains("allowed_paths"),
+            "names the field: {err}"
+        );
         assert_eq!(repo.status(), "");
     }
 }
@@ -141,7 +196,11 @@ fn symlinked_docs_directory_is_refused_not_written_through() {
     let err = repo.exec("t").expect_err("symlink refused");
     assert_eq!(err.kind, ErrorKind::PolicyDenied, "{err}");
     assert!(err.message.contains("symbolic link"), "{err}");
-    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written through the link");
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        0,
+        "nothing written through the link"
+    );
 }
 
 #[cfg(unix)]
@@ -150,7 +209,10 @@ fn symlinked_target_file_is_refused() {
     let outside = tempfile::tempdir().unwrap();
     let victim = outside.path().join("victim.md");
     std::fs::write(&victim, "keep me\n").unwrap();
-    let repo = TestRepo::new(&backlog_with("t", "docs", &["docs/T.md"], &["x"]), &[("docs/index.md", "i\n")]);
+    let repo = TestRepo::new(
+        &backlog_with("t", "docs", &["docs/T.md"], &["x"]),
+        &[("docs/index.md", "i\n")],
+    );
     std::os::unix::fs::symlink(&victim, repo.path().join("docs/T.md")).unwrap();
     let err = repo.exec("t").expect_err("symlinked file refused");
     assert_eq!(err.kind, ErrorKind::PolicyDenied, "{err}");
@@ -171,10 +233,21 @@ fn policy_file_with_missing_guardrails_takes_defaults_and_bad_fields_are_named()
     let repo = TestRepo::new(&backlog_with("t", "docs", &["notes/"], &["x"]), &[]);
     let policy = repo.path().join("policy.yaml");
     std::fs::write(&policy, "allowed_path_prefixes: [notes/]\n").unwrap();
-    let report = repo.exec_with_policy("t", Some(&policy)).expect("narrow policy works");
+    let report = repo
+        .exec_with_policy("t", Some(&policy))
+        .expect("narrow policy works");
     assert_eq!(report.files[0].path.as_string(), "notes/T.md");
-    std::fs::write(&policy, "allowed_path_prefixes: [notes/]\nmax_open_prs: many\n").unwrap();
-    let err = repo.exec_with_policy("t", Some(&policy)).expect_err("bad policy");
+    std::fs::write(
+        &policy,
+        "allowed_path_prefixes: [notes/]\nmax_open_prs: many\n",
+    )
+    .unwrap();
+    let err = repo
+        .exec_with_policy("t", Some(&policy))
+        .expect_err("bad policy");
     assert_eq!(err.kind, ErrorKind::InvalidTask);
-    assert!(err.message.contains("policy.yaml") && err.message.contains("max_open_prs"), "{err}");
+    assert!(
+        err.message.contains("policy.yaml") && err.message.contains("max_open_prs"),
+        "{err}"
+    );
 }

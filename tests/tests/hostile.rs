@@ -5,16 +5,26 @@ use leviathan_host::exec::{ErrorKind, ExecFailure};
 use leviathan_tests::{TestRepo, backlog_with};
 
 fn attack(mode: &str, allowed: &[&str]) -> (TestRepo, ExecFailure) {
-    let repo = TestRepo::new(&backlog_with(mode, "hostile", allowed, &[]), &[("docs/index.md", "# Index\n")]);
+    let repo = TestRepo::new(
+        &backlog_with(mode, "hostile", allowed, &[]),
+        &[("docs/index.md", "# Index\n")],
+    );
     let err = repo.exec(mode).expect_err("the attack must fail");
-    assert_eq!(repo.status(), "", "{mode}: the worktree must be untouched ({err})");
+    assert_eq!(
+        repo.status(),
+        "",
+        "{mode}: the worktree must be untouched ({err})"
+    );
     assert_eq!(repo.read("docs/index.md"), "# Index\n");
     (repo, err)
 }
 
 fn assert_failure(err: &ExecFailure, kind: ErrorKind, needle: &str) {
     assert_eq!(err.kind, kind, "{err}");
-    assert!(err.message.contains(needle), "expected `{needle}` in: {err}");
+    assert!(
+        err.message.contains(needle),
+        "expected `{needle}` in: {err}"
+    );
 }
 
 #[test]
@@ -27,8 +37,14 @@ fn infinite_loop_runs_out_of_fuel() {
 fn wall_clock_timeout_stops_a_loop_when_fuel_would_not() {
     let repo = TestRepo::new(&backlog_with("loop", "hostile", &["docs/"], &[]), &[]);
     let policy = repo.path().join("../timeout-policy.yaml");
-    std::fs::write(&policy, "attempt_timeout_seconds: 1\nexecutor_limits:\n  fuel: 1000000000000000\n").unwrap();
-    let err = repo.exec_with_policy("loop", Some(&policy)).expect_err("times out");
+    std::fs::write(
+        &policy,
+        "attempt_timeout_seconds: 1\nexecutor_limits:\n  fuel: 1000000000000000\n",
+    )
+    .unwrap();
+    let err = repo
+        .exec_with_policy("loop", Some(&policy))
+        .expect_err("times out");
     let _ = std::fs::remove_file(&policy);
     assert_failure(&err, ErrorKind::ExecutorFailed, "wall-clock timeout");
 }
@@ -50,7 +66,11 @@ fn writes_outside_the_grant_are_refused_by_the_sandbox() {
 #[test]
 fn writes_beside_an_allowed_file_are_caught_in_the_change_set() {
     let (repo, err) = attack("sibling", &["docs/allowed.md"]);
-    assert_failure(&err, ErrorKind::PolicyDenied, "outside the task's allowed paths");
+    assert_failure(
+        &err,
+        ErrorKind::PolicyDenied,
+        "outside the task's allowed paths",
+    );
     assert!(!repo.path().join("docs/other.md").exists());
 }
 
@@ -71,7 +91,10 @@ fn symlinks_made_by_the_guest_never_reach_the_worktree() {
     let (repo, err) = attack("symlink", &["docs/"]);
     assert_eq!(err.kind, ErrorKind::PolicyDenied, "{err}");
     for link in ["abs-link.md", "rel-link.md", "inside-link.md"] {
-        assert!(std::fs::symlink_metadata(repo.path().join("docs").join(link)).is_err(), "{link}");
+        assert!(
+            std::fs::symlink_metadata(repo.path().join("docs").join(link)).is_err(),
+            "{link}"
+        );
     }
 }
 
@@ -79,18 +102,32 @@ fn symlinks_made_by_the_guest_never_reach_the_worktree() {
 fn flooding_files_hits_the_write_cap() {
     let (repo, err) = attack("flood", &["docs/"]);
     assert_eq!(err.kind, ErrorKind::ExecutorFailed, "{err}");
-    assert!(err.message.contains("files-written limit") || err.message.contains("at most 64"), "{err}");
-    assert_eq!(std::fs::read_dir(repo.path().join("docs")).unwrap().count(), 1);
+    assert!(
+        err.message.contains("files-written limit") || err.message.contains("at most 64"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(repo.path().join("docs")).unwrap().count(),
+        1
+    );
 }
 
 #[test]
 fn panic_and_exit_fail_cleanly_and_the_host_keeps_working() {
     let (_, err) = attack("trap", &["docs/"]);
     assert_failure(&err, ErrorKind::ExecutorFailed, "trapped");
-    assert!(err.message.contains("hostile guest panics on purpose"), "stderr is surfaced: {err}");
+    assert!(
+        err.message.contains("hostile guest panics on purpose"),
+        "stderr is surfaced: {err}"
+    );
     let (_, err) = attack("exit", &["docs/"]);
-    assert_failure(&err, ErrorKind::ExecutorFailed, "exited with status 7");
-    let repo = TestRepo::new(&backlog_with("after", "docs", &["docs/"], &["still works"]), &[]);
-    let report = repo.exec("after").expect("a normal task still runs in the same host");
+    assert_failure(&err, ErrorKind::ExecutorFailed, "exited with status 1"); // WASI 0.2 exit carries only ok/err
+    let repo = TestRepo::new(
+        &backlog_with("after", "docs", &["docs/"], &["still works"]),
+        &[],
+    );
+    let report = repo
+        .exec("after")
+        .expect("a normal task still runs in the same host");
     assert_eq!(report.files.len(), 1);
 }

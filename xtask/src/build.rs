@@ -9,7 +9,10 @@ use std::path::PathBuf;
 pub const WASM_TARGET: &str = "wasm32-wasip2";
 
 /// Executor crates shipped in the registry: (package, crate directory).
-pub const PLUGINS: &[(&str, &str)] = &[("docs-executor", "plugins/docs-executor"), ("tests-executor", "plugins/tests-executor")];
+pub const PLUGINS: &[(&str, &str)] = &[
+    ("docs-executor", "plugins/docs-executor"),
+    ("tests-executor", "plugins/tests-executor"),
+];
 
 /// Installs the wasm target through rustup unless it is already installed.
 pub fn ensure_wasm_target() -> Result<()> {
@@ -38,16 +41,24 @@ pub fn build() -> Result<()> {
         args.extend(["-p", package]);
     }
     run(&mut cmd("cargo", &args))?;
-    run(&mut cmd("cargo", &["build", "--release", "-p", "leviathan-host"]))?;
+    run(&mut cmd(
+        "cargo",
+        &["build", "--release", "-p", "leviathan-host"],
+    ))?;
     for (package, dir) in PLUGINS {
-        let wasm = root().join(format!("target/{WASM_TARGET}/release/{}.wasm", package.replace('-', "_")));
+        let wasm = root().join(format!(
+            "target/{WASM_TARGET}/release/{}.wasm",
+            package.replace('-', "_")
+        ));
         let manifest = root().join(dir).join("plugin.toml");
-        run(cmd(&host_binary().to_string_lossy(), &["plugins", "install"])
-            .arg(&wasm)
-            .arg("--manifest")
-            .arg(&manifest)
-            .arg("--plugin-dir")
-            .arg(registry_dir()))?;
+        run(
+            cmd(&host_binary().to_string_lossy(), &["plugins", "install"])
+                .arg(&wasm)
+                .arg("--manifest")
+                .arg(&manifest)
+                .arg("--plugin-dir")
+                .arg(registry_dir()),
+        )?;
     }
     Ok(())
 }

@@ -72,7 +72,12 @@ tasks:
 "#;
 
 /// The ready tasks, in backlog order.
-const READY: &[&str] = &["docs-oncall-runbook", "tests-backlog-parser", "pr-template", "ops-rotate-keys"];
+const READY: &[&str] = &[
+    "docs-oncall-runbook",
+    "tests-backlog-parser",
+    "pr-template",
+    "ops-rotate-keys",
+];
 
 fn git(repo: &Path, args: &[&str]) -> Command {
     let mut c = Command::new("git");
@@ -87,13 +92,27 @@ fn create_repo(repo: &Path) -> Result<()> {
     fs::create_dir_all(repo.join(".leviathan"))?;
     fs::create_dir_all(repo.join("docs"))?;
     fs::write(repo.join(".leviathan/backlog.yaml"), BACKLOG)?;
-    fs::write(repo.join("README.md"), "# Ingestion service\n\nDemo target repository for Leviathan.\n")?;
+    fs::write(
+        repo.join("README.md"),
+        "# Ingestion service\n\nDemo target repository for Leviathan.\n",
+    )?;
     fs::write(repo.join("docs/index.md"), "# Documentation\n")?;
-    run(Command::new("git").args(["init", "--quiet", "--initial-branch=main"]).arg(repo))?;
+    run(Command::new("git")
+        .args(["init", "--quiet", "--initial-branch=main"])
+        .arg(repo))?;
     run(&mut git(repo, &["add", "-A"]))?;
     run(&mut git(
         repo,
-        &["-c", "user.name=Demo", "-c", "user.email=demo@example.invalid", "commit", "--quiet", "-m", "Initial commit"],
+        &[
+            "-c",
+            "user.name=Demo",
+            "-c",
+            "user.email=demo@example.invalid",
+            "commit",
+            "--quiet",
+            "-m",
+            "Initial commit",
+        ],
     ))?;
     Ok(())
 }
@@ -114,7 +133,9 @@ pub fn demo() -> Result<()> {
     let repo = root().join("target/demo/repo");
     create_repo(&repo)?;
     println!("\n== demo repository: {}", repo.display());
-    println!("== policy: the embedded policies/dev.yaml (allowed prefixes .leviathan/, docs/, tests/)\n");
+    println!(
+        "== policy: the embedded policies/dev.yaml (allowed prefixes .leviathan/, docs/, tests/)\n"
+    );
     for task in READY {
         println!("-- leviathan-host exec --task {task}");
         let code = exec(&repo, task)?;
@@ -123,7 +144,13 @@ pub fn demo() -> Result<()> {
     println!("-- running the first task again (idempotent: nothing changes)");
     exec(&repo, READY[0])?;
     println!("\n== worktree changes (not committed; committing and PRs are the scheduler's job):");
-    print!("{}", output(&mut git(&repo, &["status", "--short", "--untracked-files=all"]))?);
+    print!(
+        "{}",
+        output(&mut git(
+            &repo,
+            &["status", "--short", "--untracked-files=all"]
+        ))?
+    );
     for file in [
         "docs/runbooks/DOCS_ONCALL_RUNBOOK.md",
         "tests/test_tests_backlog_parser.py",

@@ -20,7 +20,9 @@ pub fn cmd(program: &str, args: &[&str]) -> Command {
 /// Runs `command`, failing on a non-zero exit.
 pub fn run(command: &mut Command) -> Result<()> {
     eprintln!("xtask: $ {}", describe(command));
-    let status = command.status().with_context(|| format!("cannot start `{}`", describe(command)))?;
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start `{}`", describe(command)))?;
     if !status.success() {
         bail!("`{}` failed with {status}", describe(command));
     }
@@ -29,9 +31,15 @@ pub fn run(command: &mut Command) -> Result<()> {
 
 /// Runs `command` and returns its stdout, failing on a non-zero exit.
 pub fn output(command: &mut Command) -> Result<String> {
-    let out = command.output().with_context(|| format!("cannot start `{}`", describe(command)))?;
+    let out = command
+        .output()
+        .with_context(|| format!("cannot start `{}`", describe(command)))?;
     if !out.status.success() {
-        bail!("`{}` failed: {}", describe(command), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "`{}` failed: {}",
+            describe(command),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -6,9 +6,15 @@ use anyhow::Result;
 
 /// Makes sure `python3 -m pytest` works (the tests executor's output is run by it).
 fn ensure_pytest() -> Result<()> {
-    let has = cmd("python3", &["-c", "import pytest"]).status().map(|s| s.success()).unwrap_or(false);
+    let has = cmd("python3", &["-c", "import pytest"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     if !has {
-        run(&mut cmd("python3", &["-m", "pip", "install", "--quiet", "--user", "pytest"]))?;
+        run(&mut cmd(
+            "python3",
+            &["-m", "pip", "install", "--quiet", "--user", "pytest"],
+        ))?;
     }
     Ok(())
 }
@@ -19,13 +25,45 @@ pub fn test() -> Result<()> {
     build()?;
     run(&mut cmd(
         "cargo",
-        &["clippy", "--release", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--release",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
     ))?;
     run(&mut cmd(
         "cargo",
-        &["clippy", "--release", "--target", WASM_TARGET, "-p", "docs-executor", "-p", "tests-executor", "-p", "hostile-guest", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "-p",
+            "docs-executor",
+            "-p",
+            "tests-executor",
+            "-p",
+            "hostile-guest",
+            "--",
+            "-D",
+            "warnings",
+        ],
     ))?;
-    run(&mut cmd("cargo", &["build", "--release", "--target", WASM_TARGET, "-p", "hostile-guest"]))?;
+    run(&mut cmd(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "-p",
+            "hostile-guest",
+        ],
+    ))?;
     ensure_pytest()?;
     run(&mut cmd("cargo", &["test", "--release", "--workspace"]))?;
     Ok(())

@@ -35,8 +35,12 @@ impl ArtifactCache {
     pub fn default_dir() -> Option<PathBuf> {
         let base = std::env::var_os("LEVIATHAN_CACHE_DIR")
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("leviathan")))
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/leviathan")))?;
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("leviathan"))
+            })
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/leviathan"))
+            })?;
         Some(base.join("artifacts"))
     }
 
@@ -48,7 +52,9 @@ impl ArtifactCache {
 
     /// Path of the artifact for a component digest under this engine.
     pub fn artifact_path(&self, engine: &Engine, digest_hex: &str) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(format!("{}.cwasm", Self::key(engine, digest_hex))))
+        self.dir
+            .as_ref()
+            .map(|d| d.join(format!("{}.cwasm", Self::key(engine, digest_hex))))
     }
 
     /// Loads the component with `digest_hex` (of `wasm`) from the cache, or compiles

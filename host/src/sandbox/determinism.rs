@@ -33,7 +33,9 @@ impl VirtualMonotonicClock {
     pub fn advance(&self, nanos: u64) {
         let _ = self
             .nanos
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_add(nanos)));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_add(nanos))
+            });
     }
 
     /// Advances the clock to `instant` if it lies in the future.
@@ -72,7 +74,12 @@ impl SeededRng {
         let mut h = Sha256::new();
         h.update(seed);
         h.update(domain.as_bytes());
-        SeededRng { seed: h.finalize().into(), counter: 0, block: [0; 32], used: 32 }
+        SeededRng {
+            seed: h.finalize().into(),
+            counter: 0,
+            block: [0; 32],
+            used: 32,
+        }
     }
 
     fn refill(&mut self) {

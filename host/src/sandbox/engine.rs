@@ -61,7 +61,10 @@ impl EpochTicker {
                     engine.increment_epoch();
                 }
             })?;
-        Ok(EpochTicker { stop, thread: Some(thread) })
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 

@@ -47,8 +47,14 @@ pub fn link(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
     io::error::add_to_linker::<S, Io>(l, |s| &mut s.table)?;
     sync::io::poll::add_to_linker::<S, Io>(l, |s| &mut s.table)?;
     sync::io::streams::add_to_linker::<S, Io>(l, |s| &mut s.table)?;
-    clocks::wall_clock::add_to_linker::<S, WasiClocks>(l, wasmtime_wasi::clocks::WasiClocksView::clocks)?;
-    clocks::monotonic_clock::add_to_linker::<S, WasiClocks>(l, wasmtime_wasi::clocks::WasiClocksView::clocks)?;
+    clocks::wall_clock::add_to_linker::<S, WasiClocks>(
+        l,
+        wasmtime_wasi::clocks::WasiClocksView::clocks,
+    )?;
+    clocks::monotonic_clock::add_to_linker::<S, WasiClocks>(
+        l,
+        wasmtime_wasi::clocks::WasiClocksView::clocks,
+    )?;
     sync::filesystem::types::add_to_linker::<S, WasiFilesystem>(
         l,
         wasmtime_wasi::filesystem::WasiFilesystemView::filesystem,

@@ -67,7 +67,12 @@ impl Sandbox {
         grants::link(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let ticker = engine::EpochTicker::start(&engine)
             .map_err(|e| SandboxError::Engine(format!("epoch thread: {e}")))?;
-        Ok(Sandbox { engine, linker, cache, _ticker: ticker })
+        Ok(Sandbox {
+            engine,
+            linker,
+            cache,
+            _ticker: ticker,
+        })
     }
 
     /// The engine (for benchmarks and diagnostics).
@@ -83,13 +88,27 @@ impl Sandbox {
         let (component, cache) = self
             .cache
             .load_or_compile(&self.engine, &digest_hex, wasm)
-            .map_err(|e| SandboxError::Component { component: name.into(), message: format!("{e:#}") })?;
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| SandboxError::Contract { component: name.into(), message: format!("{e:#}") })?;
-        let pre = bindings::ExecutorPluginPre::new(instance_pre)
-            .map_err(|e| SandboxError::Contract { component: name.into(), message: format!("{e:#}") })?;
-        Ok(LoadedComponent { digest: format!("sha256:{digest_hex}"), pre, cache, load_time: started.elapsed() })
+            .map_err(|e| SandboxError::Component {
+                component: name.into(),
+                message: format!("{e:#}"),
+            })?;
+        let instance_pre =
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|e| SandboxError::Contract {
+                    component: name.into(),
+                    message: format!("{e:#}"),
+                })?;
+        let pre =
+            bindings::ExecutorPluginPre::new(instance_pre).map_err(|e| SandboxError::Contract {
+                component: name.into(),
+                message: format!("{e:#}"),
+            })?;
+        Ok(LoadedComponent {
+            digest: format!("sha256:{digest_hex}"),
+            pre,
+            cache,
+            load_time: started.elapsed(),
+        })
     }
 }

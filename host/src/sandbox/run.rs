@@ -116,10 +116,7 @@ struct Pipes {
 }
 
 impl Sandbox {
-    fn store(
-        &self,
-        request: &RunRequest,
-    ) -> Result<(Store<SandboxState>, Pipes), RunFailure> {
+    fn store(&self, request: &RunRequest) -> Result<(Store<SandboxState>, Pipes), RunFailure> {
         let pipes = Pipes {
             stdout: MemoryOutputPipe::new(MAX_CAPTURED_OUTPUT),
             stderr: MemoryOutputPipe::new(MAX_CAPTURED_OUTPUT),
@@ -141,9 +138,15 @@ impl Sandbox {
             .map(|m| (m, FsPerms::ReadOnly))
             .chain(request.read_write.iter().map(|m| (m, FsPerms::ReadWrite)));
         for (mount, perms) in mounts {
-            builder.preopened_dir(&mount.host, &mount.guest, perms).map_err(|e| {
-                RunFailure::Instantiate(format!("cannot mount {} at {}: {e:#}", mount.host.display(), mount.guest))
-            })?;
+            builder
+                .preopened_dir(&mount.host, &mount.guest, perms)
+                .map_err(|e| {
+                    RunFailure::Instantiate(format!(
+                        "cannot mount {} at {}: {e:#}",
+                        mount.host.display(),
+                        mount.guest
+                    ))
+                })?;
         }
         let state = SandboxState {
             wasi: builder.build(),
@@ -157,14 +160,15 @@ impl Sandbox {
             write_watch: request.write_root.as_ref().map(|root| {
                 let (baseline_files, baseline_bytes) = usage(root);
                 WriteWatch {
-                root: root.clone(),
-                baseline_files,
-                baseline_bytes,
-                max_files: request.limits.max_files_written,
-                max_bytes: request.limits.max_bytes_written,
-                every_ticks: WRITE_CHECK_TICKS,
-                ticks: 0,
-            }}),
+                    root: root.clone(),
+                    baseline_files,
+                    baseline_bytes,
+                    max_files: request.limits.max_files_written,
+                    max_bytes: request.limits.max_bytes_written,
+                    every_ticks: WRITE_CHECK_TICKS,
+                    ticks: 0,
+                }
+            }),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
@@ -184,7 +188,12 @@ impl Sandbox {
             read_write: Vec::new(),
             write_root: None,
             seed: [0; 32],
-            limits: ExecutorLimits { fuel: 100_000_000, memory_bytes: 64 << 20, max_files_written: 0, max_bytes_written: 0 },
+            limits: ExecutorLimits {
+                fuel: 100_000_000,
+                memory_bytes: 64 << 20,
+                max_files_written: 0,
+                max_bytes_written: 0,
+            },
             timeout: Duration::from_secs(10),
         };
         let (mut store, _pipes) = self.store(&request)?;
@@ -196,7 +205,12 @@ impl Sandbox {
             .leviathan_executor_executor()
             .call_describe(&mut store)
             .map_err(|e| classify(&store, e))?;
-        Ok(PluginInfo { name: info.name, version: info.version, scopes: info.scopes, summary: info.summary })
+        Ok(PluginInfo {
+            name: info.name,
+            version: info.version,
+            scopes: info.scopes,
+            summary: info.summary,
+        })
     }
 
     /// Runs `execute` on a fresh instance of `component`.
@@ -205,7 +219,13 @@ impl Sandbox {
         let (mut store, pipes) = match self.store(request) {
             Ok(s) => s,
             Err(e) => {
-                return RunOutcome { result: Err(e), stats, logs: Vec::new(), stdout: Vec::new(), stderr: Vec::new() };
+                return RunOutcome {
+                    result: Err(e),
+                    stats,
+                    logs: Vec::new(),
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                };
             }
         };
         let started = Instant::now();
@@ -215,10 +235,15 @@ impl Sandbox {
             Err(e) => Err(RunFailure::Instantiate(format!("{e:#}"))),
             Ok(plugin) => {
                 let started = Instant::now();
-                let called = plugin.leviathan_executor_executor().call_execute(&mut store, &to_wit(&request.task));
+                let called = plugin
+                    .leviathan_executor_executor()
+                    .call_execute(&mut store, &to_wit(&request.task));
                 stats.execute = started.elapsed();
                 match called {
-                    Ok(Ok(report)) => Ok(GuestReport { files: report.files, summary: report.summary }),
+                    Ok(Ok(report)) => Ok(GuestReport {
+                        files: report.files,
+                        summary: report.summary,
+                    }),
                     Ok(Err(wit::ExecError::InvalidTask(m))) => Err(RunFailure::InvalidTask(m)),
                     Ok(Err(wit::ExecError::Denied(m))) => Err(RunFailure::Denied(m)),
                     Ok(Err(wit::ExecError::Internal(m))) => Err(RunFailure::Internal(m)),
@@ -226,11 +251,17 @@ impl Sandbox {
                 }
             }
         };
-        stats.fuel_used = request.limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        stats.fuel_used = request
+            .limits
+            .fuel
+            .saturating_sub(store.get_fuel().unwrap_or(0));
         let state = store.into_data();
         let mut logs = state.logs;
         if state.dropped_logs > 0 {
-            logs.push(PluginLog { level: "warn".into(), message: format!("{} more log lines dropped", state.dropped_logs) });
+            logs.push(PluginLog {
+                level: "warn".into(),
+                message: format!("{} more log lines dropped", state.dropped_logs),
+            });
         }
         RunOutcome {
             result,
@@ -244,7 +275,9 @@ impl Sandbox {
 
 /// Runs on every epoch tick while the guest executes: enforces the wall-clock
 /// deadline and, every few ticks, the write caps.
-fn on_epoch_tick(mut ctx: wasmtime::StoreContextMut<'_, SandboxState>) -> wasmtime::Result<UpdateDeadline> {
+fn on_epoch_tick(
+    mut ctx: wasmtime::StoreContextMut<'_, SandboxState>,
+) -> wasmtime::Result<UpdateDeadline> {
     let state = ctx.data_mut();
     if Instant::now() >= state.deadline {
         state.limit_hit = Some(LimitKind::Timeout);
@@ -281,11 +314,25 @@ fn classify(store: &Store<SandboxState>, error: wasmtime::Error) -> RunFailure {
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => RunFailure::Limit(LimitKind::Fuel),
         Some(Trap::Interrupt) => RunFailure::Limit(LimitKind::Timeout),
-        _ => RunFailure::Trap(first_line(&format!("{error:#}"))),
+        Some(trap) => RunFailure::Trap(trap.to_string()),
+        None => RunFailure::Trap(first_line(&error.root_cause().to_string())),
     }
 }
 
 fn first_line(text: &str) -> String {
     let line = text.lines().next().unwrap_or("").trim();
     line.chars().take(500).collect()
+}
+
+/// The last lines a guest printed to stderr before failing (Rust panics print their
+/// location and message there), without the backtrace hint.
+pub fn stderr_tail(stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    let tail = lines[lines.len().saturating_sub(2)..].join(" ");
+    (!tail.is_empty()).then(|| tail.chars().take(1000).collect())
 }

@@ -75,7 +75,10 @@ pub struct SandboxState {
 
 impl WasiView for SandboxState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -127,7 +130,10 @@ impl super::bindings::leviathan::executor::log::Host for SandboxState {
             message.push('…');
         }
         tracing::debug!(target: "plugin", level, "{message}");
-        self.logs.push(PluginLog { level: level.into(), message });
+        self.logs.push(PluginLog {
+            level: level.into(),
+            message,
+        });
     }
 }
 
@@ -137,7 +143,9 @@ pub fn usage(root: &std::path::Path) -> (u64, u64) {
     let mut bytes = 0;
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let Ok(meta) = entry.metadata() else { continue };
             if meta.is_dir() {

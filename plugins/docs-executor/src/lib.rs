@@ -3,7 +3,7 @@
 
 mod render;
 
-pub use render::{output_path, render, DocKind};
+pub use render::{DocKind, output_path, render};
 
 use leviathan_executor_sdk::{ExecError, Executor, PluginInfo, Report, Task, Workspace};
 

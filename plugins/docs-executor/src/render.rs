@@ -52,12 +52,12 @@ impl DocKind {
             .map(String::as_str)
             .chain([path])
             .any(|p| p.split('/').any(|c| c == "templates"));
-        if mentions(&id_title, "template") || mentions(&id_title, "templates") || under_templates
-        {
+        if mentions(&id_title, "template") || mentions(&id_title, "templates") || under_templates {
             let pr = mentions(&task.id, "pr")
-                || task.acceptance_criteria.iter().any(|c| {
-                    mentions(c, "pr") || mentions_phrase(c, &["pull", "request"])
-                });
+                || task
+                    .acceptance_criteria
+                    .iter()
+                    .any(|c| mentions(c, "pr") || mentions_phrase(c, &["pull", "request"]));
             return if pr {
                 DocKind::PullRequestTemplate
             } else {
@@ -86,10 +86,18 @@ fn one_line(text: &str) -> String {
 /// Renders the document for `task`, written at `path`.
 pub fn render(task: &Task, path: &str) -> String {
     let kind = DocKind::of(task, path);
-    let criteria: Vec<String> = task.acceptance_criteria.iter().map(|c| one_line(c)).collect();
+    let criteria: Vec<String> = task
+        .acceptance_criteria
+        .iter()
+        .map(|c| one_line(c))
+        .collect();
     let mut md = String::new();
     let title = one_line(&task.title);
-    let title = if title.is_empty() { task.id.clone() } else { title };
+    let title = if title.is_empty() {
+        task.id.clone()
+    } else {
+        title
+    };
     let _ = writeln!(md, "# {title}\n");
     metadata(&mut md, task);
     overview(&mut md, task, &criteria);
@@ -148,8 +156,14 @@ fn overview(md: &mut String, task: &Task, criteria: &[String]) {
 
 fn pr_template(md: &mut String, criteria: &[String]) {
     let _ = writeln!(md, "## Pull Request Template\n");
-    let _ = writeln!(md, "### Summary\n\n<!-- What does this change do, and why? -->\n");
-    let _ = writeln!(md, "### Changes\n\n- <!-- one line per notable change -->\n");
+    let _ = writeln!(
+        md,
+        "### Summary\n\n<!-- What does this change do, and why? -->\n"
+    );
+    let _ = writeln!(
+        md,
+        "### Changes\n\n- <!-- one line per notable change -->\n"
+    );
     let _ = writeln!(md, "### Checklist\n");
     if criteria.is_empty() {
         let _ = writeln!(md, "- [ ] The change does what its task asks");
@@ -162,7 +176,10 @@ fn pr_template(md: &mut String, criteria: &[String]) {
 
 fn template(md: &mut String, criteria: &[String]) {
     let _ = writeln!(md, "## Template\n");
-    let _ = writeln!(md, "Copy the sections below and fill in every placeholder.\n");
+    let _ = writeln!(
+        md,
+        "Copy the sections below and fill in every placeholder.\n"
+    );
     for (i, c) in criteria.iter().enumerate() {
         let _ = writeln!(md, "### {}. {c}\n\n<!-- fill in -->\n", i + 1);
     }
@@ -173,7 +190,10 @@ fn template(md: &mut String, criteria: &[String]) {
 
 fn operating_rules(md: &mut String, criteria: &[String]) {
     let _ = writeln!(md, "## Rules\n");
-    let _ = writeln!(md, "Every change made under these rules must respect each of them:\n");
+    let _ = writeln!(
+        md,
+        "Every change made under these rules must respect each of them:\n"
+    );
     for (i, c) in criteria.iter().enumerate() {
         let _ = writeln!(md, "{}. **Rule {}:** {c}", i + 1, i + 1);
     }
@@ -189,7 +209,10 @@ fn operating_rules(md: &mut String, criteria: &[String]) {
 
 fn runbook(md: &mut String, criteria: &[String]) {
     let _ = writeln!(md, "## When to use this runbook\n");
-    let _ = writeln!(md, "<!-- Describe the symptom or alert that leads here. -->\n");
+    let _ = writeln!(
+        md,
+        "<!-- Describe the symptom or alert that leads here. -->\n"
+    );
     let _ = writeln!(md, "## Procedure\n");
     for (i, c) in criteria.iter().enumerate() {
         let _ = writeln!(md, "{}. {c}", i + 1);
@@ -198,7 +221,10 @@ fn runbook(md: &mut String, criteria: &[String]) {
         let _ = writeln!(md, "1. <!-- first step -->");
     }
     let _ = writeln!(md, "\n## Verification\n");
-    let _ = writeln!(md, "Confirm each step above had its intended effect before closing the incident.\n");
+    let _ = writeln!(
+        md,
+        "Confirm each step above had its intended effect before closing the incident.\n"
+    );
     let _ = writeln!(md, "## Rollback\n");
     let _ = writeln!(md, "<!-- How to undo these steps safely. -->\n");
 }
@@ -237,20 +263,51 @@ mod tests {
 
     #[test]
     fn classification() {
-        let pr = task("pr-template", "PR template", &["docs/"], &["Has a checklist"]);
+        let pr = task(
+            "pr-template",
+            "PR template",
+            &["docs/"],
+            &["Has a checklist"],
+        );
         assert_eq!(DocKind::of(&pr, "docs/X.md"), DocKind::PullRequestTemplate);
-        let tpl = task("issue-tpl", "Issue template", &["docs/"], &["Has a summary"]);
+        let tpl = task(
+            "issue-tpl",
+            "Issue template",
+            &["docs/"],
+            &["Has a summary"],
+        );
         assert_eq!(DocKind::of(&tpl, "docs/X.md"), DocKind::Template);
-        let under = task("x", "Bug report", &[".github/templates/"], &["Prepare steps"]);
-        assert_eq!(DocKind::of(&under, ".github/templates/X.md"), DocKind::Template);
-        let pr_by_criterion = task("x", "Review template", &["docs/"], &["Links the pull request"]);
-        assert_eq!(DocKind::of(&pr_by_criterion, "d"), DocKind::PullRequestTemplate);
+        let under = task(
+            "x",
+            "Bug report",
+            &[".github/templates/"],
+            &["Prepare steps"],
+        );
+        assert_eq!(
+            DocKind::of(&under, ".github/templates/X.md"),
+            DocKind::Template
+        );
+        let pr_by_criterion = task(
+            "x",
+            "Review template",
+            &["docs/"],
+            &["Links the pull request"],
+        );
+        assert_eq!(
+            DocKind::of(&pr_by_criterion, "d"),
+            DocKind::PullRequestTemplate
+        );
         let rules = task("ops-rules", "Operating rules", &["docs/"], &[]);
         assert_eq!(DocKind::of(&rules, "d"), DocKind::OperatingRules);
         let rb = task("db-failover", "Database failover runbook", &["docs/"], &[]);
         assert_eq!(DocKind::of(&rb, "d"), DocKind::Runbook);
         // "improve" and "prepare" contain "pr" but do not mention it.
-        let generic = task("improve-docs", "Improve the guide", &["docs/"], &["Prepare examples"]);
+        let generic = task(
+            "improve-docs",
+            "Improve the guide",
+            &["docs/"],
+            &["Prepare examples"],
+        );
         assert_eq!(DocKind::of(&generic, "d"), DocKind::Generic);
     }
 
@@ -274,8 +331,16 @@ mod tests {
 
     #[test]
     fn pr_template_uses_checkboxes() {
-        let t = task("pr-template", "PR template", &["docs/"], &["Tests pass", "Docs updated"]);
+        let t = task(
+            "pr-template",
+            "PR template",
+            &["docs/"],
+            &["Tests pass", "Docs updated"],
+        );
         let md = render(&t, "docs/PR_TEMPLATE.md");
-        assert!(md.contains("- [ ] Tests pass\n- [ ] Docs updated\n"), "{md}");
+        assert!(
+            md.contains("- [ ] Tests pass\n- [ ] Docs updated\n"),
+            "{md}"
+        );
     }
 }

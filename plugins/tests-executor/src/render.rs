@@ -111,7 +111,11 @@ pub fn render(task: &Task) -> String {
             python_string(&format!("pending: {reason}"))
         );
         let _ = writeln!(py, "def {name}():");
-        let _ = writeln!(py, "    raise NotImplementedError({})", python_string(reason));
+        let _ = writeln!(
+            py,
+            "    raise NotImplementedError({})",
+            python_string(reason)
+        );
         let _ = writeln!(py);
     }
     py
@@ -134,12 +138,18 @@ mod tests {
 
     #[test]
     fn path_from_directory() {
-        assert_eq!(output_path(&task("api-tests", &[])).unwrap(), "tests/test_api_tests.py");
+        assert_eq!(
+            output_path(&task("api-tests", &[])).unwrap(),
+            "tests/test_api_tests.py"
+        );
     }
 
     #[test]
     fn names_follow_the_rule() {
-        let t = task("x", &["Returns 404 when the user-id is missing, always and forever ok"]);
+        let t = task(
+            "x",
+            &["Returns 404 when the user-id is missing, always and forever ok"],
+        );
         assert_eq!(
             test_names(&t),
             vec!["test_returns_404_when_the_user_id_is_missing"]
@@ -151,7 +161,12 @@ mod tests {
         let t = task("x", &["Works", "works!", "WORKS", "works 2"]);
         assert_eq!(
             test_names(&t),
-            vec!["test_works", "test_works_2", "test_works_3", "test_works_2_2"]
+            vec![
+                "test_works",
+                "test_works_2",
+                "test_works_3",
+                "test_works_2_2"
+            ]
         );
     }
 
@@ -162,12 +177,18 @@ mod tests {
 
     #[test]
     fn symbol_only_criterion_still_named() {
-        assert_eq!(test_names(&task("x", &["!!!", "é"])), vec!["test_criterion_1", "test_criterion_2"]);
+        assert_eq!(
+            test_names(&task("x", &["!!!", "é"])),
+            vec!["test_criterion_1", "test_criterion_2"]
+        );
     }
 
     #[test]
     fn string_literal_escapes() {
         assert_eq!(python_string("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
-        assert_eq!(python_string("é☃😀\u{0}"), "\"\\xe9\\u2603\\U0001f600\\x00\"");
+        assert_eq!(
+            python_string("é☃😀\u{0}"),
+            "\"\\xe9\\u2603\\U0001f600\\x00\""
+        );
     }
 }

@@ -38,7 +38,10 @@ impl Executor for HostileGuest {
                 Attempt::Write("/out/docs/../../../escape.md"),
                 Attempt::Write("/repo/../escape.md"),
             ]),
-            "git" => attempts(&[Attempt::Read("/repo/.git/config"), Attempt::Read("/repo/.git/HEAD")]),
+            "git" => attempts(&[
+                Attempt::Read("/repo/.git/config"),
+                Attempt::Read("/repo/.git/HEAD"),
+            ]),
             "symlink" => symlink(),
             "flood" => flood(),
             "entropy" => entropy(),
@@ -88,16 +91,24 @@ fn attempts(list: &[Attempt]) -> Result<Report, ExecError> {
         }
     }
     if escaped.is_empty() {
-        Err(ExecError::Denied(format!("every attempt was refused: {refused}")))
+        Err(ExecError::Denied(format!(
+            "every attempt was refused: {refused}"
+        )))
     } else {
         let _ = fs::write("/out/docs/escaped.md", escaped.join("\n"));
-        Ok(Report { files: vec!["docs/escaped.md".into()], summary: format!("ESCAPED: {}", escaped.join(", ")) })
+        Ok(Report {
+            files: vec!["docs/escaped.md".into()],
+            summary: format!("ESCAPED: {}", escaped.join(", ")),
+        })
     }
 }
 
 fn write_report(path: &str, bytes: &[u8]) -> Result<Report, ExecError> {
     fs::write(path, bytes).map_err(|e| ExecError::Denied(format!("write {path}: {e}")))?;
-    Ok(Report { files: vec![path.trim_start_matches("/out/").into()], summary: format!("wrote {path}") })
+    Ok(Report {
+        files: vec![path.trim_start_matches("/out/").into()],
+        summary: format!("wrote {path}"),
+    })
 }
 
 fn symlink() -> Result<Report, ExecError> {
@@ -108,7 +119,11 @@ fn symlink() -> Result<Report, ExecError> {
     };
     let mut made = Vec::new();
     let mut refused = String::new();
-    for (target, link) in [("/etc/passwd", "abs-link.md"), ("../../../../etc/passwd", "rel-link.md"), ("index.md", "inside-link.md")] {
+    for (target, link) in [
+        ("/etc/passwd", "abs-link.md"),
+        ("../../../../etc/passwd", "rel-link.md"),
+        ("index.md", "inside-link.md"),
+    ] {
         match docs.symlink_at(target, link) {
             Ok(()) => made.push(link),
             Err(e) => {
@@ -117,19 +132,28 @@ fn symlink() -> Result<Report, ExecError> {
         }
     }
     if made.is_empty() {
-        return Err(ExecError::Denied(format!("every symlink was refused: {refused}")));
+        return Err(ExecError::Denied(format!(
+            "every symlink was refused: {refused}"
+        )));
     }
-    Ok(Report { files: made.iter().map(|l| format!("docs/{l}")).collect(), summary: "made symlinks".into() })
+    Ok(Report {
+        files: made.iter().map(|l| format!("docs/{l}")).collect(),
+        summary: "made symlinks".into(),
+    })
 }
 
 fn flood() -> Result<Report, ExecError> {
     let mut files = Vec::new();
     for i in 0..10_000 {
         let path = format!("/out/docs/flood-{i:05}.md");
-        fs::write(&path, format!("{i}\n")).map_err(|e| ExecError::Internal(format!("{path}: {e}")))?;
+        fs::write(&path, format!("{i}\n"))
+            .map_err(|e| ExecError::Internal(format!("{path}: {e}")))?;
         files.push(path);
     }
-    Ok(Report { files, summary: "flooded".into() })
+    Ok(Report {
+        files,
+        summary: "flooded".into(),
+    })
 }
 
 /// Reads clocks, randomness, environment and arguments twice and writes what it saw.
