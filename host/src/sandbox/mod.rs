@@ -9,7 +9,7 @@ pub mod run;
 pub mod state;
 
 pub use cache::{ArtifactCache, CacheOutcome};
-pub use run::{Mount, RunFailure, RunOutcome, RunRequest, RunStats};
+pub use run::{GuestReport, Mount, PluginInfo, RunFailure, RunOutcome, RunRequest, RunStats};
 pub use state::LimitKind;
 
 use std::time::{Duration, Instant};
