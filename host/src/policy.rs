@@ -145,6 +145,13 @@ fn read_layer(file: &Path, value: &Value) -> Result<Layer, InputError> {
     if layer.memory_mib == Some(0) {
         return Err(f.error("executor_limits.memory_mib", "must be at least 1"));
     }
+    let max_mib = crate::sandbox::engine::MAX_MEMORY_BYTES >> 20;
+    if layer.memory_mib.is_some_and(|m| m > max_mib) {
+        return Err(f.error(
+            "executor_limits.memory_mib",
+            format!("must be at most {max_mib} (the sandbox's largest memory)"),
+        ));
+    }
     for (k, v) in map {
         if !k.as_str().is_some_and(|k| KNOWN.contains(&k)) {
             layer.extra.insert(k.clone(), v.clone());
@@ -292,5 +299,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`fule`"), "{err}");
+    }
+
+    #[test]
+    fn memory_above_the_pool_is_rejected() {
+        let err = parse("executor_limits: {memory_mib: 4096}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("memory_mib") && err.contains("at most 512"),
+            "{err}"
+        );
     }
 }
