@@ -251,3 +251,20 @@ fn policy_file_with_missing_guardrails_takes_defaults_and_bad_fields_are_named()
         "{err}"
     );
 }
+
+#[test]
+fn bytes_written_cap_fails_the_attempt_and_writes_nothing() {
+    let repo = TestRepo::new(&backlog_with("t", "docs", &["docs/"], &["x"]), &[]);
+    let policy = repo.path().join("../bytes-policy.yaml");
+    std::fs::write(&policy, "executor_limits:\n  max_bytes_written: 10\n").unwrap();
+    let err = repo
+        .exec_with_policy("t", Some(&policy))
+        .expect_err("over the byte cap");
+    let _ = std::fs::remove_file(&policy);
+    assert_eq!(err.kind, ErrorKind::ExecutorFailed, "{err}");
+    assert!(
+        err.message.contains("at most 10") || err.message.contains("bytes-written limit"),
+        "{err}"
+    );
+    assert_eq!(repo.status(), "");
+}
