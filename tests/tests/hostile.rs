@@ -131,3 +131,17 @@ fn panic_and_exit_fail_cleanly_and_the_host_keeps_working() {
         .expect("a normal task still runs in the same host");
     assert_eq!(report.files.len(), 1);
 }
+
+#[test]
+fn a_component_importing_sockets_does_not_load() {
+    leviathan_tests::registry();
+    let wasm = std::fs::read(
+        leviathan_tests::root().join("target/wasm32-wasip2/release/network_guest.wasm"),
+    )
+    .expect("network guest built by the test set-up");
+    let err = match leviathan_tests::sandbox().load("network-guest", &wasm) {
+        Ok(_) => panic!("a component importing wasi:sockets must not load"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("wasi:sockets"), "{err}");
+}
