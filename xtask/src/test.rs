@@ -1,8 +1,11 @@
 //! `cargo xtask test` (every check) and `cargo xtask bench`.
 
-use crate::build::{WASM_TARGET, build};
+use crate::build::{PLUGINS, WASM_TARGET, build};
 use crate::run::{cmd, run};
 use anyhow::Result;
+
+/// Test-only guest components (built by the test set-up itself, linted here).
+const TEST_GUESTS: &[&str] = &["hostile-guest", "network-guest"];
 
 /// Makes sure `python3 -m pytest` works (the tests executor's output is run by it).
 fn ensure_pytest() -> Result<()> {
@@ -19,54 +22,30 @@ fn ensure_pytest() -> Result<()> {
     Ok(())
 }
 
-/// fmt, clippy, build, guests, every test.
+/// `cargo clippy` with warnings as errors; `scope` selects target and packages.
+fn clippy(scope: &[&str]) -> Result<()> {
+    let mut args = vec!["clippy", "--release"];
+    args.extend(scope);
+    args.extend(["--", "-D", "warnings"]);
+    run(&mut cmd("cargo", &args))
+}
+
+/// fmt, build, clippy (native and wasm), every test.
 pub fn test() -> Result<()> {
     run(&mut cmd("cargo", &["fmt", "--all", "--check"]))?;
     build()?;
-    run(&mut cmd(
-        "cargo",
-        &[
-            "clippy",
-            "--release",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    ))?;
-    run(&mut cmd(
-        "cargo",
-        &[
-            "clippy",
-            "--release",
-            "--target",
-            WASM_TARGET,
-            "-p",
-            "docs-executor",
-            "-p",
-            "tests-executor",
-            "-p",
-            "hostile-guest",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    ))?;
-    run(&mut cmd(
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "--target",
-            WASM_TARGET,
-            "-p",
-            "hostile-guest",
-        ],
-    ))?;
+    clippy(&["--workspace", "--all-targets"])?;
+    let mut wasm_scope = vec!["--target", WASM_TARGET];
+    for package in PLUGINS
+        .iter()
+        .map(|(p, _)| *p)
+        .chain(TEST_GUESTS.iter().copied())
+    {
+        wasm_scope.extend(["-p", package]);
+    }
+    clippy(&wasm_scope)?;
     ensure_pytest()?;
-    run(&mut cmd("cargo", &["test", "--release", "--workspace"]))?;
-    Ok(())
+    run(&mut cmd("cargo", &["test", "--release", "--workspace"]))
 }
 
 /// Builds, then runs the benchmarks (extra arguments go to the bench binaries).
