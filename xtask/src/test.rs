@@ -13,11 +13,15 @@ fn ensure_pytest() -> Result<()> {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    if !has {
-        run(&mut cmd(
-            "python3",
-            &["-m", "pip", "install", "--quiet", "--user", "pytest"],
-        ))?;
+    if has {
+        return Ok(());
+    }
+    let install = ["-m", "pip", "install", "--quiet", "--user", "pytest"];
+    if run(&mut cmd("python3", &install)).is_err() {
+        // A Debian-managed Python refuses user installs without this flag (PEP 668).
+        let mut forced = install.to_vec();
+        forced.push("--break-system-packages");
+        run(&mut cmd("python3", &forced))?;
     }
     Ok(())
 }
