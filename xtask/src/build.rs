@@ -33,18 +33,30 @@ pub fn registry_dir() -> PathBuf {
     root().join("plugins/registry")
 }
 
+/// What [`build`] compiles natively.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Only the host binary (enough to run it).
+    Host,
+    /// Every workspace target, tests included, with the feature set `cargo test
+    /// --workspace` resolves, so the test run reuses these artifacts instead of
+    /// compiling wasmtime a second time.
+    AllTargets,
+}
+
 /// Builds everything; returns once the registry is populated.
-pub fn build() -> Result<()> {
+pub fn build(scope: Scope) -> Result<()> {
     ensure_wasm_target()?;
     let mut args = vec!["build", "--release", "--target", WASM_TARGET];
     for (package, _) in PLUGINS {
         args.extend(["-p", package]);
     }
     run(&mut cmd("cargo", &args))?;
-    run(&mut cmd(
-        "cargo",
-        &["build", "--release", "-p", "leviathan-host"],
-    ))?;
+    let native: &[&str] = match scope {
+        Scope::Host => &["build", "--release", "-p", "leviathan-host"],
+        Scope::AllTargets => &["build", "--release", "--workspace", "--all-targets"],
+    };
+    run(&mut cmd("cargo", native))?;
     for (package, dir) in PLUGINS {
         let wasm = root().join(format!(
             "target/{WASM_TARGET}/release/{}.wasm",

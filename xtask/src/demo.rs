@@ -2,7 +2,7 @@
 //! creates a local git repository with a realistic backlog under `target/demo/`,
 //! runs each ready task through `leviathan-host exec`, and shows what was written.
 
-use crate::build::{build, host_binary, registry_dir};
+use crate::build::{Scope, build, host_binary, registry_dir};
 use crate::run::{cmd, output, root, run};
 use anyhow::{Context, Result};
 use std::fs;
@@ -129,7 +129,7 @@ fn exec(repo: &Path, task: &str) -> Result<i32> {
 
 /// Runs the demo.
 pub fn demo() -> Result<()> {
-    build()?;
+    build(Scope::Host)?;
     let repo = root().join("target/demo/repo");
     create_repo(&repo)?;
     println!("\n== demo repository: {}", repo.display());

@@ -20,7 +20,7 @@ fn main() {
 fn dispatch() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("build") => build::build(),
+        Some("build") => build::build(build::Scope::Host),
         Some("demo") => demo::demo(),
         Some("test") => test::test(),
         Some("bench") => test::bench(&args[1..]),

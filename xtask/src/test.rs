@@ -1,6 +1,6 @@
 //! `cargo xtask test` (every check) and `cargo xtask bench`.
 
-use crate::build::{PLUGINS, WASM_TARGET, build};
+use crate::build::{PLUGINS, Scope, WASM_TARGET, build};
 use crate::run::{cmd, run};
 use anyhow::Result;
 
@@ -37,7 +37,7 @@ fn clippy(scope: &[&str]) -> Result<()> {
 /// fmt, build, clippy (native and wasm), every test.
 pub fn test() -> Result<()> {
     run(&mut cmd("cargo", &["fmt", "--all", "--check"]))?;
-    build()?;
+    build(Scope::AllTargets)?;
     clippy(&["--workspace", "--all-targets"])?;
     let mut wasm_scope = vec!["--target", WASM_TARGET];
     for package in PLUGINS
@@ -54,7 +54,7 @@ pub fn test() -> Result<()> {
 
 /// Builds, then runs the benchmarks (extra arguments go to the bench binaries).
 pub fn bench(extra: &[String]) -> Result<()> {
-    build()?;
+    build(Scope::Host)?;
     let mut command = cmd("cargo", &["bench", "-p", "leviathan-host"]);
     if !extra.is_empty() {
         command.arg("--").args(extra);
