@@ -39,27 +39,29 @@ pub fn registry() -> &'static Path {
     static REGISTRY: OnceLock<PathBuf> = OnceLock::new();
     REGISTRY.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        run(Command::new(&cargo).current_dir(root()).args([
-            "build",
-            "--quiet",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
+        // Exactly what `cargo xtask build` compiles, so neither step rebuilds the
+        // other's artifacts with a different feature set.
+        let mut wasm = vec!["build", "--quiet", "--release", "--target", "wasm32-wasip2"];
+        for package in [
             "docs-executor",
-            "-p",
             "tests-executor",
-            "-p",
             "hostile-guest",
-        ]));
-        run(Command::new(&cargo).current_dir(root()).args([
+            "network-guest",
+        ] {
+            wasm.extend(["-p", package]);
+        }
+        run(Command::new(&cargo).current_dir(root()).args(&wasm));
+        // The selection `cargo test --workspace` resolves features for: a no-op after
+        // the test build rather than a second wasmtime compile.
+        let native = [
             "build",
             "--quiet",
             "--profile",
             profile(),
-            "-p",
-            "leviathan-host",
-        ]));
+            "--workspace",
+            "--all-targets",
+        ];
+        run(Command::new(&cargo).current_dir(root()).args(native));
         let dir = root().join("target/test-registry");
         let components = root().join("target/wasm32-wasip2/release");
         for (name, manifest) in [

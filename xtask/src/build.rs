@@ -23,6 +23,9 @@ pub fn ensure_wasm_target() -> Result<()> {
     Ok(())
 }
 
+/// Test-only guest components: built with the plugins, never installed.
+pub const TEST_GUESTS: &[&str] = &["hostile-guest", "network-guest"];
+
 /// The host binary built by [`build`].
 pub fn host_binary() -> PathBuf {
     root().join("target/release/leviathan-host")
@@ -47,8 +50,14 @@ pub enum Scope {
 /// Builds everything; returns once the registry is populated.
 pub fn build(scope: Scope) -> Result<()> {
     ensure_wasm_target()?;
+    // Always the same package set (the test set-up builds exactly these too), so the
+    // components are not rebuilt with other features between runs.
     let mut args = vec!["build", "--release", "--target", WASM_TARGET];
-    for (package, _) in PLUGINS {
+    for package in PLUGINS
+        .iter()
+        .map(|(p, _)| *p)
+        .chain(TEST_GUESTS.iter().copied())
+    {
         args.extend(["-p", package]);
     }
     run(&mut cmd("cargo", &args))?;

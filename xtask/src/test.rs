@@ -1,11 +1,8 @@
 //! `cargo xtask test` (every check) and `cargo xtask bench`.
 
-use crate::build::{PLUGINS, Scope, WASM_TARGET, build};
+use crate::build::{PLUGINS, Scope, TEST_GUESTS, WASM_TARGET, build};
 use crate::run::{cmd, run};
 use anyhow::Result;
-
-/// Test-only guest components (built by the test set-up itself, linted here).
-const TEST_GUESTS: &[&str] = &["hostile-guest", "network-guest"];
 
 /// Makes sure `python3 -m pytest` works (the tests executor's output is run by it).
 fn ensure_pytest() -> Result<()> {
