@@ -40,6 +40,9 @@ enum Command {
     /// Inspect and manage the plugin registry.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Read, verify, export and append to the event log.
+    #[command(subcommand)]
+    Events(crate::cli_events::EventsCommand),
 }
 
 #[derive(Subcommand)]
@@ -97,6 +100,13 @@ pub fn main() -> i32 {
                 Err(e) => e.kind.exit_code(),
             }
         }
+        Command::Events(command) => match crate::cli_events::run(command) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
         Command::Plugins(command) => match plugins(command) {
             Ok(()) => 0,
             Err(e) => {

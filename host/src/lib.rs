@@ -3,6 +3,7 @@
 pub mod backlog;
 pub mod changeset;
 pub mod digest;
+pub mod events;
 pub mod exec;
 pub mod git;
 pub mod paths;

@@ -1,0 +1,12 @@
+//! The event log: an append-only, hash-chained sequence of events in sled.
+//!
+//! Every event carries the previous event's hash and its own SHA-256 over a canonical
+//! encoding, so any edit or deletion is detectable by [`EventLog::verify`]. Appends
+//! are acknowledged only once durable; concurrent appenders share one fsync (group
+//! commit).
+
+mod event;
+mod store;
+
+pub use event::{Event, EventDraft, GENESIS_HASH, SCHEMA_VERSION};
+pub use store::{EventLog, StoreError, VerifyError};

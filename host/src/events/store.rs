@@ -1,0 +1,457 @@
+//! The sled-backed store: one tree holding the events (`e` + sequence) and the
+//! secondary indexes (`t` target, `k` target+task, `a` attempt), written together in
+//! one atomic batch per append.
+
+use super::event::{Event, EventDraft, GENESIS_HASH};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Errors from the event store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("event store {dir}: {source}")]
+    Sled { dir: PathBuf, source: sled::Error },
+    #[error("event store {dir}: event {seq} cannot be decoded: {message}")]
+    Corrupt {
+        dir: PathBuf,
+        seq: u64,
+        message: String,
+    },
+    #[error("event {index}: field `{field}`: {message}")]
+    Invalid {
+        index: usize,
+        field: &'static str,
+        message: String,
+    },
+    #[error("event store lock poisoned")]
+    Poisoned,
+}
+
+/// Where and why the hash chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event {seq}: {reason}")]
+pub struct VerifyError {
+    /// The first sequence number that does not verify.
+    pub seq: u64,
+    pub reason: String,
+}
+
+struct Head {
+    next_seq: u64,
+    last_hash: String,
+}
+
+/// The append-only event log.
+pub struct EventLog {
+    dir: PathBuf,
+    db: sled::Db,
+    tree: sled::Tree,
+    head: Mutex<Head>,
+    /// Highest sequence applied to sled (not necessarily durable yet).
+    applied: AtomicU64,
+    /// Highest sequence known durable; its lock serialises the fsyncs.
+    durable: Mutex<u64>,
+}
+
+fn event_key(seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(b'e');
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn index_key(tag: u8, parts: &[&str], seq: u64) -> Vec<u8> {
+    let mut k = vec![tag];
+    for p in parts {
+        k.extend_from_slice(p.as_bytes());
+        k.push(0);
+    }
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn index_prefix(tag: u8, parts: &[&str]) -> Vec<u8> {
+    let mut k = vec![tag];
+    for p in parts {
+        k.extend_from_slice(p.as_bytes());
+        k.push(0);
+    }
+    k
+}
+
+fn seq_of_key(key: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    if key.len() >= 8 {
+        bytes.copy_from_slice(&key[key.len() - 8..]);
+    }
+    u64::from_be_bytes(bytes)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn validate(index: usize, draft: &EventDraft) -> Result<(), StoreError> {
+    let invalid = |field, message: &str| StoreError::Invalid {
+        index,
+        field,
+        message: message.into(),
+    };
+    if draft.kind.is_empty() || draft.kind.len() > 128 {
+        return Err(invalid("type", "must be 1 to 128 characters"));
+    }
+    if !draft
+        .kind
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    {
+        return Err(invalid("type", "may only hold a-z, 0-9, `.`, `_` and `-`"));
+    }
+    for (field, value) in [
+        ("target", &draft.target),
+        ("task", &draft.task),
+        ("attempt", &draft.attempt),
+    ] {
+        if let Some(v) = value
+            && (v.is_empty() || v.len() > 256 || v.contains('\0'))
+        {
+            return Err(invalid(field, "must be 1 to 256 characters without NUL"));
+        }
+    }
+    Ok(())
+}
+
+impl EventLog {
+    /// Opens (or creates) the log in `dir`.
+    pub fn open(dir: &Path) -> Result<EventLog, StoreError> {
+        let sled_err = |source| StoreError::Sled {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        let db = sled::Config::new().path(dir).open().map_err(sled_err)?;
+        let tree = db.open_tree("events").map_err(sled_err)?;
+        let mut head = Head {
+            next_seq: 1,
+            last_hash: GENESIS_HASH.into(),
+        };
+        if let Some(last) = tree.scan_prefix([b'e']).next_back() {
+            let (key, value) = last.map_err(sled_err)?;
+            let seq = seq_of_key(&key);
+            let event: Event = serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
+                dir: dir.to_path_buf(),
+                seq,
+                message: e.to_string(),
+            })?;
+            head = Head {
+                next_seq: seq + 1,
+                last_hash: event.hash,
+            };
+        }
+        let last = head.next_seq - 1;
+        Ok(EventLog {
+            dir: dir.to_path_buf(),
+            db,
+            tree,
+            head: Mutex::new(head),
+            applied: AtomicU64::new(last),
+            durable: Mutex::new(last),
+        })
+    }
+
+    fn sled_err(&self, source: sled::Error) -> StoreError {
+        StoreError::Sled {
+            dir: self.dir.clone(),
+            source,
+        }
+    }
+
+    /// Appends `drafts` atomically and returns them sealed, once they are durable.
+    /// Either every draft is stored or none is.
+    pub fn append(&self, drafts: Vec<EventDraft>) -> Result<Vec<Event>, StoreError> {
+        for (i, d) in drafts.iter().enumerate() {
+            validate(i, d)?;
+        }
+        if drafts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let events = {
+            let mut head = self.head.lock().map_err(|_| StoreError::Poisoned)?;
+            let ts = now_ms();
+            let mut batch = sled::Batch::default();
+            let mut events = Vec::with_capacity(drafts.len());
+            let mut seq = head.next_seq;
+            let mut prev = head.last_hash.clone();
+            for draft in drafts {
+                let event = Event::seal(draft, seq, ts, &prev);
+                let bytes = serde_json::to_vec(&event).map_err(|e| StoreError::Invalid {
+                    index: events.len(),
+                    field: "payload",
+                    message: e.to_string(),
+                })?;
+                batch.insert(event_key(seq), bytes);
+                if let Some(t) = &event.target {
+                    batch.insert(index_key(b't', &[t], seq), &[]);
+                    if let Some(k) = &event.task {
+                        batch.insert(index_key(b'k', &[t, k], seq), &[]);
+                    }
+                }
+                if let Some(a) = &event.attempt {
+                    batch.insert(index_key(b'a', &[a], seq), &[]);
+                }
+                prev = event.hash.clone();
+                seq += 1;
+                events.push(event);
+            }
+            self.tree.apply_batch(batch).map_err(|e| self.sled_err(e))?;
+            head.next_seq = seq;
+            head.last_hash = prev;
+            self.applied.store(seq - 1, Ordering::SeqCst);
+            events
+        };
+        let last = events.last().map(|e| e.seq).unwrap_or(0);
+        self.make_durable(last)?;
+        Ok(events)
+    }
+
+    /// Group commit: returns once everything up to `seq` is on disk. One appender
+    /// fsyncs on behalf of all that applied before it started.
+    fn make_durable(&self, seq: u64) -> Result<(), StoreError> {
+        let mut durable = self.durable.lock().map_err(|_| StoreError::Poisoned)?;
+        if *durable >= seq {
+            return Ok(());
+        }
+        let upto = self.applied.load(Ordering::SeqCst);
+        self.db.flush().map_err(|e| self.sled_err(e))?;
+        *durable = upto;
+        Ok(())
+    }
+
+    /// The sequence number of the last event (0 when empty).
+    pub fn last_seq(&self) -> u64 {
+        self.applied.load(Ordering::SeqCst)
+    }
+
+    fn decode(&self, seq: u64, bytes: &[u8]) -> Result<Event, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+            dir: self.dir.clone(),
+            seq,
+            message: e.to_string(),
+        })
+    }
+
+    /// Event `seq`, if stored.
+    pub fn get(&self, seq: u64) -> Result<Option<Event>, StoreError> {
+        match self
+            .tree
+            .get(event_key(seq))
+            .map_err(|e| self.sled_err(e))?
+        {
+            Some(bytes) => Ok(Some(self.decode(seq, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` events with a sequence above `after`, in order.
+    pub fn after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .tree
+            .range(event_key(after.saturating_add(1))..event_key(u64::MAX))
+            .take(limit)
+        {
+            let (key, value) = item.map_err(|e| self.sled_err(e))?;
+            out.push(self.decode(seq_of_key(&key), &value)?);
+        }
+        Ok(out)
+    }
+
+    fn by_index(
+        &self,
+        tag: u8,
+        parts: &[&str],
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let prefix = index_prefix(tag, parts);
+        let mut start = prefix.clone();
+        start.extend_from_slice(&after.saturating_add(1).to_be_bytes());
+        let mut out = Vec::new();
+        for item in self.tree.range(start..).take_while(|r| match r {
+            Ok((k, _)) => k.starts_with(&prefix) && k.len() == prefix.len() + 8,
+            Err(_) => true,
+        }) {
+            let (key, _) = item.map_err(|e| self.sled_err(e))?;
+            if let Some(event) = self.get(seq_of_key(&key))? {
+                out.push(event);
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Events of one target, after `after`.
+    pub fn by_target(
+        &self,
+        target: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.by_index(b't', &[target], after, limit)
+    }
+
+    /// Events of one task of a target, after `after`.
+    pub fn by_task(
+        &self,
+        target: &str,
+        task: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.by_index(b'k', &[target, task], after, limit)
+    }
+
+    /// Events of one attempt, after `after`.
+    pub fn by_attempt(
+        &self,
+        attempt: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.by_index(b'a', &[attempt], after, limit)
+    }
+
+    /// Walks the whole chain: sequences contiguous from 1, each `prev_hash` equal to
+    /// the previous event's hash, each hash matching its content. Returns the number
+    /// of events, or the first sequence that does not verify.
+    pub fn verify(&self) -> Result<u64, VerifyError> {
+        let mut expected = 1u64;
+        let mut prev = GENESIS_HASH.to_string();
+        for item in self.tree.scan_prefix([b'e']) {
+            let (key, value) = item.map_err(|e| VerifyError {
+                seq: expected,
+                reason: format!("unreadable: {e}"),
+            })?;
+            let seq = seq_of_key(&key);
+            if seq != expected {
+                return Err(VerifyError {
+                    seq: expected,
+                    reason: format!("missing (the next stored event is {seq})"),
+                });
+            }
+            let event: Event = serde_json::from_slice(&value).map_err(|e| VerifyError {
+                seq,
+                reason: format!("cannot be decoded: {e}"),
+            })?;
+            if event.seq != seq {
+                return Err(VerifyError {
+                    seq,
+                    reason: format!("stored under {seq} but says seq {}", event.seq),
+                });
+            }
+            if event.prev_hash != prev {
+                return Err(VerifyError {
+                    seq,
+                    reason: "prev_hash does not match the previous event's hash".into(),
+                });
+            }
+            if event.compute_hash() != event.hash {
+                return Err(VerifyError {
+                    seq,
+                    reason: "content does not match its hash (altered)".into(),
+                });
+            }
+            prev = event.hash;
+            expected += 1;
+        }
+        Ok(expected - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(kind: &str, target: Option<&str>, task: Option<&str>) -> EventDraft {
+        EventDraft {
+            kind: kind.into(),
+            target: target.map(String::from),
+            task: task.map(String::from),
+            ..EventDraft::default()
+        }
+    }
+
+    #[test]
+    fn appends_chain_and_reopen_continues() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = EventLog::open(dir.path()).unwrap();
+            let events = log
+                .append(vec![
+                    draft("a.b", Some("t1"), Some("x")),
+                    draft("c", None, None),
+                ])
+                .unwrap();
+            assert_eq!(events[0].seq, 1);
+            assert_eq!(events[0].prev_hash, GENESIS_HASH);
+            assert_eq!(events[1].prev_hash, events[0].hash);
+        }
+        let log = EventLog::open(dir.path()).unwrap();
+        assert_eq!(log.last_seq(), 2);
+        let third = log.append(vec![draft("d", Some("t1"), Some("y"))]).unwrap();
+        assert_eq!(third[0].seq, 3);
+        assert_eq!(log.verify(), Ok(3));
+        assert_eq!(log.after(1, 10).unwrap().len(), 2);
+        assert_eq!(
+            log.by_target("t1", 0, 10)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect::<Vec<_>>(),
+            [1, 3]
+        );
+        assert_eq!(log.by_task("t1", "y", 0, 10).unwrap().len(), 1);
+        assert_eq!(
+            log.by_target("t", 0, 10).unwrap().len(),
+            0,
+            "prefixes match whole names"
+        );
+    }
+
+    #[test]
+    fn invalid_drafts_store_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        let err = log
+            .append(vec![draft("ok", None, None), draft("Bad Type", None, None)])
+            .unwrap_err();
+        assert!(err.to_string().contains("event 1: field `type`"), "{err}");
+        assert_eq!(log.last_seq(), 0);
+        assert_eq!(log.after(0, 10).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn concurrent_appends_are_contiguous() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::sync::Arc::new(EventLog::open(dir.path()).unwrap());
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        log.append(vec![draft("x", None, None)]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(log.verify(), Ok(200));
+    }
+}
