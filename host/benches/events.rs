@@ -20,7 +20,11 @@ fn dir_size(path: &std::path::Path) -> u64 {
     if let Ok(entries) = std::fs::read_dir(path) {
         for e in entries.flatten() {
             let Ok(meta) = e.metadata() else { continue };
-            total += if meta.is_dir() { dir_size(&e.path()) } else { meta.len() };
+            total += if meta.is_dir() {
+                dir_size(&e.path())
+            } else {
+                meta.len()
+            };
         }
     }
     total
@@ -35,7 +39,9 @@ fn run(name: &str, threads: u64, batch: u64, per_thread: u64) -> (tempfile::Temp
             let log = log.clone();
             std::thread::spawn(move || {
                 for i in 0..per_thread / batch {
-                    let drafts = (0..batch).map(|j| draft(t * 1_000_000 + i * batch + j)).collect();
+                    let drafts = (0..batch)
+                        .map(|j| draft(t * 1_000_000 + i * batch + j))
+                        .collect();
                     log.append(drafts).expect("append");
                 }
             })
@@ -46,7 +52,10 @@ fn run(name: &str, threads: u64, batch: u64, per_thread: u64) -> (tempfile::Temp
     }
     let total = threads * (per_thread / batch) * batch;
     let secs = started.elapsed().as_secs_f64();
-    println!("{name:<44} {total:>8} events in {secs:>6.2}s = {:>9.0} events/s (durable)", total as f64 / secs);
+    println!(
+        "{name:<44} {total:>8} events in {secs:>6.2}s = {:>9.0} events/s (durable)",
+        total as f64 / secs
+    );
     (dir, total)
 }
 
@@ -58,10 +67,17 @@ fn main() {
     run("batches of 100, 1 thread", 1, 100, n * 5);
     let (dir, total) = run("batches of 100, 4 threads", 4, 100, n * 5);
     let size = dir_size(dir.path());
-    println!("store size: {} bytes for {total} events = {} bytes/event", size, size / total.max(1));
+    println!(
+        "store size: {} bytes for {total} events = {} bytes/event",
+        size,
+        size / total.max(1)
+    );
     let started = Instant::now();
     let log = EventLog::open(dir.path()).expect("reopen");
     let opened = started.elapsed();
     let verified = log.verify().expect("chain intact");
-    println!("reopen {opened:.2?}, verify {verified} events {:.2?} total", started.elapsed());
+    println!(
+        "reopen {opened:.2?}, verify {verified} events {:.2?} total",
+        started.elapsed()
+    );
 }

@@ -36,6 +36,9 @@ enum Command {
         /// Print exactly one JSON object on stdout.
         #[arg(long)]
         json: bool,
+        /// Record the attempt in the event log in this directory (sled).
+        #[arg(long, env = "LEVIATHAN_DATA_DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Inspect and manage the plugin registry.
     #[command(subcommand)]
@@ -81,6 +84,7 @@ pub fn main() -> i32 {
             policy,
             plugin_dir,
             json,
+            data_dir,
         } => {
             let request = ExecRequest {
                 repo,
@@ -88,12 +92,14 @@ pub fn main() -> i32 {
                 policy,
                 registry_dir: plugin_dir.unwrap_or_else(Registry::default_dir),
             };
-            let result = Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir()))
-                .map_err(|e| ExecFailure {
-                    kind: ErrorKind::ExecutorFailed,
-                    message: e.to_string(),
-                })
-                .and_then(|sandbox| exec(&sandbox, &request));
+            let result = recorded(data_dir.as_deref(), &request, |request| {
+                Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir()))
+                    .map_err(|e| ExecFailure {
+                        kind: ErrorKind::ExecutorFailed,
+                        message: e.to_string(),
+                    })
+                    .and_then(|sandbox| exec(&sandbox, request))
+            });
             print_exec(&result, json);
             match result {
                 Ok(_) => 0,
@@ -156,6 +162,40 @@ fn plugins(command: PluginsCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs `run`, recording `attempt.started` and its outcome in the event log at
+/// `data_dir` when one is given. A log that cannot be opened fails the attempt before
+/// it starts; one that cannot record the outcome is reported on stderr.
+fn recorded(
+    data_dir: Option<&std::path::Path>,
+    request: &ExecRequest,
+    run: impl FnOnce(&ExecRequest) -> Result<ExecReport, ExecFailure>,
+) -> Result<ExecReport, ExecFailure> {
+    use leviathan_host::events::{EventLog, attempts};
+    let Some(dir) = data_dir else {
+        return run(request);
+    };
+    let target = std::fs::canonicalize(&request.repo)
+        .unwrap_or_else(|_| request.repo.clone())
+        .to_string_lossy()
+        .into_owned();
+    let attempt = attempts::new_attempt_id(&request.task_id);
+    let log = EventLog::open(dir)
+        .and_then(|log| {
+            log.append(vec![attempts::started(&target, &request.task_id, &attempt)])?;
+            Ok(log)
+        })
+        .map_err(|e| ExecFailure {
+            kind: ErrorKind::ExecutorFailed,
+            message: format!("cannot record the attempt: {e}"),
+        })?;
+    let result = run(request);
+    let outcome = attempts::finished(&target, &request.task_id, &attempt, &result);
+    if let Err(e) = log.append(vec![outcome]) {
+        eprintln!("warning: attempt {attempt}: outcome not recorded: {e}");
+    }
+    result
 }
 
 fn init_tracing() {

@@ -148,3 +148,59 @@ fn sigkill_loses_no_acknowledged_event() {
         assert!(count >= *acked.iter().max().unwrap());
     }
 }
+
+#[test]
+fn exec_records_started_and_outcome_events() {
+    use leviathan_tests::{TestRepo, backlog_with, registry};
+    let data = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(
+        &format!(
+            "{}{}",
+            backlog_with("good", "docs", &["docs/"], &["x"]),
+            backlog_with("bad", "docs", &["src/"], &["x"]).trim_start_matches("tasks:\n")
+        ),
+        &[],
+    );
+    for (task, code) in [("good", 0), ("bad", 3)] {
+        let out = Command::new(host_binary())
+            .args(["exec", "--json", "--task", task, "--repo"])
+            .arg(repo.path())
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("LEVIATHAN_PLUGIN_DIR", registry())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let log = EventLog::open(data.path()).unwrap();
+    assert_eq!(log.verify(), Ok(4));
+    let events = log.after(0, 10).unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "attempt.started",
+            "attempt.succeeded",
+            "attempt.started",
+            "attempt.failed"
+        ]
+    );
+    assert_eq!(events[0].attempt, events[1].attempt);
+    assert_ne!(events[1].attempt, events[2].attempt);
+    assert_eq!(events[1].payload["executor"], "docs-executor@0.1.0");
+    assert_eq!(events[1].payload["files"][0]["path"], "docs/GOOD.md");
+    assert!(
+        events[1].payload["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert_eq!(events[3].payload["kind"], "policy-denied");
+    let target = events[0].target.clone().unwrap();
+    assert_eq!(log.by_task(&target, "bad", 0, 10).unwrap().len(), 2);
+}

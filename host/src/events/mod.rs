@@ -5,6 +5,7 @@
 //! are acknowledged only once durable; concurrent appenders share one fsync (group
 //! commit).
 
+pub mod attempts;
 mod event;
 mod store;
 
