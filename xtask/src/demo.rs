@@ -117,12 +117,14 @@ fn create_repo(repo: &Path) -> Result<()> {
     Ok(())
 }
 
-fn exec(repo: &Path, task: &str) -> Result<i32> {
+fn exec(repo: &Path, data: &Path, task: &str) -> Result<i32> {
     let status = cmd(&host_binary().to_string_lossy(), &["exec", "--task", task])
         .arg("--repo")
         .arg(repo)
         .arg("--plugin-dir")
         .arg(registry_dir())
+        .arg("--data-dir")
+        .arg(data)
         .status()?;
     Ok(status.code().unwrap_or(-1))
 }
@@ -131,18 +133,22 @@ fn exec(repo: &Path, task: &str) -> Result<i32> {
 pub fn demo() -> Result<()> {
     build(Scope::Host)?;
     let repo = root().join("target/demo/repo");
+    let data = root().join("target/demo/data");
     create_repo(&repo)?;
+    if data.exists() {
+        fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
+    }
     println!("\n== demo repository: {}", repo.display());
     println!(
         "== policy: the embedded policies/dev.yaml (allowed prefixes .leviathan/, docs/, tests/)\n"
     );
     for task in READY {
         println!("-- leviathan-host exec --task {task}");
-        let code = exec(&repo, task)?;
+        let code = exec(&repo, &data, task)?;
         println!("   exit code {code}\n");
     }
     println!("-- running the first task again (idempotent: nothing changes)");
-    exec(&repo, READY[0])?;
+    exec(&repo, &data, READY[0])?;
     println!("\n== worktree changes (not committed; committing and PRs are the scheduler's job):");
     print!(
         "{}",
@@ -164,5 +170,21 @@ pub fn demo() -> Result<()> {
             }
         }
     }
+    println!("\n== event log ({}):", data.display());
+    let host = host_binary().to_string_lossy().into_owned();
+    let tail = output(cmd(&host, &["events", "tail", "--last", "100", "--data-dir"]).arg(&data))?;
+    for line in tail.lines() {
+        let event: serde_json::Value = serde_json::from_str(line)?;
+        println!(
+            "   #{} {:<18} {}",
+            event["seq"],
+            event["type"].as_str().unwrap_or(""),
+            event["task"].as_str().unwrap_or("")
+        );
+    }
+    print!(
+        "   {}",
+        output(cmd(&host, &["events", "verify", "--data-dir"]).arg(&data))?
+    );
     Ok(())
 }
