@@ -78,27 +78,73 @@ impl Event {
         event
     }
 
-    /// SHA-256 (hex) over the canonical encoding: the JSON of every field except
-    /// `hash`, in declaration order, with object keys sorted.
+    /// SHA-256 (hex) over the canonical encoding: the JSON object of every field
+    /// except `hash`, keys sorted, absent references as `null`.
     pub fn compute_hash(&self) -> String {
-        let canonical = serde_json::json!({
-            "seq": self.seq,
-            "ts_ms": self.ts_ms,
-            "v": self.v,
-            "type": self.kind,
-            "target": self.target,
-            "task": self.task,
-            "attempt": self.attempt,
-            "payload": self.payload,
-            "prev_hash": self.prev_hash,
-        });
-        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+        let canonical = Canonical {
+            attempt: &self.attempt,
+            payload: &self.payload,
+            prev_hash: &self.prev_hash,
+            seq: self.seq,
+            target: &self.target,
+            task: &self.task,
+            ts_ms: self.ts_ms,
+            kind: &self.kind,
+            v: self.v,
+        };
+        let mut hasher = Sha256::new();
+        // Writing JSON into the hasher cannot fail: Sha256 never returns an I/O error
+        // and every field serialises.
+        let _ = serde_json::to_writer(HashWriter(&mut hasher), &canonical);
+        hex::encode(hasher.finalize())
+    }
+}
+
+/// The hashed view of an event. Field order is the sorted key order, so the bytes
+/// equal a key-sorted JSON object; serde_json sorts the payload's own keys.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    attempt: &'a Option<String>,
+    payload: &'a serde_json::Value,
+    prev_hash: &'a str,
+    seq: u64,
+    target: &'a Option<String>,
+    task: &'a Option<String>,
+    ts_ms: u64,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    v: u32,
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_encoding_is_the_key_sorted_json_object() {
+        let mut draft = EventDraft::new("pr.opened");
+        draft.target = Some("t".into());
+        draft.payload = serde_json::json!({"z": 1, "a": {"y": 2, "b": 3}});
+        let e = Event::seal(draft, 7, 9, GENESIS_HASH);
+        let sorted = serde_json::json!({
+            "seq": e.seq, "ts_ms": e.ts_ms, "v": e.v, "type": e.kind, "target": e.target,
+            "task": e.task, "attempt": e.attempt, "payload": e.payload, "prev_hash": e.prev_hash,
+        });
+        let expected = hex::encode(Sha256::digest(sorted.to_string().as_bytes()));
+        assert_eq!(e.hash, expected);
+    }
 
     #[test]
     fn hash_covers_every_field() {
