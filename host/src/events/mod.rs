@@ -7,6 +7,7 @@
 
 pub mod attempts;
 mod event;
+mod index;
 mod store;
 
 pub use event::{Event, EventDraft, GENESIS_HASH, SCHEMA_VERSION};

@@ -1,11 +1,12 @@
-//! The sled-backed store: one tree holding the events (`e` + sequence) and the
-//! secondary indexes (`t` target, `k` target+task, `a` attempt), written together in
-//! one atomic batch per append.
+//! The sled-backed store: one tree holding the events under `e` + big-endian
+//! sequence, one atomic batch per append; secondary indexes live in memory
+//! ([`super::index`]).
 
 use super::event::{Event, EventDraft, GENESIS_HASH};
+use super::index::{IndexKey, Indexes};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 
 /// Errors from the event store.
 #[derive(Debug, thiserror::Error)]
@@ -52,31 +53,13 @@ pub struct EventLog {
     applied: AtomicU64,
     /// Highest sequence known durable; its lock serialises the fsyncs.
     durable: Mutex<u64>,
+    indexes: RwLock<Indexes>,
 }
 
 fn event_key(seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);
     k.push(b'e');
     k.extend_from_slice(&seq.to_be_bytes());
-    k
-}
-
-fn index_key(tag: u8, parts: &[&str], seq: u64) -> Vec<u8> {
-    let mut k = vec![tag];
-    for p in parts {
-        k.extend_from_slice(p.as_bytes());
-        k.push(0);
-    }
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
-}
-
-fn index_prefix(tag: u8, parts: &[&str]) -> Vec<u8> {
-    let mut k = vec![tag];
-    for p in parts {
-        k.extend_from_slice(p.as_bytes());
-        k.push(0);
-    }
     k
 }
 
@@ -138,14 +121,16 @@ impl EventLog {
             next_seq: 1,
             last_hash: GENESIS_HASH.into(),
         };
-        if let Some(last) = tree.scan_prefix([b'e']).next_back() {
-            let (key, value) = last.map_err(sled_err)?;
+        let mut indexes = Indexes::default();
+        for item in tree.scan_prefix([b'e']) {
+            let (key, value) = item.map_err(sled_err)?;
             let seq = seq_of_key(&key);
             let event: Event = serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
                 dir: dir.to_path_buf(),
                 seq,
                 message: e.to_string(),
             })?;
+            indexes.add(&event);
             head = Head {
                 next_seq: seq + 1,
                 last_hash: event.hash,
@@ -159,6 +144,7 @@ impl EventLog {
             head: Mutex::new(head),
             applied: AtomicU64::new(last),
             durable: Mutex::new(last),
+            indexes: RwLock::new(indexes),
         })
     }
 
@@ -193,20 +179,16 @@ impl EventLog {
                     message: e.to_string(),
                 })?;
                 batch.insert(event_key(seq), bytes);
-                if let Some(t) = &event.target {
-                    batch.insert(index_key(b't', &[t], seq), &[]);
-                    if let Some(k) = &event.task {
-                        batch.insert(index_key(b'k', &[t, k], seq), &[]);
-                    }
-                }
-                if let Some(a) = &event.attempt {
-                    batch.insert(index_key(b'a', &[a], seq), &[]);
-                }
                 prev = event.hash.clone();
                 seq += 1;
                 events.push(event);
             }
             self.tree.apply_batch(batch).map_err(|e| self.sled_err(e))?;
+            let mut indexes = self.indexes.write().map_err(|_| StoreError::Poisoned)?;
+            for event in &events {
+                indexes.add(event);
+            }
+            drop(indexes);
             head.next_seq = seq;
             head.last_hash = prev;
             self.applied.store(seq - 1, Ordering::SeqCst);
@@ -269,27 +251,16 @@ impl EventLog {
         Ok(out)
     }
 
-    fn by_index(
-        &self,
-        tag: u8,
-        parts: &[&str],
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<Event>, StoreError> {
-        let prefix = index_prefix(tag, parts);
-        let mut start = prefix.clone();
-        start.extend_from_slice(&after.saturating_add(1).to_be_bytes());
-        let mut out = Vec::new();
-        for item in self.tree.range(start..).take_while(|r| match r {
-            Ok((k, _)) => k.starts_with(&prefix) && k.len() == prefix.len() + 8,
-            Err(_) => true,
-        }) {
-            let (key, _) = item.map_err(|e| self.sled_err(e))?;
-            if let Some(event) = self.get(seq_of_key(&key))? {
+    fn by_index(&self, key: IndexKey, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let seqs = self
+            .indexes
+            .read()
+            .map_err(|_| StoreError::Poisoned)?
+            .after(&key, after, limit);
+        let mut out = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            if let Some(event) = self.get(seq)? {
                 out.push(event);
-            }
-            if out.len() >= limit {
-                break;
             }
         }
         Ok(out)
@@ -302,7 +273,7 @@ impl EventLog {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        self.by_index(b't', &[target], after, limit)
+        self.by_index(IndexKey::Target(target.into()), after, limit)
     }
 
     /// Events of one task of a target, after `after`.
@@ -313,7 +284,7 @@ impl EventLog {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        self.by_index(b'k', &[target, task], after, limit)
+        self.by_index(IndexKey::Task(target.into(), task.into()), after, limit)
     }
 
     /// Events of one attempt, after `after`.
@@ -323,7 +294,7 @@ impl EventLog {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        self.by_index(b'a', &[attempt], after, limit)
+        self.by_index(IndexKey::Attempt(attempt.into()), after, limit)
     }
 
     /// Walks the whole chain: sequences contiguous from 1, each `prev_hash` equal to
