@@ -16,7 +16,8 @@ pub struct FileChange {
     pub path: RepoPath,
     pub sha256: String,
     pub bytes: u64,
-    staged: PathBuf,
+    /// The checked content, written as is by [`ChangeSet::apply`].
+    content: Vec<u8>,
 }
 
 /// Every file a run changed, sorted by path.
@@ -133,11 +134,11 @@ impl ChangeSet {
                     sha256: sha256_hex(&bytes),
                     bytes: bytes.len() as u64,
                     path,
-                    staged: entry.path(),
+                    content: bytes,
                 });
             }
         }
-        if let Some(deleted) = stage.seeded.keys().find(|p| !present.contains(*p)) {
+        if let Some(deleted) = stage.seeded.iter().find(|p| !present.contains(*p)) {
             return Err(ChangeError::Violation(format!(
                 "deleted `{deleted}`; executors may not delete files"
             )));
@@ -158,11 +159,15 @@ impl ChangeSet {
     }
 
     /// Writes the change set into `worktree`: every target is checked again for links,
-    /// every file is written to a temporary sibling first, and only then are they all
+    /// the content checked by [`ChangeSet::collect`] (not re-read from the staging
+    /// area) is written to a temporary sibling first, and only then are they all
     /// renamed into place. A failure before the renames leaves the worktree untouched.
     pub fn apply(&self, worktree: &Path) -> Result<(), ApplyError> {
         for change in &self.files {
-            check_no_links(worktree, &change.path).map_err(ApplyError::Refused)?;
+            check_no_links(worktree, &change.path).map_err(|e| match e {
+                StageError::Denied(message) => ApplyError::Refused(message),
+                StageError::Io { path, source } => ApplyError::Io { path, source },
+            })?;
         }
         let mut pending = Vec::new();
         for change in &self.files {
@@ -179,11 +184,7 @@ impl ChangeSet {
                     path: parent.clone(),
                     source,
                 })?;
-            let bytes = fs::read(&change.staged).map_err(|source| ApplyError::Io {
-                path: change.staged.clone(),
-                source,
-            })?;
-            tmp.write_all(&bytes)
+            tmp.write_all(&change.content)
                 .and_then(|_| tmp.as_file().sync_all())
                 .map_err(|source| ApplyError::Io {
                     path: target.clone(),
@@ -207,8 +208,9 @@ impl ChangeSet {
 /// Why a checked change set could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// A target became a symlink or hard link since staging.
     #[error("{0}")]
-    Refused(StageError),
+    Refused(String),
     #[error("cannot write {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
