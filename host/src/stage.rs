@@ -6,7 +6,7 @@
 
 use crate::paths::{RepoPath, outermost};
 use crate::sandbox::Mount;
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -38,8 +38,8 @@ pub struct Stage {
     pub out: PathBuf,
     /// Writable mounts (`/out/<root>`), one per outermost allowed root.
     pub mounts: Vec<Mount>,
-    /// Files copied into `out/` before the run, with their original bytes' length.
-    pub seeded: BTreeMap<RepoPath, u64>,
+    /// Files copied into `out/` before the run.
+    pub seeded: BTreeSet<RepoPath>,
 }
 
 /// The fixed modification time of every staged file (the Unix epoch).
@@ -117,19 +117,21 @@ pub fn prepare(worktree: &Path, allowed: &[RepoPath]) -> Result<Stage, StageErro
     let out = dir.path().join("out");
     fs::create_dir(&repo).map_err(io_err(&repo))?;
     fs::create_dir(&out).map_err(io_err(&out))?;
-    copy_tree(worktree, &repo, &mut |_, _| {})?;
+    copy_tree(worktree, &repo, &mut |_| {})?;
 
-    let mut seeded = BTreeMap::new();
+    // The writable copies come from the snapshot, so they match what `/repo` shows
+    // and the worktree is walked only once.
+    let mut seeded = BTreeSet::new();
     for path in allowed {
-        let source = path.under(worktree);
+        let source = path.under(&repo);
         let target = path.under(&out);
         match fs::symlink_metadata(&source) {
             Ok(meta) if meta.is_dir() => {
                 fs::create_dir_all(&target).map_err(io_err(&target))?;
-                copy_tree(&source, &target, &mut |rel, len| {
+                copy_tree(&source, &target, &mut |rel| {
                     let full = format!("{}/{}", path.as_string(), rel);
                     if let Ok(p) = RepoPath::parse(&full) {
-                        seeded.insert(p, len);
+                        seeded.insert(p);
                     }
                 })?;
             }
@@ -138,7 +140,7 @@ pub fn prepare(worktree: &Path, allowed: &[RepoPath]) -> Result<Stage, StageErro
                     fs::create_dir_all(parent).map_err(io_err(parent))?;
                 }
                 copy_file(&source, &target)?;
-                seeded.insert(path.clone(), meta.len());
+                seeded.insert(path.clone());
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -181,9 +183,8 @@ pub fn prepare(worktree: &Path, allowed: &[RepoPath]) -> Result<Stage, StageErro
 }
 
 /// Copies the regular files and directories of `from` into `to`, skipping `.git`
-/// and symlinks and fixing mtimes. `seen` gets each copied file's relative path and
-/// length.
-fn copy_tree(from: &Path, to: &Path, seen: &mut dyn FnMut(&str, u64)) -> Result<(), StageError> {
+/// and symlinks and fixing mtimes. `seen` gets each copied file's relative path.
+fn copy_tree(from: &Path, to: &Path, seen: &mut dyn FnMut(&str)) -> Result<(), StageError> {
     let mut stack = vec![(from.to_path_buf(), to.to_path_buf(), String::new())];
     let mut dirs = Vec::new();
     while let Some((src, dst, rel)) = stack.pop() {
@@ -212,8 +213,8 @@ fn copy_tree(from: &Path, to: &Path, seen: &mut dyn FnMut(&str, u64)) -> Result<
                 stack.push((entry.path(), target.clone(), child_rel));
                 dirs.push(target);
             } else if file_type.is_file() {
-                let len = copy_file(&entry.path(), &target)?;
-                seen(&child_rel, len);
+                copy_file(&entry.path(), &target)?;
+                seen(&child_rel);
             }
         }
     }
@@ -223,10 +224,10 @@ fn copy_tree(from: &Path, to: &Path, seen: &mut dyn FnMut(&str, u64)) -> Result<
     Ok(())
 }
 
-fn copy_file(from: &Path, to: &Path) -> Result<u64, StageError> {
-    let len = fs::copy(from, to).map_err(io_err(from))?;
+fn copy_file(from: &Path, to: &Path) -> Result<(), StageError> {
+    fs::copy(from, to).map_err(io_err(from))?;
     set_mtime(to);
-    Ok(len)
+    Ok(())
 }
 
 /// Best effort: a staged entry whose mtime cannot be fixed still has valid content.
@@ -265,7 +266,7 @@ mod tests {
         assert_eq!(
             stage
                 .seeded
-                .keys()
+                .iter()
                 .map(|k| k.as_string())
                 .collect::<Vec<_>>(),
             ["docs/sub/a.md"]
