@@ -5,7 +5,7 @@
 use crate::backlog::Task;
 use crate::digest::sha256_hex;
 use crate::sandbox::{LoadedComponent, Sandbox, SandboxError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +15,7 @@ pub const DEFAULT_REGISTRY_DIR: &str = "plugins/registry";
 pub const EXECUTOR_WORLD: &str = "leviathan:executor/executor-plugin@0.1.0";
 
 /// A plugin's `plugin.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub name: String,
@@ -223,7 +223,7 @@ impl Registry {
                 entry.manifest.sha256
             )));
         }
-        let component = sandbox.load(&entry.id(), &wasm)?;
+        let component = sandbox.load_with_digest(&entry.id(), &wasm, &actual)?;
         let info = sandbox
             .describe(&component)
             .map_err(|e| invalid(format!("describe() failed: {e}")))?;
@@ -262,26 +262,16 @@ pub fn install(registry: &Path, wasm: &Path, manifest: &Path) -> Result<Entry, S
         toml::from_str(&text).map_err(|e| format!("{}: {e}", manifest.display()))?;
     let bytes = fs::read(wasm).map_err(|e| format!("{}: cannot read: {e}", wasm.display()))?;
     parsed.sha256 = sha256_hex(&bytes);
+    // Checked before anything is replaced: a bad template never removes a good entry.
+    validate_manifest(manifest, &parsed)?;
+    let manifest_text =
+        toml::to_string(&parsed).map_err(|e| format!("{}: {e}", manifest.display()))?;
     let name_dir = registry.join(&parsed.name);
     fs::create_dir_all(&name_dir).map_err(|e| format!("{}: {e}", name_dir.display()))?;
     let staging = tempfile::Builder::new()
         .prefix(".install-")
         .tempdir_in(&name_dir)
         .map_err(|e| format!("{}: {e}", name_dir.display()))?;
-    let manifest_text = format!(
-        "name = {}\nversion = \"{}\"\nworld = {}\nscopes = [{}]\nsha256 = \"{}\"\nsummary = {}\n",
-        toml_string(&parsed.name),
-        parsed.version,
-        toml_string(&parsed.world),
-        parsed
-            .scopes
-            .iter()
-            .map(|s| toml_string(s))
-            .collect::<Vec<_>>()
-            .join(", "),
-        parsed.sha256,
-        toml_string(&parsed.summary),
-    );
     let write = |file: &str, data: &[u8]| {
         fs::write(staging.path().join(file), data)
             .map_err(|e| format!("{}: {e}", staging.path().display()))
@@ -297,16 +287,8 @@ pub fn install(registry: &Path, wasm: &Path, manifest: &Path) -> Result<Entry, S
     read_entry(&target)
 }
 
-fn toml_string(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
-}
-
-fn read_entry(dir: &Path) -> Result<Entry, String> {
-    let manifest_path = dir.join("plugin.toml");
-    let text = fs::read_to_string(&manifest_path)
-        .map_err(|e| format!("{}: cannot read: {e}", manifest_path.display()))?;
-    let manifest: Manifest =
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+/// The checks on a manifest's own fields (not on where it lives).
+fn validate_manifest(manifest_path: &Path, manifest: &Manifest) -> Result<(), String> {
     let bad = |field: &str, message: String| {
         format!("{}: field `{field}`: {message}", manifest_path.display())
     };
@@ -325,6 +307,16 @@ fn read_entry(dir: &Path) -> Result<Entry, String> {
     if manifest.sha256.len() != 64 || !manifest.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad("sha256", "must be 64 hex digits".into()));
     }
+    Ok(())
+}
+
+fn read_entry(dir: &Path) -> Result<Entry, String> {
+    let manifest_path = dir.join("plugin.toml");
+    let text = fs::read_to_string(&manifest_path)
+        .map_err(|e| format!("{}: cannot read: {e}", manifest_path.display()))?;
+    let manifest: Manifest =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+    validate_manifest(&manifest_path, &manifest)?;
     let dir_name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let parent_name = dir
         .parent()
@@ -444,5 +436,38 @@ mod tests {
         let reg = Registry::scan(root.path()).unwrap();
         let err = reg.route(&task("docs", None)).unwrap_err().to_string();
         assert!(err.contains("claimed by several plugins (a, b)"), "{err}");
+    }
+
+    #[test]
+    fn install_writes_a_scannable_entry_and_a_bad_template_keeps_the_old_one() {
+        let root = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        let wasm = src.path().join("x.wasm");
+        fs::write(&wasm, b"\0asm v1").unwrap();
+        let template = src.path().join("plugin.toml");
+        fs::write(
+            &template,
+            format!("name = \"x\"\nversion = \"1.0.0\"\nworld = \"{EXECUTOR_WORLD}\"\nscopes = [\"docs\"]\n"),
+        )
+        .unwrap();
+        let entry = install(root.path(), &wasm, &template).unwrap();
+        assert_eq!(entry.manifest.sha256, sha256_hex(b"\0asm v1"));
+        let reg = Registry::scan(root.path()).unwrap();
+        assert_eq!(reg.entries.len(), 1, "{:?}", reg.rejected);
+
+        fs::write(
+            &template,
+            "name = \"x\"\nversion = \"1.0.0\"\nworld = \"other:world@9.0.0\"\nscopes = [\"docs\"]\n",
+        )
+        .unwrap();
+        let err = install(root.path(), &wasm, &template).unwrap_err();
+        assert!(err.contains("field `world`"), "{err}");
+        let reg = Registry::scan(root.path()).unwrap();
+        assert_eq!(
+            reg.entries.len(),
+            1,
+            "the good entry survives: {:?}",
+            reg.rejected
+        );
     }
 }

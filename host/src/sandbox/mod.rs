@@ -83,11 +83,21 @@ impl Sandbox {
     /// Compiles (or loads from cache) and links a component. `name` is only used in
     /// error messages.
     pub fn load(&self, name: &str, wasm: &[u8]) -> Result<LoadedComponent, SandboxError> {
+        self.load_with_digest(name, wasm, &crate::digest::sha256_hex(wasm))
+    }
+
+    /// [`Sandbox::load`] for a caller that has already computed (and checked) the
+    /// component's hex SHA-256, so it is not hashed a second time.
+    pub fn load_with_digest(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        digest_hex: &str,
+    ) -> Result<LoadedComponent, SandboxError> {
         let started = Instant::now();
-        let digest_hex = crate::digest::sha256_hex(wasm);
         let (component, cache) = self
             .cache
-            .load_or_compile(&self.engine, &digest_hex, wasm)
+            .load_or_compile(&self.engine, digest_hex, wasm)
             .map_err(|e| SandboxError::Component {
                 component: name.into(),
                 message: format!("{e:#}"),
