@@ -165,7 +165,6 @@ impl Sandbox {
                     baseline_bytes,
                     max_files: request.limits.max_files_written,
                     max_bytes: request.limits.max_bytes_written,
-                    every_ticks: WRITE_CHECK_TICKS,
                     ticks: 0,
                 }
             }),
@@ -285,7 +284,7 @@ fn on_epoch_tick(
     }
     if let Some(watch) = state.write_watch.as_mut() {
         watch.ticks += 1;
-        if watch.ticks % watch.every_ticks == 0 {
+        if watch.ticks % WRITE_CHECK_TICKS == 0 {
             let (files, bytes) = usage(&watch.root);
             let hit = if files > watch.max_files.saturating_add(watch.baseline_files) {
                 Some(LimitKind::FilesWritten)

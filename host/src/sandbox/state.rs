@@ -52,11 +52,10 @@ pub struct WriteWatch {
     pub root: PathBuf,
     pub max_files: u64,
     pub max_bytes: u64,
-    /// Check every this many epoch ticks.
     /// Files and bytes already under `root` before the run (copies of current content).
     pub baseline_files: u64,
     pub baseline_bytes: u64,
-    pub every_ticks: u64,
+    /// Epoch ticks seen so far; the caps are checked every few ticks.
     pub ticks: u64,
 }
 
