@@ -106,14 +106,14 @@ fn main() {
     let loaded: Vec<_> = registry
         .entries
         .iter()
-        .map(|e| registry.load(&sandbox, e).expect("plugin loads"))
+        .map(|e| e.load(&sandbox).expect("plugin loads"))
         .collect();
     println!(
         "rss with {} plugins loaded: {} KiB",
         loaded.len(),
         rss_kib()
     );
-    let component = registry.load(&sandbox, docs).expect("docs loads");
+    let component = docs.load(&sandbox).expect("docs loads");
 
     // Instantiate and execute in the sandbox (staging is outside the timed region).
     let worktree = tempfile::tempdir().expect("temp dir");

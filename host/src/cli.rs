@@ -124,7 +124,6 @@ pub fn main() -> i32 {
 }
 
 fn plugins(command: PluginsCommand) -> anyhow::Result<()> {
-    use anyhow::Context;
     match command {
         PluginsCommand::List { plugin_dir } => {
             let registry = Registry::scan(&plugin_dir.unwrap_or_else(Registry::default_dir))?;
@@ -150,14 +149,14 @@ fn plugins(command: PluginsCommand) -> anyhow::Result<()> {
             plugin_dir,
         } => {
             let dir = plugin_dir.unwrap_or_else(Registry::default_dir);
-            let entry = leviathan_host::registry::install(&dir, &wasm, &manifest)
-                .map_err(anyhow::Error::msg)?;
             let sandbox = Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir()))?;
-            let registry = Registry::scan(&dir)?;
-            if let Err(e) = registry.load(&sandbox, &entry) {
-                let _ = std::fs::remove_dir_all(&entry.dir);
-                return Err(e).context("the installed plugin does not load; entry removed");
-            }
+            let entry = leviathan_host::registry::install(&dir, &wasm, &manifest, |staged| {
+                staged
+                    .load(&sandbox)
+                    .map(|_| ())
+                    .map_err(|e| format!("the plugin does not load, nothing was installed: {e}"))
+            })
+            .map_err(anyhow::Error::msg)?;
             println!("installed {} into {}", entry.id(), entry.dir.display());
             Ok(())
         }

@@ -184,8 +184,8 @@ pub fn exec(sandbox: &Sandbox, request: &ExecRequest) -> Result<ExecReport, Exec
         }
         other => fail(ErrorKind::ExecutorFailed, other),
     })?;
-    let component = registry
-        .load(sandbox, entry)
+    let component = entry
+        .load(sandbox)
         .map_err(|e| fail(ErrorKind::ExecutorFailed, e))?;
 
     let stage = stage::prepare(&request.repo, &allowed).map_err(|e| match e {

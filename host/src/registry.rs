@@ -44,6 +44,50 @@ impl Entry {
     pub fn id(&self) -> String {
         format!("{}@{}", self.manifest.name, self.manifest.version)
     }
+
+    /// Reads, verifies and loads an entry's component, and checks that the component
+    /// describes itself as its manifest does.
+    pub fn load(&self, sandbox: &Sandbox) -> Result<LoadedComponent, RegistryError> {
+        let entry = self;
+        let invalid = |message: String| RegistryError::Invalid {
+            id: entry.id(),
+            file: entry.wasm.clone(),
+            message,
+        };
+        let wasm = fs::read(&entry.wasm).map_err(|e| invalid(format!("cannot read: {e}")))?;
+        let actual = sha256_hex(&wasm);
+        if !actual.eq_ignore_ascii_case(&entry.manifest.sha256) {
+            return Err(invalid(format!(
+                "digest mismatch: plugin.toml says sha256 {}, the file is {actual}",
+                entry.manifest.sha256
+            )));
+        }
+        let component = sandbox.load_with_digest(&entry.id(), &wasm, &actual)?;
+        let info = sandbox
+            .describe(&component)
+            .map_err(|e| invalid(format!("describe() failed: {e}")))?;
+        let m = &entry.manifest;
+        if info.name != m.name || info.version != m.version.to_string() {
+            return Err(invalid(format!(
+                "the component describes itself as {}@{}, plugin.toml says {}",
+                info.name,
+                info.version,
+                entry.id()
+            )));
+        }
+        let mut declared = m.scopes.clone();
+        let mut described = info.scopes.clone();
+        declared.sort();
+        described.sort();
+        if declared != described {
+            return Err(invalid(format!(
+                "the component handles scopes [{}], plugin.toml declares [{}]",
+                described.join(", "),
+                declared.join(", ")
+            )));
+        }
+        Ok(component)
+    }
 }
 
 /// An entry that was not accepted, and why.
@@ -206,56 +250,20 @@ impl Registry {
                 installed: self.installed(),
             })
     }
-
-    /// Reads, verifies and loads an entry's component, and checks that the component
-    /// describes itself as its manifest does.
-    pub fn load(&self, sandbox: &Sandbox, entry: &Entry) -> Result<LoadedComponent, RegistryError> {
-        let invalid = |message: String| RegistryError::Invalid {
-            id: entry.id(),
-            file: entry.wasm.clone(),
-            message,
-        };
-        let wasm = fs::read(&entry.wasm).map_err(|e| invalid(format!("cannot read: {e}")))?;
-        let actual = sha256_hex(&wasm);
-        if !actual.eq_ignore_ascii_case(&entry.manifest.sha256) {
-            return Err(invalid(format!(
-                "digest mismatch: plugin.toml says sha256 {}, the file is {actual}",
-                entry.manifest.sha256
-            )));
-        }
-        let component = sandbox.load_with_digest(&entry.id(), &wasm, &actual)?;
-        let info = sandbox
-            .describe(&component)
-            .map_err(|e| invalid(format!("describe() failed: {e}")))?;
-        let m = &entry.manifest;
-        if info.name != m.name || info.version != m.version.to_string() {
-            return Err(invalid(format!(
-                "the component describes itself as {}@{}, plugin.toml says {}",
-                info.name,
-                info.version,
-                entry.id()
-            )));
-        }
-        let mut declared = m.scopes.clone();
-        let mut described = info.scopes.clone();
-        declared.sort();
-        described.sort();
-        if declared != described {
-            return Err(invalid(format!(
-                "the component handles scopes [{}], plugin.toml declares [{}]",
-                described.join(", "),
-                declared.join(", ")
-            )));
-        }
-        Ok(component)
-    }
 }
 
 /// Installs the component `wasm` with the manifest template `manifest` (whose
 /// `sha256` may be empty) as `<registry>/<name>/<version>/`, replacing an existing
-/// entry of the same version. The entry is written to a temporary directory and
-/// renamed into place, so readers never see half an entry.
-pub fn install(registry: &Path, wasm: &Path, manifest: &Path) -> Result<Entry, String> {
+/// entry of the same version. The entry is written to a temporary directory, passed
+/// to `verify` there, and only then renamed into place: readers never see half an
+/// entry, and a manifest or component that fails its checks never removes the entry
+/// it would have replaced.
+pub fn install(
+    registry: &Path,
+    wasm: &Path,
+    manifest: &Path,
+    verify: impl FnOnce(&Entry) -> Result<(), String>,
+) -> Result<Entry, String> {
     let text = fs::read_to_string(manifest)
         .map_err(|e| format!("{}: cannot read: {e}", manifest.display()))?;
     let mut parsed: Manifest =
@@ -277,7 +285,13 @@ pub fn install(registry: &Path, wasm: &Path, manifest: &Path) -> Result<Entry, S
             .map_err(|e| format!("{}: {e}", staging.path().display()))
     };
     write("plugin.toml", manifest_text.as_bytes())?;
-    write(&format!("{}.wasm", parsed.name), &bytes)?;
+    let wasm_name = format!("{}.wasm", parsed.name);
+    write(&wasm_name, &bytes)?;
+    verify(&Entry {
+        wasm: staging.path().join(&wasm_name),
+        dir: staging.path().to_path_buf(),
+        manifest: parsed.clone(),
+    })?;
     let target = name_dir.join(parsed.version.to_string());
     if target.exists() {
         fs::remove_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
@@ -450,7 +464,7 @@ mod tests {
             format!("name = \"x\"\nversion = \"1.0.0\"\nworld = \"{EXECUTOR_WORLD}\"\nscopes = [\"docs\"]\n"),
         )
         .unwrap();
-        let entry = install(root.path(), &wasm, &template).unwrap();
+        let entry = install(root.path(), &wasm, &template, |_| Ok(())).unwrap();
         assert_eq!(entry.manifest.sha256, sha256_hex(b"\0asm v1"));
         let reg = Registry::scan(root.path()).unwrap();
         assert_eq!(reg.entries.len(), 1, "{:?}", reg.rejected);
@@ -460,7 +474,7 @@ mod tests {
             "name = \"x\"\nversion = \"1.0.0\"\nworld = \"other:world@9.0.0\"\nscopes = [\"docs\"]\n",
         )
         .unwrap();
-        let err = install(root.path(), &wasm, &template).unwrap_err();
+        let err = install(root.path(), &wasm, &template, |_| Ok(())).unwrap_err();
         assert!(err.contains("field `world`"), "{err}");
         let reg = Registry::scan(root.path()).unwrap();
         assert_eq!(
