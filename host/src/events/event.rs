@@ -78,6 +78,15 @@ impl Event {
         event
     }
 
+    /// The target, task and attempt references.
+    pub fn refs(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
+        (
+            self.target.as_deref(),
+            self.task.as_deref(),
+            self.attempt.as_deref(),
+        )
+    }
+
     /// SHA-256 (hex) over the canonical encoding: the JSON object of every field
     /// except `hash`, keys sorted, absent references as `null`.
     pub fn compute_hash(&self) -> String {

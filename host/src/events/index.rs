@@ -2,7 +2,6 @@
 //! log when it is opened and updated on every append, so sled stores one key per
 //! event and lookups never scan the log.
 
-use super::Event;
 use std::collections::HashMap;
 
 /// What an index entry is keyed by.
@@ -20,20 +19,26 @@ pub struct Indexes {
 }
 
 impl Indexes {
-    /// Records `event` under each of its references.
-    pub fn add(&mut self, event: &Event) {
+    /// Records event `seq` under each of its references.
+    pub fn add(
+        &mut self,
+        seq: u64,
+        target: Option<&str>,
+        task: Option<&str>,
+        attempt: Option<&str>,
+    ) {
         let mut keys = Vec::with_capacity(3);
-        if let Some(t) = &event.target {
-            keys.push(IndexKey::Target(t.clone()));
-            if let Some(k) = &event.task {
-                keys.push(IndexKey::Task(t.clone(), k.clone()));
+        if let Some(t) = target {
+            keys.push(IndexKey::Target(t.to_string()));
+            if let Some(k) = task {
+                keys.push(IndexKey::Task(t.to_string(), k.to_string()));
             }
         }
-        if let Some(a) = &event.attempt {
-            keys.push(IndexKey::Attempt(a.clone()));
+        if let Some(a) = attempt {
+            keys.push(IndexKey::Attempt(a.to_string()));
         }
         for key in keys {
-            self.map.entry(key).or_default().push(event.seq);
+            self.map.entry(key).or_default().push(seq);
         }
     }
 

@@ -6,9 +6,12 @@
 //! commit).
 
 pub mod attempts;
+pub mod catalog;
 mod event;
 mod index;
+pub mod projection;
 mod store;
 
 pub use event::{Event, EventDraft, GENESIS_HASH, SCHEMA_VERSION};
+pub use projection::Projection;
 pub use store::{EventLog, StoreError, VerifyError};

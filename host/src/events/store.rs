@@ -4,6 +4,9 @@
 
 use super::event::{Event, EventDraft, GENESIS_HASH};
 use super::index::{IndexKey, Indexes};
+use super::projection::{EventView, Payload, Projection};
+use serde::Deserialize;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
@@ -54,6 +57,54 @@ pub struct EventLog {
     /// Highest sequence known durable; its lock serialises the fsyncs.
     durable: Mutex<u64>,
     indexes: RwLock<Indexes>,
+    projection: RwLock<Projection>,
+    /// Publishes the highest durable sequence to subscribers (SSE, `tail --follow`).
+    durable_seq: tokio::sync::watch::Sender<u64>,
+}
+
+/// The fields replay reads, borrowed from the stored bytes where possible; the
+/// payload stays raw unless the projection needs it.
+#[derive(Deserialize)]
+struct Stored<'a> {
+    seq: u64,
+    ts_ms: u64,
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    target: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    task: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    attempt: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    payload: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow)]
+    hash: Cow<'a, str>,
+}
+
+impl Stored<'_> {
+    fn refs(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
+        (
+            self.target.as_deref(),
+            self.task.as_deref(),
+            self.attempt.as_deref(),
+        )
+    }
+}
+
+const NULL_PAYLOAD: &serde_json::Value = &serde_json::Value::Null;
+
+/// The projection's view of a full event.
+fn view_of(event: &Event) -> EventView<'_> {
+    EventView {
+        seq: event.seq,
+        ts_ms: event.ts_ms,
+        kind: &event.kind,
+        target: event.target.as_deref(),
+        task: event.task.as_deref(),
+        attempt: event.attempt.as_deref(),
+        payload: Payload::Value(&event.payload),
+    }
 }
 
 fn event_key(seq: u64) -> Vec<u8> {
@@ -122,18 +173,33 @@ impl EventLog {
             last_hash: GENESIS_HASH.into(),
         };
         let mut indexes = Indexes::default();
+        let mut projection = Projection::default();
         for item in tree.scan_prefix([b'e']) {
             let (key, value) = item.map_err(sled_err)?;
             let seq = seq_of_key(&key);
-            let event: Event = serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
-                dir: dir.to_path_buf(),
+            let stored: Stored =
+                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
+                    dir: dir.to_path_buf(),
+                    seq,
+                    message: e.to_string(),
+                })?;
+            let (target, task, attempt) = stored.refs();
+            indexes.add(seq, target, task, attempt);
+            projection.apply(&EventView {
                 seq,
-                message: e.to_string(),
-            })?;
-            indexes.add(&event);
+                ts_ms: stored.ts_ms,
+                kind: &stored.kind,
+                target,
+                task,
+                attempt,
+                payload: match stored.payload {
+                    Some(raw) => Payload::Raw(raw),
+                    None => Payload::Value(NULL_PAYLOAD),
+                },
+            });
             head = Head {
-                next_seq: seq + 1,
-                last_hash: event.hash,
+                next_seq: stored.seq + 1,
+                last_hash: stored.hash.into_owned(),
             };
         }
         let last = head.next_seq - 1;
@@ -145,6 +211,8 @@ impl EventLog {
             applied: AtomicU64::new(last),
             durable: Mutex::new(last),
             indexes: RwLock::new(indexes),
+            projection: RwLock::new(projection),
+            durable_seq: tokio::sync::watch::Sender::new(last),
         })
     }
 
@@ -185,10 +253,13 @@ impl EventLog {
             }
             self.tree.apply_batch(batch).map_err(|e| self.sled_err(e))?;
             let mut indexes = self.indexes.write().map_err(|_| StoreError::Poisoned)?;
+            let mut projection = self.projection.write().map_err(|_| StoreError::Poisoned)?;
             for event in &events {
-                indexes.add(event);
+                let (target, task, attempt) = event.refs();
+                indexes.add(event.seq, target, task, attempt);
+                projection.apply(&view_of(event));
             }
-            drop(indexes);
+            drop((indexes, projection));
             head.next_seq = seq;
             head.last_hash = prev;
             self.applied.store(seq - 1, Ordering::SeqCst);
@@ -209,7 +280,29 @@ impl EventLog {
         let upto = self.applied.load(Ordering::SeqCst);
         self.db.flush().map_err(|e| self.sled_err(e))?;
         *durable = upto;
+        self.durable_seq.send_replace(upto);
         Ok(())
+    }
+
+    /// Flushes everything appended so far (used on shutdown).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.make_durable(self.last_seq())
+    }
+
+    /// A receiver of the highest durable sequence, updated after every group commit.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.durable_seq.subscribe()
+    }
+
+    /// Runs `read` on the projection of the whole log.
+    pub fn with_projection<R>(&self, read: impl FnOnce(&Projection) -> R) -> Result<R, StoreError> {
+        let projection = self.projection.read().map_err(|_| StoreError::Poisoned)?;
+        Ok(read(&projection))
+    }
+
+    /// A copy of the projection.
+    pub fn projection(&self) -> Result<Projection, StoreError> {
+        self.with_projection(Projection::clone)
     }
 
     /// The sequence number of the last event (0 when empty).
@@ -392,6 +485,37 @@ mod tests {
             0,
             "prefixes match whole names"
         );
+    }
+
+    #[test]
+    fn projection_after_reopen_equals_the_live_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = {
+            let log = EventLog::open(dir.path()).unwrap();
+            let mut started = draft("attempt.started", Some("t\"1"), Some("k"));
+            started.attempt = Some("a1".into());
+            let mut failed = started.clone();
+            failed.kind = "attempt.failed".into();
+            failed.payload = serde_json::json!({"kind": "policy \"x\"", "message": "m"});
+            let mut opened = started.clone();
+            opened.kind = "pr.opened".into();
+            opened.payload = serde_json::json!({"pr": 12, "branch": "agent/é"});
+            log.append(vec![
+                started,
+                failed,
+                opened,
+                draft("autonomy.paused", None, None),
+            ])
+            .unwrap();
+            log.projection().unwrap()
+        };
+        let reopened = EventLog::open(dir.path()).unwrap().projection().unwrap();
+        assert_eq!(reopened, live);
+        let task = &live.targets["t\"1"].tasks["k"];
+        assert_eq!(task.attempts[0].failure.as_deref(), Some("policy \"x\""));
+        assert_eq!(task.prs[0].branch.as_deref(), Some("agent/é"));
+        assert!(live.paused);
+        assert_eq!(live.last_seq, 4);
     }
 
     #[test]
