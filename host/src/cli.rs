@@ -46,6 +46,27 @@ enum Command {
     /// Read, verify, export and append to the event log.
     #[command(subcommand)]
     Events(crate::cli_events::EventsCommand),
+    /// Run the control-plane API (HTTP) over the event log.
+    Serve {
+        /// Address to bind; a port of 0 picks a free one (printed on start).
+        #[arg(long, default_value = "127.0.0.1:8000", env = "LEVIATHAN_LISTEN")]
+        listen: String,
+        /// The event store directory (sled).
+        #[arg(long, env = "LEVIATHAN_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Bearer tokens (YAML: `tokens:` list of {name, role, token | sha256}); re-read on SIGHUP.
+        #[arg(long, env = "LEVIATHAN_TOKENS_FILE")]
+        tokens_file: PathBuf,
+        /// Plugin registry directory; default: $LEVIATHAN_PLUGIN_DIR or plugins/registry.
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
+        /// Largest request body in bytes.
+        #[arg(long, default_value_t = leviathan_host::server::DEFAULT_BODY_LIMIT)]
+        body_limit: usize,
+        /// Seconds shutdown waits for in-flight requests.
+        #[arg(long, default_value_t = 10)]
+        shutdown_grace_secs: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -76,8 +97,38 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    init_tracing();
+    let serving = matches!(cli.command, Command::Serve { .. });
+    init_tracing(if serving { "info" } else { "warn" });
     match cli.command {
+        Command::Serve {
+            listen,
+            data_dir,
+            tokens_file,
+            plugin_dir,
+            body_limit,
+            shutdown_grace_secs,
+        } => {
+            let options = leviathan_host::server::ServeOptions {
+                listen,
+                data_dir,
+                tokens_file,
+                plugin_dir: plugin_dir.unwrap_or_else(Registry::default_dir),
+                body_limit,
+                shutdown_grace: std::time::Duration::from_secs(shutdown_grace_secs),
+            };
+            let result = leviathan_host::server::serve(options, |addr| {
+                use std::io::Write;
+                println!("listening on http://{addr}");
+                let _ = std::io::stdout().flush();
+            });
+            match result {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
         Command::Exec {
             repo,
             task,
@@ -197,14 +248,20 @@ fn recorded(
     result
 }
 
-fn init_tracing() {
+/// Logs go to stderr, filtered by `LEVIATHAN_LOG` (default `default_level`), as JSON
+/// lines when `LEVIATHAN_LOG_FORMAT=json`.
+fn init_tracing(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEVIATHAN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if std::env::var("LEVIATHAN_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().with_current_span(true).init();
+    } else {
+        builder.init();
+    }
 }
 
 fn print_exec(result: &Result<ExecReport, ExecFailure>, json: bool) {

@@ -10,5 +10,6 @@ pub mod paths;
 pub mod policy;
 pub mod registry;
 pub mod sandbox;
+pub mod server;
 pub mod stage;
 pub mod yaml;

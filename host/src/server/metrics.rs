@@ -1,0 +1,181 @@
+//! Prometheus metrics (prometheus-client): what the API served and what the log
+//! recorded, counted as it happens; gauges read from the projection when scraped.
+
+use crate::events::{Event, Projection};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+/// Labels of an API request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+/// Labels of a finished attempt.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric the host exports.
+pub struct Metrics {
+    registry: Registry,
+    events_appended: Counter,
+    append_seconds: Histogram,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: HistogramFamily<RequestLabels>,
+    attempts: Family<OutcomeLabels, Counter>,
+    instantiate_seconds: Histogram,
+    run_seconds: Histogram,
+    fuel_used: Histogram,
+    breakers_open: Gauge,
+    last_seq: Gauge,
+    sse_clients: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    // 10 µs to ~10 s.
+    Histogram::new(exponential_buckets(0.000_01, 4.0, 11))
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `leviathan_` prefix.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("leviathan");
+        let m = Metrics {
+            events_appended: Counter::default(),
+            append_seconds: latency_histogram(),
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(latency_histogram),
+            attempts: Family::default(),
+            instantiate_seconds: latency_histogram(),
+            run_seconds: latency_histogram(),
+            fuel_used: Histogram::new(exponential_buckets(1e4, 10.0, 7)),
+            breakers_open: Gauge::default(),
+            last_seq: Gauge::default(),
+            sse_clients: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "events_appended",
+            "Events appended to the log (durably acknowledged)",
+            m.events_appended.clone(),
+        );
+        registry.register(
+            "event_append_seconds",
+            "Time to append a batch of events, including the durable flush",
+            m.append_seconds.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "API requests by route, method and status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "api_request_seconds",
+            "API request latency by route, method and status",
+            m.request_seconds.clone(),
+        );
+        registry.register(
+            "attempts",
+            "Finished attempts by outcome",
+            m.attempts.clone(),
+        );
+        registry.register(
+            "executor_instantiate_seconds",
+            "Executor instantiation time in the sandbox",
+            m.instantiate_seconds.clone(),
+        );
+        registry.register(
+            "executor_run_seconds",
+            "Executor run time in the sandbox",
+            m.run_seconds.clone(),
+        );
+        registry.register(
+            "executor_fuel_used",
+            "Fuel (wasm instructions, roughly) an executor run used",
+            m.fuel_used.clone(),
+        );
+        registry.register(
+            "circuit_breakers_open",
+            "Targets whose circuit breaker is open",
+            m.breakers_open.clone(),
+        );
+        registry.register(
+            "event_log_last_seq",
+            "Sequence number of the newest event",
+            m.last_seq.clone(),
+        );
+        registry.register(
+            "sse_clients",
+            "Connected event-stream clients",
+            m.sse_clients.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Counts an appended batch and what its events report.
+    pub fn observe_append(&self, events: &[Event], took: Duration) {
+        self.events_appended.inc_by(events.len() as u64);
+        self.append_seconds.observe(took.as_secs_f64());
+        for e in events {
+            let outcome = match e.kind.as_str() {
+                "attempt.succeeded" => "succeeded",
+                "attempt.failed" => "failed",
+                _ => continue,
+            };
+            self.attempts
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.into(),
+                })
+                .inc();
+            let micros = |key: &str| e.payload.get(key).and_then(|v| v.as_u64());
+            if let Some(us) = micros("instantiate_us") {
+                self.instantiate_seconds.observe(us as f64 / 1e6);
+            }
+            if let Some(us) = micros("execute_us") {
+                self.run_seconds.observe(us as f64 / 1e6);
+            }
+            if let Some(fuel) = micros("fuel_used") {
+                self.fuel_used.observe(fuel as f64);
+            }
+        }
+    }
+
+    /// Counts one API request.
+    pub fn observe_request(&self, labels: RequestLabels, took: Duration) {
+        self.request_seconds
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+        self.requests.get_or_create(&labels).inc();
+    }
+
+    /// Tracks connected SSE clients.
+    pub fn sse_clients(&self) -> &Gauge {
+        &self.sse_clients
+    }
+
+    /// The OpenMetrics text exposition, gauges refreshed from `projection`.
+    pub fn render(&self, projection: &Projection) -> Result<String, std::fmt::Error> {
+        self.breakers_open.set(projection.open_breakers() as i64);
+        self.last_seq.set(projection.last_seq as i64);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,226 @@
+//! The control-plane API (axum): versioned JSON under `/api/v1`, health and metrics,
+//! bearer-token auth, request ids, graceful shutdown.
+
+pub mod auth;
+mod error;
+mod graph;
+pub mod metrics;
+mod observe;
+mod plugins;
+mod routes_events;
+
+use crate::events::{Event, EventDraft, EventLog};
+use auth::Tokens;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+pub use error::ApiError;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How `serve` is configured.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to bind; port 0 picks a free one.
+    pub listen: String,
+    /// The event store directory (sled).
+    pub data_dir: PathBuf,
+    /// The bearer tokens file (YAML).
+    pub tokens_file: PathBuf,
+    /// The plugin registry directory loaded for readiness.
+    pub plugin_dir: PathBuf,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+/// Largest request body accepted by default (1 MiB).
+pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+
+/// What every handler shares.
+pub struct AppState {
+    pub log: Arc<EventLog>,
+    pub metrics: metrics::Metrics,
+    tokens: RwLock<Arc<Tokens>>,
+    tokens_file: PathBuf,
+    pub plugins: plugins::PluginStatus,
+    /// Becomes true when shutdown begins; long-lived streams end on it.
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Errors that stop `serve` from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("tokens file: {0}")]
+    Tokens(#[from] crate::yaml::InputError),
+    #[error(transparent)]
+    Store(#[from] crate::events::StoreError),
+    #[error("--listen {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl AppState {
+    /// Appends durably (off the async threads) and counts it in the metrics.
+    pub async fn append(&self, drafts: Vec<EventDraft>) -> Result<Vec<Event>, ApiError> {
+        let log = self.log.clone();
+        let started = Instant::now();
+        let events = tokio::task::spawn_blocking(move || log.append(drafts))
+            .await
+            .map_err(ApiError::internal)??;
+        self.metrics.observe_append(&events, started.elapsed());
+        Ok(events)
+    }
+
+    /// The current tokens.
+    fn tokens(&self) -> Arc<Tokens> {
+        match self.tokens.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads the tokens file; on error the loaded tokens stay in force.
+    pub fn reload_tokens(&self) -> Result<usize, crate::yaml::InputError> {
+        let tokens = Tokens::load(&self.tokens_file)?;
+        let count = tokens.len();
+        match self.tokens.write() {
+            Ok(mut t) => *t = Arc::new(tokens),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(tokens),
+        }
+        Ok(count)
+    }
+}
+
+/// The whole router over `state`.
+pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
+    let api = Router::new()
+        .route(
+            "/api/v1/events",
+            get(routes_events::list).post(routes_events::append),
+        )
+        .route("/api/v1/events/stream", get(routes_events::stream))
+        .route("/api/v1/graph", get(graph::graph))
+        .route("/api/v1/targets", get(graph::targets))
+        .route("/api/v1/targets/{id}", get(graph::target))
+        .route(
+            "/api/v1/targets/{id}/circuit-breaker/reset",
+            post(graph::reset_breaker),
+        )
+        .route("/api/v1/tasks/{target}/{task}", get(graph::task))
+        .route("/api/v1/autonomy", get(graph::autonomy))
+        .route("/api/v1/autonomy/pause", post(graph::pause))
+        .route("/api/v1/autonomy/resume", post(graph::resume))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::authorize,
+        ));
+    Router::new()
+        .route("/healthz", get(observe::healthz))
+        .route("/readyz", get(observe::readyz))
+        .route("/metrics", get(observe::metrics))
+        .merge(api)
+        .fallback(observe::not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
+        ))
+        .with_state(state)
+}
+
+/// Runs the server until SIGTERM or SIGINT; `on_listening` gets the bound address.
+/// On shutdown in-flight requests finish (up to the grace period) and the log is
+/// flushed.
+pub fn serve(
+    options: ServeOptions,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    let tokens = Tokens::load(&options.tokens_file)?;
+    let log = Arc::new(EventLog::open(&options.data_dir)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let state = Arc::new(AppState {
+            log: log.clone(),
+            metrics: metrics::Metrics::new(),
+            tokens: RwLock::new(Arc::new(tokens)),
+            tokens_file: options.tokens_file.clone(),
+            plugins: plugins::PluginStatus::default(),
+            shutdown: stop_rx,
+        });
+        let listener = tokio::net::TcpListener::bind(&options.listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: options.listen.clone(),
+                source,
+            })?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, events = log.last_seq(), "listening");
+        on_listening(addr);
+        plugins::load_in_background(state.clone(), options.plugin_dir.clone());
+        tokio::spawn(reload_on_sighup(state.clone()));
+        let app = router(state.clone(), options.body_limit);
+        let grace = options.shutdown_grace;
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stop_tx.send(true);
+        });
+        let mut stopping = state.shutdown.clone();
+        tokio::select! {
+            result = server => result?,
+            _ = async {
+                let _ = stopping.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => tracing::warn!("shutdown grace period over; dropping open connections"),
+        }
+        let flushed = tokio::task::spawn_blocking(move || log.flush())
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        flushed?;
+        tracing::info!("stopped; event log flushed");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+async fn reload_on_sighup(state: Arc<AppState>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; tokens will not reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match state.reload_tokens() {
+            Ok(count) => tracing::info!(tokens = count, "tokens file reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "tokens file not reloaded; the previous tokens stay in force")
+            }
+        }
+    }
+}
