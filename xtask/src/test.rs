@@ -23,6 +23,40 @@ fn ensure_pytest() -> Result<()> {
     Ok(())
 }
 
+/// Makes `promtool` available when Debian's `prometheus` package can be installed;
+/// returns whether it is. The API test checks `/metrics` with it when it is.
+fn ensure_promtool() -> bool {
+    let has = |bin: &str| {
+        cmd(bin, &["--version"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if has("promtool") {
+        return true;
+    }
+    let install = ["install", "-y", "--no-install-recommends", "prometheus"];
+    let as_root = cmd("id", &["-u"])
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false);
+    let attempt = |args: &[&str]| {
+        let mut c = if as_root {
+            cmd("apt-get", args)
+        } else {
+            let mut c = cmd("sudo", &["-n", "apt-get"]);
+            c.args(args);
+            c
+        };
+        c.env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut c).is_ok()
+    };
+    if !attempt(&install) && !(attempt(&["update"]) && attempt(&install)) {
+        eprintln!("xtask: promtool is not installable here; /metrics is checked without it");
+    }
+    has("promtool")
+}
+
 /// `cargo clippy` with warnings as errors; `scope` selects target and packages.
 fn clippy(scope: &[&str]) -> Result<()> {
     let mut args = vec!["clippy", "--release"];
@@ -46,7 +80,11 @@ pub fn test() -> Result<()> {
     }
     clippy(&wasm_scope)?;
     ensure_pytest()?;
-    run(&mut cmd("cargo", &["test", "--release", "--workspace"]))
+    let mut tests = cmd("cargo", &["test", "--release", "--workspace"]);
+    if ensure_promtool() {
+        tests.env("LEVIATHAN_REQUIRE_PROMTOOL", "1");
+    }
+    run(&mut tests)
 }
 
 /// Builds, then runs the benchmarks (extra arguments go to the bench binaries).

@@ -179,3 +179,52 @@ impl Metrics {
         Ok(out)
     }
 }
+
+/// Rewrites OpenMetrics text as the Prometheus text format (0.0.4) for scrapers that
+/// do not ask for OpenMetrics: a counter's `HELP` and `TYPE` lines name the
+/// `_total` series its samples use, and the `# EOF` marker goes.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let descriptor = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|prefix| Some((prefix, line.strip_prefix(prefix)?)));
+        match descriptor {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_names_counters_by_their_total_series() {
+        let om = "# HELP a_events Events.\n# TYPE a_events counter\na_events_total 3\n# HELP a_g G.\n# TYPE a_g gauge\na_g 1\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(om),
+            "# HELP a_events_total Events.\n# TYPE a_events_total counter\na_events_total 3\n# HELP a_g G.\n# TYPE a_g gauge\na_g 1\n"
+        );
+    }
+}

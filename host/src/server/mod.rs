@@ -166,14 +166,21 @@ pub fn serve(
                 source,
             })?;
         let addr = listener.local_addr()?;
+        // Handlers go in before the address is announced, so a signal sent as soon
+        // as the server is up is never the default (fatal) one.
+        let signals = Signals::install()?;
         tracing::info!(%addr, events = log.last_seq(), "listening");
         on_listening(addr);
         plugins::load_in_background(state.clone(), options.plugin_dir.clone());
-        tokio::spawn(reload_on_sighup(state.clone()));
+        tokio::spawn(reload_on_sighup(state.clone(), signals.hangup));
         let app = router(state.clone(), options.body_limit);
         let grace = options.shutdown_grace;
+        let (mut term, mut int) = (signals.terminate, signals.interrupt);
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = stop_tx.send(true);
         });
@@ -194,27 +201,25 @@ pub fn serve(
     })
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// The signals `serve` handles: TERM and INT stop it, HUP reloads the tokens.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
     }
 }
 
-async fn reload_on_sighup(state: Arc<AppState>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot install the SIGHUP handler; tokens will not reload");
-        return;
-    };
+async fn reload_on_sighup(state: Arc<AppState>, mut hup: tokio::signal::unix::Signal) {
     while hup.recv().await.is_some() {
         match state.reload_tokens() {
             Ok(count) => tracing::info!(tokens = count, "tokens file reloaded"),

@@ -138,20 +138,32 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// `GET /metrics`: OpenMetrics text.
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+/// `GET /metrics`: OpenMetrics text when the scraper accepts it (Prometheus does),
+/// the Prometheus text format otherwise.
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
     let text = state
         .log
         .with_projection(|p| state.metrics.render(p))?
         .map_err(ApiError::internal)?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
+    let wants_openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let (content_type, body) = if wants_openmetrics {
+        (
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
+            text,
+        )
+    } else {
+        (
+            "text/plain; version=0.0.4; charset=utf-8",
+            super::metrics::to_prometheus_text(&text),
+        )
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
 /// Any other path: a JSON 404.

@@ -1,0 +1,667 @@
+//! The control-plane API: the real `leviathan-host serve` on 127.0.0.1 with real sled,
+//! driven by a real HTTP client.
+
+use leviathan_tests::{host_binary, registry};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const OPERATOR: &str = "operator-token-0123456789";
+const VIEWER: &str = "viewer-token-0123456789";
+
+fn write_tokens(file: &Path, entries: &[(&str, &str, &str)]) {
+    let mut text = String::from("tokens:\n");
+    for (name, role, token) in entries {
+        text.push_str(&format!(
+            "  - {{name: {name}, role: {role}, token: {token}}}\n"
+        ));
+    }
+    std::fs::write(file, text).unwrap();
+}
+
+/// A running `serve` process; killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    agent: ureq::Agent,
+    stderr: PathBuf,
+}
+
+impl Server {
+    fn start(dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Server {
+        let tokens = dir.join("tokens.yaml");
+        if !tokens.exists() {
+            write_tokens(
+                &tokens,
+                &[("ops", "operator", OPERATOR), ("dash", "viewer", VIEWER)],
+            );
+        }
+        static STARTS: AtomicUsize = AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, Ordering::Relaxed);
+        let stderr = dir.join(format!("serve-{n}.log"));
+        let mut child = Command::new(host_binary())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.join("data"))
+            .arg("--tokens-file")
+            .arg(&tokens)
+            .arg("--plugin-dir")
+            .arg(registry())
+            .args(extra)
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        Server {
+            child,
+            base,
+            agent,
+            stderr,
+        }
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut response = match method {
+            "GET" => {
+                let mut r = self.agent.get(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            _ => {
+                let mut r = self
+                    .agent
+                    .post(&url)
+                    .header("Content-Type", "application/json");
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.send(body.unwrap_or(""))
+            }
+        }
+        .expect("the request completes");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        self.request("GET", path, token, None)
+    }
+
+    fn post(&self, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+        self.request("POST", path, token, Some(body))
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGTERM, then the exit status (within 20 s).
+    fn stop(mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+#[test]
+fn auth_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &[]);
+    let event = r#"{"type": "operator.note"}"#;
+
+    let (status, body) = server.get("/api/v1/graph", None);
+    assert_eq!((status, error_code(&body)), (401, "unauthorized"));
+    let (status, body) = server.get("/api/v1/graph", Some("not-a-token-at-all"));
+    assert_eq!((status, error_code(&body)), (401, "unauthorized"));
+    let (status, _) = server.post("/api/v1/events", None, event);
+    assert_eq!(status, 401);
+
+    assert_eq!(server.get("/api/v1/graph", Some(VIEWER)).0, 200);
+    assert_eq!(server.get("/api/v1/events", Some(VIEWER)).0, 200);
+    let (status, body) = server.post("/api/v1/events", Some(VIEWER), event);
+    assert_eq!((status, error_code(&body)), (403, "forbidden"));
+    assert_eq!(
+        server.post("/api/v1/autonomy/pause", Some(VIEWER), "").0,
+        403
+    );
+
+    let (status, body) = server.post("/api/v1/events", Some(OPERATOR), event);
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["events"][0]["seq"], 1);
+    assert_eq!(body["events"][0]["type"], "client.operator.note");
+    assert_eq!(body["events"][0]["hash"].as_str().unwrap().len(), 64);
+    assert_eq!(server.get("/api/v1/graph", Some(OPERATOR)).0, 200);
+
+    for open in ["/healthz", "/metrics"] {
+        assert_eq!(server.get(open, None).0, 200, "{open}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.get("/readyz", None).0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, ready) = server.get("/readyz", None);
+    let loaded = ready["plugins"]["loaded"].as_array().unwrap();
+    for plugin in ["docs-executor@0.1.0", "tests-executor@0.1.0"] {
+        assert!(loaded.iter().any(|p| p == plugin), "{ready}");
+    }
+    assert!(!server.log().contains(OPERATOR), "a token was logged");
+}
+
+#[test]
+fn malformed_requests_get_400_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--body-limit", "2048"], &[]);
+    let post = |body: &str| server.post("/api/v1/events", Some(OPERATOR), body);
+
+    let (status, body) = post("{not json");
+    assert_eq!((status, error_code(&body)), (400, "bad_request"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 1"),
+        "{body}"
+    );
+    let (status, body) = post(r#"[{"type": "a"}, {"type": 7}]"#);
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("[1].type"))
+    );
+    let (status, body) = post(r#"{"type": "a", "colour": "red"}"#);
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("colour"))
+    );
+    let (status, body) = post(r#"{"type": "Bad Type"}"#);
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("[0].type"))
+    );
+    let (status, body) = post(r#"{"type": "pr.opened", "target": "t", "task": "k"}"#);
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("attempt"))
+    );
+    let (status, body) = post(&format!(
+        r#"{{"type": "a", "payload": "{}"}}"#,
+        "x".repeat(4096)
+    ));
+    assert_eq!(
+        (status, error_code(&body)),
+        (413, "payload_too_large"),
+        "{body}"
+    );
+
+    let (status, body) = server.get("/api/v1/events?limit=ten", Some(VIEWER));
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("limit"))
+    );
+    let (status, body) = server.get("/api/v1/events?limit=5000", Some(VIEWER));
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("limit"))
+    );
+    let (status, body) = server.get("/api/v1/events?task=k", Some(VIEWER));
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("task"))
+    );
+    let (status, body) = server.post("/api/v1/autonomy/pause", Some(OPERATOR), r#"{"target": 1}"#);
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("target"))
+    );
+    let (status, body) = server.get("/api/v1/targets/nope", Some(VIEWER));
+    assert_eq!((status, error_code(&body)), (404, "not_found"));
+
+    // Nothing of the refused requests reached the log.
+    let (_, page) = server.get("/api/v1/events", Some(VIEWER));
+    assert_eq!(page["events"].as_array().unwrap().len(), 0, "{page}");
+}
+
+#[test]
+fn paging_through_events_and_by_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &[]);
+    let batch: Vec<Value> = (0..250)
+        .map(|i| {
+            json!({"type": "task.skipped", "target": if i % 2 == 0 { "even" } else { "odd" },
+                   "task": format!("t{i}"), "payload": {"reason": "not_ready"}})
+        })
+        .collect();
+    let (status, body) = server.post("/api/v1/events", Some(OPERATOR), &json!(batch).to_string());
+    assert_eq!(status, 201);
+    assert_eq!(body["events"].as_array().unwrap().len(), 250);
+
+    let mut after = 0;
+    let mut seen = Vec::new();
+    loop {
+        let (status, page) = server.get(
+            &format!("/api/v1/events?after={after}&limit=100"),
+            Some(VIEWER),
+        );
+        assert_eq!(status, 200);
+        let events = page["events"].as_array().unwrap();
+        seen.extend(events.iter().map(|e| e["seq"].as_u64().unwrap()));
+        after = page["next_after"].as_u64().unwrap();
+        if !page["more"].as_bool().unwrap() {
+            break;
+        }
+    }
+    assert_eq!(seen, (1..=250).collect::<Vec<u64>>());
+
+    let (_, page) = server.get(
+        "/api/v1/events?target=odd&after=100&limit=1000",
+        Some(VIEWER),
+    );
+    let odd: Vec<u64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        odd,
+        (101..=250).filter(|s| s % 2 == 0).collect::<Vec<u64>>()
+    );
+    let (_, page) = server.get("/api/v1/events?target=even&task=t4", Some(VIEWER));
+    assert_eq!(page["events"][0]["seq"], 5);
+    assert_eq!(page["events"].as_array().unwrap().len(), 1);
+}
+
+/// Reads SSE frames (`id`, `event`) until `count` events arrived.
+fn read_sse(reader: &mut impl BufRead, count: usize) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let (mut id, mut kind) = (None, None);
+    let mut line = String::new();
+    while out.len() < count {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "stream ended early"
+        );
+        let line = line.trim_end();
+        if let Some(v) = line
+            .strip_prefix("id: ")
+            .or_else(|| line.strip_prefix("id:"))
+        {
+            id = v.trim().parse().ok();
+        } else if let Some(v) = line
+            .strip_prefix("event: ")
+            .or_else(|| line.strip_prefix("event:"))
+        {
+            kind = Some(v.trim().to_string());
+        } else if line.is_empty()
+            && let (Some(i), Some(k)) = (id.take(), kind.take())
+        {
+            out.push((i, k));
+        }
+    }
+    out
+}
+
+fn open_stream(server: &Server, query: &str, last_event_id: Option<u64>) -> impl BufRead + use<> {
+    let mut request = server
+        .agent
+        .get(format!("{}/api/v1/events/stream{query}", server.base))
+        .header("Authorization", format!("Bearer {VIEWER}"));
+    if let Some(id) = last_event_id {
+        request = request.header("Last-Event-ID", id.to_string());
+    }
+    let response = request.call().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    BufReader::new(response.into_body().into_reader())
+}
+
+#[test]
+fn sse_delivers_live_and_resumes_with_last_event_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &[]);
+    let note = |i: u32| json!({"type": "operator.note", "payload": {"i": i}}).to_string();
+    for i in 0..3 {
+        assert_eq!(
+            server.post("/api/v1/events", Some(OPERATOR), &note(i)).0,
+            201
+        );
+    }
+    // From the start: the three stored events, then one appended while connected.
+    let mut stream = open_stream(&server, "?after=0", None);
+    assert_eq!(
+        read_sse(&mut stream, 3),
+        [1, 2, 3].map(|i| (i, "client.operator.note".to_string()))
+    );
+    let live = std::thread::scope(|s| {
+        let reader = s.spawn(|| read_sse(&mut stream, 1));
+        std::thread::sleep(Duration::from_millis(200));
+        let pause = server.post("/api/v1/autonomy/pause", Some(OPERATOR), "");
+        assert_eq!(pause.0, 200);
+        reader.join().unwrap()
+    });
+    assert_eq!(live, [(4, "autonomy.paused".to_string())]);
+    drop(stream);
+
+    // A client that saw up to 2 reconnects and gets 3 and 4, then new ones.
+    for i in 3..5 {
+        server.post("/api/v1/events", Some(OPERATOR), &note(i));
+    }
+    let mut resumed = open_stream(&server, "?after=0", Some(2));
+    let ids: Vec<u64> = read_sse(&mut resumed, 4).iter().map(|(i, _)| *i).collect();
+    assert_eq!(ids, [3, 4, 5, 6], "Last-Event-ID overrides ?after");
+
+    // A target filter only passes that target's events.
+    let mut filtered = open_stream(&server, "?after=0&target=t1", None);
+    server.post(
+        "/api/v1/events",
+        Some(OPERATOR),
+        r#"[{"type":"scheduler.tick"},{"type":"task.selected","target":"t1","task":"k"}]"#,
+    );
+    assert_eq!(
+        read_sse(&mut filtered, 1),
+        [(8, "task.selected".to_string())]
+    );
+    drop((resumed, filtered));
+
+    // An open stream does not hold up shutdown.
+    let _held = open_stream(&server, "", None);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn projection_after_restart_equals_the_one_before_and_operator_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &[]);
+    let attempt = |kind: &str, task: &str, id: &str, payload: Value| json!({"type": kind, "target": "web", "task": task, "attempt": id, "payload": payload});
+    let events = json!([
+        {"type": "scheduler.tick", "payload": {"targets": 2}},
+        {"type": "task.selected", "target": "web", "task": "docs-1"},
+        attempt("attempt.started", "docs-1", "a1", json!(null)),
+        attempt("attempt.succeeded", "docs-1", "a1", json!({"digest": "d1", "fuel_used": 12345, "instantiate_us": 40, "execute_us": 300})),
+        attempt("pr.opened", "docs-1", "a1", json!({"pr": 17, "branch": "agent/task-exec-attempt-docs-1-0badcafe"})),
+        attempt("attempt.started", "tests-1", "a2", json!(null)),
+        attempt("attempt.failed", "tests-1", "a2", json!({"kind": "policy", "message": "write outside"})),
+        attempt("attempt.started", "tests-1", "a3", json!(null)),
+        attempt("attempt.failed", "tests-1", "a3", json!({"kind": "timeout", "message": "slow"})),
+        {"type": "circuit_breaker.opened", "target": "web", "payload": {"failures": 2}},
+        {"type": "task.skipped", "target": "api", "task": "x", "payload": {"reason": "deps"}},
+    ]);
+    assert_eq!(
+        server
+            .post("/api/v1/events", Some(OPERATOR), &events.to_string())
+            .0,
+        201
+    );
+    let (_, before) = server.get("/api/v1/graph", Some(VIEWER));
+    let web = &before["targets"][1];
+    assert_eq!(web["id"], "web");
+    assert_eq!(web["open_prs"], 1);
+    assert_eq!(web["consecutive_failures"], 2);
+    assert_eq!(web["circuit_breaker"]["open"], true);
+    assert_eq!(web["tasks"]["docs-1"]["status"], "in_review");
+    assert_eq!(web["tasks"]["docs-1"]["prs"][0]["pr"], "17");
+    assert_eq!(web["tasks"]["tests-1"]["attempts"], 2);
+    assert_eq!(before["targets"][0]["tasks"]["x"]["last_skip"], "deps");
+
+    let (_, metrics) = server.get("/metrics", None);
+    let metrics = metrics.as_str().unwrap().to_string();
+    let openmetrics = server
+        .agent
+        .get(format!("{}/metrics", server.base))
+        .header("Accept", "application/openmetrics-text; version=1.0.0")
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        openmetrics.ends_with("# EOF\n")
+            && openmetrics.contains("# TYPE leviathan_events_appended counter")
+    );
+    assert!(
+        metrics.contains("leviathan_attempts_total{outcome=\"failed\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("leviathan_circuit_breakers_open 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("leviathan_executor_fuel_used_count 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("leviathan_events_appended_total 11"),
+        "{metrics}"
+    );
+    if let Some(promtool) = promtool() {
+        let mut child = Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(metrics.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    assert!(server.stop().success());
+    let server = Server::start(dir.path(), &[], &[]);
+    let (_, after) = server.get("/api/v1/graph", Some(VIEWER));
+    assert_eq!(after, before, "the rebuilt projection differs");
+
+    // Operator actions go through the log and show in the projection.
+    let (status, reset) = server.post(
+        "/api/v1/targets/web/circuit-breaker/reset",
+        Some(OPERATOR),
+        "",
+    );
+    assert_eq!(status, 200, "{reset}");
+    let (_, autonomy) = server.get("/api/v1/autonomy", Some(VIEWER));
+    assert_eq!(autonomy["targets"]["web"]["circuit_breaker"]["open"], false);
+    assert_eq!(autonomy["targets"]["web"]["consecutive_failures"], 0);
+    assert_eq!(
+        server
+            .post(
+                "/api/v1/autonomy/pause",
+                Some(OPERATOR),
+                r#"{"target": "api", "reason": "deploy"}"#
+            )
+            .0,
+        200
+    );
+    let (_, autonomy) = server.get("/api/v1/autonomy", Some(VIEWER));
+    assert_eq!(
+        (
+            autonomy["paused"].as_bool(),
+            autonomy["targets"]["api"]["paused"].as_bool()
+        ),
+        (Some(false), Some(true))
+    );
+    let (_, task) = server.get("/api/v1/tasks/web/tests-1", Some(VIEWER));
+    assert_eq!(task["state"]["attempts"][1]["failure"], "timeout");
+    assert_eq!(task["recent_events"].as_array().unwrap().len(), 4);
+    let (_, log) = server.get("/api/v1/events?target=web&after=11", Some(VIEWER));
+    assert_eq!(log["events"][0]["payload"]["by"], "ops");
+}
+
+/// `promtool`, when the test command installed it (it then must be present).
+fn promtool() -> Option<&'static str> {
+    let found = Command::new("promtool")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if std::env::var_os("LEVIATHAN_REQUIRE_PROMTOOL").is_some() {
+        assert!(
+            found,
+            "LEVIATHAN_REQUIRE_PROMTOOL is set but promtool does not run"
+        );
+    }
+    found.then_some("promtool")
+}
+
+#[test]
+fn tokens_reload_on_sighup_and_a_broken_file_keeps_the_old_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &[]);
+    let tokens = dir.path().join("tokens.yaml");
+    let fresh = "fresh-operator-token-42";
+    write_tokens(&tokens, &[("new-ops", "operator", fresh)]);
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.get("/api/v1/graph", Some(fresh)).0 != 200 {
+        assert!(Instant::now() < deadline, "the new token never worked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        server.get("/api/v1/graph", Some(VIEWER)).0,
+        401,
+        "removed token still works"
+    );
+
+    std::fs::write(
+        &tokens,
+        "tokens: [{name: x, role: root, token: abcdefghijklmnopqrstuvwxyz}]\n",
+    )
+    .unwrap();
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log().contains("tokens file not reloaded") {
+        assert!(
+            Instant::now() < deadline,
+            "the broken file was not reported"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(server.get("/api/v1/graph", Some(fresh)).0, 200);
+    assert!(server.log().contains("role"), "the error names the field");
+}
+
+#[test]
+fn json_logs_carry_request_ids_and_never_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &[("LEVIATHAN_LOG_FORMAT", "json")]);
+    let response = server
+        .agent
+        .get(format!("{}/api/v1/graph", server.base))
+        .header("Authorization", format!("Bearer {VIEWER}"))
+        .header("x-request-id", "req-abc-1")
+        .call()
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "req-abc-1");
+    let generated = server
+        .agent
+        .get(format!("{}/healthz", server.base))
+        .call()
+        .unwrap();
+    assert!(generated.headers().contains_key("x-request-id"));
+    assert!(server.stop().success());
+    let dir_log = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with("serve-"))
+        .unwrap();
+    let mut text = String::new();
+    std::fs::File::open(dir_log.path())
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let request = lines
+        .iter()
+        .find(|l| l["span"]["request_id"] == "req-abc-1")
+        .expect("a log line with the request id");
+    assert_eq!(request["fields"]["status"], 200);
+    assert!(!text.contains(VIEWER) && !text.contains(OPERATOR));
+}
+
+#[test]
+fn serve_refuses_a_bad_tokens_file_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.yaml");
+    std::fs::write(&tokens, "tokens:\n  - {name: a, role: viewer}\n").unwrap();
+    let out = Command::new(host_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--tokens-file")
+        .arg(&tokens)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tokens.yaml") && err.contains("tokens[0]") && err.contains("token"),
+        "{err}"
+    );
+}
