@@ -51,7 +51,8 @@ fn ensure_promtool() -> bool {
         c.env("DEBIAN_FRONTEND", "noninteractive");
         run(&mut c).is_ok()
     };
-    if !attempt(&install) && !(attempt(&["update"]) && attempt(&install)) {
+    let installed = attempt(&install) || (attempt(&["update"]) && attempt(&install));
+    if !installed {
         eprintln!("xtask: promtool is not installable here; /metrics is checked without it");
     }
     has("promtool")
