@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use leviathan_host::events::{EventDraft, EventLog};
+use leviathan_host::events::{EventDraft, EventLog, EventReader, import};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -11,17 +11,41 @@ const PAGE: usize = 1000;
 
 #[derive(Subcommand)]
 pub enum EventsCommand {
-    /// Print the last events as NDJSON (or every event after `--after`).
+    /// Print the last events as NDJSON (or every event after `--after`); with
+    /// `--follow`, keep printing new ones.
     Tail {
-        /// The store directory (sled).
-        #[arg(long, env = "LEVIATHAN_DATA_DIR")]
-        data_dir: PathBuf,
+        /// The store directory (sled); not needed with `--api`.
+        #[arg(long, env = "LEVIATHAN_DATA_DIR", required_unless_present = "api")]
+        data_dir: Option<PathBuf>,
+        /// Read from a running `serve` instead (e.g. http://127.0.0.1:8000); the
+        /// token comes from $LEVIATHAN_TOKEN or --token-file, never the command line.
+        #[arg(long, env = "LEVIATHAN_API")]
+        api: Option<String>,
+        /// A file holding the bearer token for `--api`.
+        #[arg(long, env = "LEVIATHAN_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
         /// How many of the newest events to print.
         #[arg(long, default_value_t = 20)]
         last: u64,
         /// Print every event with a sequence above this instead.
         #[arg(long)]
         after: Option<u64>,
+        /// Keep printing events as they are appended.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// How often a followed store directory is polled, in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        poll_ms: u64,
+    },
+    /// Import an NDJSON log of the original Leviathan's store, mapping its types.
+    Import {
+        #[arg(long, env = "LEVIATHAN_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The NDJSON file (`-` for stdin).
+        file: PathBuf,
+        /// Allow importing into a log that already holds events.
+        #[arg(long)]
+        into_nonempty: bool,
     },
     /// Check the whole hash chain; exit 1 naming the first bad sequence.
     Verify {
@@ -59,11 +83,22 @@ fn open(dir: &Path) -> Result<EventLog> {
     Ok(EventLog::open(dir)?)
 }
 
-fn print_after(log: &EventLog, mut after: u64) -> Result<()> {
+/// Opens a store for reading, explaining the usual reason it is refused.
+fn open_reader(dir: &Path) -> Result<EventReader> {
+    EventReader::open(dir).with_context(|| {
+        format!(
+            "cannot open {}; if a `serve` holds it, read through the API with --api URL",
+            dir.display()
+        )
+    })
+}
+
+/// Prints every event after `after` as NDJSON; returns the last sequence printed.
+fn print_after(reader: &EventReader, mut after: u64) -> Result<u64> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     loop {
-        let page = log.after(after, PAGE)?;
+        let page = reader.after(after, PAGE)?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for event in &page {
@@ -72,6 +107,20 @@ fn print_after(log: &EventLog, mut after: u64) -> Result<()> {
         }
     }
     out.flush()?;
+    Ok(after)
+}
+
+/// `tail` on a store directory. Following reopens the store on every poll, so
+/// processes that append (`exec --data-dir`) can take it in between.
+fn tail_dir(dir: &Path, last: u64, after: Option<u64>, follow: bool, poll_ms: u64) -> Result<()> {
+    let reader = open_reader(dir)?;
+    let start = after.unwrap_or(reader.last_seq()?.saturating_sub(last));
+    let mut seen = print_after(&reader, start)?;
+    drop(reader);
+    while follow {
+        std::thread::sleep(std::time::Duration::from_millis(poll_ms));
+        seen = print_after(&open_reader(dir)?, seen)?;
+    }
     Ok(())
 }
 
@@ -80,12 +129,50 @@ pub fn run(command: EventsCommand) -> Result<i32> {
     match command {
         EventsCommand::Tail {
             data_dir,
+            api,
+            token_file,
             last,
             after,
+            follow,
+            poll_ms,
         } => {
+            match (api, data_dir) {
+                (Some(api), _) => {
+                    let token = crate::cli_api::token(token_file.as_deref())?;
+                    crate::cli_api::tail(&api, &token, last, after, follow)?
+                }
+                (None, Some(dir)) => tail_dir(&dir, last, after, follow, poll_ms)?,
+                (None, None) => bail!("give --data-dir or --api"),
+            }
+            Ok(0)
+        }
+        EventsCommand::Import {
+            data_dir,
+            file,
+            into_nonempty,
+        } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading stdin")?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+            };
+            let drafts = import::parse_ndjson(&file.display().to_string(), &text)?;
             let log = open(&data_dir)?;
-            let after = after.unwrap_or_else(|| log.last_seq().saturating_sub(last));
-            print_after(&log, after)?;
+            if log.last_seq() > 0 && !into_nonempty {
+                bail!(
+                    "{} already holds {} events; pass --into-nonempty to import anyway",
+                    data_dir.display(),
+                    log.last_seq()
+                );
+            }
+            let count = drafts.len();
+            let events = log.append(drafts)?;
+            let range = match (events.first(), events.last()) {
+                (Some(a), Some(b)) => format!(" as {}..={}", a.seq, b.seq),
+                _ => String::new(),
+            };
+            println!("imported {count} events{range}");
             Ok(0)
         }
         EventsCommand::Verify { data_dir } => {
@@ -105,7 +192,7 @@ pub fn run(command: EventsCommand) -> Result<i32> {
             if format != "ndjson" {
                 bail!("--format: `{format}` is not supported; use `ndjson`");
             }
-            print_after(&open(&data_dir)?, 0)?;
+            print_after(&open_reader(&data_dir)?, 0)?;
             Ok(0)
         }
         EventsCommand::Append {

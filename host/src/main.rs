@@ -1,6 +1,7 @@
 //! The `leviathan-host` command.
 
 mod cli;
+mod cli_api;
 mod cli_events;
 
 fn main() {

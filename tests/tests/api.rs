@@ -665,3 +665,48 @@ fn serve_refuses_a_bad_tokens_file_naming_the_field() {
         "{err}"
     );
 }
+
+#[test]
+fn events_tail_follows_a_running_server_with_the_token_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &[]);
+    for i in 0..3 {
+        let note = json!({"type": "operator.note", "payload": {"i": i}}).to_string();
+        server.post("/api/v1/events", Some(OPERATOR), &note);
+    }
+    let mut tail = Command::new(host_binary())
+        .args([
+            "events",
+            "tail",
+            "--last",
+            "2",
+            "--follow",
+            "--api",
+            &server.base,
+        ])
+        .env("LEVIATHAN_TOKEN", VIEWER)
+        .env_remove("LEVIATHAN_DATA_DIR")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    let mut next_seq = || {
+        let line = lines.next().unwrap().unwrap();
+        serde_json::from_str::<Value>(&line).unwrap()["seq"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!((next_seq(), next_seq()), (2, 3));
+    server.post("/api/v1/autonomy/pause", Some(OPERATOR), "");
+    assert_eq!(next_seq(), 4);
+    let _ = tail.kill();
+    let _ = tail.wait();
+
+    let refused = Command::new(host_binary())
+        .args(["events", "tail", "--api", &server.base])
+        .env("LEVIATHAN_TOKEN", "wrong-token-wrong-token")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
+}

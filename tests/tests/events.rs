@@ -204,3 +204,119 @@ fn exec_records_started_and_outcome_events() {
     let target = events[0].target.clone().unwrap();
     assert_eq!(log.by_task(&target, "bad", 0, 10).unwrap().len(), 2);
 }
+
+#[test]
+fn import_maps_the_original_store_and_a_bad_line_imports_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("old.ndjson");
+    let good = [
+        r#"{"event_id":"e1","event_type":"attempt.created","timestamp":"2025-01-02T03:04:05Z","payload":{"target_id":"radix","task_id":"docs-1","attempt_id":"att-1"}}"#,
+        r#"{"event_id":"e2","event_type":"attempt.succeeded","payload":{"target_id":"radix","task_id":"docs-1","attempt_id":"att-1","digest":"d"}}"#,
+        r#"{"event_id":"e3","event_type":"pr.created","target_id":"radix","task_id":"docs-1","attempt_id":"att-1","payload":{"pr_number":12,"branch_name":"agent/task-exec-attempt-docs-1-1a2b3c4d"}}"#,
+        r#"{"event_id":"e4","event_type":"graph.node_added","payload":{"node":"n1"}}"#,
+    ];
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n{{\"event_type\":\"attempt.failed\"}}\n",
+            good.join("\n")
+        ),
+    )
+    .unwrap();
+    let out = events_cmd(&data, &["import", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("old.ndjson:5") && err.contains("target_id"),
+        "{err}"
+    );
+    assert_eq!(
+        EventLog::open(&data).unwrap().last_seq(),
+        0,
+        "a refused import appended events"
+    );
+
+    std::fs::write(&file, good.join("\n")).unwrap();
+    let out = events_cmd(&data, &["import", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "imported 4 events as 1..=4"
+    );
+    let again = events_cmd(&data, &["import", file.to_str().unwrap()]);
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "a second import needs --into-nonempty"
+    );
+
+    let log = EventLog::open(&data).unwrap();
+    assert_eq!(log.verify(), Ok(4));
+    let graph = log.projection().unwrap();
+    let task = &graph.targets["radix"].tasks["docs-1"];
+    assert_eq!(graph.targets["radix"].open_prs, 1);
+    assert_eq!(task.prs[0].pr, "12");
+    assert_eq!(task.attempts[0].digest.as_deref(), Some("d"));
+    let kinds: Vec<String> = log
+        .after(0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "attempt.started",
+            "attempt.succeeded",
+            "pr.opened",
+            "legacy.graph.node_added"
+        ]
+    );
+}
+
+#[test]
+fn tail_follow_prints_events_other_processes_append() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 3);
+    let mut follower = Command::new(host_binary())
+        .args([
+            "events",
+            "tail",
+            "--last",
+            "1",
+            "--follow",
+            "--poll-ms",
+            "100",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["seq"], 3);
+    // The follower lets go of the store between polls, so another process can append.
+    let mut appended = None;
+    for _ in 0..50 {
+        let out = events_cmd(dir.path(), &["append", "--type", "operator.note"]);
+        if out.status.success() {
+            appended = Some(out);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(appended.is_some(), "the store stayed locked");
+    let next: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(
+        (next["seq"].as_u64(), next["type"].as_str()),
+        (Some(4), Some("operator.note"))
+    );
+    let _ = follower.kill();
+    let _ = follower.wait();
+}

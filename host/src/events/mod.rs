@@ -8,10 +8,11 @@
 pub mod attempts;
 pub mod catalog;
 mod event;
+pub mod import;
 mod index;
 pub mod projection;
 mod store;
 
 pub use event::{Event, EventDraft, GENESIS_HASH, SCHEMA_VERSION};
 pub use projection::Projection;
-pub use store::{EventLog, StoreError, VerifyError};
+pub use store::{EventLog, EventReader, StoreError, VerifyError};

@@ -159,6 +159,74 @@ fn validate(index: usize, draft: &EventDraft) -> Result<(), StoreError> {
     Ok(())
 }
 
+fn decode(dir: &Path, seq: u64, bytes: &[u8]) -> Result<Event, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        dir: dir.to_path_buf(),
+        seq,
+        message: e.to_string(),
+    })
+}
+
+fn read_after(
+    dir: &Path,
+    tree: &sled::Tree,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Event>, StoreError> {
+    let mut out = Vec::new();
+    for item in tree
+        .range(event_key(after.saturating_add(1))..event_key(u64::MAX))
+        .take(limit)
+    {
+        let (key, value) = item.map_err(|source| StoreError::Sled {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        out.push(decode(dir, seq_of_key(&key), &value)?);
+    }
+    Ok(out)
+}
+
+/// Reads a store without replaying it (no indexes, no projection): for short-lived
+/// readers such as `events tail --follow`, which reopen the store on every poll so
+/// that writers can take it in between.
+pub struct EventReader {
+    dir: PathBuf,
+    _db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl EventReader {
+    /// Opens the store in `dir`; fails while another process holds it.
+    pub fn open(dir: &Path) -> Result<EventReader, StoreError> {
+        let sled_err = |source| StoreError::Sled {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        let db = sled::Config::new().path(dir).open().map_err(sled_err)?;
+        let tree = db.open_tree("events").map_err(sled_err)?;
+        Ok(EventReader {
+            dir: dir.to_path_buf(),
+            _db: db,
+            tree,
+        })
+    }
+
+    /// The sequence of the newest event (0 when empty).
+    pub fn last_seq(&self) -> Result<u64, StoreError> {
+        let last = self.tree.last().map_err(|source| StoreError::Sled {
+            dir: self.dir.clone(),
+            source,
+        })?;
+        Ok(last.map(|(k, _)| seq_of_key(&k)).unwrap_or(0))
+    }
+
+    /// Up to `limit` events with a sequence above `after`, in order.
+    pub fn after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        read_after(&self.dir, &self.tree, after, limit)
+    }
+}
+
 impl EventLog {
     /// Opens (or creates) the log in `dir`.
     pub fn open(dir: &Path) -> Result<EventLog, StoreError> {
@@ -311,11 +379,7 @@ impl EventLog {
     }
 
     fn decode(&self, seq: u64, bytes: &[u8]) -> Result<Event, StoreError> {
-        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-            dir: self.dir.clone(),
-            seq,
-            message: e.to_string(),
-        })
+        decode(&self.dir, seq, bytes)
     }
 
     /// Event `seq`, if stored.
@@ -332,16 +396,7 @@ impl EventLog {
 
     /// Up to `limit` events with a sequence above `after`, in order.
     pub fn after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let mut out = Vec::new();
-        for item in self
-            .tree
-            .range(event_key(after.saturating_add(1))..event_key(u64::MAX))
-            .take(limit)
-        {
-            let (key, value) = item.map_err(|e| self.sled_err(e))?;
-            out.push(self.decode(seq_of_key(&key), &value)?);
-        }
-        Ok(out)
+        read_after(&self.dir, &self.tree, after, limit)
     }
 
     fn by_index(&self, key: IndexKey, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
