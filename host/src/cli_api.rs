@@ -85,7 +85,10 @@ pub fn tail(api: &str, token: &str, last: u64, after: Option<u64>, follow: bool)
             break;
         }
     }
-    while follow {
+    if !follow {
+        return Ok(());
+    }
+    loop {
         match stream(&agent, base, token, &mut seen) {
             Ok(()) => {}
             Err(e) if e.downcast_ref::<Refused>().is_some() => return Err(e),
@@ -93,7 +96,6 @@ pub fn tail(api: &str, token: &str, last: u64, after: Option<u64>, follow: bool)
         }
         std::thread::sleep(Duration::from_secs(1));
     }
-    Ok(())
 }
 
 /// The server refused the token: retrying cannot help.

@@ -117,11 +117,13 @@ fn tail_dir(dir: &Path, last: u64, after: Option<u64>, follow: bool, poll_ms: u6
     let start = after.unwrap_or(reader.last_seq()?.saturating_sub(last));
     let mut seen = print_after(&reader, start)?;
     drop(reader);
-    while follow {
+    if !follow {
+        return Ok(());
+    }
+    loop {
         std::thread::sleep(std::time::Duration::from_millis(poll_ms));
         seen = print_after(&open_reader(dir)?, seen)?;
     }
-    Ok(())
 }
 
 /// Runs an `events` command; returns the exit code.
