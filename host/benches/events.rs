@@ -1,7 +1,12 @@
 //! Event log benchmarks (run with `cargo xtask bench`): durable append throughput,
-//! single events and batches of 100, from one and four threads; replay (open + verify)
-//! time; store size per event. Figures go to docs/PERFORMANCE.md.
+//! single events and batches of 100, from one and four threads; store size per
+//! event; replay (open: indexes and projection) and verify at 1,000,000 events.
+//! Figures go to docs/PERFORMANCE.md.
 
+#[allow(dead_code)]
+mod common;
+
+use common::{dir_size, fill_loop};
 use leviathan_host::events::{EventDraft, EventLog};
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,21 +18,6 @@ fn draft(i: u64) -> EventDraft {
     d.attempt = Some(format!("attempt-{i}"));
     d.payload = serde_json::json!({"executor": "docs-executor@0.1.0", "files": 1, "fuel": 91826});
     d
-}
-
-fn dir_size(path: &std::path::Path) -> u64 {
-    let mut total = 0;
-    if let Ok(entries) = std::fs::read_dir(path) {
-        for e in entries.flatten() {
-            let Ok(meta) = e.metadata() else { continue };
-            total += if meta.is_dir() {
-                dir_size(&e.path())
-            } else {
-                meta.len()
-            };
-        }
-    }
-    total
 }
 
 fn run(name: &str, threads: u64, batch: u64, per_thread: u64) -> (tempfile::TempDir, u64) {
@@ -72,12 +62,33 @@ fn main() {
         size,
         size / total.max(1)
     );
+    drop(dir);
+
+    let big: u64 = if quick { 50_000 } else { 1_000_000 };
+    let dir = tempfile::tempdir().expect("temp dir");
     let started = Instant::now();
-    let log = EventLog::open(dir.path()).expect("reopen");
-    let opened = started.elapsed();
-    let verified = log.verify().expect("chain intact");
+    fill_loop(dir.path(), big);
     println!(
-        "reopen {opened:.2?}, verify {verified} events {:.2?} total",
-        started.elapsed()
+        "loop history: {big} events written in {:.2?}, {} bytes/event",
+        started.elapsed(),
+        dir_size(dir.path()) / big
     );
+    let mut opens = Vec::new();
+    let mut log = None;
+    for _ in 0..3 {
+        drop(log.take());
+        let started = Instant::now();
+        log = Some(EventLog::open(dir.path()).expect("reopen"));
+        opens.push(started.elapsed().as_secs_f64());
+    }
+    let log = log.expect("opened");
+    opens.sort_by(f64::total_cmp);
+    println!(
+        "replay (open: indexes + projection) of {big} events: median {:.2}s (runs {:?})",
+        opens[1],
+        opens.iter().map(|s| format!("{s:.2}")).collect::<Vec<_>>()
+    );
+    let started = Instant::now();
+    let verified = log.verify().expect("chain intact");
+    println!("verify {verified} events: {:.2?}", started.elapsed());
 }

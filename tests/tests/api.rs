@@ -453,7 +453,8 @@ fn projection_after_restart_equals_the_one_before_and_operator_actions() {
     assert_eq!(web["consecutive_failures"], 2);
     assert_eq!(web["circuit_breaker"]["open"], true);
     assert_eq!(web["tasks"]["docs-1"]["status"], "in_review");
-    assert_eq!(web["tasks"]["docs-1"]["prs"][0]["pr"], "17");
+    assert_eq!(web["tasks"]["docs-1"]["open_prs"][0]["pr"], "17");
+    assert_eq!(web["tasks"]["docs-1"]["prs"], 1);
     assert_eq!(web["tasks"]["tests-1"]["attempts"], 2);
     assert_eq!(before["targets"][0]["tasks"]["x"]["last_skip"], "deps");
 

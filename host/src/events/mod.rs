@@ -7,6 +7,7 @@
 
 pub mod attempts;
 pub mod catalog;
+mod commit;
 mod event;
 pub mod import;
 mod index;

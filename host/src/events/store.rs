@@ -2,6 +2,7 @@
 //! sequence, one atomic batch per append; secondary indexes live in memory
 //! ([`super::index`]).
 
+use super::commit::{Committer, Head};
 use super::event::{Event, EventDraft, GENESIS_HASH};
 use super::index::{IndexKey, Indexes};
 use super::projection::{EventView, Payload, Projection};
@@ -9,7 +10,7 @@ use serde::Deserialize;
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 /// Errors from the event store.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,10 @@ pub enum StoreError {
     },
     #[error("event store lock poisoned")]
     Poisoned,
+    #[error("event store is closed")]
+    Closed,
+    #[error("event store {dir}: write failed, appends are refused until restart: {message}")]
+    Failed { dir: PathBuf, message: String },
 }
 
 /// Where and why the hash chain breaks.
@@ -41,25 +46,23 @@ pub struct VerifyError {
     pub reason: String,
 }
 
-struct Head {
-    next_seq: u64,
-    last_hash: String,
-}
-
 /// The append-only event log.
 pub struct EventLog {
-    dir: PathBuf,
-    db: sled::Db,
-    tree: sled::Tree,
-    head: Mutex<Head>,
-    /// Highest sequence applied to sled (not necessarily durable yet).
-    applied: AtomicU64,
-    /// Highest sequence known durable; its lock serialises the fsyncs.
-    durable: Mutex<u64>,
-    indexes: RwLock<Indexes>,
-    projection: RwLock<Projection>,
+    shared: Arc<Shared>,
+    committer: Committer,
+}
+
+/// What the log's readers and its committing thread share.
+pub(super) struct Shared {
+    pub dir: PathBuf,
+    pub db: sled::Db,
+    pub tree: sled::Tree,
+    /// Highest durable (acknowledged) sequence; reads never go past it.
+    pub last_seq: AtomicU64,
+    pub indexes: RwLock<Indexes>,
+    pub projection: RwLock<Projection>,
     /// Publishes the highest durable sequence to subscribers (SSE, `tail --follow`).
-    durable_seq: tokio::sync::watch::Sender<u64>,
+    pub durable_seq: tokio::sync::watch::Sender<u64>,
 }
 
 /// The fields replay reads, borrowed from the stored bytes where possible; the
@@ -95,7 +98,7 @@ impl Stored<'_> {
 const NULL_PAYLOAD: &serde_json::Value = &serde_json::Value::Null;
 
 /// The projection's view of a full event.
-fn view_of(event: &Event) -> EventView<'_> {
+pub(super) fn view_of(event: &Event) -> EventView<'_> {
     EventView {
         seq: event.seq,
         ts_ms: event.ts_ms,
@@ -107,7 +110,7 @@ fn view_of(event: &Event) -> EventView<'_> {
     }
 }
 
-fn event_key(seq: u64) -> Vec<u8> {
+pub(super) fn event_key(seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);
     k.push(b'e');
     k.extend_from_slice(&seq.to_be_bytes());
@@ -122,7 +125,7 @@ fn seq_of_key(key: &[u8]) -> u64 {
     u64::from_be_bytes(bytes)
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -271,28 +274,32 @@ impl EventLog {
             };
         }
         let last = head.next_seq - 1;
-        Ok(EventLog {
+        let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             db,
             tree,
-            head: Mutex::new(head),
-            applied: AtomicU64::new(last),
-            durable: Mutex::new(last),
+            last_seq: AtomicU64::new(last),
             indexes: RwLock::new(indexes),
             projection: RwLock::new(projection),
             durable_seq: tokio::sync::watch::Sender::new(last),
-        })
+        });
+        let committer = Committer::start(shared.clone(), head).map_err(|e| StoreError::Failed {
+            dir: dir.to_path_buf(),
+            message: format!("cannot start the commit thread: {e}"),
+        })?;
+        Ok(EventLog { shared, committer })
     }
 
     fn sled_err(&self, source: sled::Error) -> StoreError {
         StoreError::Sled {
-            dir: self.dir.clone(),
+            dir: self.shared.dir.clone(),
             source,
         }
     }
 
     /// Appends `drafts` atomically and returns them sealed, once they are durable.
-    /// Either every draft is stored or none is.
+    /// Either every draft is stored or none is. Concurrent appends share one write
+    /// and one fsync (group commit).
     pub fn append(&self, drafts: Vec<EventDraft>) -> Result<Vec<Event>, StoreError> {
         for (i, d) in drafts.iter().enumerate() {
             validate(i, d)?;
@@ -300,71 +307,30 @@ impl EventLog {
         if drafts.is_empty() {
             return Ok(Vec::new());
         }
-        let events = {
-            let mut head = self.head.lock().map_err(|_| StoreError::Poisoned)?;
-            let ts = now_ms();
-            let mut batch = sled::Batch::default();
-            let mut events = Vec::with_capacity(drafts.len());
-            let mut seq = head.next_seq;
-            let mut prev = head.last_hash.clone();
-            for draft in drafts {
-                let event = Event::seal(draft, seq, ts, &prev);
-                let bytes = serde_json::to_vec(&event).map_err(|e| StoreError::Invalid {
-                    index: events.len(),
-                    field: "payload",
-                    message: e.to_string(),
-                })?;
-                batch.insert(event_key(seq), bytes);
-                prev = event.hash.clone();
-                seq += 1;
-                events.push(event);
-            }
-            self.tree.apply_batch(batch).map_err(|e| self.sled_err(e))?;
-            let mut indexes = self.indexes.write().map_err(|_| StoreError::Poisoned)?;
-            let mut projection = self.projection.write().map_err(|_| StoreError::Poisoned)?;
-            for event in &events {
-                let (target, task, attempt) = event.refs();
-                indexes.add(event.seq, target, task, attempt);
-                projection.apply(&view_of(event));
-            }
-            drop((indexes, projection));
-            head.next_seq = seq;
-            head.last_hash = prev;
-            self.applied.store(seq - 1, Ordering::SeqCst);
-            events
-        };
-        let last = events.last().map(|e| e.seq).unwrap_or(0);
-        self.make_durable(last)?;
-        Ok(events)
+        self.committer.submit(drafts)
     }
 
-    /// Group commit: returns once everything up to `seq` is on disk. One appender
-    /// fsyncs on behalf of all that applied before it started.
-    fn make_durable(&self, seq: u64) -> Result<(), StoreError> {
-        let mut durable = self.durable.lock().map_err(|_| StoreError::Poisoned)?;
-        if *durable >= seq {
-            return Ok(());
-        }
-        let upto = self.applied.load(Ordering::SeqCst);
-        self.db.flush().map_err(|e| self.sled_err(e))?;
-        *durable = upto;
-        self.durable_seq.send_replace(upto);
-        Ok(())
-    }
-
-    /// Flushes everything appended so far (used on shutdown).
+    /// Flushes sled (used on shutdown; acknowledged appends are durable already).
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.make_durable(self.last_seq())
+        self.shared
+            .db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| self.sled_err(e))
     }
 
     /// A receiver of the highest durable sequence, updated after every group commit.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.durable_seq.subscribe()
+        self.shared.durable_seq.subscribe()
     }
 
     /// Runs `read` on the projection of the whole log.
     pub fn with_projection<R>(&self, read: impl FnOnce(&Projection) -> R) -> Result<R, StoreError> {
-        let projection = self.projection.read().map_err(|_| StoreError::Poisoned)?;
+        let projection = self
+            .shared
+            .projection
+            .read()
+            .map_err(|_| StoreError::Poisoned)?;
         Ok(read(&projection))
     }
 
@@ -375,16 +341,17 @@ impl EventLog {
 
     /// The sequence number of the last event (0 when empty).
     pub fn last_seq(&self) -> u64 {
-        self.applied.load(Ordering::SeqCst)
+        self.shared.last_seq.load(Ordering::SeqCst)
     }
 
     fn decode(&self, seq: u64, bytes: &[u8]) -> Result<Event, StoreError> {
-        decode(&self.dir, seq, bytes)
+        decode(&self.shared.dir, seq, bytes)
     }
 
     /// Event `seq`, if stored.
     pub fn get(&self, seq: u64) -> Result<Option<Event>, StoreError> {
         match self
+            .shared
             .tree
             .get(event_key(seq))
             .map_err(|e| self.sled_err(e))?
@@ -394,13 +361,17 @@ impl EventLog {
         }
     }
 
-    /// Up to `limit` events with a sequence above `after`, in order.
+    /// Up to `limit` acknowledged events with a sequence above `after`, in order.
     pub fn after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        read_after(&self.dir, &self.tree, after, limit)
+        let mut events = read_after(&self.shared.dir, &self.shared.tree, after, limit)?;
+        let last = self.last_seq();
+        events.retain(|e| e.seq <= last);
+        Ok(events)
     }
 
     fn by_index(&self, key: IndexKey, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let seqs = self
+            .shared
             .indexes
             .read()
             .map_err(|_| StoreError::Poisoned)?
@@ -451,7 +422,7 @@ impl EventLog {
     pub fn verify(&self) -> Result<u64, VerifyError> {
         let mut expected = 1u64;
         let mut prev = GENESIS_HASH.to_string();
-        for item in self.tree.scan_prefix([b'e']) {
+        for item in self.shared.tree.scan_prefix([b'e']) {
             let (key, value) = item.map_err(|e| VerifyError {
                 seq: expected,
                 reason: format!("unreadable: {e}"),

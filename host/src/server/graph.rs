@@ -4,25 +4,31 @@
 use super::auth::Principal;
 use super::{ApiError, AppState};
 use crate::events::EventDraft;
-use crate::events::projection::{AttemptView, Breaker, PrView, TargetView, TaskStatus, TaskView};
+use crate::events::projection::{
+    AttemptView, Breaker, PrState, PrView, TargetView, TaskStatus, TaskView,
+};
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::{Extension, http::StatusCode};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// A task in summary: its last attempt instead of all of them.
+/// A task in summary: counts, its last attempt and its open PRs; the full history
+/// is at `/tasks/{target}/{task}`.
 #[derive(Serialize)]
 struct TaskSummary<'a> {
     status: TaskStatus,
     last_skip: &'a Option<String>,
     attempts: usize,
     last_attempt: Option<&'a AttemptView>,
-    prs: &'a [PrView],
+    prs: usize,
+    open_prs: Vec<&'a PrView>,
 }
 
 impl<'a> From<&'a TaskView> for TaskSummary<'a> {
@@ -32,9 +38,25 @@ impl<'a> From<&'a TaskView> for TaskSummary<'a> {
             last_skip: &t.last_skip,
             attempts: t.attempts.len(),
             last_attempt: t.attempts.last(),
-            prs: &t.prs,
+            prs: t.prs.len(),
+            open_prs: t.prs.iter().filter(|p| p.state == PrState::Open).collect(),
         }
     }
+}
+
+/// A JSON reply serialised straight from borrowed data.
+fn json_bytes(value: &impl Serialize) -> Result<Response, ApiError> {
+    let bytes = serde_json::to_vec(value).map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}
+
+/// The whole graph in summary.
+#[derive(Serialize)]
+struct GraphSummary<'a> {
+    last_seq: u64,
+    paused: bool,
+    last_tick_ms: Option<u64>,
+    targets: Vec<TargetSummary<'a>>,
 }
 
 /// A target's counters, optionally with its tasks in summary.
@@ -74,21 +96,19 @@ fn summarise<'a>(id: &'a str, t: &'a TargetView, with_tasks: bool) -> TargetSumm
 }
 
 /// `GET /api/v1/graph`: every target with its tasks in summary.
-pub async fn graph(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let value = state.log.with_projection(|p| {
-        let targets: Vec<_> = p
-            .targets
-            .iter()
-            .map(|(id, t)| summarise(id, t, true))
-            .collect();
-        json!({
-            "last_seq": p.last_seq,
-            "paused": p.paused,
-            "last_tick_ms": p.last_tick_ms,
-            "targets": targets,
+pub async fn graph(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    state.log.with_projection(|p| {
+        json_bytes(&GraphSummary {
+            last_seq: p.last_seq,
+            paused: p.paused,
+            last_tick_ms: p.last_tick_ms,
+            targets: p
+                .targets
+                .iter()
+                .map(|(id, t)| summarise(id, t, true))
+                .collect(),
         })
-    })?;
-    Ok(Json(value))
+    })?
 }
 
 /// `GET /api/v1/targets`: the targets' counters.
