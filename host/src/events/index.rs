@@ -1,6 +1,7 @@
 //! Secondary indexes (target, target + task, attempt) kept in memory: rebuilt from the
 //! log when it is opened and updated on every append, so sled stores one key per
-//! event and lookups never scan the log.
+//! event and lookups never scan the log. Lookups borrow the names, so replay
+//! allocates a name only the first time it is seen.
 
 use std::collections::HashMap;
 
@@ -12,10 +13,25 @@ pub enum IndexKey {
     Attempt(String),
 }
 
+#[derive(Debug, Default)]
+struct TargetIndex {
+    seqs: Vec<u64>,
+    tasks: HashMap<String, Vec<u64>>,
+}
+
 /// Sequence numbers by index key, each list ascending.
 #[derive(Debug, Default)]
 pub struct Indexes {
-    map: HashMap<IndexKey, Vec<u64>>,
+    targets: HashMap<String, TargetIndex>,
+    attempts: HashMap<String, Vec<u64>>,
+}
+
+/// The list under `key`, created on first use without allocating on later ones.
+fn list<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
 }
 
 impl Indexes {
@@ -27,24 +43,26 @@ impl Indexes {
         task: Option<&str>,
         attempt: Option<&str>,
     ) {
-        let mut keys = Vec::with_capacity(3);
         if let Some(t) = target {
-            keys.push(IndexKey::Target(t.to_string()));
+            let index = list(&mut self.targets, t);
+            index.seqs.push(seq);
             if let Some(k) = task {
-                keys.push(IndexKey::Task(t.to_string(), k.to_string()));
+                list(&mut index.tasks, k).push(seq);
             }
         }
         if let Some(a) = attempt {
-            keys.push(IndexKey::Attempt(a.to_string()));
-        }
-        for key in keys {
-            self.map.entry(key).or_default().push(seq);
+            list(&mut self.attempts, a).push(seq);
         }
     }
 
     /// Up to `limit` sequence numbers under `key` above `after`.
     pub fn after(&self, key: &IndexKey, after: u64, limit: usize) -> Vec<u64> {
-        let Some(seqs) = self.map.get(key) else {
+        let seqs = match key {
+            IndexKey::Target(t) => self.targets.get(t).map(|i| &i.seqs),
+            IndexKey::Task(t, k) => self.targets.get(t).and_then(|i| i.tasks.get(k)),
+            IndexKey::Attempt(a) => self.attempts.get(a),
+        };
+        let Some(seqs) = seqs else {
             return Vec::new();
         };
         let start = seqs.partition_point(|s| *s <= after);

@@ -25,22 +25,65 @@ pub enum Payload<'a> {
     Raw(&'a serde_json::value::RawValue),
 }
 
-impl Payload<'_> {
-    fn decoded(&self) -> Option<serde_json::Value> {
-        match self {
-            Payload::Value(v) => Some((*v).clone()),
-            Payload::Raw(raw) => serde_json::from_str(raw.get()).ok(),
+/// The payload fields the projection reads, borrowed raw from the stored bytes;
+/// everything else is skipped without being decoded.
+#[derive(Default, serde::Deserialize)]
+struct PayloadFields<'a> {
+    #[serde(borrow, default)]
+    reason: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    digest: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    kind: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    pr: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    branch: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    url: Option<&'a serde_json::value::RawValue>,
+}
+
+impl PayloadFields<'_> {
+    fn raw(&self, key: &str) -> Option<&serde_json::value::RawValue> {
+        match key {
+            "reason" => self.reason,
+            "digest" => self.digest,
+            "kind" => self.kind,
+            "pr" => self.pr,
+            "branch" => self.branch,
+            "url" => self.url,
+            _ => None,
         }
     }
+}
 
+/// A string's text, or a number's; other JSON values are `None`.
+fn scalar_text(raw: &serde_json::value::RawValue) -> Option<String> {
+    let text = raw.get();
+    if text.starts_with('"') {
+        serde_json::from_str(text).ok()
+    } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        Some(text.to_string())
+    } else {
+        None
+    }
+}
+
+impl Payload<'_> {
     /// The payload's string (or number, as text) fields named in `keys`, in order.
+    /// Only the keys [`PayloadFields`] knows can be read.
     fn strings<const N: usize>(&self, keys: [&str; N]) -> [Option<String>; N] {
-        let value = self.decoded();
-        keys.map(|k| match value.as_ref().and_then(|v| v.get(k)) {
-            Some(serde_json::Value::String(s)) => Some(s.clone()),
-            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-            _ => None,
-        })
+        match self {
+            Payload::Value(v) => keys.map(|k| match v.get(k) {
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            }),
+            Payload::Raw(raw) => {
+                let fields: PayloadFields = serde_json::from_str(raw.get()).unwrap_or_default();
+                keys.map(|k| fields.raw(k).and_then(scalar_text))
+            }
+        }
     }
 }
 
@@ -56,7 +99,15 @@ pub struct Projection {
     pub targets: BTreeMap<String, TargetView>,
     /// Which target and task each attempt belongs to.
     #[serde(skip)]
-    attempt_owner: HashMap<String, (String, String)>,
+    attempt_owner: HashMap<String, AttemptSlot>,
+}
+
+/// Where an attempt lives: its target, task and position in the task's attempts.
+#[derive(Debug, Clone, PartialEq)]
+struct AttemptSlot {
+    target: String,
+    task: String,
+    index: usize,
 }
 
 /// One target and its guardrail counters.
@@ -164,16 +215,7 @@ impl Projection {
             }
             return;
         };
-        if let Some(attempt) = e.attempt
-            && let Some(task) = e.task
-            && kind == "attempt.started"
-        {
-            self.attempt_owner.insert(
-                attempt.to_string(),
-                (target_id.to_string(), task.to_string()),
-            );
-        }
-        let target = self.targets.entry(target_id.to_string()).or_default();
+        let target = entry(&mut self.targets, target_id);
         target.last_event_seq = e.seq;
         match kind {
             "autonomy.paused" => target.paused = true,
@@ -199,8 +241,27 @@ impl Projection {
             _ => {}
         }
         let Some(task_id) = e.task else { return };
-        let task = target.tasks.entry(task_id.to_string()).or_default();
-        let open_delta = apply_to_task(task, kind, e);
+        let task = entry(&mut target.tasks, task_id);
+        // An attempt's outcome finds it through its slot, in constant time, and only
+        // under the target and task that started it.
+        let slot = e.attempt.and_then(|id| match kind {
+            "attempt.started" => {
+                let slot = AttemptSlot {
+                    target: target_id.to_string(),
+                    task: task_id.to_string(),
+                    index: task.attempts.len(),
+                };
+                self.attempt_owner.insert(id.to_string(), slot);
+                None
+            }
+            "attempt.succeeded" | "attempt.failed" => self
+                .attempt_owner
+                .get(id)
+                .filter(|s| s.target == target_id && s.task == task_id)
+                .map(|s| s.index),
+            _ => None,
+        });
+        let open_delta = apply_to_task(task, kind, e, slot);
         target.open_prs = target.open_prs.saturating_add_signed(open_delta);
     }
 
@@ -208,7 +269,7 @@ impl Projection {
     pub fn attempt_owner(&self, attempt: &str) -> Option<(&str, &str)> {
         self.attempt_owner
             .get(attempt)
-            .map(|(t, k)| (t.as_str(), k.as_str()))
+            .map(|s| (s.target.as_str(), s.task.as_str()))
     }
 
     /// How many targets have an open circuit breaker.
@@ -220,13 +281,17 @@ impl Projection {
     }
 }
 
-/// Applies a task-level event; returns the change in the target's open PRs.
-fn apply_to_task(task: &mut TaskView, kind: &str, e: &EventView) -> i32 {
-    let attempt = e.attempt.map(str::to_string);
-    let find_attempt = |task: &mut TaskView| -> Option<usize> {
-        let id = attempt.as_deref()?;
-        task.attempts.iter().rposition(|a| a.id == id)
-    };
+/// The value under `key`, created on first use; later lookups do not allocate.
+fn entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
+/// Applies a task-level event; `slot` is the position of the attempt an outcome
+/// refers to. Returns the change in the target's open PRs.
+fn apply_to_task(task: &mut TaskView, kind: &str, e: &EventView, slot: Option<usize>) -> i32 {
     match kind {
         "task.selected" => task.status = TaskStatus::Selected,
         "task.skipped" => {
@@ -237,9 +302,9 @@ fn apply_to_task(task: &mut TaskView, kind: &str, e: &EventView) -> i32 {
         "task.completed" => task.status = TaskStatus::Completed,
         "attempt.started" => {
             task.status = TaskStatus::Running;
-            if let Some(id) = attempt.clone() {
+            if let Some(id) = e.attempt {
                 task.attempts.push(AttemptView {
-                    id,
+                    id: id.to_string(),
                     outcome: AttemptOutcome::Running,
                     started_ms: e.ts_ms,
                     finished_ms: None,
@@ -256,8 +321,7 @@ fn apply_to_task(task: &mut TaskView, kind: &str, e: &EventView) -> i32 {
                 TaskStatus::Failed
             };
             let [digest, failure] = e.payload.strings(["digest", "kind"]);
-            if let Some(i) = find_attempt(task) {
-                let a = &mut task.attempts[i];
+            if let Some(a) = slot.and_then(|i| task.attempts.get_mut(i)) {
                 a.finished_ms = Some(e.ts_ms);
                 if succeeded {
                     a.outcome = AttemptOutcome::Succeeded;
@@ -276,7 +340,7 @@ fn apply_to_task(task: &mut TaskView, kind: &str, e: &EventView) -> i32 {
                 pr,
                 branch,
                 url,
-                attempt,
+                attempt: e.attempt.map(str::to_string),
                 state: PrState::Open,
             });
             return 1;
@@ -381,6 +445,39 @@ mod tests {
         assert_eq!(p.attempt_owner("a2"), Some(("t1", "k2")));
         assert_eq!(p.last_tick_ms, Some(10));
         assert_eq!(p.last_seq, 9);
+    }
+
+    #[test]
+    fn an_outcome_only_attaches_to_the_attempt_its_target_and_task_started() {
+        let mut p = Projection::default();
+        let null = json!(null);
+        p.apply(&view(
+            1,
+            "attempt.started",
+            [Some("t1"), Some("k1"), Some("a")],
+            &null,
+        ));
+        let failed = json!({"kind": "plugin"});
+        p.apply(&view(
+            2,
+            "attempt.failed",
+            [Some("t2"), Some("k2"), Some("a")],
+            &failed,
+        ));
+        let a = &p.targets["t1"].tasks["k1"].attempts[0];
+        assert_eq!((a.outcome, a.finished_ms), (AttemptOutcome::Running, None));
+        assert!(p.targets["t2"].tasks["k2"].attempts.is_empty());
+        p.apply(&view(
+            3,
+            "attempt.failed",
+            [Some("t1"), Some("k1"), Some("a")],
+            &failed,
+        ));
+        let a = &p.targets["t1"].tasks["k1"].attempts[0];
+        assert_eq!(
+            (a.outcome, a.failure.as_deref()),
+            (AttemptOutcome::Failed, Some("plugin"))
+        );
     }
 
     #[test]
