@@ -42,7 +42,7 @@ enum Command {
     },
     /// Inspect and manage the plugin registry.
     #[command(subcommand)]
-    Plugins(PluginsCommand),
+    Plugins(crate::cli_plugins::PluginsCommand),
     /// Read, verify, export and append to the event log.
     #[command(subcommand)]
     Events(crate::cli_events::EventsCommand),
@@ -57,34 +57,22 @@ enum Command {
         /// Bearer tokens (YAML: `tokens:` list of {name, role, token | sha256}); re-read on SIGHUP.
         #[arg(long, env = "LEVIATHAN_TOKENS_FILE")]
         tokens_file: PathBuf,
-        /// Plugin registry directory; default: $LEVIATHAN_PLUGIN_DIR or plugins/registry.
+        /// Plugin registry directory (watched; changes load without a restart);
+        /// default: $LEVIATHAN_PLUGIN_DIR or plugins/registry.
         #[arg(long)]
         plugin_dir: Option<PathBuf>,
+        /// Policy file for the `plugins:` settings (trusted keys, signatures, routes).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Milliseconds a registry change must be quiet before it is reloaded.
+        #[arg(long, default_value_t = 300)]
+        reload_debounce_ms: u64,
         /// Largest request body in bytes.
         #[arg(long, default_value_t = leviathan_host::server::DEFAULT_BODY_LIMIT)]
         body_limit: usize,
         /// Seconds shutdown waits for in-flight requests.
         #[arg(long, default_value_t = 10)]
         shutdown_grace_secs: u64,
-    },
-}
-
-#[derive(Subcommand)]
-enum PluginsCommand {
-    /// List the registry's plugins and rejected entries.
-    List {
-        #[arg(long)]
-        plugin_dir: Option<PathBuf>,
-    },
-    /// Install a component with a manifest template, then verify it loads.
-    Install {
-        /// The component (`.wasm`).
-        wasm: PathBuf,
-        /// The manifest template (`plugin.toml`; `sha256` is filled in).
-        #[arg(long)]
-        manifest: PathBuf,
-        #[arg(long)]
-        plugin_dir: Option<PathBuf>,
     },
 }
 
@@ -105,6 +93,8 @@ pub fn main() -> i32 {
             data_dir,
             tokens_file,
             plugin_dir,
+            policy,
+            reload_debounce_ms,
             body_limit,
             shutdown_grace_secs,
         } => {
@@ -113,6 +103,8 @@ pub fn main() -> i32 {
                 data_dir,
                 tokens_file,
                 plugin_dir: plugin_dir.unwrap_or_else(Registry::default_dir),
+                policy,
+                reload_debounce: std::time::Duration::from_millis(reload_debounce_ms),
                 body_limit,
                 shutdown_grace: std::time::Duration::from_secs(shutdown_grace_secs),
             };
@@ -164,53 +156,13 @@ pub fn main() -> i32 {
                 1
             }
         },
-        Command::Plugins(command) => match plugins(command) {
-            Ok(()) => 0,
+        Command::Plugins(command) => match crate::cli_plugins::run(command) {
+            Ok(code) => code,
             Err(e) => {
                 eprintln!("error: {e:#}");
                 1
             }
         },
-    }
-}
-
-fn plugins(command: PluginsCommand) -> anyhow::Result<()> {
-    match command {
-        PluginsCommand::List { plugin_dir } => {
-            let registry = Registry::scan(&plugin_dir.unwrap_or_else(Registry::default_dir))?;
-            println!("{:<24} {:<10} {:<16} SHA256", "NAME", "VERSION", "SCOPES");
-            for e in &registry.entries {
-                let m = &e.manifest;
-                println!(
-                    "{:<24} {:<10} {:<16} {}",
-                    m.name,
-                    m.version.to_string(),
-                    m.scopes.join(","),
-                    &m.sha256[..16]
-                );
-            }
-            for r in &registry.rejected {
-                println!("rejected {}: {}", r.dir.display(), r.reason);
-            }
-            Ok(())
-        }
-        PluginsCommand::Install {
-            wasm,
-            manifest,
-            plugin_dir,
-        } => {
-            let dir = plugin_dir.unwrap_or_else(Registry::default_dir);
-            let sandbox = Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir()))?;
-            let entry = leviathan_host::registry::install(&dir, &wasm, &manifest, |staged| {
-                staged
-                    .load(&sandbox)
-                    .map(|_| ())
-                    .map_err(|e| format!("the plugin does not load, nothing was installed: {e}"))
-            })
-            .map_err(anyhow::Error::msg)?;
-            println!("installed {} into {}", entry.id(), entry.dir.display());
-            Ok(())
-        }
     }
 }
 

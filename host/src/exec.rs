@@ -170,8 +170,8 @@ pub fn exec(sandbox: &Sandbox, request: &ExecRequest) -> Result<ExecReport, Exec
     }
     let allowed = checked_allowed_paths(&backlog.source, task, &policy)?;
 
-    let registry =
-        Registry::scan(&request.registry_dir).map_err(|e| fail(ErrorKind::ExecutorFailed, e))?;
+    let registry = Registry::scan_with_policy(&request.registry_dir, &policy.plugins)
+        .map_err(|e| fail(ErrorKind::ExecutorFailed, e))?;
     for rejected in &registry.rejected {
         tracing::warn!(dir = %rejected.dir.display(), "plugin rejected: {}", rejected.reason);
     }
@@ -188,6 +188,8 @@ pub fn exec(sandbox: &Sandbox, request: &ExecRequest) -> Result<ExecReport, Exec
         .load(sandbox)
         .map_err(|e| fail(ErrorKind::ExecutorFailed, e))?;
 
+    // The plugin may ask for less than the policy allows, never more.
+    let limits = entry.manifest.limits.effective(&policy.limits);
     let stage = stage::prepare(&request.repo, &allowed).map_err(|e| match e {
         StageError::Denied(m) => fail(ErrorKind::PolicyDenied, format!("task `{}`: {m}", task.id)),
         other => fail(ErrorKind::ExecutorFailed, other),
@@ -202,7 +204,7 @@ pub fn exec(sandbox: &Sandbox, request: &ExecRequest) -> Result<ExecReport, Exec
         read_write: stage.mounts.clone(),
         write_root: Some(stage.out.clone()),
         seed: run_seed(task, head.as_deref()),
-        limits: policy.limits.clone(),
+        limits: limits.clone(),
         timeout: policy.attempt_timeout,
     };
     tracing::info!(task = %task.id, executor = %entry.id(), "running executor");
@@ -233,8 +235,8 @@ pub fn exec(sandbox: &Sandbox, request: &ExecRequest) -> Result<ExecReport, Exec
         &stage,
         &request.repo,
         &allowed,
-        policy.limits.max_files_written,
-        policy.limits.max_bytes_written,
+        limits.max_files_written,
+        limits.max_bytes_written,
     )
     .map_err(|e| match e {
         ChangeError::Violation(m) => fail(

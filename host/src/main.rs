@@ -3,6 +3,8 @@
 mod cli;
 mod cli_api;
 mod cli_events;
+mod cli_plugins;
+mod scaffold;
 
 fn main() {
     std::process::exit(cli::main());

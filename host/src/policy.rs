@@ -21,6 +21,17 @@ pub struct ExecutorLimits {
     pub max_bytes_written: u64,
 }
 
+/// What the policy says about plugins (`plugins:`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginPolicy {
+    /// Refuse plugins without a valid signature by one of `trusted_keys`.
+    pub require_signatures: bool,
+    /// Ed25519 public keys (32 bytes) whose signatures are trusted.
+    pub trusted_keys: Vec<[u8; 32]>,
+    /// Scope → plugin name: which plugin handles a scope several claim.
+    pub routes: std::collections::BTreeMap<String, String>,
+}
+
 /// A validated policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -34,6 +45,7 @@ pub struct Policy {
     pub attempt_timeout: Duration,
     pub auto_merge: bool,
     pub limits: ExecutorLimits,
+    pub plugins: PluginPolicy,
     /// Fields this version does not interpret, kept as written.
     pub extra: Mapping,
 }
@@ -47,6 +59,7 @@ const KNOWN: &[&str] = &[
     "attempt_timeout_seconds",
     "auto_merge",
     "executor_limits",
+    "plugins",
 ];
 
 /// Every field optional: one layer (the file, or the defaults).
@@ -63,7 +76,57 @@ struct Layer {
     memory_mib: Option<u64>,
     max_files_written: Option<u64>,
     max_bytes_written: Option<u64>,
+    plugins: Option<PluginPolicy>,
     extra: Mapping,
+}
+
+/// Reads the `plugins:` section.
+fn read_plugins(file: &Path, map: &Mapping) -> Result<PluginPolicy, InputError> {
+    let f = Fields {
+        file,
+        context: "plugins: ".into(),
+        map,
+    };
+    let known = ["require_signatures", "trusted_keys", "routes"];
+    for key in map.keys() {
+        if !key.as_str().is_some_and(|k| known.contains(&k)) {
+            return Err(f.error(
+                &yaml::scalar_text(key).unwrap_or_default(),
+                format!("unknown field; expected one of {}", known.join(", ")),
+            ));
+        }
+    }
+    let mut trusted_keys = Vec::new();
+    for (i, key) in f.string_list("trusted_keys")?.iter().enumerate() {
+        let hex_key = key.trim().strip_prefix("ed25519:").unwrap_or(key.trim());
+        let bytes = hex::decode(hex_key)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| {
+                f.error(
+                    "trusted_keys",
+                    format!(
+                        "item {}: expected an ed25519 public key as 64 hex digits",
+                        i + 1
+                    ),
+                )
+            })?;
+        trusted_keys.push(bytes);
+    }
+    let mut routes = std::collections::BTreeMap::new();
+    if let Some(m) = f.opt_mapping("routes")? {
+        for (scope, plugin) in m {
+            let (Some(scope), Some(plugin)) = (scope.as_str(), plugin.as_str()) else {
+                return Err(f.error("routes", "expected `scope: plugin-name` pairs of strings"));
+            };
+            routes.insert(scope.to_string(), plugin.to_string());
+        }
+    }
+    Ok(PluginPolicy {
+        require_signatures: f.opt_bool("require_signatures")?.unwrap_or(false),
+        trusted_keys,
+        routes,
+    })
 }
 
 fn read_layer(file: &Path, value: &Value) -> Result<Layer, InputError> {
@@ -133,6 +196,9 @@ fn read_layer(file: &Path, value: &Value) -> Result<Layer, InputError> {
                 ));
             }
         }
+    }
+    if let Some(plugins) = f.opt_mapping("plugins")? {
+        layer.plugins = Some(read_plugins(file, plugins)?);
     }
     if let Some(t) = layer.attempt_timeout_seconds
         && t == 0
@@ -225,6 +291,7 @@ impl Policy {
                 max_files_written: pick!(max_files_written),
                 max_bytes_written: pick!(max_bytes_written),
             },
+            plugins: layer.plugins.or(defaults.plugins).unwrap_or_default(),
             extra,
         })
     }

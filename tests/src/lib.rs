@@ -70,8 +70,14 @@ pub fn registry() -> &'static Path {
             ("hostile-guest", "tests/guests/hostile-guest/plugin.toml"),
         ] {
             let wasm = components.join(format!("{}.wasm", name.replace('-', "_")));
-            leviathan_host::registry::install(&dir, &wasm, &root().join(manifest), |_| Ok(()))
-                .unwrap_or_else(|e| panic!("installing {name}: {e}"));
+            leviathan_host::registry::install(
+                &dir,
+                &wasm,
+                &root().join(manifest),
+                None,
+                |_| Ok(()),
+            )
+            .unwrap_or_else(|e| panic!("installing {name}: {e}"));
         }
         dir
     })

@@ -120,12 +120,17 @@ pub const CATALOG: &[EventType] = &[
     ty(
         "plugin.loaded",
         Refs::None,
-        "a registry entry loaded; payload: plugin, version, digest",
+        "a registry entry loaded (new or changed); payload: entry (name/version), plugin, sha256, signed",
     ),
     ty(
         "plugin.rejected",
         Refs::None,
-        "a registry entry was refused; payload: path, reason",
+        "a registry entry was refused; payload: entry, reason",
+    ),
+    ty(
+        "plugin.removed",
+        Refs::None,
+        "a registry entry went away; payload: entry",
     ),
 ];
 

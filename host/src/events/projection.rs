@@ -41,6 +41,12 @@ struct PayloadFields<'a> {
     branch: Option<&'a serde_json::value::RawValue>,
     #[serde(borrow, default)]
     url: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    entry: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    plugin: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    sha256: Option<&'a serde_json::value::RawValue>,
 }
 
 impl PayloadFields<'_> {
@@ -52,6 +58,9 @@ impl PayloadFields<'_> {
             "pr" => self.pr,
             "branch" => self.branch,
             "url" => self.url,
+            "entry" => self.entry,
+            "plugin" => self.plugin,
+            "sha256" => self.sha256,
             _ => None,
         }
     }
@@ -97,9 +106,21 @@ pub struct Projection {
     /// When the last `scheduler.tick` happened (ms since the epoch).
     pub last_tick_ms: Option<u64>,
     pub targets: BTreeMap<String, TargetView>,
+    /// The plugin registry's entries as last recorded, by entry directory.
+    pub plugins: BTreeMap<String, PluginView>,
     /// Which target and task each attempt belongs to.
     #[serde(skip)]
     attempt_owner: HashMap<String, AttemptSlot>,
+}
+
+/// A registry entry as the `plugin.*` events describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginView {
+    /// `loaded` or `rejected`.
+    pub status: String,
+    pub plugin: Option<String>,
+    pub sha256: Option<String>,
+    pub reason: Option<String>,
 }
 
 /// Where an attempt lives: its target, task and position in the task's attempts.
@@ -211,6 +232,9 @@ impl Projection {
             match kind {
                 "autonomy.paused" => self.paused = true,
                 "autonomy.resumed" => self.paused = false,
+                "plugin.loaded" | "plugin.rejected" | "plugin.removed" => {
+                    self.apply_plugin(kind, e)
+                }
                 _ => {}
             }
             return;
@@ -263,6 +287,29 @@ impl Projection {
         });
         let open_delta = apply_to_task(task, kind, e, slot);
         target.open_prs = target.open_prs.saturating_add_signed(open_delta);
+    }
+
+    fn apply_plugin(&mut self, kind: &str, e: &EventView) {
+        let [entry, plugin, sha256, reason] =
+            e.payload.strings(["entry", "plugin", "sha256", "reason"]);
+        let Some(entry) = entry else { return };
+        match kind {
+            "plugin.removed" => {
+                self.plugins.remove(&entry);
+            }
+            _ => {
+                let loaded = kind == "plugin.loaded";
+                self.plugins.insert(
+                    entry,
+                    PluginView {
+                        status: if loaded { "loaded" } else { "rejected" }.into(),
+                        plugin,
+                        sha256,
+                        reason,
+                    },
+                );
+            }
+        }
     }
 
     /// The target and task an attempt belongs to.

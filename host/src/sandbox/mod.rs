@@ -94,6 +94,19 @@ impl Sandbox {
         wasm: &[u8],
         digest_hex: &str,
     ) -> Result<LoadedComponent, SandboxError> {
+        self.load_checked(name, wasm, digest_hex, |_| Ok(()))
+    }
+
+    /// [`Sandbox::load_with_digest`] that first passes the names the compiled
+    /// component exports (e.g. `leviathan:executor/executor@0.1.0`) to `check`; an
+    /// error from `check` is reported as a contract error, before linking.
+    pub fn load_checked(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        digest_hex: &str,
+        check: impl FnOnce(&[String]) -> Result<(), String>,
+    ) -> Result<LoadedComponent, SandboxError> {
         let started = Instant::now();
         let (component, cache) = self
             .cache
@@ -102,6 +115,15 @@ impl Sandbox {
                 component: name.into(),
                 message: format!("{e:#}"),
             })?;
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(export, _)| export.to_string())
+            .collect();
+        check(&exports).map_err(|message| SandboxError::Contract {
+            component: name.into(),
+            message,
+        })?;
         let instance_pre =
             self.linker
                 .instantiate_pre(&component)

@@ -40,6 +40,7 @@ pub struct Metrics {
     breakers_open: Gauge,
     last_seq: Gauge,
     sse_clients: Gauge,
+    plugin_reload_seconds: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -69,6 +70,7 @@ impl Metrics {
             breakers_open: Gauge::default(),
             last_seq: Gauge::default(),
             sse_clients: Gauge::default(),
+            plugin_reload_seconds: latency_histogram(),
             registry: Registry::default(),
         };
         registry.register(
@@ -126,6 +128,11 @@ impl Metrics {
             "Connected event-stream clients",
             m.sse_clients.clone(),
         );
+        registry.register(
+            "plugin_reload_seconds",
+            "Time to reload the plugin registry after a change settled",
+            m.plugin_reload_seconds.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -163,6 +170,11 @@ impl Metrics {
             .get_or_create(&labels)
             .observe(took.as_secs_f64());
         self.requests.get_or_create(&labels).inc();
+    }
+
+    /// The plugin reload histogram, for the watch thread.
+    pub fn clone_plugin_reload(&self) -> Histogram {
+        self.plugin_reload_seconds.clone()
     }
 
     /// Tracks connected SSE clients.

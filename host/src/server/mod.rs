@@ -30,8 +30,12 @@ pub struct ServeOptions {
     pub data_dir: PathBuf,
     /// The bearer tokens file (YAML).
     pub tokens_file: PathBuf,
-    /// The plugin registry directory loaded for readiness.
+    /// The plugin registry directory (loaded at start, then watched).
     pub plugin_dir: PathBuf,
+    /// Policy file for the `plugins:` settings; default: the built-in policy.
+    pub policy: Option<PathBuf>,
+    /// Quiet time after a registry change before it is reloaded.
+    pub reload_debounce: Duration,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
     /// How long shutdown waits for in-flight requests.
@@ -55,8 +59,8 @@ pub struct AppState {
 /// Errors that stop `serve` from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("tokens file: {0}")]
-    Tokens(#[from] crate::yaml::InputError),
+    #[error("{0}")]
+    Input(#[from] crate::yaml::InputError),
     #[error(transparent)]
     Store(#[from] crate::events::StoreError),
     #[error("--listen {addr}: {source}")]
@@ -117,6 +121,7 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         )
         .route("/api/v1/tasks/{target}/{task}", get(graph::task))
         .route("/api/v1/autonomy", get(graph::autonomy))
+        .route("/api/v1/plugins", get(observe::plugins))
         .route("/api/v1/autonomy/pause", post(graph::pause))
         .route("/api/v1/autonomy/resume", post(graph::resume))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -145,6 +150,10 @@ pub fn serve(
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
     let tokens = Tokens::load(&options.tokens_file)?;
+    let policy = match &options.policy {
+        Some(file) => crate::policy::Policy::load(file)?,
+        None => crate::policy::Policy::default_policy(),
+    };
     let log = Arc::new(EventLog::open(&options.data_dir)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -171,7 +180,12 @@ pub fn serve(
         let signals = Signals::install()?;
         tracing::info!(%addr, events = log.last_seq(), "listening");
         on_listening(addr);
-        plugins::load_in_background(state.clone(), options.plugin_dir.clone());
+        plugins::start(
+            state.clone(),
+            options.plugin_dir.clone(),
+            policy.plugins.clone(),
+            options.reload_debounce,
+        );
         tokio::spawn(reload_on_sighup(state.clone(), signals.hangup));
         let app = router(state.clone(), options.body_limit);
         let grace = options.shutdown_grace;

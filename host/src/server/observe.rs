@@ -120,12 +120,52 @@ pub async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
+/// The loaded plugins and the rejected entries of a set.
+fn plugin_summary(set: &crate::registry::set::PluginSet) -> serde_json::Value {
+    let loaded: Vec<_> = set
+        .loaded
+        .values()
+        .map(|p| {
+            let m = &p.entry.manifest;
+            serde_json::json!({
+                "plugin": p.entry.id(), "name": m.name, "version": m.version.to_string(),
+                "scopes": m.scopes, "world": m.world, "sha256": m.sha256,
+                "signed": format!("{:?}", p.signature).to_lowercase(),
+                "cache": format!("{:?}", p.component.cache).to_lowercase(),
+            })
+        })
+        .collect();
+    let rejected: Vec<_> = set
+        .states()
+        .into_iter()
+        .filter_map(|(entry, state)| match state {
+            crate::registry::set::EntryState::Rejected { reason } => {
+                Some(serde_json::json!({"entry": entry, "reason": reason}))
+            }
+            _ => None,
+        })
+        .collect();
+    serde_json::json!({"loaded": loaded, "rejected": rejected})
+}
+
+/// `GET /api/v1/plugins`: the plugin set in force.
+pub async fn plugins(State(state): State<Arc<AppState>>) -> Response {
+    match state.plugins.current() {
+        Some(set) => axum::Json(plugin_summary(&set)).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"error": {"code": "starting", "message": "plugins are still loading"}})),
+        )
+            .into_response(),
+    }
+}
+
 /// `GET /readyz`: the store is open and the plugins have loaded.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let store = serde_json::json!({"open": true, "last_seq": state.log.last_seq()});
-    match state.plugins.summary() {
-        Some(plugins) => axum::Json(serde_json::json!({
-            "status": "ready", "store": store, "plugins": plugins,
+    match state.plugins.current() {
+        Some(set) => axum::Json(serde_json::json!({
+            "status": "ready", "store": store, "plugins": plugin_summary(&set),
         }))
         .into_response(),
         None => (

@@ -1,102 +1,151 @@
-//! Loading the plugin registry when the server starts; `/readyz` reports it.
+//! The plugin registry inside `serve`: loaded in the background at start (`/readyz`
+//! waits for it), then watched and reloaded on change. Every change is recorded as
+//! `plugin.loaded`, `plugin.rejected` or `plugin.removed`, by comparing the registry
+//! with what the log last recorded, so a restart with an unchanged registry records
+//! nothing.
 
 use super::AppState;
-use crate::registry::Registry;
+use crate::events::projection::PluginView;
+use crate::events::{EventDraft, EventLog};
+use crate::policy::PluginPolicy;
+use crate::registry::set::{EntryState, PluginSet};
+use crate::registry::watch::{SharedPlugins, Watch, watch};
 use crate::sandbox::{ArtifactCache, Sandbox};
-use serde::Serialize;
+use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-/// The outcome of loading the registry.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PluginSummary {
-    /// `name@version` of each entry that loaded.
-    pub loaded: Vec<String>,
-    /// Entries that did not load, with the reason.
-    pub rejected: Vec<RejectedPlugin>,
-}
-
-/// One entry that did not load.
-#[derive(Debug, Clone, Serialize)]
-pub struct RejectedPlugin {
-    pub path: String,
-    pub reason: String,
-}
-
-/// `None` until loading has finished.
+/// The plugins of a running server: empty until the first load finishes.
 #[derive(Default)]
-pub struct PluginStatus(RwLock<Option<PluginSummary>>);
+pub struct PluginStatus {
+    shared: OnceLock<Arc<SharedPlugins>>,
+    watch: Mutex<Option<Watch>>,
+}
 
 impl PluginStatus {
-    /// The summary, once loading has finished.
-    pub fn summary(&self) -> Option<PluginSummary> {
-        match self.0.read() {
-            Ok(s) => s.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    fn set(&self, summary: PluginSummary) {
-        match self.0.write() {
-            Ok(mut s) => *s = Some(summary),
-            Err(poisoned) => *poisoned.into_inner() = Some(summary),
-        }
+    /// The set in force, once loaded.
+    pub fn current(&self) -> Option<Arc<PluginSet>> {
+        self.shared.get().map(|s| s.current())
     }
 }
 
-/// Scans and loads (compiles or takes from the cache) every registry entry.
-fn load(dir: &std::path::Path) -> PluginSummary {
-    let mut summary = PluginSummary::default();
-    let registry = match Registry::scan(dir) {
-        Ok(r) => r,
-        Err(e) => {
-            summary.rejected.push(RejectedPlugin {
-                path: dir.display().to_string(),
-                reason: e.to_string(),
-            });
-            return summary;
+fn same(view: Option<&PluginView>, state: &EntryState) -> bool {
+    match (view, state) {
+        (Some(v), EntryState::Loaded { plugin, sha256 }) => {
+            v.status == "loaded"
+                && v.plugin.as_ref() == Some(plugin)
+                && v.sha256.as_ref() == Some(sha256)
         }
-    };
-    for r in &registry.rejected {
-        summary.rejected.push(RejectedPlugin {
-            path: r.dir.display().to_string(),
-            reason: r.reason.clone(),
-        });
+        (Some(v), EntryState::Rejected { reason }) => {
+            v.status == "rejected" && v.reason.as_ref() == Some(reason)
+        }
+        (None, _) => false,
     }
-    let sandbox = match Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir())) {
-        Ok(s) => s,
-        Err(e) => {
-            summary.rejected.push(RejectedPlugin {
-                path: dir.display().to_string(),
-                reason: format!("sandbox: {e}"),
-            });
-            return summary;
-        }
-    };
-    for entry in &registry.entries {
-        match entry.load(&sandbox) {
-            Ok(_) => summary.loaded.push(entry.id()),
-            Err(e) => summary.rejected.push(RejectedPlugin {
-                path: entry.dir.display().to_string(),
-                reason: e.to_string(),
-            }),
-        }
-    }
-    summary
 }
 
-/// Loads the registry on a blocking thread and publishes the result.
-pub fn load_in_background(state: Arc<AppState>, dir: PathBuf) {
+/// The events that bring the log's view of the registry to `set`.
+fn changes(recorded: &BTreeMap<String, PluginView>, set: &PluginSet) -> Vec<EventDraft> {
+    let states = set.states();
+    let mut drafts = Vec::new();
+    for (entry, state) in &states {
+        if same(recorded.get(entry), state) {
+            continue;
+        }
+        let draft = match state {
+            EntryState::Loaded { plugin, sha256 } => {
+                let signed = set
+                    .loaded
+                    .get(plugin)
+                    .map(|p| format!("{:?}", p.signature).to_lowercase());
+                let mut d = EventDraft::new("plugin.loaded");
+                d.payload =
+                    json!({"entry": entry, "plugin": plugin, "sha256": sha256, "signed": signed});
+                d
+            }
+            EntryState::Rejected { reason } => {
+                let mut d = EventDraft::new("plugin.rejected");
+                d.payload = json!({"entry": entry, "reason": reason});
+                d
+            }
+        };
+        drafts.push(draft);
+    }
+    for entry in recorded.keys().filter(|k| !states.contains_key(*k)) {
+        let mut d = EventDraft::new("plugin.removed");
+        d.payload = json!({"entry": entry});
+        drafts.push(d);
+    }
+    drafts
+}
+
+fn record(log: &EventLog, set: &PluginSet) {
+    let drafts = match log.with_projection(|p| changes(&p.plugins, set)) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "plugin changes not recorded");
+            return;
+        }
+    };
+    for d in &drafts {
+        tracing::info!(event = %d.kind, payload = %d.payload, "plugin registry change");
+    }
+    if let Err(e) = log.append(drafts) {
+        tracing::error!(error = %e, "plugin changes not recorded");
+    }
+}
+
+/// Loads the registry on a blocking thread, publishes it, records the changes and
+/// starts watching the directory.
+pub fn start(state: Arc<AppState>, dir: PathBuf, policy: PluginPolicy, debounce: Duration) {
     tokio::task::spawn_blocking(move || {
-        let summary = load(&dir);
-        for r in &summary.rejected {
-            tracing::warn!(path = %r.path, reason = %r.reason, "plugin rejected");
-        }
+        let sandbox = match Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir())) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the sandbox; no plugins loaded");
+                return;
+            }
+        };
+        let set = match PluginSet::load(&dir, &policy, &sandbox, None) {
+            Ok(set) => set,
+            Err(e) => {
+                tracing::error!(error = %e, "plugin registry not loaded");
+                return;
+            }
+        };
+        record(&state.log, &set);
         tracing::info!(
-            loaded = summary.loaded.len(),
-            rejected = summary.rejected.len(),
+            loaded = set.loaded.len(),
+            rejected = set.registry.rejected.len(),
             "plugins loaded"
         );
-        state.plugins.set(summary);
+        let shared = Arc::new(SharedPlugins::new(set));
+        let log = state.log.clone();
+        let reloads = state.metrics.clone_plugin_reload();
+        match watch(
+            dir,
+            policy,
+            sandbox,
+            shared.clone(),
+            debounce,
+            move |reload| {
+                reloads.observe(reload.took.as_secs_f64());
+                record(&log, &reload.set);
+                tracing::info!(
+                    loaded = reload.set.loaded.len(),
+                    took_ms = reload.took.as_millis() as u64,
+                    "plugins reloaded"
+                );
+            },
+        ) {
+            Ok(w) => {
+                if let Ok(mut slot) = state.plugins.watch.lock() {
+                    *slot = Some(w);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "plugin hot reload is off"),
+        }
+        let _ = state.plugins.shared.set(shared);
     });
 }

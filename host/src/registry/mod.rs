@@ -1,52 +1,34 @@
 //! The plugin registry directory: `<registry>/<name>/<version>/plugin.toml` next to
-//! `<name>.wasm`. Manifests are read up front; a component is compiled, checked
-//! against its manifest and digest, and linked only when a task needs it.
+//! `<name>.wasm`. Manifests are read and checked against the policy up front
+//! (fields, signatures, scope conflicts); a component is compiled, checked against
+//! its digest and contract, and linked when it is loaded.
+
+mod install;
+pub mod manifest;
+pub mod set;
+pub mod signing;
+pub mod watch;
+
+pub use install::install;
+pub use manifest::{EXECUTOR_WORLD, Entry, Manifest, ManifestLimits};
 
 use crate::backlog::Task;
 use crate::digest::sha256_hex;
+use crate::policy::PluginPolicy;
 use crate::sandbox::{LoadedComponent, Sandbox, SandboxError};
-use serde::{Deserialize, Serialize};
+use manifest::{EXECUTOR_INTERFACE, EXECUTOR_PACKAGE, EXECUTOR_WORLD_NAME, read_entry};
+use signing::SignatureStatus;
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The directory used when neither `--plugin-dir` nor `LEVIATHAN_PLUGIN_DIR` is set.
 pub const DEFAULT_REGISTRY_DIR: &str = "plugins/registry";
-/// The WIT world every executor implements.
-pub const EXECUTOR_WORLD: &str = "leviathan:executor/executor-plugin@0.1.0";
-
-/// A plugin's `plugin.toml`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Manifest {
-    pub name: String,
-    pub version: semver::Version,
-    /// The WIT world implemented, e.g. `leviathan:executor/executor-plugin@0.1.0`.
-    pub world: String,
-    /// Task scopes handled.
-    pub scopes: Vec<String>,
-    /// Lower-case hex SHA-256 of the component file (filled in by `install`).
-    #[serde(default)]
-    pub sha256: String,
-    #[serde(default)]
-    pub summary: String,
-}
-
-/// One registry entry whose manifest is valid.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub manifest: Manifest,
-    pub dir: PathBuf,
-    pub wasm: PathBuf,
-}
 
 impl Entry {
-    /// `name@version`.
-    pub fn id(&self) -> String {
-        format!("{}@{}", self.manifest.name, self.manifest.version)
-    }
-
     /// Reads, verifies and loads an entry's component, and checks that the component
-    /// describes itself as its manifest does.
+    /// exports the executor interface at the contract version its manifest declares
+    /// and describes itself as its manifest does.
     pub fn load(&self, sandbox: &Sandbox) -> Result<LoadedComponent, RegistryError> {
         let entry = self;
         let invalid = |message: String| RegistryError::Invalid {
@@ -62,7 +44,16 @@ impl Entry {
                 entry.manifest.sha256
             )));
         }
-        let component = sandbox.load_with_digest(&entry.id(), &wasm, &actual)?;
+        let declared = manifest::contract_version(&entry.manifest.world, EXECUTOR_WORLD_NAME)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "field `world`: `{}` is not an executor world",
+                    entry.manifest.world
+                ))
+            })?;
+        let component = sandbox.load_checked(&entry.id(), &wasm, &actual, |exports| {
+            check_exports(exports, &declared)
+        })?;
         let info = sandbox
             .describe(&component)
             .map_err(|e| invalid(format!("describe() failed: {e}")))?;
@@ -87,6 +78,32 @@ impl Entry {
             )));
         }
         Ok(component)
+    }
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
+}
+
+/// Checks that a component exports the executor interface once, at the contract
+/// version its manifest declares, and that this host can run that version.
+fn check_exports(exports: &[String], declared: &semver::Version) -> Result<(), String> {
+    let versions: Vec<semver::Version> = exports
+        .iter()
+        .filter_map(|name| manifest::contract_version(name, EXECUTOR_INTERFACE))
+        .collect();
+    match versions.as_slice() {
+        [] => Err(format!(
+            "the component does not export `{EXECUTOR_PACKAGE}/{EXECUTOR_INTERFACE}` (it exports: {})",
+            exports.join(", ")
+        )),
+        [v] if v != declared => Err(format!(
+            "the component exports contract {v}, plugin.toml declares {declared}"
+        )),
+        [v] => manifest::check_contract_version(v),
+        _ => Err("the component exports several versions of the executor interface".into()),
     }
 }
 
@@ -134,6 +151,10 @@ pub struct Registry {
     pub dir: PathBuf,
     pub entries: Vec<Entry>,
     pub rejected: Vec<Rejected>,
+    /// Scope → plugin name tie-breakers (from the policy).
+    pub routes: BTreeMap<String, String>,
+    /// The signature status of each accepted entry, by id.
+    pub signatures: BTreeMap<String, SignatureStatus>,
 }
 
 impl Registry {
@@ -144,7 +165,19 @@ impl Registry {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_REGISTRY_DIR))
     }
 
+    /// A registry without entries.
+    pub fn empty(dir: &Path) -> Registry {
+        Registry {
+            dir: dir.to_path_buf(),
+            entries: Vec::new(),
+            rejected: Vec::new(),
+            routes: BTreeMap::new(),
+            signatures: BTreeMap::new(),
+        }
+    }
+
     /// Reads every manifest under `dir`. Invalid entries are listed in `rejected`.
+    /// Hidden directories (an install in progress, `.install-*`) are skipped.
     pub fn scan(dir: &Path) -> Result<Registry, RegistryError> {
         let unreadable = |e: std::io::Error| RegistryError::Unreadable {
             dir: dir.to_path_buf(),
@@ -158,12 +191,12 @@ impl Registry {
             .map(|e| e.path())
             .collect();
         names.sort();
-        for name_dir in names.into_iter().filter(|p| p.is_dir()) {
+        for name_dir in names.into_iter().filter(|p| p.is_dir() && !is_hidden(p)) {
             let mut versions: Vec<_> = match fs::read_dir(&name_dir) {
                 Ok(rd) => rd
                     .flatten()
                     .map(|e| e.path())
-                    .filter(|p| p.is_dir())
+                    .filter(|p| p.is_dir() && !is_hidden(p))
                     .collect(),
                 Err(e) => {
                     rejected.push(Rejected {
@@ -188,7 +221,85 @@ impl Registry {
             dir: dir.to_path_buf(),
             entries,
             rejected,
+            routes: BTreeMap::new(),
+            signatures: BTreeMap::new(),
         })
+    }
+
+    /// Scans `dir` and applies `policy`: see [`Registry::apply_policy`].
+    pub fn scan_with_policy(dir: &Path, policy: &PluginPolicy) -> Result<Registry, RegistryError> {
+        let mut registry = Registry::scan(dir)?;
+        registry.apply_policy(policy);
+        Ok(registry)
+    }
+
+    /// Rejects entries with a bad signature, unsigned or untrusted entries when the
+    /// policy requires signatures, and every entry claiming a scope that another
+    /// plugin also claims unless the policy's `routes` names the one to use.
+    pub fn apply_policy(&mut self, policy: &PluginPolicy) {
+        self.routes = policy.routes.clone();
+        let mut kept = Vec::with_capacity(self.entries.len());
+        for entry in std::mem::take(&mut self.entries) {
+            let status = signing::check(&entry.manifest, &policy.trusted_keys);
+            let refusal = match &status {
+                Err(e) => Some(e.clone()),
+                Ok(SignatureStatus::Unsigned) if policy.require_signatures => Some(
+                    "unsigned, and the policy requires signatures (plugins.require_signatures)"
+                        .into(),
+                ),
+                Ok(SignatureStatus::Untrusted) if policy.require_signatures => Some(format!(
+                    "signed by {}, which is not in the policy's plugins.trusted_keys",
+                    entry.manifest.signed_by.as_deref().unwrap_or_default()
+                )),
+                Ok(_) => None,
+            };
+            match (refusal, status) {
+                (Some(reason), _) => self.rejected.push(Rejected {
+                    dir: entry.dir.clone(),
+                    reason: format!("{}: {reason}", entry.id()),
+                }),
+                (None, Ok(status)) => {
+                    self.signatures.insert(entry.id(), status);
+                    kept.push(entry);
+                }
+                (None, Err(_)) => unreachable!("an invalid signature is a refusal"),
+            }
+        }
+        // Scopes claimed by more than one plugin name, without a tie-breaker.
+        let mut claims: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for entry in &kept {
+            for scope in &entry.manifest.scopes {
+                let names = claims.entry(scope.as_str()).or_default();
+                if !names.contains(&entry.manifest.name.as_str()) {
+                    names.push(entry.manifest.name.as_str());
+                }
+            }
+        }
+        let contested: BTreeMap<String, String> = claims
+            .into_iter()
+            .filter(|(scope, names)| names.len() > 1 && !self.routes.contains_key(*scope))
+            .map(|(scope, names)| (scope.to_string(), names.join(", ")))
+            .collect();
+        for entry in kept {
+            let conflict = entry
+                .manifest
+                .scopes
+                .iter()
+                .find_map(|s| contested.get(s).map(|names| (s, names)));
+            match conflict {
+                Some((scope, names)) => {
+                    self.signatures.remove(&entry.id());
+                    self.rejected.push(Rejected {
+                        dir: entry.dir.clone(),
+                        reason: format!(
+                            "{}: scope `{scope}` is claimed by {names}; name the plugin to use in the policy (plugins.routes.{scope})",
+                            entry.id()
+                        ),
+                    })
+                }
+                None => self.entries.push(entry),
+            }
+        }
     }
 
     fn installed(&self) -> String {
@@ -224,10 +335,12 @@ impl Registry {
                     installed: self.installed(),
                 });
         }
+        let preferred = self.routes.get(&task.scope);
         let candidates: Vec<&Entry> = self
             .entries
             .iter()
             .filter(|e| e.manifest.scopes.iter().any(|s| s == &task.scope))
+            .filter(|e| preferred.is_none_or(|name| &e.manifest.name == name))
             .collect();
         let mut names: Vec<&str> = candidates
             .iter()
@@ -250,114 +363,6 @@ impl Registry {
                 installed: self.installed(),
             })
     }
-}
-
-/// Installs the component `wasm` with the manifest template `manifest` (whose
-/// `sha256` may be empty) as `<registry>/<name>/<version>/`, replacing an existing
-/// entry of the same version. The entry is written to a temporary directory, passed
-/// to `verify` there, and only then renamed into place: readers never see half an
-/// entry, and a manifest or component that fails its checks never removes the entry
-/// it would have replaced.
-pub fn install(
-    registry: &Path,
-    wasm: &Path,
-    manifest: &Path,
-    verify: impl FnOnce(&Entry) -> Result<(), String>,
-) -> Result<Entry, String> {
-    let text = fs::read_to_string(manifest)
-        .map_err(|e| format!("{}: cannot read: {e}", manifest.display()))?;
-    let mut parsed: Manifest =
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", manifest.display()))?;
-    let bytes = fs::read(wasm).map_err(|e| format!("{}: cannot read: {e}", wasm.display()))?;
-    parsed.sha256 = sha256_hex(&bytes);
-    // Checked before anything is replaced: a bad template never removes a good entry.
-    validate_manifest(manifest, &parsed)?;
-    let manifest_text =
-        toml::to_string(&parsed).map_err(|e| format!("{}: {e}", manifest.display()))?;
-    let name_dir = registry.join(&parsed.name);
-    fs::create_dir_all(&name_dir).map_err(|e| format!("{}: {e}", name_dir.display()))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".install-")
-        .tempdir_in(&name_dir)
-        .map_err(|e| format!("{}: {e}", name_dir.display()))?;
-    let write = |file: &str, data: &[u8]| {
-        fs::write(staging.path().join(file), data)
-            .map_err(|e| format!("{}: {e}", staging.path().display()))
-    };
-    write("plugin.toml", manifest_text.as_bytes())?;
-    let wasm_name = format!("{}.wasm", parsed.name);
-    write(&wasm_name, &bytes)?;
-    verify(&Entry {
-        wasm: staging.path().join(&wasm_name),
-        dir: staging.path().to_path_buf(),
-        manifest: parsed.clone(),
-    })?;
-    let target = name_dir.join(parsed.version.to_string());
-    if target.exists() {
-        fs::remove_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
-    }
-    let staged = staging.keep();
-    fs::rename(&staged, &target).map_err(|e| format!("{}: {e}", target.display()))?;
-    read_entry(&target)
-}
-
-/// The checks on a manifest's own fields (not on where it lives).
-fn validate_manifest(manifest_path: &Path, manifest: &Manifest) -> Result<(), String> {
-    let bad = |field: &str, message: String| {
-        format!("{}: field `{field}`: {message}", manifest_path.display())
-    };
-    if manifest.world != EXECUTOR_WORLD {
-        return Err(bad(
-            "world",
-            format!(
-                "`{}` is not supported; this host implements `{EXECUTOR_WORLD}`",
-                manifest.world
-            ),
-        ));
-    }
-    if manifest.scopes.is_empty() {
-        return Err(bad("scopes", "must list at least one scope".into()));
-    }
-    if manifest.sha256.len() != 64 || !manifest.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(bad("sha256", "must be 64 hex digits".into()));
-    }
-    Ok(())
-}
-
-fn read_entry(dir: &Path) -> Result<Entry, String> {
-    let manifest_path = dir.join("plugin.toml");
-    let text = fs::read_to_string(&manifest_path)
-        .map_err(|e| format!("{}: cannot read: {e}", manifest_path.display()))?;
-    let manifest: Manifest =
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
-    validate_manifest(&manifest_path, &manifest)?;
-    let dir_name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    let parent_name = dir
-        .parent()
-        .and_then(|p| p.file_name())
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    if parent_name != manifest.name || dir_name != manifest.version.to_string() {
-        return Err(format!(
-            "{}: declares {}@{} but lives in {parent_name}/{dir_name}/",
-            manifest_path.display(),
-            manifest.name,
-            manifest.version
-        ));
-    }
-    let wasm = dir.join(format!("{}.wasm", manifest.name));
-    if !wasm.is_file() {
-        return Err(format!(
-            "{}: missing component {}",
-            manifest_path.display(),
-            wasm.display()
-        ));
-    }
-    Ok(Entry {
-        manifest,
-        dir: dir.to_path_buf(),
-        wasm,
-    })
 }
 
 #[cfg(test)]
@@ -464,7 +469,7 @@ mod tests {
             format!("name = \"x\"\nversion = \"1.0.0\"\nworld = \"{EXECUTOR_WORLD}\"\nscopes = [\"docs\"]\n"),
         )
         .unwrap();
-        let entry = install(root.path(), &wasm, &template, |_| Ok(())).unwrap();
+        let entry = install(root.path(), &wasm, &template, None, |_| Ok(())).unwrap();
         assert_eq!(entry.manifest.sha256, sha256_hex(b"\0asm v1"));
         let reg = Registry::scan(root.path()).unwrap();
         assert_eq!(reg.entries.len(), 1, "{:?}", reg.rejected);
@@ -474,7 +479,7 @@ mod tests {
             "name = \"x\"\nversion = \"1.0.0\"\nworld = \"other:world@9.0.0\"\nscopes = [\"docs\"]\n",
         )
         .unwrap();
-        let err = install(root.path(), &wasm, &template, |_| Ok(())).unwrap_err();
+        let err = install(root.path(), &wasm, &template, None, |_| Ok(())).unwrap_err();
         assert!(err.contains("field `world`"), "{err}");
         let reg = Registry::scan(root.path()).unwrap();
         assert_eq!(

@@ -1,0 +1,283 @@
+//! `plugin.toml`: the manifest of a registry entry, its validation, and the WIT world
+//! compatibility rules.
+
+use crate::policy::ExecutorLimits;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The WIT package executors implement.
+pub const EXECUTOR_PACKAGE: &str = "leviathan:executor";
+/// The world name inside [`EXECUTOR_PACKAGE`].
+pub const EXECUTOR_WORLD_NAME: &str = "executor-plugin";
+/// The interface a component must export.
+pub const EXECUTOR_INTERFACE: &str = "executor";
+/// Versions of the contract this host has bindings for (one folder each under `wit/`).
+pub const KNOWN_WORLD_VERSIONS: &[semver::Version] = &[semver::Version::new(0, 1, 0)];
+/// The world the shipped plugins implement.
+pub const EXECUTOR_WORLD: &str = "leviathan:executor/executor-plugin@0.1.0";
+
+/// Limits a plugin asks for; each is lowered to the policy's if the policy is lower.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_files_written: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes_written: Option<u64>,
+}
+
+impl ManifestLimits {
+    /// The limits a run gets: the policy's, lowered where the plugin asks for less.
+    pub fn effective(&self, policy: &ExecutorLimits) -> ExecutorLimits {
+        let lower = |ask: Option<u64>, cap: u64| ask.map_or(cap, |a| a.min(cap));
+        ExecutorLimits {
+            fuel: lower(self.fuel, policy.fuel),
+            memory_bytes: lower(
+                self.memory_mib.map(|m| m.saturating_mul(1 << 20)),
+                policy.memory_bytes,
+            ),
+            max_files_written: lower(self.max_files_written, policy.max_files_written),
+            max_bytes_written: lower(self.max_bytes_written, policy.max_bytes_written),
+        }
+    }
+}
+
+/// A plugin's `plugin.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub version: semver::Version,
+    /// The WIT world implemented, e.g. `leviathan:executor/executor-plugin@0.1.0`.
+    pub world: String,
+    /// Task scopes handled.
+    pub scopes: Vec<String>,
+    /// Lower-case hex SHA-256 of the component file (filled in by `install`).
+    #[serde(default)]
+    pub sha256: String,
+    #[serde(default)]
+    pub summary: String,
+    /// Ed25519 signature (hex) over [`super::signing::message`], by `signed_by`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// The signer's Ed25519 public key (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// Limits the plugin asks for (the policy can only lower them).
+    #[serde(default, skip_serializing_if = "ManifestLimits::is_empty")]
+    pub limits: ManifestLimits,
+}
+
+impl ManifestLimits {
+    fn is_empty(&self) -> bool {
+        *self == ManifestLimits::default()
+    }
+}
+
+/// One registry entry whose manifest is valid.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub manifest: Manifest,
+    pub dir: PathBuf,
+    pub wasm: PathBuf,
+}
+
+impl Entry {
+    /// `name@version`.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.manifest.name, self.manifest.version)
+    }
+}
+
+/// The version of a world or interface name `leviathan:executor/<item>@<version>`.
+pub fn contract_version(name: &str, item: &str) -> Option<semver::Version> {
+    let rest = name.strip_prefix(EXECUTOR_PACKAGE)?.strip_prefix('/')?;
+    let version = rest.strip_prefix(item)?.strip_prefix('@')?;
+    semver::Version::parse(version).ok()
+}
+
+/// Whether this host can run a plugin built against contract `version`: same major
+/// (for 0.x, same minor, as semver treats 0.x minors as breaking), and a newer
+/// minor only if the host knows it.
+pub fn check_contract_version(version: &semver::Version) -> Result<(), String> {
+    let known = KNOWN_WORLD_VERSIONS
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let same_line = |k: &semver::Version| {
+        k.major == version.major && (version.major > 0 || k.minor == version.minor)
+    };
+    if !KNOWN_WORLD_VERSIONS.iter().any(same_line) {
+        return Err(format!(
+            "contract {version} is incompatible: this host implements {known} (a different major version)"
+        ));
+    }
+    let newest_known = KNOWN_WORLD_VERSIONS
+        .iter()
+        .filter(|k| k.major == version.major)
+        .map(|k| k.minor)
+        .max()
+        .unwrap_or(0);
+    if version.minor > newest_known {
+        return Err(format!(
+            "contract {version} is newer than this host knows ({known}); upgrade the host"
+        ));
+    }
+    Ok(())
+}
+
+/// The checks on a manifest's own fields (not on where it lives).
+pub fn validate(manifest_path: &Path, manifest: &Manifest) -> Result<(), String> {
+    let bad = |field: &str, message: String| {
+        format!("{}: field `{field}`: {message}", manifest_path.display())
+    };
+    let valid_name = !manifest.name.is_empty()
+        && manifest.name.len() <= 64
+        && manifest
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !valid_name {
+        return Err(bad(
+            "name",
+            "must be 1 to 64 characters of a-z, 0-9, `-` and `_`".into(),
+        ));
+    }
+    let version = contract_version(&manifest.world, EXECUTOR_WORLD_NAME).ok_or_else(|| {
+        bad(
+            "world",
+            format!(
+                "`{}` is not `{EXECUTOR_PACKAGE}/{EXECUTOR_WORLD_NAME}@<version>`",
+                manifest.world
+            ),
+        )
+    })?;
+    check_contract_version(&version).map_err(|m| bad("world", m))?;
+    if manifest.scopes.is_empty() || manifest.scopes.iter().any(|s| s.trim().is_empty()) {
+        return Err(bad(
+            "scopes",
+            "must list at least one non-empty scope".into(),
+        ));
+    }
+    if manifest.sha256.len() != 64 || !manifest.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad("sha256", "must be 64 hex digits".into()));
+    }
+    match (&manifest.signature, &manifest.signed_by) {
+        (None, None) | (Some(_), Some(_)) => {}
+        (Some(_), None) => return Err(bad("signed_by", "is required with `signature`".into())),
+        (None, Some(_)) => return Err(bad("signature", "is required with `signed_by`".into())),
+    }
+    let limits = &manifest.limits;
+    for (field, value) in [
+        ("limits.fuel", limits.fuel),
+        ("limits.memory_mib", limits.memory_mib),
+        ("limits.max_files_written", limits.max_files_written),
+        ("limits.max_bytes_written", limits.max_bytes_written),
+    ] {
+        if value == Some(0) {
+            return Err(bad(field, "must be at least 1".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Parses a manifest file.
+pub fn parse(manifest_path: &Path, text: &str) -> Result<Manifest, String> {
+    toml::from_str(text).map_err(|e| format!("{}: {e}", manifest_path.display()))
+}
+
+/// Reads and checks the entry in `dir` (`<name>/<version>/`).
+pub fn read_entry(dir: &Path) -> Result<Entry, String> {
+    let manifest_path = dir.join("plugin.toml");
+    let text = fs::read_to_string(&manifest_path)
+        .map_err(|e| format!("{}: cannot read: {e}", manifest_path.display()))?;
+    let manifest = parse(&manifest_path, &text)?;
+    validate(&manifest_path, &manifest)?;
+    let dir_name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let parent_name = dir
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if parent_name != manifest.name || dir_name != manifest.version.to_string() {
+        return Err(format!(
+            "{}: declares {}@{} but lives in {parent_name}/{dir_name}/",
+            manifest_path.display(),
+            manifest.name,
+            manifest.version
+        ));
+    }
+    let wasm = dir.join(format!("{}.wasm", manifest.name));
+    if !wasm.is_file() {
+        return Err(format!(
+            "{}: missing component {}",
+            manifest_path.display(),
+            wasm.display()
+        ));
+    }
+    Ok(Entry {
+        manifest,
+        dir: dir.to_path_buf(),
+        wasm,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> semver::Version {
+        semver::Version::parse(s).unwrap()
+    }
+
+    #[test]
+    fn contract_versions_follow_semver_lines() {
+        assert!(check_contract_version(&v("0.1.0")).is_ok());
+        assert!(check_contract_version(&v("0.1.7")).is_ok());
+        let newer = check_contract_version(&v("0.2.0")).unwrap_err();
+        assert!(
+            newer.contains("incompatible"),
+            "0.x minors are breaking: {newer}"
+        );
+        let major = check_contract_version(&v("1.0.0")).unwrap_err();
+        assert!(major.contains("different major"), "{major}");
+        assert_eq!(
+            contract_version(
+                "leviathan:executor/executor-plugin@0.1.0",
+                EXECUTOR_WORLD_NAME
+            ),
+            Some(v("0.1.0"))
+        );
+        assert_eq!(
+            contract_version("other:executor/executor-plugin@0.1.0", EXECUTOR_WORLD_NAME),
+            None
+        );
+    }
+
+    #[test]
+    fn limits_are_lowered_never_raised() {
+        let policy = ExecutorLimits {
+            fuel: 100,
+            memory_bytes: 64 << 20,
+            max_files_written: 10,
+            max_bytes_written: 1000,
+        };
+        let ask = ManifestLimits {
+            fuel: Some(1_000),
+            memory_mib: Some(16),
+            max_files_written: None,
+            max_bytes_written: Some(10),
+        };
+        let got = ask.effective(&policy);
+        assert_eq!(got.fuel, 100, "the policy caps a higher ask");
+        assert_eq!(got.memory_bytes, 16 << 20);
+        assert_eq!(got.max_files_written, 10);
+        assert_eq!(got.max_bytes_written, 10);
+    }
+}

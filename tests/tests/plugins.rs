@@ -1,0 +1,344 @@
+//! The plugin registry: verification of hostile or broken entries through the real
+//! CLI, signatures, scope conflicts, hot reload in `serve`, and an attempt holding a
+//! plugin set while its files are replaced and removed.
+
+use leviathan_host::policy::PluginPolicy;
+use leviathan_host::registry::set::PluginSet;
+use leviathan_host::registry::watch::{SharedPlugins, watch};
+use leviathan_host::sandbox::{ArtifactCache, Sandbox};
+use leviathan_tests::{host_binary, registry, root};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn host(args: &[&str]) -> Output {
+    Command::new(host_binary())
+        .args(args)
+        .env("LEVIATHAN_CACHE_DIR", root().join("target/test-cache"))
+        .output()
+        .expect("leviathan-host runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The built component and manifest template of a shipped or test plugin.
+fn component(name: &str) -> (PathBuf, PathBuf) {
+    registry();
+    let wasm = root()
+        .join("target/wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    let manifest = match name {
+        "hostile-guest" => root().join("tests/guests/hostile-guest/plugin.toml"),
+        other => root().join("plugins").join(other).join("plugin.toml"),
+    };
+    (wasm, manifest)
+}
+
+fn install(dir: &Path, name: &str, key: Option<&Path>) {
+    let (wasm, manifest) = component(name);
+    let mut args = vec![
+        "plugins".to_string(),
+        "install".into(),
+        wasm.display().to_string(),
+        "--manifest".into(),
+        manifest.display().to_string(),
+        "--plugin-dir".into(),
+        dir.display().to_string(),
+    ];
+    if let Some(k) = key {
+        args.extend(["--sign-key".into(), k.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = host(&args);
+    assert!(out.status.success(), "install {name}: {}", text(&out));
+}
+
+/// A key file and its public key.
+fn keygen(dir: &Path) -> (PathBuf, String) {
+    let key = dir.join("signing.key");
+    let out = host(&["plugins", "keygen", "--out", key.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let public = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(public.len(), 64);
+    (key, public)
+}
+
+fn edit(file: &Path, from: &str, to: &str) {
+    let old = std::fs::read_to_string(file).unwrap();
+    assert!(old.contains(from), "{} lacks {from:?}", file.display());
+    std::fs::write(file, old.replacen(from, to, 1)).unwrap();
+}
+
+fn verify(dir: &Path, policy: Option<&Path>) -> (i32, String) {
+    let mut args = vec!["plugins", "verify", dir.to_str().unwrap()];
+    if let Some(p) = policy {
+        args.extend(["--policy", p.to_str().unwrap()]);
+    }
+    let out = host(&args);
+    (out.status.code().unwrap_or(-1), text(&out))
+}
+
+/// The line of `verify` output about `entry`.
+fn line<'a>(output: &'a str, entry: &str) -> &'a str {
+    output
+        .lines()
+        .find(|l| l.contains(entry))
+        .unwrap_or_else(|| panic!("no line about {entry} in:\n{output}"))
+}
+
+#[test]
+fn signatures_are_checked_and_required_when_the_policy_says_so() {
+    let work = tempfile::tempdir().unwrap();
+    let reg = work.path().join("registry");
+    let (key, public) = keygen(work.path());
+    install(&reg, "docs-executor", Some(&key));
+    install(&reg, "tests-executor", None);
+    install(&reg, "hostile-guest", Some(&key));
+    // A signature that does not match its entry.
+    let hostile = reg.join("hostile-guest/0.1.0/plugin.toml");
+    let manifest = std::fs::read_to_string(&hostile).unwrap();
+    let signature = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("signature = \""))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string();
+    let mut forged = signature.clone().into_bytes();
+    forged[0] = if forged[0] == b'0' { b'1' } else { b'0' };
+    edit(&hostile, &signature, std::str::from_utf8(&forged).unwrap());
+
+    let policy = work.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!("plugins:\n  require_signatures: true\n  trusted_keys: [\"{public}\"]\n"),
+    )
+    .unwrap();
+    let (code, out) = verify(&reg, Some(&policy));
+    assert_eq!(code, 1, "{out}");
+    assert!(line(&out, "docs-executor").contains("trusted"), "{out}");
+    assert!(
+        line(&out, "tests-executor").contains("unsigned, and the policy requires signatures"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "hostile-guest").contains("bad signature"),
+        "{out}"
+    );
+
+    // Without the requirement, the unsigned plugin loads; the forged one never does.
+    let (code, out) = verify(&reg, None);
+    assert_eq!(code, 1, "{out}");
+    assert!(line(&out, "tests-executor").contains("loaded"), "{out}");
+    assert!(
+        line(&out, "docs-executor").contains("untrusted"),
+        "the default policy trusts no key: {out}"
+    );
+    assert!(
+        line(&out, "hostile-guest").contains("bad signature"),
+        "{out}"
+    );
+
+    // A key the policy does not trust is refused when signatures are required.
+    let other = work.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (_, stranger) = keygen(&other);
+    std::fs::write(
+        &policy,
+        format!("plugins:\n  require_signatures: true\n  trusted_keys: [\"{stranger}\"]\n"),
+    )
+    .unwrap();
+    let (_, out) = verify(&reg, Some(&policy));
+    assert!(
+        line(&out, "docs-executor").contains("not in the policy's plugins.trusted_keys"),
+        "{out}"
+    );
+}
+
+#[test]
+fn broken_entries_are_rejected_with_the_reason_and_the_rest_load() {
+    let work = tempfile::tempdir().unwrap();
+    let reg = work.path().join("registry");
+    install(&reg, "docs-executor", None);
+    install(&reg, "tests-executor", None);
+    install(&reg, "hostile-guest", None);
+    let (code, out) = verify(&reg, None);
+    assert_eq!(code, 0, "{out}");
+
+    // Tampered component: the digest no longer matches.
+    let wasm = reg.join("docs-executor/0.1.0/docs-executor.wasm");
+    let mut bytes = std::fs::read(&wasm).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&wasm, bytes).unwrap();
+    // A contract of another major version.
+    edit(
+        &reg.join("tests-executor/0.1.0/plugin.toml"),
+        "executor-plugin@0.1.0",
+        "executor-plugin@1.0.0",
+    );
+    // A malformed manifest.
+    edit(
+        &reg.join("hostile-guest/0.1.0/plugin.toml"),
+        "scopes = [",
+        "scopes = 7\nx = [",
+    );
+    let (code, out) = verify(&reg, None);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        line(&out, "docs-executor").contains("digest mismatch"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "tests-executor").contains("different major"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "hostile-guest").contains("plugin.toml: TOML parse error at line 4")
+            && out.contains("scopes = 7"),
+        "the error names the file, line and field: {out}"
+    );
+    assert!(out.contains("3 entries rejected"), "{out}");
+}
+
+#[test]
+fn two_plugins_for_one_scope_need_a_route_in_the_policy() {
+    let work = tempfile::tempdir().unwrap();
+    let reg = work.path().join("registry");
+    install(&reg, "docs-executor", None);
+    install(&reg, "tests-executor", None);
+    // A second plugin claiming `docs` (its component is the docs executor's).
+    let copy = reg.join("docs-copy/0.1.0");
+    std::fs::create_dir_all(&copy).unwrap();
+    std::fs::copy(
+        reg.join("docs-executor/0.1.0/docs-executor.wasm"),
+        copy.join("docs-copy.wasm"),
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(reg.join("docs-executor/0.1.0/plugin.toml"))
+        .unwrap()
+        .replace("name = \"docs-executor\"", "name = \"docs-copy\"");
+    std::fs::write(copy.join("plugin.toml"), manifest).unwrap();
+
+    let (code, out) = verify(&reg, None);
+    assert_eq!(code, 1, "{out}");
+    for entry in ["docs-executor", "docs-copy"] {
+        assert!(
+            line(&out, &format!("rejected {entry}"))
+                .contains("scope `docs` is claimed by docs-copy, docs-executor"),
+            "{out}"
+        );
+    }
+    assert!(line(&out, "tests-executor").contains("loaded"), "{out}");
+
+    let policy = work.path().join("policy.yaml");
+    std::fs::write(&policy, "plugins:\n  routes: {docs: docs-executor}\n").unwrap();
+    let (_, out) = verify(&reg, Some(&policy));
+    assert!(line(&out, "docs-executor ").contains("loaded"), "{out}");
+    assert!(
+        line(&out, "rejected docs-copy").contains("describes itself as docs-executor@0.1.0"),
+        "the tie-breaker lets the other entry be checked on its own: {out}"
+    );
+}
+
+/// The component with a custom section appended: the same behaviour, another digest.
+fn variant(bytes: &[u8], tag: &str) -> Vec<u8> {
+    let name = b"leviathan-test";
+    let payload = tag.as_bytes();
+    let size = 1 + name.len() + payload.len();
+    assert!(size < 128 && name.len() < 128);
+    let mut out = bytes.to_vec();
+    out.extend([0u8, size as u8, name.len() as u8]);
+    out.extend(name);
+    out.extend(payload);
+    out
+}
+
+fn install_variant(reg: &Path, work: &Path, tag: &str) -> String {
+    let (wasm, manifest) = component("docs-executor");
+    let file = work.join(format!("docs-{tag}.wasm"));
+    std::fs::write(&file, variant(&std::fs::read(wasm).unwrap(), tag)).unwrap();
+    let out = host(&[
+        "plugins",
+        "install",
+        file.to_str().unwrap(),
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--plugin-dir",
+        reg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    leviathan_host::digest::sha256_hex(&std::fs::read(&file).unwrap())
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn an_attempt_holding_a_plugin_set_finishes_on_its_version_while_files_change() {
+    let work = tempfile::tempdir().unwrap();
+    let reg = work.path().join("registry");
+    let first = install_variant(&reg, work.path(), "a");
+    let sandbox =
+        Arc::new(Sandbox::new(ArtifactCache::new(Some(work.path().join("cache")))).unwrap());
+    let policy = PluginPolicy::default();
+    let shared = Arc::new(SharedPlugins::new(
+        PluginSet::load(&reg, &policy, &sandbox, None).unwrap(),
+    ));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _watch = watch(
+        reg.clone(),
+        policy,
+        sandbox.clone(),
+        shared.clone(),
+        Duration::from_millis(100),
+        move |reload| {
+            let _ = tx.send(reload.set.loaded.len());
+        },
+    )
+    .unwrap();
+
+    // The attempt takes the set in force when it starts.
+    let attempt_set = shared.current();
+    let plugin = attempt_set.loaded["docs-executor@0.1.0"].clone();
+    assert_eq!(plugin.component.digest, format!("sha256:{first}"));
+
+    // Replaced on disk: the next attempt sees the new digest.
+    let second = install_variant(&reg, work.path(), "b");
+    wait_for("the replacement", || {
+        shared
+            .current()
+            .loaded
+            .get("docs-executor@0.1.0")
+            .map(|p| p.component.digest.clone())
+            == Some(format!("sha256:{second}"))
+    });
+    // Removed from disk: the set empties.
+    std::fs::remove_dir_all(reg.join("docs-executor")).unwrap();
+    wait_for("the removal", || shared.current().loaded.is_empty());
+    assert!(rx.try_iter().count() >= 2, "each change reloaded");
+
+    // The attempt that started before still runs the version it started with.
+    let info = sandbox.describe(&plugin.component).unwrap();
+    assert_eq!(
+        (info.name.as_str(), info.version.as_str()),
+        ("docs-executor", "0.1.0")
+    );
+    assert_eq!(plugin.component.digest, format!("sha256:{first}"));
+}
