@@ -45,6 +45,7 @@ pub fn registry() -> &'static Path {
         for package in [
             "docs-executor",
             "tests-executor",
+            "changelog-executor",
             "hostile-guest",
             "network-guest",
         ] {
@@ -67,6 +68,10 @@ pub fn registry() -> &'static Path {
         for (name, manifest) in [
             ("docs-executor", "plugins/docs-executor/plugin.toml"),
             ("tests-executor", "plugins/tests-executor/plugin.toml"),
+            (
+                "changelog-executor",
+                "plugins/changelog-executor/plugin.toml",
+            ),
             ("hostile-guest", "tests/guests/hostile-guest/plugin.toml"),
         ] {
             let wasm = components.join(format!("{}.wasm", name.replace('-', "_")));

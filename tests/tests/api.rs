@@ -204,7 +204,7 @@ fn auth_matrix() {
     let (_, ready) = server.get("/readyz", None);
     let loaded = ready["plugins"]["loaded"].as_array().unwrap();
     for plugin in ["docs-executor@0.1.0", "tests-executor@0.1.0"] {
-        assert!(loaded.iter().any(|p| p == plugin), "{ready}");
+        assert!(loaded.iter().any(|p| p["plugin"] == plugin), "{ready}");
     }
     assert!(!server.log().contains(OPERATOR), "a token was logged");
 }

@@ -268,3 +268,35 @@ fn bytes_written_cap_fails_the_attempt_and_writes_nothing() {
     );
     assert_eq!(repo.status(), "");
 }
+
+#[test]
+fn changelog_task_adds_a_dated_entry_once_and_keeps_the_rest() {
+    let backlog = "tasks:\n  - id: cl-1\n    title: Add the API guide\n    scope: changelog\n    ready: true\n    date: 2026-11-24\n    allowed_paths: [docs/]\n  - id: cl-2\n    title: Fix typos\n    scope: changelog\n    ready: true\n    allowed_paths: [docs/CHANGELOG.md]\n";
+    let existing =
+        "# Changelog\n\nAll notable changes.\n\n## 2026-01-10\n\n- Older entry (old-1)\n";
+    let repo = TestRepo::new(backlog, &[("docs/CHANGELOG.md", existing)]);
+    let report = repo.exec("cl-1").expect("changelog task runs");
+    assert_eq!(report.executor, "changelog-executor@0.1.0");
+    assert_eq!(
+        repo.read("docs/CHANGELOG.md"),
+        "# Changelog\n\nAll notable changes.\n\n## 2026-11-24\n\n- Add the API guide (cl-1)\n\n## 2026-01-10\n\n- Older entry (old-1)\n"
+    );
+    let again = repo.exec("cl-1").expect("second run");
+    assert!(again.files.is_empty(), "idempotent: {:?}", again.files);
+    repo.exec("cl-2").expect("undated entry");
+    let text = repo.read("docs/CHANGELOG.md");
+    assert!(
+        text.starts_with("# Changelog\n\nAll notable changes.\n\n## Unreleased\n\n- Fix typos (cl-2)\n\n## 2026-11-24"),
+        "{text}"
+    );
+    assert_eq!(repo.status().trim(), "M docs/CHANGELOG.md");
+}
+
+#[test]
+fn changelog_task_with_a_bad_date_is_an_invalid_task() {
+    let backlog = "tasks:\n  - id: cl-9\n    title: X\n    scope: changelog\n    ready: true\n    date: soon\n    allowed_paths: [docs/]\n";
+    let repo = TestRepo::new(backlog, &[]);
+    let err = repo.exec("cl-9").expect_err("refused");
+    assert_eq!(err.kind, ErrorKind::InvalidTask);
+    assert!(err.message.contains("field `date`"), "{}", err.message);
+}

@@ -342,3 +342,97 @@ fn an_attempt_holding_a_plugin_set_finishes_on_its_version_while_files_change() 
     );
     assert_eq!(plugin.component.digest, format!("sha256:{first}"));
 }
+
+#[test]
+fn plugins_new_scaffolds_a_crate_that_tests_builds_and_installs() {
+    let work = tempfile::tempdir().unwrap();
+    let crate_dir = work.path().join("hello-executor");
+    let out = Command::new(host_binary())
+        .args([
+            "plugins",
+            "new",
+            "hello-executor",
+            "--scope",
+            "hello",
+            "--dir",
+        ])
+        .arg(&crate_dir)
+        .arg("--sdk")
+        .arg(root().join("plugins/sdk"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let again = Command::new(host_binary())
+        .args(["plugins", "new", "hello-executor", "--dir"])
+        .arg(&crate_dir)
+        .arg("--sdk")
+        .arg(root().join("plugins/sdk"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "never overwrites an existing directory"
+    );
+
+    // The same dependency versions as the workspace, without touching the network.
+    std::fs::copy(root().join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = root().join("target/scaffold-test");
+    for args in [
+        vec!["test", "--offline", "--quiet"],
+        vec![
+            "build",
+            "--offline",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+        ],
+    ] {
+        let out = Command::new(&cargo)
+            .args(&args)
+            .current_dir(&crate_dir)
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cargo {args:?}: {}", text(&out));
+    }
+    let wasm = target.join("wasm32-wasip2/release/hello_executor.wasm");
+    let reg = work.path().join("registry");
+    let out = host(&[
+        "plugins",
+        "install",
+        wasm.to_str().unwrap(),
+        "--manifest",
+        crate_dir.join("plugin.toml").to_str().unwrap(),
+        "--plugin-dir",
+        reg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (code, listing) = verify(&reg, None);
+    assert_eq!(code, 0, "{listing}");
+    assert!(
+        line(&listing, "hello-executor").contains("hello"),
+        "{listing}"
+    );
+
+    // cargo-component, where it is installed, builds the same crate.
+    let has_component = Command::new(&cargo)
+        .args(["component", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_component {
+        let out = Command::new(&cargo)
+            .args(["component", "build", "--release", "--offline"])
+            .current_dir(&crate_dir)
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cargo component build: {}",
+            text(&out)
+        );
+    }
+}

@@ -12,6 +12,7 @@ pub const WASM_TARGET: &str = "wasm32-wasip2";
 pub const PLUGINS: &[(&str, &str)] = &[
     ("docs-executor", "plugins/docs-executor"),
     ("tests-executor", "plugins/tests-executor"),
+    ("changelog-executor", "plugins/changelog-executor"),
 ];
 
 /// Installs the wasm target through rustup unless it is already installed.
