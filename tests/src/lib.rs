@@ -88,6 +88,32 @@ pub fn registry() -> &'static Path {
     })
 }
 
+/// The built component and manifest template of a shipped or test plugin.
+pub fn component(name: &str) -> (PathBuf, PathBuf) {
+    registry();
+    let wasm = root()
+        .join("target/wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    let manifest = match name {
+        "hostile-guest" => root().join("tests/guests/hostile-guest/plugin.toml"),
+        other => root().join("plugins").join(other).join("plugin.toml"),
+    };
+    (wasm, manifest)
+}
+
+/// A component with a custom section appended: the same behaviour, another digest.
+pub fn variant(bytes: &[u8], tag: &str) -> Vec<u8> {
+    let name = b"leviathan-test";
+    let payload = tag.as_bytes();
+    let size = 1 + name.len() + payload.len();
+    assert!(size < 128, "a one-byte LEB128 section size");
+    let mut out = bytes.to_vec();
+    out.extend([0u8, size as u8, name.len() as u8]);
+    out.extend(name);
+    out.extend(payload);
+    out
+}
+
 /// The `leviathan-host` binary of the current profile.
 pub fn host_binary() -> PathBuf {
     registry();

@@ -1,7 +1,7 @@
 //! The control-plane API: the real `leviathan-host serve` on 127.0.0.1 with real sled,
 //! driven by a real HTTP client.
 
-use leviathan_tests::{host_binary, registry};
+use leviathan_tests::{component, host_binary, registry, variant};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -717,4 +717,120 @@ fn events_tail_follows_a_running_server_with_the_token_from_the_environment() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
+}
+
+/// Installs the docs executor, tagged so each tag has its own digest.
+fn install_docs(plugins: &Path, work: &Path, tag: &str) -> String {
+    let (wasm, manifest) = component("docs-executor");
+    let bytes = variant(&std::fs::read(wasm).unwrap(), tag);
+    let file = work.join(format!("docs-{tag}.wasm"));
+    std::fs::write(&file, &bytes).unwrap();
+    let out = Command::new(host_binary())
+        .args(["plugins", "install"])
+        .arg(&file)
+        .arg("--manifest")
+        .arg(manifest)
+        .arg("--plugin-dir")
+        .arg(plugins)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    leviathan_host::digest::sha256_hex(&bytes)
+}
+
+#[test]
+fn serve_hot_reloads_the_registry_and_records_each_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let server = Server::start(dir.path(), &["--reload-debounce-ms", "100"], &[]);
+    let loaded = |server: &Server| -> Vec<(String, String)> {
+        let (status, body) = server.get("/api/v1/plugins", Some(VIEWER));
+        if status != 200 {
+            return vec![("starting".into(), String::new())];
+        }
+        body["loaded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["plugin"].as_str().unwrap().to_string(),
+                    p["sha256"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let wait = |what: &str, want: Vec<(String, String)>| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while loaded(&server) != want {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {:?}",
+                loaded(&server)
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    };
+    wait("an empty registry", vec![]);
+    let id = "docs-executor@0.1.0".to_string();
+    let first = install_docs(&plugins, dir.path(), "a");
+    wait("the added plugin", vec![(id.clone(), first.clone())]);
+    let second = install_docs(&plugins, dir.path(), "b");
+    wait("the replaced plugin", vec![(id.clone(), second.clone())]);
+    std::fs::remove_dir_all(plugins.join("docs-executor")).unwrap();
+    wait("the removed plugin", vec![]);
+
+    let (_, page) = server.get("/api/v1/events?limit=1000", Some(VIEWER));
+    let changes: Vec<(String, String, String)> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_string(),
+                e["payload"]["entry"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                e["payload"]["sha256"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    let entry = "docs-executor/0.1.0".to_string();
+    assert_eq!(
+        changes,
+        [
+            ("plugin.loaded".to_string(), entry.clone(), first),
+            ("plugin.loaded".to_string(), entry.clone(), second.clone()),
+            ("plugin.removed".to_string(), entry, String::new()),
+        ]
+    );
+    let (_, metrics) = server.get("/metrics", None);
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("leviathan_plugin_reload_seconds_count"),
+        "{metrics}"
+    );
+
+    // A restart with an unchanged registry records nothing new.
+    let before = page["last_seq"].as_u64().unwrap();
+    assert!(server.stop().success());
+    let server = Server::start(dir.path(), &[], &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.get("/readyz", None).0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let (_, page) = server.get("/api/v1/events?limit=1", Some(VIEWER));
+    assert_eq!(page["last_seq"].as_u64(), Some(before));
 }

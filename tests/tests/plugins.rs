@@ -6,7 +6,7 @@ use leviathan_host::policy::PluginPolicy;
 use leviathan_host::registry::set::PluginSet;
 use leviathan_host::registry::watch::{SharedPlugins, watch};
 use leviathan_host::sandbox::{ArtifactCache, Sandbox};
-use leviathan_tests::{host_binary, registry, root};
+use leviathan_tests::{component, host_binary, root, variant};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -26,19 +26,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// The built component and manifest template of a shipped or test plugin.
-fn component(name: &str) -> (PathBuf, PathBuf) {
-    registry();
-    let wasm = root()
-        .join("target/wasm32-wasip2/release")
-        .join(format!("{}.wasm", name.replace('-', "_")));
-    let manifest = match name {
-        "hostile-guest" => root().join("tests/guests/hostile-guest/plugin.toml"),
-        other => root().join("plugins").join(other).join("plugin.toml"),
-    };
-    (wasm, manifest)
 }
 
 fn install(dir: &Path, name: &str, key: Option<&Path>) {
@@ -250,19 +237,6 @@ fn two_plugins_for_one_scope_need_a_route_in_the_policy() {
         line(&out, "rejected docs-copy").contains("describes itself as docs-executor@0.1.0"),
         "the tie-breaker lets the other entry be checked on its own: {out}"
     );
-}
-
-/// The component with a custom section appended: the same behaviour, another digest.
-fn variant(bytes: &[u8], tag: &str) -> Vec<u8> {
-    let name = b"leviathan-test";
-    let payload = tag.as_bytes();
-    let size = 1 + name.len() + payload.len();
-    assert!(size < 128 && name.len() < 128);
-    let mut out = bytes.to_vec();
-    out.extend([0u8, size as u8, name.len() as u8]);
-    out.extend(name);
-    out.extend(payload);
-    out
 }
 
 fn install_variant(reg: &Path, work: &Path, tag: &str) -> String {
