@@ -306,6 +306,36 @@ mod tests {
     }
 
     #[test]
+    fn plugin_settings_parse_and_errors_name_the_field() {
+        let key = "ab".repeat(32);
+        let p = parse(&format!(
+            "plugins:\n  require_signatures: true\n  trusted_keys: [\"ed25519:{key}\"]\n  routes: {{docs: docs-executor}}\n"
+        ))
+        .unwrap();
+        assert!(p.plugins.require_signatures);
+        assert_eq!(p.plugins.trusted_keys, vec![[0xab; 32]]);
+        assert_eq!(p.plugins.routes["docs"], "docs-executor");
+        assert_eq!(
+            parse("max_open_prs: 3\n").unwrap().plugins,
+            PluginPolicy::default()
+        );
+        let err = parse("plugins:\n  trusted_keys: [nothex]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("trusted_keys") && err.contains("item 1"),
+            "{err}"
+        );
+        let err = parse("plugins:\n  signatures: yes\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("signatures") && err.contains("unknown field"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn built_in_default_is_valid() {
         let p = Policy::default_policy();
         assert_eq!(p.max_open_prs, 1);
