@@ -410,3 +410,64 @@ fn plugins_new_scaffolds_a_crate_that_tests_builds_and_installs() {
         );
     }
 }
+
+#[test]
+fn a_manifest_can_lower_the_limits_but_never_raise_them() {
+    use leviathan_host::exec::{ErrorKind, ExecRequest, exec};
+    use leviathan_tests::{TestRepo, backlog_with, sandbox};
+    let work = tempfile::tempdir().unwrap();
+    let (wasm, template) = component("docs-executor");
+    let manifest = work.path().join("plugin.toml");
+    let with_limits = |limits: &str| {
+        let base = std::fs::read_to_string(&template).unwrap();
+        std::fs::write(&manifest, format!("{base}\n[limits]\n{limits}\n")).unwrap();
+        let reg = work.path().join(format!("registry-{}", limits.len()));
+        let out = host(&[
+            "plugins",
+            "install",
+            wasm.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--plugin-dir",
+            reg.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        reg
+    };
+    let run = |registry: PathBuf, policy: Option<PathBuf>| {
+        let repo = TestRepo::new(&backlog_with("t", "docs", &["docs/"], &["x"]), &[]);
+        let result = exec(
+            sandbox(),
+            &ExecRequest {
+                repo: repo.path().to_path_buf(),
+                task_id: "t".into(),
+                policy,
+                registry_dir: registry,
+            },
+        );
+        (result, repo.status())
+    };
+    // Asking for less than the policy: the plugin's limit applies.
+    let (result, status) = run(with_limits("max_bytes_written = 10"), None);
+    let err = result.expect_err("over the plugin's own byte cap");
+    assert_eq!(err.kind, ErrorKind::ExecutorFailed, "{err}");
+    assert!(
+        err.message.contains("at most 10") || err.message.contains("bytes-written"),
+        "{err}"
+    );
+    assert_eq!(status, "", "nothing written");
+    // Asking for more than the policy allows changes nothing: the policy's limit holds.
+    let policy = work.path().join("policy.yaml");
+    std::fs::write(&policy, "executor_limits:\n  max_bytes_written: 10\n").unwrap();
+    let generous = with_limits("max_bytes_written = 999999999\nfuel = 99000000000000");
+    let (result, status) = run(generous.clone(), Some(policy));
+    let err = result.expect_err("the policy's byte cap holds");
+    assert!(
+        err.message.contains("at most 10") || err.message.contains("bytes-written"),
+        "{err}"
+    );
+    assert_eq!(status, "");
+    // And within both, the run succeeds.
+    let (result, _) = run(generous, None);
+    assert!(result.is_ok(), "{:?}", result.err());
+}

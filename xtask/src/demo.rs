@@ -55,6 +55,16 @@ tasks:
       - PR states the task id
       - PR lists the acceptance criteria
       - PR names the executor and its version
+  - id: changelog-runbook
+    title: Add the on-call runbook for ingestion
+    description: Records the runbook in the changelog of the release it ships in.
+    scope: changelog
+    ready: true
+    date: 2026-11-24
+    allowed_paths:
+      - docs/
+    acceptance_criteria:
+      - The changelog lists the runbook under its release date
   - id: docs-architecture
     title: Architecture overview
     description: Not ready yet; the owner is still collecting notes.
@@ -76,6 +86,7 @@ const READY: &[&str] = &[
     "docs-oncall-runbook",
     "tests-backlog-parser",
     "pr-template",
+    "changelog-runbook",
     "ops-rotate-keys",
 ];
 
@@ -161,6 +172,7 @@ pub fn demo() -> Result<()> {
         "docs/runbooks/DOCS_ONCALL_RUNBOOK.md",
         "tests/test_tests_backlog_parser.py",
         ".leviathan/templates/PULL_REQUEST_TEMPLATE.md",
+        "docs/CHANGELOG.md",
     ] {
         let path = repo.join(file);
         if let Ok(text) = fs::read_to_string(&path) {

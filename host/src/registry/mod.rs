@@ -393,6 +393,34 @@ mod tests {
     }
 
     #[test]
+    fn the_export_must_be_the_declared_compatible_contract() {
+        let v010 = semver::Version::new(0, 1, 0);
+        let ok = [
+            "wasi:cli/run@0.2.0".to_string(),
+            "leviathan:executor/executor@0.1.0".into(),
+        ];
+        assert_eq!(check_exports(&ok, &v010), Ok(()));
+        let none = ["wasi:cli/run@0.2.0".to_string()];
+        assert!(
+            check_exports(&none, &v010)
+                .unwrap_err()
+                .contains("does not export")
+        );
+        let other = ["leviathan:executor/executor@1.0.0".to_string()];
+        let err = check_exports(&other, &v010).unwrap_err();
+        assert!(
+            err.contains("exports contract 1.0.0, plugin.toml declares 0.1.0"),
+            "{err}"
+        );
+        let v100 = semver::Version::new(1, 0, 0);
+        assert!(
+            check_exports(&other, &v100)
+                .unwrap_err()
+                .contains("different major")
+        );
+    }
+
+    #[test]
     fn routes_by_scope_to_highest_version_and_by_executor_field() {
         let root = tempfile::tempdir().unwrap();
         write_entry(root.path(), "docs-executor", "0.1.0", "\"docs\"");
