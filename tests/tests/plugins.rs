@@ -28,23 +28,33 @@ fn text(out: &Output) -> String {
     )
 }
 
-fn install(dir: &Path, name: &str, key: Option<&Path>) {
-    let (wasm, manifest) = component(name);
+/// `plugins install WASM --manifest MANIFEST` into `dir` through the CLI.
+fn install_file(dir: &Path, wasm: &Path, manifest: &Path, key: Option<&Path>) {
     let mut args = vec![
-        "plugins".to_string(),
-        "install".into(),
-        wasm.display().to_string(),
-        "--manifest".into(),
-        manifest.display().to_string(),
-        "--plugin-dir".into(),
-        dir.display().to_string(),
+        "plugins",
+        "install",
+        wasm.to_str().unwrap(),
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--plugin-dir",
+        dir.to_str().unwrap(),
     ];
     if let Some(k) = key {
-        args.extend(["--sign-key".into(), k.display().to_string()]);
+        args.extend(["--sign-key", k.to_str().unwrap()]);
     }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = host(&args);
-    assert!(out.status.success(), "install {name}: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "install {}: {}",
+        wasm.display(),
+        text(&out)
+    );
+}
+
+/// Installs a built plugin with its shipped manifest template.
+fn install(dir: &Path, name: &str, key: Option<&Path>) {
+    let (wasm, manifest) = component(name);
+    install_file(dir, &wasm, &manifest, key);
 }
 
 /// A key file and its public key.
@@ -243,16 +253,7 @@ fn install_variant(reg: &Path, work: &Path, tag: &str) -> String {
     let (wasm, manifest) = component("docs-executor");
     let file = work.join(format!("docs-{tag}.wasm"));
     std::fs::write(&file, variant(&std::fs::read(wasm).unwrap(), tag)).unwrap();
-    let out = host(&[
-        "plugins",
-        "install",
-        file.to_str().unwrap(),
-        "--manifest",
-        manifest.to_str().unwrap(),
-        "--plugin-dir",
-        reg.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    install_file(reg, &file, &manifest, None);
     leviathan_host::digest::sha256_hex(&std::fs::read(&file).unwrap())
 }
 
@@ -374,16 +375,7 @@ fn plugins_new_scaffolds_a_crate_that_tests_builds_and_installs() {
     }
     let wasm = target.join("wasm32-wasip2/release/hello_executor.wasm");
     let reg = work.path().join("registry");
-    let out = host(&[
-        "plugins",
-        "install",
-        wasm.to_str().unwrap(),
-        "--manifest",
-        crate_dir.join("plugin.toml").to_str().unwrap(),
-        "--plugin-dir",
-        reg.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    install_file(&reg, &wasm, &crate_dir.join("plugin.toml"), None);
     let (code, listing) = verify(&reg, None);
     assert_eq!(code, 0, "{listing}");
     assert!(
@@ -422,16 +414,7 @@ fn a_manifest_can_lower_the_limits_but_never_raise_them() {
         let base = std::fs::read_to_string(&template).unwrap();
         std::fs::write(&manifest, format!("{base}\n[limits]\n{limits}\n")).unwrap();
         let reg = work.path().join(format!("registry-{}", limits.len()));
-        let out = host(&[
-            "plugins",
-            "install",
-            wasm.to_str().unwrap(),
-            "--manifest",
-            manifest.to_str().unwrap(),
-            "--plugin-dir",
-            reg.to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "{}", text(&out));
+        install_file(&reg, &wasm, &manifest, None);
         reg
     };
     let run = |registry: PathBuf, policy: Option<PathBuf>| {
