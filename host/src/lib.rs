@@ -12,4 +12,5 @@ pub mod registry;
 pub mod sandbox;
 pub mod server;
 pub mod stage;
+pub mod writeback;
 pub mod yaml;
