@@ -2,6 +2,7 @@
 
 pub mod backlog;
 pub mod changeset;
+pub mod config;
 pub mod digest;
 pub mod events;
 pub mod exec;

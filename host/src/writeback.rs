@@ -252,7 +252,10 @@ mod tests {
             ("branch_name", "agent/task-exec-attempt-docs-1-1a2b3c4d"),
             ("completed_at", "2026-11-24T22:58:46Z"),
         ] {
-            assert!(params.iter().any(|(k, v)| k == key && v == value), "{key}: {params:?}");
+            assert!(
+                params.iter().any(|(k, v)| k == key && v == value),
+                "{key}: {params:?}"
+            );
         }
         assert_eq!(after.task("b"), before.task("b"));
     }
