@@ -60,12 +60,12 @@ impl Drop for Watch {
 /// What one reload did.
 pub struct Reload {
     pub set: Arc<PluginSet>,
-    /// From the end of the debounce to the new set being in force.
+    /// From the end of the debounce to the new set being loaded.
     pub took: Duration,
 }
 
 /// Watches `dir` (created if missing) and reloads `shared` after changes have been
-/// quiet for `debounce`; `on_reload` runs after each successful swap.
+/// quiet for `debounce`; `on_reload` runs for each new set just before it is swapped in.
 pub fn watch(
     dir: PathBuf,
     policy: PluginPolicy,
@@ -101,11 +101,13 @@ pub fn watch(
                 match PluginSet::load(&dir, &policy, &sandbox, Some(&previous)) {
                     Ok(set) => {
                         let set = Arc::new(set);
-                        shared.replace(set.clone());
+                        let took = started.elapsed();
+                        // What `on_reload` records is visible no later than the set.
                         on_reload(Reload {
-                            set,
-                            took: started.elapsed(),
+                            set: set.clone(),
+                            took,
                         });
+                        shared.replace(set);
                     }
                     Err(e) => tracing::error!(error = %e, "plugin registry not reloaded"),
                 }
