@@ -146,6 +146,15 @@ pub fn exec(sandbox: &Sandbox, request: &ExecRequest) -> Result<ExecReport, Exec
         None => Ok(Policy::default_policy()),
     }
     .map_err(|e| fail(ErrorKind::InvalidTask, e))?;
+    exec_with_policy(sandbox, request, &policy)
+}
+
+/// [`exec`] under an already loaded policy (`request.policy` is not read).
+pub fn exec_with_policy(
+    sandbox: &Sandbox,
+    request: &ExecRequest,
+    policy: &Policy,
+) -> Result<ExecReport, ExecFailure> {
     let backlog =
         Backlog::load_from_repo(&request.repo).map_err(|e| fail(ErrorKind::InvalidTask, e))?;
     let task = backlog.task(&request.task_id).ok_or_else(|| {
@@ -168,7 +177,7 @@ pub fn exec(sandbox: &Sandbox, request: &ExecRequest) -> Result<ExecReport, Exec
             ),
         ));
     }
-    let allowed = checked_allowed_paths(&backlog.source, task, &policy)?;
+    let allowed = checked_allowed_paths(&backlog.source, task, policy)?;
 
     let registry = Registry::scan_with_policy(&request.registry_dir, &policy.plugins)
         .map_err(|e| fail(ErrorKind::ExecutorFailed, e))?;

@@ -11,6 +11,7 @@ pub mod paths;
 pub mod policy;
 pub mod registry;
 pub mod sandbox;
+pub mod scheduler;
 pub mod server;
 pub mod stage;
 pub mod writeback;

@@ -47,6 +47,11 @@ pub const CATALOG: &[EventType] = &[
         "a scheduler pass began; payload: targets",
     ),
     ty(
+        "target.skipped",
+        Refs::Target,
+        "the scheduler passed a whole target over; payload: reason (disabled, paused, max_open_prs, circuit_open, fetch_failed, backlog_invalid), message",
+    ),
+    ty(
         "task.selected",
         Refs::Task,
         "the scheduler picked the task to run",
