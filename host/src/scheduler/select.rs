@@ -292,10 +292,12 @@ mod tests {
             plan(&b, &policy, &full).decision,
             Decision::Stop(TargetStop::MaxOpenPrs)
         );
-        let mut broken = TargetView::default();
-        broken.circuit_breaker = Breaker {
-            open: true,
-            opened_ms: Some(1),
+        let broken = TargetView {
+            circuit_breaker: Breaker {
+                open: true,
+                opened_ms: Some(1),
+            },
+            ..TargetView::default()
         };
         let open = TargetState {
             view: Some(&broken),
