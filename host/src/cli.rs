@@ -46,6 +46,22 @@ enum Command {
     /// Read, verify, export and append to the event log.
     #[command(subcommand)]
     Events(crate::cli_events::EventsCommand),
+    /// One scheduler pass over every configured target, then exit.
+    Tick {
+        /// The configuration (targets) file; the original dev.yaml is a one-target config.
+        #[arg(long, env = "LEVIATHAN_CONFIG")]
+        config: PathBuf,
+        #[arg(long, env = "LEVIATHAN_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Where the host keeps its clones of the targets (default: `<data-dir>-work`).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
+    },
+    /// The local forge's pull requests.
+    #[command(subcommand)]
+    Prs(crate::cli_sched::PrsCommand),
     /// Run the control-plane API (HTTP) over the event log.
     Serve {
         /// Address to bind; a port of 0 picks a free one (printed on start).
@@ -149,6 +165,25 @@ pub fn main() -> i32 {
                 Err(e) => e.kind.exit_code(),
             }
         }
+        Command::Tick {
+            config,
+            data_dir,
+            work_dir,
+            plugin_dir,
+        } => match crate::cli_sched::tick(&config, &data_dir, work_dir, plugin_dir) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
+        Command::Prs(command) => match crate::cli_sched::prs(command) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
         Command::Events(command) => match crate::cli_events::run(command) {
             Ok(code) => code,
             Err(e) => {

@@ -159,6 +159,33 @@ impl Clone {
         Ok(())
     }
 
+    /// Merges `origin/<branch>` into `base` with a merge commit and pushes `base`
+    /// (the local forge's merge); returns the merge commit.
+    pub fn merge_to_base(
+        &self,
+        branch: &str,
+        base: &str,
+        message: &str,
+    ) -> Result<String, GitError> {
+        self.run(&["checkout", "--quiet", "-B", base, &format!("origin/{base}")])?;
+        self.run(&[
+            "merge",
+            "--quiet",
+            "--no-ff",
+            "--no-edit",
+            "-m",
+            message,
+            &format!("origin/{branch}"),
+        ])?;
+        self.run(&[
+            "push",
+            "--quiet",
+            "origin",
+            &format!("{base}:refs/heads/{base}"),
+        ])?;
+        Ok(self.run(&["rev-parse", "HEAD"])?.trim().to_string())
+    }
+
     /// Deletes `branch` on origin (a cleanup after a failed attempt).
     pub fn delete_remote(&self, branch: &str) -> Result<(), GitError> {
         self.run(&["push", "--quiet", "origin", "--delete", branch])?;

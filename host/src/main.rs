@@ -4,6 +4,7 @@ mod cli;
 mod cli_api;
 mod cli_events;
 mod cli_plugins;
+mod cli_sched;
 mod scaffold;
 
 fn main() {

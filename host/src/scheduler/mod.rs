@@ -1,4 +1,200 @@
 //! The scheduler (issue #4): one pass over every configured target, each under its
 //! policy's guardrails, delivering the first runnable task as a pull request.
 
+pub mod attempt;
+pub mod forge;
 pub mod select;
+
+use crate::backlog::Backlog;
+use crate::config::{Config, Target};
+use crate::events::{EventDraft, EventLog, StoreError};
+use crate::git::Clone;
+use crate::sandbox::Sandbox;
+use select::{BRANCH_PREFIX, Decision, TargetState, TargetStop};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// What a pass did for one target, for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetReport {
+    pub target: String,
+    pub outcome: String,
+}
+
+/// Everything a pass needs.
+pub struct Scheduler<'a> {
+    pub config: &'a Config,
+    pub log: &'a EventLog,
+    pub sandbox: &'a Sandbox,
+    pub registry_dir: PathBuf,
+    /// The host's clones of the targets live in `<work_dir>/<target id>`.
+    pub work_dir: PathBuf,
+}
+
+fn target_draft(kind: &str, target: &str, payload: serde_json::Value) -> EventDraft {
+    let mut d = EventDraft::new(kind);
+    d.target = Some(target.into());
+    d.payload = payload;
+    d
+}
+
+/// The URL git uses for a target's repository: a path relative to the configuration
+/// file is made absolute.
+pub fn remote_url(config: &Config, target: &Target) -> String {
+    let repo = &target.repository;
+    if repo.contains("://") || Path::new(repo).is_absolute() {
+        return repo.clone();
+    }
+    let base = config.source.parent().unwrap_or(Path::new("."));
+    base.join(repo).to_string_lossy().into_owned()
+}
+
+impl Scheduler<'_> {
+    /// One pass over every target, in configuration order.
+    pub fn tick(&self) -> Result<Vec<TargetReport>, StoreError> {
+        self.log.append(vec![{
+            let mut d = EventDraft::new("scheduler.tick");
+            d.payload = json!({"targets": self.config.targets.len()});
+            d
+        }])?;
+        let mut reports = Vec::with_capacity(self.config.targets.len());
+        for target in &self.config.targets {
+            let outcome = self.target(target)?;
+            tracing::info!(target = %target.id, %outcome, "scheduler pass");
+            reports.push(TargetReport {
+                target: target.id.clone(),
+                outcome,
+            });
+        }
+        Ok(reports)
+    }
+
+    fn skip(&self, target: &Target, reason: &str, message: String) -> Result<String, StoreError> {
+        self.log.append(vec![target_draft(
+            "target.skipped",
+            &target.id,
+            json!({"reason": reason, "message": message}),
+        )])?;
+        Ok(format!("skipped: {reason} ({message})"))
+    }
+
+    fn target(&self, target: &Target) -> Result<String, StoreError> {
+        let id = &target.id;
+        let paused = self
+            .log
+            .with_projection(|p| p.paused || p.targets.get(id).is_some_and(|t| t.paused))?;
+        if let Some(stop) = select::gate(&target.policy, paused) {
+            return self.skip(target, stop.as_str(), String::new());
+        }
+        if let Err(message) = forge::available(target) {
+            return self.skip(target, "forge_unavailable", message);
+        }
+        let clone = match Clone::prepare(
+            &remote_url(self.config, target),
+            &self.work_dir.join(id),
+            &target.base_branch,
+            None,
+        ) {
+            Ok(c) => c,
+            Err(e) => return self.skip(target, "fetch_failed", e.to_string()),
+        };
+        let branches = match clone.remote_branches(BRANCH_PREFIX) {
+            Ok(b) => b,
+            Err(e) => return self.skip(target, "fetch_failed", e.to_string()),
+        };
+        let backlog = match Backlog::load_from_repo(clone.dir()) {
+            Ok(b) => b,
+            Err(e) => return self.skip(target, "backlog_invalid", e.to_string()),
+        };
+        let view = self.log.with_projection(|p| p.targets.get(id).cloned())?;
+        let plan = select::plan(
+            &backlog,
+            &target.policy,
+            &TargetState {
+                view: view.as_ref(),
+                open_branches: &branches,
+            },
+        );
+        let mut drafts = Vec::new();
+        for (task, reason, detail) in &plan.skips {
+            let mut d = target_draft(
+                "task.skipped",
+                id,
+                json!({"reason": reason.as_str(), "detail": detail}),
+            );
+            d.task = Some(task.clone());
+            drafts.push(d);
+        }
+        for task in &plan.newly_blocked {
+            let mut d = target_draft(
+                "task.blocked",
+                id,
+                json!({"max_attempts_per_task": target.policy.max_attempts_per_task}),
+            );
+            d.task = Some(task.clone());
+            drafts.push(d);
+        }
+        self.log.append(drafts)?;
+        let task_id = match plan.decision {
+            Decision::Stop(stop) => {
+                let detail = match stop {
+                    TargetStop::MaxOpenPrs => format!(
+                        "{} open of at most {}",
+                        branches.len(),
+                        target.policy.max_open_prs
+                    ),
+                    _ => String::new(),
+                };
+                return self.skip(target, stop.as_str(), detail);
+            }
+            Decision::Nothing => return Ok("nothing to run".into()),
+            Decision::Run(task) => task,
+        };
+        let Some(task) = backlog.task(&task_id) else {
+            return Ok("nothing to run".into());
+        };
+        let outcome = attempt::run(
+            &attempt::AttemptContext {
+                target,
+                clone: &clone,
+                log: self.log,
+                sandbox: self.sandbox,
+                registry_dir: &self.registry_dir,
+            },
+            task,
+        )?;
+        if let attempt::Outcome::Failed { .. } = outcome {
+            self.maybe_open_breaker(target)?;
+        }
+        Ok(match outcome {
+            attempt::Outcome::Opened { pr, branch } => {
+                format!("{task_id}: PR {pr} opened from {branch}")
+            }
+            attempt::Outcome::NoChange => {
+                format!("{task_id}: already done, completed without a PR")
+            }
+            attempt::Outcome::Failed { kind, message } => {
+                format!("{task_id}: attempt failed ({kind}): {message}")
+            }
+        })
+    }
+
+    /// Opens the target's circuit breaker once its consecutive failures reach the
+    /// policy's `circuit_breaker_failures`.
+    fn maybe_open_breaker(&self, target: &Target) -> Result<(), StoreError> {
+        let (failures, open) = self.log.with_projection(|p| {
+            p.targets
+                .get(&target.id)
+                .map(|t| (t.consecutive_failures, t.circuit_breaker.open))
+                .unwrap_or((0, false))
+        })?;
+        if !open && u64::from(failures) >= target.policy.circuit_breaker_failures {
+            self.log.append(vec![target_draft(
+                "circuit_breaker.opened",
+                &target.id,
+                json!({"failures": failures}),
+            )])?;
+        }
+        Ok(())
+    }
+}

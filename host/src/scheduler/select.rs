@@ -106,9 +106,7 @@ fn check(
     policy: &Policy,
     state: &TargetState,
 ) -> Result<(), (SkipReason, String)> {
-    if !task.ready {
-        return Err((SkipReason::NotReady, "not `ready: true`".into()));
-    }
+    // Status first: a completed task also has `ready: false` after its write-back.
     let logged = state.view.and_then(|v| v.tasks.get(&task.id));
     match task.status.as_deref() {
         None | Some("pending") => {}
@@ -116,6 +114,9 @@ fn check(
     }
     if logged.is_some_and(|t| t.status == TaskStatus::Completed) {
         return Err((SkipReason::Status, "completed (event log)".into()));
+    }
+    if !task.ready {
+        return Err((SkipReason::NotReady, "not `ready: true`".into()));
     }
     for dep in &task.dependencies {
         match completed(backlog, state.view, dep) {

@@ -1,0 +1,264 @@
+//! One attempt: branch, run the executor in the sandbox, write the completion back,
+//! commit, push and open the pull request; or record why it failed and leave nothing
+//! half done (the remote branch is deleted when the PR could not be opened).
+
+use super::forge::{self, PullRequest};
+use crate::backlog::{BACKLOG_PATH, Backlog, Task};
+use crate::config::Target;
+use crate::events::{EventDraft, EventLog, StoreError, attempts};
+use crate::exec::{ExecReport, ExecRequest, exec_with_policy};
+use crate::git::Clone;
+use crate::sandbox::Sandbox;
+use crate::writeback::{Completion, write_back};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// What happened to an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A pull request is open.
+    Opened { pr: String, branch: String },
+    /// The worktree already held the executor's output: the task is complete.
+    NoChange,
+    /// The attempt failed; the cause is in the log.
+    Failed { kind: String, message: String },
+}
+
+/// The attempt id: 8 hex digits, unique per target, task and moment.
+pub fn attempt_id(target: &str, task: &str, seq: u64) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut h = Sha256::new();
+    for part in [
+        target.as_bytes(),
+        task.as_bytes(),
+        &seq.to_be_bytes(),
+        &nanos.to_be_bytes(),
+    ] {
+        h.update(part);
+        h.update([0]);
+    }
+    hex::encode(h.finalize())[..8].to_string()
+}
+
+/// The branch of an attempt (the original Leviathan's naming).
+pub fn branch_name(task: &str, attempt: &str) -> String {
+    format!("agent/task-exec-attempt-{task}-{attempt}")
+}
+
+/// `ms` since the epoch as RFC 3339 UTC, e.g. `2026-11-24T22:58:46Z`.
+pub fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The commit message: deterministic for a task, executor and change.
+pub fn commit_message(task: &Task, report: &ExecReport, attempt: &str) -> String {
+    format!(
+        "leviathan: {}: {}\n\nExecutor: {}\nChange digest: {}\nAttempt: {attempt}\n",
+        task.id,
+        task.title.trim(),
+        report.executor,
+        report.digest
+    )
+}
+
+/// Everything an attempt needs.
+pub struct AttemptContext<'a> {
+    pub target: &'a Target,
+    pub clone: &'a Clone,
+    pub log: &'a EventLog,
+    pub sandbox: &'a Sandbox,
+    pub registry_dir: &'a Path,
+}
+
+fn draft(
+    kind: &str,
+    target: &str,
+    task: &str,
+    attempt: Option<&str>,
+    payload: serde_json::Value,
+) -> EventDraft {
+    EventDraft {
+        kind: kind.into(),
+        target: Some(target.into()),
+        task: Some(task.into()),
+        attempt: attempt.map(String::from),
+        payload,
+    }
+}
+
+/// Runs `task` of the target once.
+pub fn run(ctx: &AttemptContext, task: &Task) -> Result<Outcome, StoreError> {
+    let target = &ctx.target.id;
+    let attempt = attempt_id(target, &task.id, ctx.log.last_seq());
+    let branch = branch_name(&task.id, &attempt);
+    let mut started = attempts::started(target, &task.id, &attempt);
+    started.payload = json!({"via": "scheduler", "branch": branch});
+    ctx.log.append(vec![
+        draft(
+            "task.selected",
+            target,
+            &task.id,
+            None,
+            json!({"attempt": attempt}),
+        ),
+        started,
+    ])?;
+    let outcome = deliver(ctx, task, &attempt, &branch);
+    let drafts = match &outcome {
+        Ok((report, pr)) => {
+            let mut done = vec![attempts::finished(
+                target,
+                &task.id,
+                &attempt,
+                &Ok(report.clone()),
+            )];
+            match pr {
+                Some(pr) => done.push(draft(
+                    "pr.opened",
+                    target,
+                    &task.id,
+                    Some(&attempt),
+                    json!({"pr": pr.id, "branch": branch, "url": pr.url, "title": pr.title, "body": pr.body}),
+                )),
+                None => done.push(draft(
+                    "task.completed",
+                    target,
+                    &task.id,
+                    Some(&attempt),
+                    json!({"reason": "no change: the worktree already holds the output"}),
+                )),
+            }
+            done
+        }
+        Err((kind, message)) => vec![draft(
+            "attempt.failed",
+            target,
+            &task.id,
+            Some(&attempt),
+            json!({"kind": kind, "message": message, "branch": branch}),
+        )],
+    };
+    ctx.log.append(drafts)?;
+    Ok(match outcome {
+        Ok((_, Some(pr))) => Outcome::Opened { pr: pr.id, branch },
+        Ok((_, None)) => Outcome::NoChange,
+        Err((kind, message)) => Outcome::Failed { kind, message },
+    })
+}
+
+type Failure = (String, String);
+
+/// The attempt's work after `attempt.started`; an error is (kind, message).
+fn deliver(
+    ctx: &AttemptContext,
+    task: &Task,
+    attempt: &str,
+    branch: &str,
+) -> Result<(ExecReport, Option<PullRequest>), Failure> {
+    let base = &ctx.target.base_branch;
+    let git_failed = |e: crate::git::GitError| ("git".to_string(), e.to_string());
+    ctx.clone.start_branch(branch, base).map_err(git_failed)?;
+    let request = ExecRequest {
+        repo: ctx.clone.dir().to_path_buf(),
+        task_id: task.id.clone(),
+        policy: None,
+        registry_dir: ctx.registry_dir.to_path_buf(),
+    };
+    let report = exec_with_policy(ctx.sandbox, &request, &ctx.target.policy)
+        .map_err(|e| (e.kind.as_str().to_string(), e.message))?;
+    if report.files.is_empty() {
+        return Ok((report, None));
+    }
+    let backlog_file = ctx.clone.dir().join(BACKLOG_PATH);
+    let text = std::fs::read_to_string(&backlog_file).map_err(|e| {
+        (
+            "writeback".to_string(),
+            format!("{}: {e}", backlog_file.display()),
+        )
+    })?;
+    let completion = Completion {
+        attempt_id: attempt.into(),
+        branch_name: branch.into(),
+        completed_at: rfc3339(now_ms()),
+    };
+    let updated = write_back(&text, &task.id, &completion).map_err(|e| {
+        (
+            "writeback".to_string(),
+            format!("{}: {e}", backlog_file.display()),
+        )
+    })?;
+    // The write-back must still be a valid backlog before it is committed.
+    Backlog::from_text(&backlog_file, &updated)
+        .map_err(|e| ("writeback".to_string(), e.to_string()))?;
+    std::fs::write(&backlog_file, updated).map_err(|e| {
+        (
+            "writeback".to_string(),
+            format!("{}: {e}", backlog_file.display()),
+        )
+    })?;
+    let mut paths: Vec<String> = report.files.iter().map(|f| f.path.as_string()).collect();
+    paths.push(BACKLOG_PATH.into());
+    ctx.clone
+        .commit(&paths, &commit_message(task, &report, attempt))
+        .map_err(git_failed)?;
+    ctx.clone.push(branch).map_err(git_failed)?;
+    let pr = forge::open(ctx.target, ctx.log, task, &report, attempt, branch);
+    match pr {
+        Ok(pr) => Ok((report, Some(pr))),
+        Err(message) => {
+            // Nothing half done: the branch goes when its PR could not be opened.
+            if let Err(e) = ctx.clone.delete_remote(branch) {
+                tracing::warn!(error = %e, %branch, "could not delete the branch of a failed attempt");
+            }
+            Err(("forge".into(), message))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_from_epoch_milliseconds() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_557_526_000), "2026-11-24T21:58:46Z");
+    }
+
+    #[test]
+    fn branch_names_round_trip_through_selection() {
+        let id = attempt_id("t", "docs-1", 7);
+        assert_eq!(id.len(), 8);
+        let branch = branch_name("docs-1", &id);
+        assert_eq!(super::super::select::branch_task(&branch), Some("docs-1"));
+    }
+}

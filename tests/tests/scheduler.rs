@@ -1,0 +1,404 @@
+//! The closed loop with the local forge, end to end through the real binary on real
+//! git repositories: two targets, skip reasons, PRs, the write-back bytes, merge, a
+//! dependent task becoming runnable, attempt counting, the circuit breaker, pause.
+
+use leviathan_host::events::{Event, EventLog};
+use leviathan_host::writeback::{Completion, write_back};
+use leviathan_tests::{host_binary, registry, root};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@t")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@t")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A bare repository `<name>.git` under `root` whose `main` holds `backlog`.
+fn remote(root: &Path, name: &str, backlog: &str) -> PathBuf {
+    let seed = root.join(format!("{name}-seed"));
+    std::fs::create_dir_all(seed.join(".leviathan")).unwrap();
+    std::fs::create_dir_all(seed.join("docs")).unwrap();
+    std::fs::write(seed.join(".leviathan/backlog.yaml"), backlog).unwrap();
+    std::fs::write(seed.join("docs/index.md"), "# Index\n").unwrap();
+    git(&seed, &["init", "--quiet", "-b", "main"]);
+    git(&seed, &["add", "."]);
+    git(&seed, &["commit", "--quiet", "-m", "seed"]);
+    let bare = root.join(format!("{name}.git"));
+    git(
+        root,
+        &[
+            "clone",
+            "--quiet",
+            "--bare",
+            seed.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
+    bare
+}
+
+const ALPHA: &str = "# Alpha backlog: comments and quoting stay as written.
+tasks:
+  - id: a-notready
+    title: Not yet
+    scope: docs
+    ready: false
+    allowed_paths: [docs/]
+  - id: a-outside
+    title: Outside the policy
+    scope: docs
+    ready: true
+    allowed_paths: [ops/]
+  - id: a-docs
+    title: 'Guide: setup'   # quoted on purpose
+    scope: docs
+    ready: true
+    status: pending
+    allowed_paths: [docs/]
+    acceptance_criteria:
+      - Explains setup
+  - id: a-dependent
+    title: After the guide
+    scope: docs
+    ready: true
+    dependencies: [a-docs]
+    allowed_paths: [docs/]
+";
+
+const BETA: &str = "tasks:
+  - id: b-fail
+    title: Two Markdown targets, so the executor refuses
+    scope: docs
+    ready: true
+    allowed_paths: [docs/a.md, docs/b.md]
+";
+
+struct World {
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        remote(dir.path(), "alpha", ALPHA);
+        remote(dir.path(), "beta", BETA);
+        std::fs::write(
+            dir.path().join("leviathan.yaml"),
+            "targets:\n  - id: alpha\n    repository: alpha.git\n  - id: beta\n    repository: beta.git\n",
+        )
+        .unwrap();
+        World { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn host(&self, args: &[&str]) -> String {
+        let out = Command::new(host_binary())
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.path("data"))
+            .env("LEVIATHAN_CONFIG", self.path("leviathan.yaml"))
+            .env("LEVIATHAN_CACHE_DIR", root().join("target/test-cache"))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args:?}: {text}");
+        text
+    }
+
+    fn tick(&self) -> String {
+        let plugins = registry().display().to_string();
+        self.host(&["tick", "--plugin-dir", &plugins])
+    }
+
+    fn events_since(&self, after: u64) -> Vec<Event> {
+        EventLog::open(&self.path("data"))
+            .unwrap()
+            .after(after, 10_000)
+            .unwrap()
+    }
+
+    fn last_seq(&self) -> u64 {
+        EventLog::open(&self.path("data")).unwrap().last_seq()
+    }
+
+    fn branches(&self, repo: &str) -> Vec<String> {
+        git(
+            &self.path(repo),
+            &[
+                "for-each-ref",
+                "--format=%(refname:short)",
+                "refs/heads/agent/",
+            ],
+        )
+        .lines()
+        .map(String::from)
+        .collect()
+    }
+}
+
+/// (target, task, reason) of the `task.skipped` events.
+fn skips(events: &[Event]) -> Vec<(String, String, String)> {
+    events
+        .iter()
+        .filter(|e| e.kind == "task.skipped")
+        .map(|e| {
+            (
+                e.target.clone().unwrap_or_default(),
+                e.task.clone().unwrap_or_default(),
+                e.payload["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn target_skips(events: &[Event]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter(|e| e.kind == "target.skipped")
+        .map(|e| {
+            (
+                e.target.clone().unwrap_or_default(),
+                e.payload["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn owned(items: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    items
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_local_loop_with_two_targets() {
+    let world = World::new();
+
+    // Pass 1: alpha skips two tasks and opens a PR for a-docs; beta's task fails.
+    let out = world.tick();
+    assert!(
+        out.contains("alpha: a-docs: PR 1 opened from agent/task-exec-attempt-a-docs-"),
+        "{out}"
+    );
+    assert!(
+        out.contains("beta: b-fail: attempt failed (invalid-task)"),
+        "{out}"
+    );
+    let events = world.events_since(0);
+    assert_eq!(
+        skips(&events),
+        owned(&[
+            ("alpha", "a-notready", "not_ready"),
+            ("alpha", "a-outside", "scope")
+        ])
+    );
+    let branches = world.branches("alpha.git");
+    assert_eq!(branches.len(), 1, "{branches:?}");
+    let branch = &branches[0];
+    let opened = events
+        .iter()
+        .find(|e| e.kind == "pr.opened")
+        .expect("pr.opened");
+    assert_eq!(opened.payload["branch"], branch.as_str());
+    assert!(
+        opened.payload["body"]
+            .as_str()
+            .unwrap()
+            .contains("- [ ] Explains setup")
+    );
+    assert!(
+        opened.payload["body"]
+            .as_str()
+            .unwrap()
+            .contains("Executor: docs-executor@0.1.0")
+    );
+
+    // The branch holds the executor's file and the write-back, every other byte kept.
+    let files = git(
+        &world.path("alpha.git"),
+        &["ls-tree", "-r", "--name-only", branch],
+    );
+    assert!(
+        files
+            .lines()
+            .any(|f| f.starts_with("docs/") && f != "docs/index.md"),
+        "{files}"
+    );
+    let written = git(
+        &world.path("alpha.git"),
+        &["show", &format!("{branch}:.leviathan/backlog.yaml")],
+    );
+    let completed_at = written
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("completed_at: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let attempt = opened.attempt.clone().unwrap();
+    let expected = write_back(
+        ALPHA,
+        "a-docs",
+        &Completion {
+            attempt_id: attempt.clone(),
+            branch_name: branch.clone(),
+            completed_at,
+        },
+    )
+    .unwrap();
+    assert_eq!(written, expected);
+    assert!(written.contains("    title: 'Guide: setup'   # quoted on purpose\n    scope: docs\n    ready: false\n    status: completed\n"));
+    let message = git(
+        &world.path("alpha.git"),
+        &["log", "-1", "--format=%B", branch],
+    );
+    assert!(message.starts_with("leviathan: a-docs: Guide: setup\n\nExecutor: docs-executor@0.1.0\nChange digest: sha256:"), "{message}");
+    assert!(
+        message.contains(&format!("Attempt: {attempt}")),
+        "{message}"
+    );
+
+    // Pass 2: alpha is at max_open_prs; beta fails again and its breaker opens.
+    let before = world.last_seq();
+    world.tick();
+    let events = world.events_since(before);
+    assert_eq!(
+        target_skips(&events),
+        [("alpha".to_string(), "max_open_prs".to_string())]
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "circuit_breaker.opened" && e.target.as_deref() == Some("beta"))
+    );
+
+    // Pass 3: beta's breaker holds it.
+    let before = world.last_seq();
+    world.tick();
+    let events = world.events_since(before);
+    assert_eq!(
+        target_skips(&events),
+        [
+            ("alpha".to_string(), "max_open_prs".to_string()),
+            ("beta".to_string(), "circuit_open".to_string())
+        ]
+    );
+
+    // Merging the PR completes a-docs on main and makes a-dependent runnable.
+    let listing = world.host(&["prs", "list"]);
+    assert!(
+        listing.contains("alpha") && listing.contains("a-docs"),
+        "{listing}"
+    );
+    let merged = world.host(&["prs", "merge", "alpha", "1"]);
+    assert!(merged.contains("merged PR 1"), "{merged}");
+    assert!(
+        world.branches("alpha.git").is_empty(),
+        "the merged branch is deleted"
+    );
+    let main_backlog = git(
+        &world.path("alpha.git"),
+        &["show", "main:.leviathan/backlog.yaml"],
+    );
+    assert_eq!(main_backlog, expected);
+    // An operator resets beta's breaker (the API does the same).
+    world.host(&[
+        "events",
+        "append",
+        "--type",
+        "circuit_breaker.closed",
+        "--target",
+        "beta",
+    ]);
+    let before = world.last_seq();
+    let out = world.tick();
+    assert!(out.contains("alpha: a-dependent: PR 2 opened"), "{out}");
+    let events = world.events_since(before);
+    assert_eq!(
+        skips(&events),
+        owned(&[
+            ("alpha", "a-notready", "not_ready"),
+            ("alpha", "a-outside", "scope"),
+            ("alpha", "a-docs", "status"),
+            ("beta", "b-fail", "attempts"),
+        ])
+    );
+    let blocked: Vec<_> = events.iter().filter(|e| e.kind == "task.blocked").collect();
+    assert_eq!(blocked.len(), 1);
+    assert_eq!(blocked[0].task.as_deref(), Some("b-fail"));
+
+    // Closing a PR deletes its branch; pausing a target stops it.
+    world.host(&["prs", "close", "alpha", "2"]);
+    assert!(world.branches("alpha.git").is_empty());
+    world.host(&[
+        "events",
+        "append",
+        "--type",
+        "autonomy.paused",
+        "--target",
+        "alpha",
+    ]);
+    let before = world.last_seq();
+    world.tick();
+    let events = world.events_since(before);
+    assert_eq!(
+        target_skips(&events)[0],
+        ("alpha".to_string(), "paused".to_string())
+    );
+    assert!(
+        !events.iter().any(|e| e.kind == "task.blocked"),
+        "a blocked task is recorded once"
+    );
+    assert_eq!(
+        EventLog::open(&world.path("data"))
+            .unwrap()
+            .verify()
+            .map(|_| ()),
+        Ok(())
+    );
+}
+
+#[test]
+fn a_bad_config_names_the_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("leviathan.yaml");
+    std::fs::write(
+        &config,
+        "targets:\n  - id: x\n    repository: r\n    forge: gitlab\n",
+    )
+    .unwrap();
+    let out = Command::new(host_binary())
+        .args(["tick", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("leviathan.yaml") && err.contains("targets[0]") && err.contains("forge"),
+        "{err}"
+    );
+}
