@@ -1,6 +1,8 @@
 //! `cargo xtask demo`: the main job on the embedded default. Builds everything,
-//! creates a local git repository with a realistic backlog under `target/demo/`,
-//! runs each ready task through `leviathan-host exec`, and shows what was written.
+//! creates a local target repository with a realistic backlog under `target/demo/`,
+//! and runs the loop with the local forge: `tick` opens a pull request for the next
+//! runnable task, `prs merge` merges it, until nothing is left to run. Then it shows
+//! the merged files, the backlog write-back and the event log.
 
 use crate::build::{Scope, build, host_binary, registry_dir};
 use crate::run::{cmd, output, root, run};
@@ -81,15 +83,6 @@ tasks:
     acceptance_criteria: [Keys rotated]
 "#;
 
-/// The ready tasks, in backlog order.
-const READY: &[&str] = &[
-    "docs-oncall-runbook",
-    "tests-backlog-parser",
-    "pr-template",
-    "changelog-runbook",
-    "ops-rotate-keys",
-];
-
 fn git(repo: &Path, args: &[&str]) -> Command {
     let mut c = Command::new("git");
     c.arg("-C").arg(repo).args(args);
@@ -128,45 +121,68 @@ fn create_repo(repo: &Path) -> Result<()> {
     Ok(())
 }
 
-fn exec(repo: &Path, data: &Path, task: &str) -> Result<i32> {
-    let status = cmd(&host_binary().to_string_lossy(), &["exec", "--task", task])
-        .arg("--repo")
-        .arg(repo)
-        .arg("--plugin-dir")
-        .arg(registry_dir())
-        .arg("--data-dir")
-        .arg(data)
-        .status()?;
-    Ok(status.code().unwrap_or(-1))
+/// Runs `leviathan-host ARGS --data-dir DATA` with the demo's configuration; returns
+/// its stdout.
+fn host(demo: &Path, args: &[&str]) -> Result<String> {
+    output(
+        cmd(&host_binary().to_string_lossy(), args)
+            .arg("--data-dir")
+            .arg(demo.join("data"))
+            .env("LEVIATHAN_CONFIG", demo.join("leviathan.yaml"))
+            .env("LEVIATHAN_PLUGIN_DIR", registry_dir()),
+    )
 }
 
 /// Runs the demo.
 pub fn demo() -> Result<()> {
     build(Scope::Host)?;
-    let repo = root().join("target/demo/repo");
-    let data = root().join("target/demo/data");
-    create_repo(&repo)?;
-    if data.exists() {
-        fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
+    let demo = root().join("target/demo");
+    if demo.exists() {
+        fs::remove_dir_all(&demo).with_context(|| format!("removing {}", demo.display()))?;
     }
-    println!("\n== demo repository: {}", repo.display());
+    let seed = demo.join("seed");
+    create_repo(&seed)?;
+    // The local forge pushes branches and merges into `main`: the target is bare.
+    let origin = demo.join("ingestion.git");
+    run(Command::new("git")
+        .args(["clone", "--quiet", "--bare"])
+        .arg(&seed)
+        .arg(&origin))?;
+    fs::write(
+        demo.join("leviathan.yaml"),
+        "# The demo's one target, on the local forge with the built-in policy.\ntargets:\n  - id: ingestion\n    repository: ingestion.git\n    base_branch: main\n    labels: [leviathan]\n",
+    )?;
+    println!("\n== target: {} (local forge)", origin.display());
     println!(
-        "== policy: the embedded policies/dev.yaml (allowed prefixes .leviathan/, docs/, tests/)\n"
+        "== policy: the embedded policies/dev.yaml (allowed prefixes .leviathan/, docs/, tests/; max 1 open PR)\n"
     );
-    for task in READY {
-        println!("-- leviathan-host exec --task {task}");
-        let code = exec(&repo, &data, task)?;
-        println!("   exit code {code}\n");
+    for pass in 1..=8 {
+        println!("-- leviathan-host tick   (pass {pass})");
+        let out = host(&demo, &["tick"])?;
+        print!("   {}", out.replace('\n', "\n   ").trim_end_matches(' '));
+        println!();
+        if !out.contains("opened") {
+            break;
+        }
+        println!("-- leviathan-host prs list");
+        let listing = host(&demo, &["prs", "list"])?;
+        for line in listing.lines() {
+            println!("   {line}");
+        }
+        let pr = listing
+            .lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().nth(1))
+            .context("an open PR after a pass that opened one")?
+            .to_string();
+        println!("-- leviathan-host prs merge ingestion {pr}");
+        let merged = host(&demo, &["prs", "merge", "ingestion", &pr])?;
+        println!("   {}\n", merged.trim());
     }
-    println!("-- running the first task again (idempotent: nothing changes)");
-    exec(&repo, &data, READY[0])?;
-    println!("\n== worktree changes (not committed; committing and PRs are the scheduler's job):");
+    println!("\n== main after the merges:");
     print!(
         "{}",
-        output(&mut git(
-            &repo,
-            &["status", "--short", "--untracked-files=all"]
-        ))?
+        output(&mut git(&origin, &["log", "--format=   %h %s", "main"]))?
     );
     for file in [
         "docs/runbooks/DOCS_ONCALL_RUNBOOK.md",
@@ -174,29 +190,40 @@ pub fn demo() -> Result<()> {
         ".leviathan/templates/PULL_REQUEST_TEMPLATE.md",
         "docs/CHANGELOG.md",
     ] {
-        let path = repo.join(file);
-        if let Ok(text) = fs::read_to_string(&path) {
+        if let Ok(text) = output(&mut git(&origin, &["show", &format!("main:{file}")])) {
             println!("\n== {file} (first 12 lines)");
             for line in text.lines().take(12) {
                 println!("   {line}");
             }
         }
     }
+    println!("\n== .leviathan/backlog.yaml on main: the write-back of the first task");
+    let backlog = output(&mut git(&origin, &["show", "main:.leviathan/backlog.yaml"]))?;
+    for line in backlog.lines().skip(1).take(23) {
+        println!("   {line}");
+    }
+    let data = demo.join("data");
     println!("\n== event log ({}):", data.display());
-    let host = host_binary().to_string_lossy().into_owned();
-    let tail = output(cmd(&host, &["events", "tail", "--last", "100", "--data-dir"]).arg(&data))?;
+    let binary = host_binary().to_string_lossy().into_owned();
+    let tail = output(cmd(&binary, &["events", "tail", "--last", "200", "--data-dir"]).arg(&data))?;
     for line in tail.lines() {
         let event: serde_json::Value = serde_json::from_str(line)?;
+        let detail = event["payload"]["reason"]
+            .as_str()
+            .or(event["payload"]["pr"].as_str())
+            .unwrap_or("");
         println!(
-            "   #{} {:<18} {}",
+            "   #{:<3} {:<22} {:<10} {:<24} {}",
             event["seq"],
             event["type"].as_str().unwrap_or(""),
-            event["task"].as_str().unwrap_or("")
+            event["target"].as_str().unwrap_or(""),
+            event["task"].as_str().unwrap_or(""),
+            detail
         );
     }
     print!(
         "   {}",
-        output(cmd(&host, &["events", "verify", "--data-dir"]).arg(&data))?
+        output(cmd(&binary, &["events", "verify", "--data-dir"]).arg(&data))?
     );
     Ok(())
 }
