@@ -42,6 +42,9 @@ pub struct Policy {
     pub max_open_prs: u64,
     pub max_attempts_per_task: u64,
     pub circuit_breaker_failures: u64,
+    /// How long an open circuit breaker stays open before it closes by itself;
+    /// `None`: only an operator reset closes it.
+    pub circuit_breaker_cooldown: Option<Duration>,
     pub attempt_timeout: Duration,
     pub auto_merge: bool,
     pub limits: ExecutorLimits,
@@ -56,6 +59,7 @@ const KNOWN: &[&str] = &[
     "max_open_prs",
     "max_attempts_per_task",
     "circuit_breaker_failures",
+    "circuit_breaker_cooldown_seconds",
     "attempt_timeout_seconds",
     "auto_merge",
     "executor_limits",
@@ -70,6 +74,7 @@ struct Layer {
     max_open_prs: Option<u64>,
     max_attempts_per_task: Option<u64>,
     circuit_breaker_failures: Option<u64>,
+    circuit_breaker_cooldown_seconds: Option<u64>,
     attempt_timeout_seconds: Option<u64>,
     auto_merge: Option<bool>,
     fuel: Option<u64>,
@@ -168,6 +173,7 @@ fn read_layer(file: &Path, value: &Value) -> Result<Layer, InputError> {
         max_open_prs: f.opt_u64("max_open_prs")?,
         max_attempts_per_task: f.opt_u64("max_attempts_per_task")?,
         circuit_breaker_failures: f.opt_u64("circuit_breaker_failures")?,
+        circuit_breaker_cooldown_seconds: f.opt_u64("circuit_breaker_cooldown_seconds")?,
         attempt_timeout_seconds: f.opt_u64("attempt_timeout_seconds")?,
         auto_merge: f.opt_bool("auto_merge")?,
         ..Layer::default()
@@ -283,6 +289,11 @@ impl Policy {
             max_open_prs: pick!(max_open_prs),
             max_attempts_per_task: pick!(max_attempts_per_task),
             circuit_breaker_failures: pick!(circuit_breaker_failures),
+            circuit_breaker_cooldown: layer
+                .circuit_breaker_cooldown_seconds
+                .or(defaults.circuit_breaker_cooldown_seconds)
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs),
             attempt_timeout: Duration::from_secs(pick!(attempt_timeout_seconds)),
             auto_merge: pick!(auto_merge),
             limits: ExecutorLimits {

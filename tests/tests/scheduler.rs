@@ -402,3 +402,40 @@ fn a_bad_config_names_the_file_and_field() {
         "{err}"
     );
 }
+
+#[test]
+fn a_breaker_with_a_cool_down_closes_by_itself() {
+    let world = World::new();
+    std::fs::write(
+        world.path("beta-policy.yaml"),
+        "circuit_breaker_failures: 1\ncircuit_breaker_cooldown_seconds: 1\nmax_attempts_per_task: 5\n",
+    )
+    .unwrap();
+    std::fs::write(
+        world.path("leviathan.yaml"),
+        "targets:\n  - id: beta\n    repository: beta.git\n    policy: beta-policy.yaml\n",
+    )
+    .unwrap();
+    world.tick();
+    let before = world.last_seq();
+    world.tick();
+    let events = world.events_since(before);
+    assert_eq!(
+        target_skips(&events),
+        [("beta".to_string(), "circuit_open".to_string())]
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let before = world.last_seq();
+    let out = world.tick();
+    assert!(out.contains("beta: b-fail: attempt failed"), "{out}");
+    let events = world.events_since(before);
+    let closed = events
+        .iter()
+        .find(|e| e.kind == "circuit_breaker.closed")
+        .expect("closed by the cool-down");
+    assert_eq!(closed.payload["reason"], "cooldown");
+    assert!(
+        events.iter().any(|e| e.kind == "circuit_breaker.opened"),
+        "and open again after the next failure"
+    );
+}

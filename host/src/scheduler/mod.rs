@@ -106,6 +106,7 @@ impl Scheduler<'_> {
             Ok(b) => b,
             Err(e) => return self.skip(target, "backlog_invalid", e.to_string()),
         };
+        self.cool_down(target)?;
         let view = self.log.with_projection(|p| p.targets.get(id).cloned())?;
         let plan = select::plan(
             &backlog,
@@ -177,6 +178,34 @@ impl Scheduler<'_> {
                 format!("{task_id}: attempt failed ({kind}): {message}")
             }
         })
+    }
+
+    /// Closes an open breaker whose cool-down (`circuit_breaker_cooldown_seconds`) has
+    /// passed; without a cool-down only an operator reset closes it.
+    fn cool_down(&self, target: &Target) -> Result<(), StoreError> {
+        let Some(cooldown) = target.policy.circuit_breaker_cooldown else {
+            return Ok(());
+        };
+        let opened = self.log.with_projection(|p| {
+            p.targets
+                .get(&target.id)
+                .filter(|t| t.circuit_breaker.open)
+                .and_then(|t| t.circuit_breaker.opened_ms)
+        })?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        if let Some(opened) = opened
+            && now.saturating_sub(opened) >= cooldown.as_millis() as u64
+        {
+            self.log.append(vec![target_draft(
+                "circuit_breaker.closed",
+                &target.id,
+                json!({"reason": "cooldown", "cooldown_seconds": cooldown.as_secs()}),
+            )])?;
+        }
+        Ok(())
     }
 
     /// Opens the target's circuit breaker once its consecutive failures reach the
