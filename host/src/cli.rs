@@ -89,6 +89,12 @@ enum Command {
         /// Seconds shutdown waits for in-flight requests.
         #[arg(long, default_value_t = 10)]
         shutdown_grace_secs: u64,
+        /// The targets configuration: run scheduler passes on its `interval_seconds`.
+        #[arg(long, env = "LEVIATHAN_CONFIG")]
+        config: Option<PathBuf>,
+        /// Where the scheduler keeps its clones (default: `<data-dir>-work`).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
     },
 }
 
@@ -113,6 +119,8 @@ pub fn main() -> i32 {
             reload_debounce_ms,
             body_limit,
             shutdown_grace_secs,
+            config,
+            work_dir,
         } => {
             let options = leviathan_host::server::ServeOptions {
                 listen,
@@ -123,6 +131,8 @@ pub fn main() -> i32 {
                 reload_debounce: std::time::Duration::from_millis(reload_debounce_ms),
                 body_limit,
                 shutdown_grace: std::time::Duration::from_secs(shutdown_grace_secs),
+                config,
+                work_dir,
             };
             let result = leviathan_host::server::serve(options, |addr| {
                 use std::io::Write;

@@ -439,3 +439,95 @@ fn a_breaker_with_a_cool_down_closes_by_itself() {
         "and open again after the next failure"
     );
 }
+
+#[test]
+fn serve_runs_passes_on_the_configured_interval() {
+    use std::io::BufRead;
+    let world = World::new();
+    std::fs::write(
+        world.path("leviathan.yaml"),
+        "interval_seconds: 1\ntargets:\n  - id: alpha\n    repository: alpha.git\n",
+    )
+    .unwrap();
+    let token = "scheduler-test-viewer-token";
+    std::fs::write(
+        world.path("tokens.yaml"),
+        format!("tokens:\n  - {{name: t, role: viewer, token: {token}}}\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(host_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(world.path("data"))
+        .arg("--tokens-file")
+        .arg(world.path("tokens.yaml"))
+        .arg("--config")
+        .arg(world.path("leviathan.yaml"))
+        .arg("--plugin-dir")
+        .arg(registry())
+        .env("LEVIATHAN_CACHE_DIR", root().join("target/test-cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let kinds = loop {
+        let mut response = agent
+            .get(format!("{base}/api/v1/events?limit=1000"))
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        let page: serde_json::Value =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        let kinds: Vec<String> = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_string())
+            .collect();
+        if kinds.iter().filter(|k| *k == "scheduler.tick").count() >= 2 {
+            break kinds;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no second pass: {kinds:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(kinds.contains(&"pr.opened".to_string()), "{kinds:?}");
+    let mut response = agent
+        .get(format!("{base}/api/v1/autonomy"))
+        .header("Authorization", format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    let autonomy: serde_json::Value =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(autonomy["enabled"], true);
+    assert!(autonomy["last_tick_ms"].as_u64().is_some(), "{autonomy}");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        child.wait().unwrap().success(),
+        "a clean stop after the running pass"
+    );
+    assert_eq!(
+        world.branches("alpha.git").len(),
+        1,
+        "one PR, however many passes"
+    );
+}

@@ -6,6 +6,7 @@ mod error;
 mod graph;
 pub mod metrics;
 mod observe;
+mod passes;
 mod plugins;
 mod routes_events;
 
@@ -40,6 +41,10 @@ pub struct ServeOptions {
     pub body_limit: usize,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// The targets configuration: when given, scheduler passes run on its interval.
+    pub config: Option<PathBuf>,
+    /// Where the scheduler keeps its clones (default `<data-dir>-work`).
+    pub work_dir: Option<PathBuf>,
 }
 
 /// Largest request body accepted by default (1 MiB).
@@ -54,6 +59,8 @@ pub struct AppState {
     pub plugins: plugins::PluginStatus,
     /// Becomes true when shutdown begins; long-lived streams end on it.
     shutdown: watch::Receiver<bool>,
+    /// Whether any configured target has `autonomy_enabled` (true without a config).
+    pub autonomy_enabled: bool,
 }
 
 /// Errors that stop `serve` from starting.
@@ -154,6 +161,11 @@ pub fn serve(
         Some(file) => crate::policy::Policy::load(file)?,
         None => crate::policy::Policy::default_policy(),
     };
+    let config = options
+        .config
+        .as_deref()
+        .map(crate::config::Config::load)
+        .transpose()?;
     let log = Arc::new(EventLog::open(&options.data_dir)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -167,6 +179,9 @@ pub fn serve(
             tokens_file: options.tokens_file.clone(),
             plugins: plugins::PluginStatus::default(),
             shutdown: stop_rx,
+            autonomy_enabled: config
+                .as_ref()
+                .is_none_or(|c| c.targets.iter().any(|t| t.policy.autonomy_enabled)),
         });
         let listener = tokio::net::TcpListener::bind(&options.listen)
             .await
@@ -187,6 +202,22 @@ pub fn serve(
             options.reload_debounce,
         );
         tokio::spawn(reload_on_sighup(state.clone(), signals.hangup));
+        let passes = match config {
+            Some(config) => {
+                let work_dir = options.work_dir.clone().unwrap_or_else(|| {
+                    let mut name = options.data_dir.as_os_str().to_owned();
+                    name.push("-work");
+                    PathBuf::from(name)
+                });
+                Some(passes::Passes::start(
+                    config,
+                    log.clone(),
+                    options.plugin_dir.clone(),
+                    work_dir,
+                )?)
+            }
+            None => None,
+        };
         let app = router(state.clone(), options.body_limit);
         let grace = options.shutdown_grace;
         let (mut term, mut int) = (signals.terminate, signals.interrupt);
@@ -206,9 +237,14 @@ pub fn serve(
                 tokio::time::sleep(grace).await;
             } => tracing::warn!("shutdown grace period over; dropping open connections"),
         }
-        let flushed = tokio::task::spawn_blocking(move || log.flush())
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let flushed = tokio::task::spawn_blocking(move || {
+            if let Some(passes) = passes {
+                passes.stop(grace);
+            }
+            log.flush()
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
         flushed?;
         tracing::info!("stopped; event log flushed");
         Ok(())

@@ -1,0 +1,88 @@
+//! Scheduler passes inside `serve` (with `--config`): one right away, then one every
+//! `interval_seconds`. A pass runs on its own thread with the server's event log;
+//! shutdown lets a running pass finish.
+
+use crate::config::Config;
+use crate::events::EventLog;
+use crate::sandbox::{ArtifactCache, Sandbox};
+use crate::scheduler::Scheduler;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The running pass loop.
+pub struct Passes {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Passes {
+    /// Starts the loop.
+    pub fn start(
+        config: Config,
+        log: Arc<EventLog>,
+        registry_dir: PathBuf,
+        work_dir: PathBuf,
+    ) -> std::io::Result<Passes> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("scheduler".into())
+            .spawn(move || {
+                let sandbox = match Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir())) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the sandbox; no scheduler passes");
+                        return;
+                    }
+                };
+                let interval = Duration::from_secs(config.interval_seconds);
+                while !stopping.load(Ordering::SeqCst) {
+                    let started = Instant::now();
+                    let scheduler = Scheduler {
+                        config: &config,
+                        log: &log,
+                        sandbox: &sandbox,
+                        registry_dir: registry_dir.clone(),
+                        work_dir: work_dir.clone(),
+                    };
+                    match scheduler.tick() {
+                        Ok(reports) => {
+                            for r in reports {
+                                tracing::info!(target_id = %r.target, outcome = %r.outcome, "pass");
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "scheduler pass failed"),
+                    }
+                    while started.elapsed() < interval && !stopping.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            })?;
+        Ok(Passes {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops after the running pass, waiting for it up to `grace`.
+    pub fn stop(mut self, grace: Duration) {
+        self.stop.store(true, Ordering::SeqCst);
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let deadline = Instant::now() + grace;
+        while !thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        } else {
+            tracing::warn!(
+                "a scheduler pass is still running at shutdown; its events so far are durable"
+            );
+        }
+    }
+}
