@@ -531,3 +531,54 @@ fn serve_runs_passes_on_the_configured_interval() {
         "one PR, however many passes"
     );
 }
+
+#[test]
+fn a_branch_without_a_pr_record_is_adopted_and_never_doubled() {
+    let world = World::new();
+    // As if an attempt had pushed and the host had died before recording its PR (or the
+    // original Leviathan had left the branch open).
+    let branch = "agent/task-exec-attempt-a-docs-1a2b3c4d";
+    git(&world.path("alpha.git"), &["branch", branch, "main"]);
+    let max2 = world.path("max2.yaml");
+    std::fs::write(&max2, "max_open_prs: 2\n").unwrap();
+    std::fs::write(
+        world.path("leviathan.yaml"),
+        "targets:\n  - id: alpha\n    repository: alpha.git\n    policy: max2.yaml\n",
+    )
+    .unwrap();
+    let out = world.tick();
+    assert!(
+        out.contains("a-dependent") || out.contains("nothing"),
+        "{out}"
+    );
+    let events = world.events_since(0);
+    let adopted: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "pr.opened" && e.payload["adopted"] == true)
+        .collect();
+    assert_eq!(adopted.len(), 1);
+    assert_eq!(adopted[0].task.as_deref(), Some("a-docs"));
+    assert_eq!(adopted[0].attempt.as_deref(), Some("1a2b3c4d"));
+    assert!(skips(&events).contains(&("alpha".into(), "a-docs".into(), "inflight".into())));
+    assert_eq!(
+        world
+            .branches("alpha.git")
+            .iter()
+            .filter(|b| b.contains("a-docs"))
+            .count(),
+        1,
+        "no second branch or PR for the task"
+    );
+    // A second pass adopts nothing new; the adopted PR can be closed like any other.
+    world.tick();
+    let adopted_again = world
+        .events_since(0)
+        .iter()
+        .filter(|e| e.kind == "pr.opened" && e.payload["adopted"] == true)
+        .count();
+    assert_eq!(adopted_again, 1);
+    let listing = world.host(&["prs", "list"]);
+    assert!(listing.contains(branch), "{listing}");
+    world.host(&["prs", "close", "alpha", "1"]);
+    assert!(!world.branches("alpha.git").contains(&branch.to_string()));
+}

@@ -102,6 +102,7 @@ impl Scheduler<'_> {
             Ok(b) => b,
             Err(e) => return self.skip(target, "fetch_failed", e.to_string()),
         };
+        self.adopt(target, &branches)?;
         let backlog = match Backlog::load_from_repo(clone.dir()) {
             Ok(b) => b,
             Err(e) => return self.skip(target, "backlog_invalid", e.to_string()),
@@ -178,6 +179,48 @@ impl Scheduler<'_> {
                 format!("{task_id}: attempt failed ({kind}): {message}")
             }
         })
+    }
+
+    /// Records a PR for every agent branch on the remote that has none in the log: an
+    /// attempt interrupted between its push and its PR record, or a branch the
+    /// original Leviathan left open. Such a branch already keeps its task `inflight`;
+    /// with a record it can also be listed, merged or closed.
+    fn adopt(&self, target: &Target, branches: &[String]) -> Result<(), StoreError> {
+        let (known, mut next) = self.log.with_projection(|p| {
+            let prs: Vec<&crate::events::projection::PrView> = p
+                .targets
+                .get(&target.id)
+                .map(|t| t.tasks.values().flat_map(|k| k.prs.iter()).collect())
+                .unwrap_or_default();
+            let known: Vec<String> = prs
+                .iter()
+                .filter(|x| x.state == crate::events::projection::PrState::Open)
+                .filter_map(|x| x.branch.clone())
+                .collect();
+            (known, prs.len() + 1)
+        })?;
+        let mut drafts = Vec::new();
+        for branch in branches.iter().filter(|b| !known.contains(b)) {
+            let Some(task) = select::branch_task(branch) else {
+                continue;
+            };
+            let mut d = target_draft(
+                "pr.opened",
+                &target.id,
+                json!({"pr": next.to_string(), "branch": branch, "adopted": true,
+                       "title": format!("leviathan: {task} (adopted branch)")}),
+            );
+            d.task = Some(task.to_string());
+            // The branch's 8 hex digits are its attempt id.
+            d.attempt = branch.rsplit('-').next().map(String::from);
+            drafts.push(d);
+            next += 1;
+        }
+        if !drafts.is_empty() {
+            tracing::info!(target_id = %target.id, count = drafts.len(), "adopted agent branches without a PR record");
+            self.log.append(drafts)?;
+        }
+        Ok(())
     }
 
     /// Closes an open breaker whose cool-down (`circuit_breaker_cooldown_seconds`) has
