@@ -18,6 +18,23 @@ pub fn new_attempt_id(task: &str) -> String {
     format!("exec-{}", &hex::encode(h.finalize())[..8])
 }
 
+/// An event about `task` of `target`, and about `attempt` when given.
+pub fn task_event(
+    kind: &str,
+    target: &str,
+    task: &str,
+    attempt: Option<&str>,
+    payload: serde_json::Value,
+) -> EventDraft {
+    EventDraft {
+        kind: kind.into(),
+        target: Some(target.into()),
+        task: Some(task.into()),
+        attempt: attempt.map(String::from),
+        payload,
+    }
+}
+
 fn draft(
     kind: &str,
     target: &str,
@@ -25,13 +42,7 @@ fn draft(
     attempt: &str,
     payload: serde_json::Value,
 ) -> EventDraft {
-    EventDraft {
-        kind: kind.into(),
-        target: Some(target.into()),
-        task: Some(task.into()),
-        attempt: Some(attempt.into()),
-        payload,
-    }
+    task_event(kind, target, task, Some(attempt), payload)
 }
 
 /// `attempt.started` for `task` of `target`.

@@ -5,7 +5,8 @@
 use super::forge::{self, PullRequest};
 use crate::backlog::{BACKLOG_PATH, Backlog, Task};
 use crate::config::Target;
-use crate::events::{EventDraft, EventLog, StoreError, attempts};
+use crate::events::attempts::{self, task_event as draft};
+use crate::events::{EventLog, StoreError};
 use crate::exec::{ExecReport, ExecRequest, exec_with_policy};
 use crate::git::Clone;
 use crate::sandbox::Sandbox;
@@ -96,22 +97,6 @@ pub struct AttemptContext<'a> {
     pub log: &'a EventLog,
     pub sandbox: &'a Sandbox,
     pub registry_dir: &'a Path,
-}
-
-fn draft(
-    kind: &str,
-    target: &str,
-    task: &str,
-    attempt: Option<&str>,
-    payload: serde_json::Value,
-) -> EventDraft {
-    EventDraft {
-        kind: kind.into(),
-        target: Some(target.into()),
-        task: Some(task.into()),
-        attempt: attempt.map(String::from),
-        payload,
-    }
 }
 
 /// Runs `task` of the target once.
