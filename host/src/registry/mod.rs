@@ -240,29 +240,28 @@ impl Registry {
         self.routes = policy.routes.clone();
         let mut kept = Vec::with_capacity(self.entries.len());
         for entry in std::mem::take(&mut self.entries) {
-            let status = signing::check(&entry.manifest, &policy.trusted_keys);
-            let refusal = match &status {
-                Err(e) => Some(e.clone()),
-                Ok(SignatureStatus::Unsigned) if policy.require_signatures => Some(
-                    "unsigned, and the policy requires signatures (plugins.require_signatures)"
-                        .into(),
-                ),
-                Ok(SignatureStatus::Untrusted) if policy.require_signatures => Some(format!(
-                    "signed by {}, which is not in the policy's plugins.trusted_keys",
-                    entry.manifest.signed_by.as_deref().unwrap_or_default()
-                )),
-                Ok(_) => None,
-            };
-            match (refusal, status) {
-                (Some(reason), _) => self.rejected.push(Rejected {
-                    dir: entry.dir.clone(),
-                    reason: format!("{}: {reason}", entry.id()),
-                }),
-                (None, Ok(status)) => {
+            let accepted = signing::check(&entry.manifest, &policy.trusted_keys).and_then(
+                |status| match status {
+                    SignatureStatus::Unsigned if policy.require_signatures => Err(
+                        "unsigned, and the policy requires signatures (plugins.require_signatures)"
+                            .to_string(),
+                    ),
+                    SignatureStatus::Untrusted if policy.require_signatures => Err(format!(
+                        "signed by {}, which is not in the policy's plugins.trusted_keys",
+                        entry.manifest.signed_by.as_deref().unwrap_or_default()
+                    )),
+                    status => Ok(status),
+                },
+            );
+            match accepted {
+                Ok(status) => {
                     self.signatures.insert(entry.id(), status);
                     kept.push(entry);
                 }
-                (None, Err(_)) => unreachable!("an invalid signature is a refusal"),
+                Err(reason) => self.rejected.push(Rejected {
+                    dir: entry.dir.clone(),
+                    reason: format!("{}: {reason}", entry.id()),
+                }),
             }
         }
         // Scopes claimed by more than one plugin name, without a tie-breaker.
