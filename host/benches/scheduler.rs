@@ -88,6 +88,7 @@ fn main() {
         sandbox: &sandbox,
         registry_dir: registry,
         work_dir: work.path().join("clones"),
+        plugins: None,
     };
     let rss_before = peak_rss_kib();
     let started = Instant::now();

@@ -37,6 +37,7 @@ pub fn tick(
         sandbox: &sandbox,
         registry_dir: plugin_dir.unwrap_or_else(Registry::default_dir),
         work_dir: work_dir(data_dir, work),
+        plugins: None,
     };
     for report in scheduler.tick()? {
         println!("{}: {}", report.target, report.outcome);

@@ -6,6 +6,7 @@ use crate::backlog::{Backlog, Task};
 use crate::changeset::{ChangeError, ChangeSet, FileChange};
 use crate::paths::{RepoPath, covered_by_any};
 use crate::policy::Policy;
+use crate::registry::set::PluginSet;
 use crate::registry::{Registry, RegistryError};
 use crate::sandbox::run::Mount;
 use crate::sandbox::{RunFailure, RunRequest, RunStats, Sandbox};
@@ -155,6 +156,18 @@ pub fn exec_with_policy(
     request: &ExecRequest,
     policy: &Policy,
 ) -> Result<ExecReport, ExecFailure> {
+    exec_with_plugins(sandbox, request, policy, None)
+}
+
+/// [`exec_with_policy`] with the plugin taken from a loaded set (`serve`'s
+/// hot-reloaded one) instead of a scan of `request.registry_dir`; the attempt keeps
+/// the component it started with whatever happens to the registry meanwhile.
+pub fn exec_with_plugins(
+    sandbox: &Sandbox,
+    request: &ExecRequest,
+    policy: &Policy,
+    plugins: Option<&PluginSet>,
+) -> Result<ExecReport, ExecFailure> {
     let backlog =
         Backlog::load_from_repo(&request.repo).map_err(|e| fail(ErrorKind::InvalidTask, e))?;
     let task = backlog.task(&request.task_id).ok_or_else(|| {
@@ -179,12 +192,7 @@ pub fn exec_with_policy(
     }
     let allowed = checked_allowed_paths(&backlog.source, task, policy)?;
 
-    let registry = Registry::scan_with_policy(&request.registry_dir, &policy.plugins)
-        .map_err(|e| fail(ErrorKind::ExecutorFailed, e))?;
-    for rejected in &registry.rejected {
-        tracing::warn!(dir = %rejected.dir.display(), "plugin rejected: {}", rejected.reason);
-    }
-    let entry = registry.route(task).map_err(|e| match e {
+    let route_failed = |e: RegistryError| match e {
         RegistryError::NoExecutor { .. }
         | RegistryError::NoMatch { .. }
         | RegistryError::BadExecutorField(_)
@@ -192,10 +200,25 @@ pub fn exec_with_policy(
             fail(ErrorKind::InvalidTask, format!("task `{}`: {e}", task.id))
         }
         other => fail(ErrorKind::ExecutorFailed, other),
-    })?;
-    let component = entry
-        .load(sandbox)
-        .map_err(|e| fail(ErrorKind::ExecutorFailed, e))?;
+    };
+    let (entry, component) = match plugins {
+        Some(set) => {
+            let plugin = set.route(task).map_err(route_failed)?;
+            (plugin.entry.clone(), plugin.component.clone())
+        }
+        None => {
+            let registry = Registry::scan_with_policy(&request.registry_dir, &policy.plugins)
+                .map_err(|e| fail(ErrorKind::ExecutorFailed, e))?;
+            for rejected in &registry.rejected {
+                tracing::warn!(dir = %rejected.dir.display(), "plugin rejected: {}", rejected.reason);
+            }
+            let entry = registry.route(task).map_err(route_failed)?.clone();
+            let component = entry
+                .load(sandbox)
+                .map_err(|e| fail(ErrorKind::ExecutorFailed, e))?;
+            (entry, component)
+        }
+    };
 
     // The plugin may ask for less than the policy allows, never more.
     let limits = entry.manifest.limits.effective(&policy.limits);

@@ -582,3 +582,140 @@ fn a_branch_without_a_pr_record_is_adopted_and_never_doubled() {
     world.host(&["prs", "close", "alpha", "1"]);
     assert!(!world.branches("alpha.git").contains(&branch.to_string()));
 }
+
+#[test]
+fn serve_attempts_pick_up_a_plugin_added_while_it_runs() {
+    use std::io::BufRead;
+    let world = World::new();
+    std::fs::write(
+        world.path("patient.yaml"),
+        "circuit_breaker_failures: 100\nmax_attempts_per_task: 100\n",
+    )
+    .unwrap();
+    std::fs::write(
+        world.path("leviathan.yaml"),
+        "interval_seconds: 1\ntargets:\n  - id: alpha\n    repository: alpha.git\n    policy: patient.yaml\n",
+    )
+    .unwrap();
+    std::fs::write(
+        world.path("tokens.yaml"),
+        "tokens:\n  - {name: t, role: viewer, token: scheduler-test-viewer-token}\n",
+    )
+    .unwrap();
+    let plugins = world.path("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let mut child = Command::new(host_binary())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--reload-debounce-ms",
+            "100",
+            "--data-dir",
+        ])
+        .arg(world.path("data"))
+        .arg("--tokens-file")
+        .arg(world.path("tokens.yaml"))
+        .arg("--config")
+        .arg(world.path("leviathan.yaml"))
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .env("LEVIATHAN_CACHE_DIR", root().join("target/test-cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let kinds = |agent: &ureq::Agent| -> Vec<String> {
+        let mut response = agent
+            .get(format!("{base}/api/v1/events?limit=1000"))
+            .header("Authorization", "Bearer scheduler-test-viewer-token")
+            .call()
+            .unwrap();
+        let page: serde_json::Value =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let wait = |what: &str, done: &dyn Fn(&[String]) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let k = kinds(&agent);
+            if done(&k) {
+                return k;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {k:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    // No executor yet: the attempt fails.
+    wait("a failed attempt", &|k| {
+        k.iter().any(|e| e == "attempt.failed")
+    });
+    // Installed while serve runs: a later pass delivers the PR, without a restart.
+    let (wasm, manifest) = leviathan_tests::component("docs-executor");
+    let out = Command::new(host_binary())
+        .args(["plugins", "install"])
+        .arg(wasm)
+        .arg("--manifest")
+        .arg(manifest)
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let k = wait("the PR", &|k| k.iter().any(|e| e == "pr.opened"));
+    assert!(k.iter().any(|e| e == "plugin.loaded"), "{k:?}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_relative_config_path_finds_the_repositories_beside_it() {
+    let world = World::new();
+    let out = Command::new(host_binary())
+        .args([
+            "tick",
+            "--config",
+            "leviathan.yaml",
+            "--data-dir",
+            "data",
+            "--plugin-dir",
+        ])
+        .arg(registry())
+        .current_dir(world.dir.path())
+        .env("LEVIATHAN_CACHE_DIR", root().join("target/test-cache"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("alpha: a-docs: PR 1 opened"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

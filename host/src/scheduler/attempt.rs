@@ -7,7 +7,7 @@ use crate::backlog::{BACKLOG_PATH, Backlog, Task};
 use crate::config::Target;
 use crate::events::attempts::{self, task_event as draft};
 use crate::events::{EventLog, StoreError};
-use crate::exec::{ExecReport, ExecRequest, exec_with_policy};
+use crate::exec::{ExecReport, ExecRequest, exec_with_plugins};
 use crate::git::Clone;
 use crate::sandbox::Sandbox;
 use crate::writeback::{Completion, write_back};
@@ -97,6 +97,8 @@ pub struct AttemptContext<'a> {
     pub log: &'a EventLog,
     pub sandbox: &'a Sandbox,
     pub registry_dir: &'a Path,
+    /// The plugin set to route with; `None` scans `registry_dir`.
+    pub plugins: Option<&'a crate::registry::set::PluginSet>,
 }
 
 /// Runs `task` of the target once.
@@ -177,7 +179,7 @@ fn deliver(
         policy: None,
         registry_dir: ctx.registry_dir.to_path_buf(),
     };
-    let report = exec_with_policy(ctx.sandbox, &request, &ctx.target.policy)
+    let report = exec_with_plugins(ctx.sandbox, &request, &ctx.target.policy, ctx.plugins)
         .map_err(|e| (e.kind.as_str().to_string(), e.message))?;
     if report.files.is_empty() {
         return Ok((report, None));

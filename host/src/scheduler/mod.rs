@@ -29,6 +29,9 @@ pub struct Scheduler<'a> {
     pub registry_dir: PathBuf,
     /// The host's clones of the targets live in `<work_dir>/<target id>`.
     pub work_dir: PathBuf,
+    /// A loaded plugin set to run attempts with (`serve`'s hot-reloaded one, taken at
+    /// the start of the pass); `None` scans `registry_dir` per attempt.
+    pub plugins: Option<std::sync::Arc<crate::registry::set::PluginSet>>,
 }
 
 fn target_draft(kind: &str, target: &str, payload: serde_json::Value) -> EventDraft {
@@ -45,8 +48,13 @@ pub fn remote_url(config: &Config, target: &Target) -> String {
     if repo.contains("://") || Path::new(repo).is_absolute() {
         return repo.clone();
     }
-    let base = config.source.parent().unwrap_or(Path::new("."));
-    base.join(repo).to_string_lossy().into_owned()
+    let base = config.source.parent().unwrap_or(Path::new(""));
+    let joined = base.join(repo);
+    // git runs in other directories: the path must not depend on ours.
+    std::path::absolute(&joined)
+        .unwrap_or(joined)
+        .to_string_lossy()
+        .into_owned()
 }
 
 impl Scheduler<'_> {
@@ -162,6 +170,7 @@ impl Scheduler<'_> {
                 log: self.log,
                 sandbox: self.sandbox,
                 registry_dir: &self.registry_dir,
+                plugins: self.plugins.as_deref(),
             },
             task,
         )?;

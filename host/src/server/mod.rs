@@ -77,6 +77,8 @@ pub enum ServeError {
     },
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
 }
 
 impl AppState {
@@ -167,6 +169,10 @@ pub fn serve(
         .map(crate::config::Config::load)
         .transpose()?;
     let log = Arc::new(EventLog::open(&options.data_dir)?);
+    // One engine for the plugin set and the attempts that run its components.
+    let sandbox = Arc::new(crate::sandbox::Sandbox::new(
+        crate::sandbox::ArtifactCache::new(crate::sandbox::ArtifactCache::default_dir()),
+    )?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -197,6 +203,7 @@ pub fn serve(
         on_listening(addr);
         plugins::start(
             state.clone(),
+            sandbox.clone(),
             options.plugin_dir.clone(),
             policy.plugins.clone(),
             options.reload_debounce,
@@ -209,11 +216,14 @@ pub fn serve(
                     name.push("-work");
                     PathBuf::from(name)
                 });
+                let plugin_state = state.clone();
                 Some(passes::Passes::start(
                     config,
                     log.clone(),
+                    sandbox.clone(),
                     options.plugin_dir.clone(),
                     work_dir,
+                    move || plugin_state.plugins.current(),
                 )?)
             }
             None => None,

@@ -1,10 +1,11 @@
 //! Scheduler passes inside `serve` (with `--config`): one right away, then one every
-//! `interval_seconds`. A pass runs on its own thread with the server's event log;
-//! shutdown lets a running pass finish.
+//! `interval_seconds`. A pass runs on its own thread with the server's event log and
+//! the plugin set in force when it starts; shutdown lets a running pass finish.
 
 use crate::config::Config;
 use crate::events::EventLog;
-use crate::sandbox::{ArtifactCache, Sandbox};
+use crate::registry::set::PluginSet;
+use crate::sandbox::Sandbox;
 use crate::scheduler::Scheduler;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,24 +21,21 @@ pub struct Passes {
 
 impl Passes {
     /// Starts the loop.
+    /// `plugins` gives the hot-reloaded plugin set at the start of each pass (`None`
+    /// while it is still loading: the pass then scans the registry directory).
     pub fn start(
         config: Config,
         log: Arc<EventLog>,
+        sandbox: Arc<Sandbox>,
         registry_dir: PathBuf,
         work_dir: PathBuf,
+        plugins: impl Fn() -> Option<Arc<PluginSet>> + Send + 'static,
     ) -> std::io::Result<Passes> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
             .name("scheduler".into())
             .spawn(move || {
-                let sandbox = match Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir())) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot start the sandbox; no scheduler passes");
-                        return;
-                    }
-                };
                 let interval = Duration::from_secs(config.interval_seconds);
                 while !stopping.load(Ordering::SeqCst) {
                     let started = Instant::now();
@@ -47,6 +45,7 @@ impl Passes {
                         sandbox: &sandbox,
                         registry_dir: registry_dir.clone(),
                         work_dir: work_dir.clone(),
+                        plugins: plugins(),
                     };
                     match scheduler.tick() {
                         Ok(reports) => {

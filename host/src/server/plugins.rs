@@ -10,7 +10,7 @@ use crate::events::{EventDraft, EventLog};
 use crate::policy::PluginPolicy;
 use crate::registry::set::{EntryState, PluginSet};
 use crate::registry::watch::{SharedPlugins, Watch, watch};
-use crate::sandbox::{ArtifactCache, Sandbox};
+use crate::sandbox::Sandbox;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -98,15 +98,15 @@ fn record(log: &EventLog, set: &PluginSet) {
 
 /// Loads the registry on a blocking thread, publishes it, records the changes and
 /// starts watching the directory.
-pub fn start(state: Arc<AppState>, dir: PathBuf, policy: PluginPolicy, debounce: Duration) {
+/// The plugins are compiled for `sandbox`'s engine: attempts must run in the same one.
+pub fn start(
+    state: Arc<AppState>,
+    sandbox: Arc<Sandbox>,
+    dir: PathBuf,
+    policy: PluginPolicy,
+    debounce: Duration,
+) {
     tokio::task::spawn_blocking(move || {
-        let sandbox = match Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir())) {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the sandbox; no plugins loaded");
-                return;
-            }
-        };
         let set = match PluginSet::load(&dir, &policy, &sandbox, None) {
             Ok(set) => set,
             Err(e) => {
