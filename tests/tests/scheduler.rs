@@ -98,7 +98,7 @@ impl World {
         remote(dir.path(), "beta", BETA);
         std::fs::write(
             dir.path().join("leviathan.yaml"),
-            "targets:\n  - id: alpha\n    repository: alpha.git\n  - id: beta\n    repository: beta.git\n",
+            "targets:\n  - id: alpha\n    repository: alpha.git\n    labels: [leviathan]\n  - id: beta\n    repository: beta.git\n",
         )
         .unwrap();
         World { dir }
@@ -370,6 +370,17 @@ fn the_local_loop_with_two_targets() {
         !events.iter().any(|e| e.kind == "task.blocked"),
         "a blocked task is recorded once"
     );
+    // Resuming lets the target run again: a-dependent's PR was closed, so it runs anew.
+    world.host(&[
+        "events",
+        "append",
+        "--type",
+        "autonomy.resumed",
+        "--target",
+        "alpha",
+    ]);
+    let out = world.tick();
+    assert!(out.contains("alpha: a-dependent: PR 3 opened"), "{out}");
     assert_eq!(
         EventLog::open(&world.path("data"))
             .unwrap()
@@ -718,4 +729,40 @@ fn a_relative_config_path_finds_the_repositories_beside_it() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn a_policy_violation_fails_the_attempt_and_leaves_nothing_behind() {
+    let world = World::new();
+    remote(
+        world.dir.path(),
+        "gamma",
+        "tasks:\n  - id: sibling\n    title: Writes beside its allowed file\n    scope: hostile\n    ready: true\n    allowed_paths: [docs/allowed.md]\n",
+    );
+    std::fs::write(
+        world.path("leviathan.yaml"),
+        "targets:\n  - id: gamma\n    repository: gamma.git\n",
+    )
+    .unwrap();
+    let out = world.tick();
+    assert!(
+        out.contains("gamma: sibling: attempt failed (policy-denied)"),
+        "{out}"
+    );
+    let events = world.events_since(0);
+    let violation = events
+        .iter()
+        .find(|e| e.kind == "policy.violation")
+        .expect("a policy.violation event");
+    assert_eq!(violation.task.as_deref(), Some("sibling"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "attempt.failed" && e.payload["kind"] == "policy-denied")
+    );
+    assert!(
+        world.branches("gamma.git").is_empty(),
+        "no branch was pushed"
+    );
+    assert!(!events.iter().any(|e| e.kind == "pr.opened"));
 }

@@ -133,7 +133,8 @@ pub fn run(ctx: &AttemptContext, task: &Task) -> Result<Outcome, StoreError> {
                     target,
                     &task.id,
                     Some(&attempt),
-                    json!({"pr": pr.id, "branch": branch, "url": pr.url, "title": pr.title, "body": pr.body}),
+                    json!({"pr": pr.id, "branch": branch, "url": pr.url, "title": pr.title,
+                           "body": pr.body, "labels": ctx.target.labels}),
                 )),
                 None => done.push(draft(
                     "task.completed",
@@ -145,13 +146,26 @@ pub fn run(ctx: &AttemptContext, task: &Task) -> Result<Outcome, StoreError> {
             }
             done
         }
-        Err((kind, message)) => vec![draft(
-            "attempt.failed",
-            target,
-            &task.id,
-            Some(&attempt),
-            json!({"kind": kind, "message": message, "branch": branch}),
-        )],
+        Err((kind, message)) => {
+            let mut failed = Vec::with_capacity(2);
+            if kind == crate::exec::ErrorKind::PolicyDenied.as_str() {
+                failed.push(draft(
+                    "policy.violation",
+                    target,
+                    &task.id,
+                    Some(&attempt),
+                    json!({"message": message}),
+                ));
+            }
+            failed.push(draft(
+                "attempt.failed",
+                target,
+                &task.id,
+                Some(&attempt),
+                json!({"kind": kind, "message": message, "branch": branch}),
+            ));
+            failed
+        }
     };
     ctx.log.append(drafts)?;
     Ok(match outcome {
