@@ -1,15 +1,15 @@
 //! `leviathan-host tick` (one scheduler pass) and `leviathan-host prs …` (the local
 //! forge's pull requests).
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Subcommand;
 use leviathan_host::config::Config;
+use leviathan_host::events::EventLog;
 use leviathan_host::events::projection::PrState;
-use leviathan_host::events::{EventDraft, EventLog};
-use leviathan_host::git::Clone;
 use leviathan_host::registry::Registry;
 use leviathan_host::sandbox::{ArtifactCache, Sandbox};
-use leviathan_host::scheduler::{Scheduler, remote_url};
+use leviathan_host::scheduler::Scheduler;
+use leviathan_host::scheduler::forge::merge_or_close_local;
 use std::path::{Path, PathBuf};
 
 /// The clones' directory: `--work-dir`, else `<data-dir>-work` beside the store.
@@ -76,21 +76,6 @@ pub enum PrsCommand {
     },
 }
 
-/// The open PR `pr` of `target`: (task, branch).
-fn open_pr(log: &EventLog, target: &str, pr: &str) -> Result<(String, String)> {
-    let found = log.with_projection(|p| {
-        p.targets.get(target).and_then(|t| {
-            t.tasks.iter().find_map(|(task, view)| {
-                view.prs
-                    .iter()
-                    .find(|x| x.pr == pr && x.state == PrState::Open)
-                    .map(|x| (task.clone(), x.branch.clone().unwrap_or_default()))
-            })
-        })
-    })?;
-    found.with_context(|| format!("no open PR {pr} of target `{target}` in the event log"))
-}
-
 /// Runs a `prs` command.
 pub fn prs(command: PrsCommand) -> Result<i32> {
     match command {
@@ -143,37 +128,26 @@ fn act(
     merge: bool,
 ) -> Result<i32> {
     let config = Config::load(config)?;
-    let Some(target) = config.targets.iter().find(|t| t.id == target_id) else {
-        bail!("{}: no target `{target_id}`", config.source.display());
-    };
     let log = EventLog::open(data_dir)?;
-    let (task, branch) = open_pr(&log, target_id, pr)?;
-    let clone = Clone::prepare(
-        &remote_url(&config, target),
-        &work_dir(data_dir, work).join(target_id),
-        &target.base_branch,
-        None,
+    let done = merge_or_close_local(
+        &config,
+        &log,
+        &work_dir(data_dir, work),
+        target_id,
+        pr,
+        merge,
     )?;
-    let kind = if merge {
-        let commit = clone.merge_to_base(
-            &branch,
-            &target.base_branch,
-            &format!("Merge PR {pr}: {branch}"),
-        )?;
-        println!(
-            "merged PR {pr} ({branch}) into {} at {commit}",
-            target.base_branch
-        );
-        "pr.merged"
-    } else {
-        println!("closed PR {pr} ({branch})");
-        "pr.closed"
-    };
-    clone.delete_remote(&branch)?;
-    let mut d = EventDraft::new(kind);
-    d.target = Some(target_id.into());
-    d.task = Some(task);
-    d.payload = serde_json::json!({"pr": pr, "branch": branch});
-    log.append(vec![d])?;
+    match &done.commit {
+        Some(commit) => {
+            let base = config
+                .targets
+                .iter()
+                .find(|t| t.id == target_id)
+                .map(|t| t.base_branch.as_str())
+                .unwrap_or("the base");
+            println!("merged PR {pr} ({}) into {base} at {commit}", done.branch);
+        }
+        None => println!("closed PR {pr} ({})", done.branch),
+    }
     Ok(0)
 }

@@ -461,9 +461,12 @@ fn serve_runs_passes_on_the_configured_interval() {
     )
     .unwrap();
     let token = "scheduler-test-viewer-token";
+    let operator = "scheduler-test-operator-token";
     std::fs::write(
         world.path("tokens.yaml"),
-        format!("tokens:\n  - {{name: t, role: viewer, token: {token}}}\n"),
+        format!(
+            "tokens:\n  - {{name: t, role: viewer, token: {token}}}\n  - {{name: ops, role: operator, token: {operator}}}\n"
+        ),
     )
     .unwrap();
     let mut child = Command::new(host_binary())
@@ -527,6 +530,29 @@ fn serve_runs_passes_on_the_configured_interval() {
         serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(autonomy["enabled"], true);
     assert!(autonomy["last_tick_ms"].as_u64().is_some(), "{autonomy}");
+    // While serve holds the log, the local PR is merged through the API.
+    let post = |path: &str, bearer: &str| {
+        let mut response = agent
+            .post(format!("{base}{path}"))
+            .header("Authorization", format!("Bearer {bearer}"))
+            .send_empty()
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        (status, body)
+    };
+    assert_eq!(post("/api/v1/targets/alpha/prs/1/merge", token).0, 403);
+    assert_eq!(post("/api/v1/targets/alpha/prs/9/merge", operator).0, 404);
+    let (status, merged) = post("/api/v1/targets/alpha/prs/1/merge", operator);
+    assert_eq!(status, 200, "{merged}");
+    assert_eq!(merged["state"], "merged");
+    assert_eq!(merged["task"], "a-docs");
+    let main_backlog = git(
+        &world.path("alpha.git"),
+        &["show", "main:.leviathan/backlog.yaml"],
+    );
+    assert!(main_backlog.contains("status: completed"), "{main_backlog}");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -536,10 +562,10 @@ fn serve_runs_passes_on_the_configured_interval() {
         child.wait().unwrap().success(),
         "a clean stop after the running pass"
     );
-    assert_eq!(
-        world.branches("alpha.git").len(),
-        1,
-        "one PR, however many passes"
+    let branches = world.branches("alpha.git");
+    assert!(
+        branches.len() <= 1 && !branches.iter().any(|b| b.contains("-a-docs-")),
+        "one PR per task however many passes, and the merged branch is gone: {branches:?}"
     );
 }
 

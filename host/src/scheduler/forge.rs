@@ -82,3 +82,84 @@ pub fn open(
         body: body(task, report, attempt),
     })
 }
+
+/// Why a local PR could not be merged or closed.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalPrError {
+    #[error("no target `{0}` in the configuration")]
+    NoTarget(String),
+    #[error("no open PR {pr} of target `{target}` in the event log")]
+    NoPr { target: String, pr: String },
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
+    #[error(transparent)]
+    Store(#[from] crate::events::StoreError),
+}
+
+/// What a merge or close did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalPrOutcome {
+    pub task: String,
+    pub branch: String,
+    /// The merge commit, for a merge.
+    pub commit: Option<String>,
+}
+
+/// Merges (`merge`) or closes PR `pr` of a local-forge target: the branch is merged
+/// into the base with a merge commit and the base pushed, or just deleted; then
+/// `pr.merged` / `pr.closed`. Works in `<work_dir>/<target>-forge`, a clone of its
+/// own, so it never disturbs a scheduler pass working in `<work_dir>/<target>`.
+pub fn merge_or_close_local(
+    config: &crate::config::Config,
+    log: &EventLog,
+    work_dir: &std::path::Path,
+    target_id: &str,
+    pr: &str,
+    merge: bool,
+) -> Result<LocalPrOutcome, LocalPrError> {
+    let target = config
+        .targets
+        .iter()
+        .find(|t| t.id == target_id)
+        .ok_or_else(|| LocalPrError::NoTarget(target_id.into()))?;
+    let found = log.with_projection(|p| {
+        p.targets.get(target_id).and_then(|t| {
+            t.tasks.iter().find_map(|(task, view)| {
+                view.prs
+                    .iter()
+                    .find(|x| x.pr == pr && x.state == crate::events::projection::PrState::Open)
+                    .map(|x| (task.clone(), x.branch.clone().unwrap_or_default()))
+            })
+        })
+    })?;
+    let (task, branch) = found.ok_or_else(|| LocalPrError::NoPr {
+        target: target_id.into(),
+        pr: pr.into(),
+    })?;
+    let clone = crate::git::Clone::prepare(
+        &super::remote_url(config, target),
+        &work_dir.join(format!("{target_id}-forge")),
+        &target.base_branch,
+        None,
+    )?;
+    let commit = if merge {
+        Some(clone.merge_to_base(
+            &branch,
+            &target.base_branch,
+            &format!("Merge PR {pr}: {branch}"),
+        )?)
+    } else {
+        None
+    };
+    clone.delete_remote(&branch)?;
+    let mut d = crate::events::EventDraft::new(if merge { "pr.merged" } else { "pr.closed" });
+    d.target = Some(target_id.into());
+    d.task = Some(task.clone());
+    d.payload = serde_json::json!({"pr": pr, "branch": branch, "commit": commit});
+    log.append(vec![d])?;
+    Ok(LocalPrOutcome {
+        task,
+        branch,
+        commit,
+    })
+}

@@ -8,6 +8,7 @@ pub mod metrics;
 mod observe;
 mod passes;
 mod plugins;
+mod prs;
 mod routes_events;
 
 use crate::events::{Event, EventDraft, EventLog};
@@ -61,6 +62,14 @@ pub struct AppState {
     shutdown: watch::Receiver<bool>,
     /// Whether any configured target has `autonomy_enabled` (true without a config).
     pub autonomy_enabled: bool,
+    /// The targets and clone directory, when `serve` runs with `--config`.
+    pub forge: Option<Arc<ForgeContext>>,
+}
+
+/// What the local forge's endpoints need.
+pub struct ForgeContext {
+    pub config: crate::config::Config,
+    pub work_dir: PathBuf,
 }
 
 /// Errors that stop `serve` from starting.
@@ -128,6 +137,8 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
             "/api/v1/targets/{id}/circuit-breaker/reset",
             post(graph::reset_breaker),
         )
+        .route("/api/v1/targets/{id}/prs/{pr}/merge", post(prs::merge))
+        .route("/api/v1/targets/{id}/prs/{pr}/close", post(prs::close))
         .route("/api/v1/tasks/{target}/{task}", get(graph::task))
         .route("/api/v1/autonomy", get(graph::autonomy))
         .route("/api/v1/plugins", get(observe::plugins))
@@ -169,6 +180,11 @@ pub fn serve(
         .map(crate::config::Config::load)
         .transpose()?;
     let log = Arc::new(EventLog::open(&options.data_dir)?);
+    let work_dir = options.work_dir.clone().unwrap_or_else(|| {
+        let mut name = options.data_dir.as_os_str().to_owned();
+        name.push("-work");
+        PathBuf::from(name)
+    });
     // One engine for the plugin set and the attempts that run its components.
     let sandbox = Arc::new(crate::sandbox::Sandbox::new(
         crate::sandbox::ArtifactCache::new(crate::sandbox::ArtifactCache::default_dir()),
@@ -188,6 +204,12 @@ pub fn serve(
             autonomy_enabled: config
                 .as_ref()
                 .is_none_or(|c| c.targets.iter().any(|t| t.policy.autonomy_enabled)),
+            forge: config.as_ref().map(|c| {
+                Arc::new(ForgeContext {
+                    config: c.clone(),
+                    work_dir: work_dir.clone(),
+                })
+            }),
         });
         let listener = tokio::net::TcpListener::bind(&options.listen)
             .await
@@ -211,11 +233,6 @@ pub fn serve(
         tokio::spawn(reload_on_sighup(state.clone(), signals.hangup));
         let passes = match config {
             Some(config) => {
-                let work_dir = options.work_dir.clone().unwrap_or_else(|| {
-                    let mut name = options.data_dir.as_os_str().to_owned();
-                    name.push("-work");
-                    PathBuf::from(name)
-                });
                 let plugin_state = state.clone();
                 Some(passes::Passes::start(
                     config,
