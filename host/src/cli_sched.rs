@@ -8,18 +8,9 @@ use leviathan_host::events::EventLog;
 use leviathan_host::events::projection::PrState;
 use leviathan_host::registry::Registry;
 use leviathan_host::sandbox::{ArtifactCache, Sandbox};
-use leviathan_host::scheduler::Scheduler;
 use leviathan_host::scheduler::forge::merge_or_close_local;
+use leviathan_host::scheduler::{Scheduler, work_dir_for as work_dir};
 use std::path::{Path, PathBuf};
-
-/// The clones' directory: `--work-dir`, else `<data-dir>-work` beside the store.
-fn work_dir(data_dir: &Path, work_dir: Option<PathBuf>) -> PathBuf {
-    work_dir.unwrap_or_else(|| {
-        let mut name = data_dir.as_os_str().to_owned();
-        name.push("-work");
-        PathBuf::from(name)
-    })
-}
 
 /// One pass over every target; prints a line per target.
 pub fn tick(

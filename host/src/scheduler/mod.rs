@@ -41,6 +41,16 @@ fn target_draft(kind: &str, target: &str, payload: serde_json::Value) -> EventDr
     d
 }
 
+/// Where the host keeps its clones of the targets: `work_dir` when given, else
+/// `<data-dir>-work` beside the event store.
+pub fn work_dir_for(data_dir: &Path, work_dir: Option<PathBuf>) -> PathBuf {
+    work_dir.unwrap_or_else(|| {
+        let mut name = data_dir.as_os_str().to_owned();
+        name.push("-work");
+        PathBuf::from(name)
+    })
+}
+
 /// The URL git uses for a target's repository: a path relative to the configuration
 /// file is made absolute.
 pub fn remote_url(config: &Config, target: &Target) -> String {

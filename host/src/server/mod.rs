@@ -180,11 +180,7 @@ pub fn serve(
         .map(crate::config::Config::load)
         .transpose()?;
     let log = Arc::new(EventLog::open(&options.data_dir)?);
-    let work_dir = options.work_dir.clone().unwrap_or_else(|| {
-        let mut name = options.data_dir.as_os_str().to_owned();
-        name.push("-work");
-        PathBuf::from(name)
-    });
+    let work_dir = crate::scheduler::work_dir_for(&options.data_dir, options.work_dir.clone());
     // One engine for the plugin set and the attempts that run its components.
     let sandbox = Arc::new(crate::sandbox::Sandbox::new(
         crate::sandbox::ArtifactCache::new(crate::sandbox::ArtifactCache::default_dir()),
