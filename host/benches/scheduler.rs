@@ -82,6 +82,7 @@ fn main() {
     let sandbox =
         Sandbox::new(ArtifactCache::new(Some(work.path().join("cache")))).expect("sandbox");
     let registry = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/registry");
+    let github = leviathan_host::github::clients::GitHubClients::default();
     let scheduler = Scheduler {
         config: &config,
         log: &log,
@@ -89,6 +90,7 @@ fn main() {
         registry_dir: registry,
         work_dir: work.path().join("clones"),
         plugins: None,
+        github: &github,
     };
     let rss_before = peak_rss_kib();
     let started = Instant::now();

@@ -22,6 +22,7 @@ pub fn tick(
     let config = Config::load(config)?;
     let log = EventLog::open(data_dir)?;
     let sandbox = Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir()))?;
+    let github = leviathan_host::github::clients::GitHubClients::default();
     let scheduler = Scheduler {
         config: &config,
         log: &log,
@@ -29,6 +30,7 @@ pub fn tick(
         registry_dir: plugin_dir.unwrap_or_else(Registry::default_dir),
         work_dir: work_dir(data_dir, work),
         plugins: None,
+        github: &github,
     };
     for report in scheduler.tick()? {
         println!("{}: {}", report.target, report.outcome);

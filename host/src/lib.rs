@@ -7,6 +7,7 @@ pub mod digest;
 pub mod events;
 pub mod exec;
 pub mod git;
+pub mod github;
 pub mod paths;
 pub mod policy;
 pub mod registry;

@@ -2,6 +2,8 @@
 //! (and the hostile test guest), installs them into a test registry, and creates
 //! real git repositories to run tasks against.
 
+pub mod github;
+
 use leviathan_host::exec::{ExecFailure, ExecReport, ExecRequest};
 use leviathan_host::sandbox::{ArtifactCache, Sandbox};
 use std::path::{Path, PathBuf};

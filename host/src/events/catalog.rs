@@ -83,6 +83,11 @@ pub const CATALOG: &[EventType] = &[
         "the run failed; payload: kind, message",
     ),
     ty(
+        "attempt.pushed",
+        Refs::Attempt,
+        "the attempt's branch is pushed and its PR about to be opened; payload: branch, title, body, result (the attempt.succeeded payload)",
+    ),
+    ty(
         "policy.violation",
         Refs::Attempt,
         "a write outside the allowed paths was refused; payload: path, rule",

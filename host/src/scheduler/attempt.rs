@@ -2,7 +2,7 @@
 //! commit, push and open the pull request; or record why it failed and leave nothing
 //! half done (the remote branch is deleted when the PR could not be opened).
 
-use super::forge::{self, PullRequest};
+use super::forge::{self, PullRequest, TargetForge};
 use crate::backlog::{BACKLOG_PATH, Backlog, Task};
 use crate::config::Target;
 use crate::events::attempts::{self, task_event as draft};
@@ -99,6 +99,8 @@ pub struct AttemptContext<'a> {
     pub registry_dir: &'a Path,
     /// The plugin set to route with; `None` scans `registry_dir`.
     pub plugins: Option<&'a crate::registry::set::PluginSet>,
+    /// Where the PR is opened.
+    pub forge: &'a TargetForge,
 }
 
 /// Runs `task` of the target once.
@@ -128,14 +130,7 @@ pub fn run(ctx: &AttemptContext, task: &Task) -> Result<Outcome, StoreError> {
                 &Ok(report.clone()),
             )];
             match pr {
-                Some(pr) => done.push(draft(
-                    "pr.opened",
-                    target,
-                    &task.id,
-                    Some(&attempt),
-                    json!({"pr": pr.id, "branch": branch, "url": pr.url, "title": pr.title,
-                           "body": pr.body, "labels": ctx.target.labels}),
-                )),
+                Some(pr) => done.push(pr_opened(ctx.target, &task.id, &attempt, &branch, pr)),
                 None => done.push(draft(
                     "task.completed",
                     target,
@@ -176,6 +171,46 @@ pub fn run(ctx: &AttemptContext, task: &Task) -> Result<Outcome, StoreError> {
 }
 
 type Failure = (String, String);
+
+/// The `pr.opened` event of an attempt's PR.
+pub fn pr_opened(
+    target: &Target,
+    task: &str,
+    attempt: &str,
+    branch: &str,
+    pr: &PullRequest,
+) -> crate::events::EventDraft {
+    let mut payload = json!({"pr": pr.id, "branch": branch, "url": pr.url, "title": pr.title,
+                             "body": pr.body, "labels": target.labels});
+    if pr.existed {
+        payload["existed"] = json!(true);
+    }
+    if let Some(auto_merge) = &pr.auto_merge {
+        payload["auto_merge"] = json!(auto_merge);
+    }
+    draft("pr.opened", &target.id, task, Some(attempt), payload)
+}
+
+/// The `attempt.pushed` event: the branch is on the remote and the PR about to be
+/// opened; it carries what opening it takes, so a restart can finish the attempt.
+fn pushed(
+    target: &str,
+    task: &str,
+    attempt: &str,
+    branch: &str,
+    report: &ExecReport,
+    title: &str,
+    body: &str,
+) -> crate::events::EventDraft {
+    let finished = attempts::finished(target, task, attempt, &Ok(report.clone()));
+    draft(
+        "attempt.pushed",
+        target,
+        task,
+        Some(attempt),
+        json!({"branch": branch, "title": title, "body": body, "result": finished.payload}),
+    )
+}
 
 /// The attempt's work after `attempt.started`; an error is (kind, message).
 fn deliver(
@@ -231,7 +266,21 @@ fn deliver(
         .commit(&paths, &commit_message(task, &report, attempt))
         .map_err(git_failed)?;
     ctx.clone.push(branch).map_err(git_failed)?;
-    let pr = forge::open(ctx.target, ctx.log, task, &report, attempt, branch);
+    let (title, body) = (forge::title(task), forge::body(task, &report, attempt));
+    ctx.log
+        .append(vec![pushed(
+            &ctx.target.id,
+            &task.id,
+            attempt,
+            branch,
+            &report,
+            &title,
+            &body,
+        )])
+        .map_err(|e| ("store".to_string(), e.to_string()))?;
+    let pr = ctx
+        .forge
+        .open(ctx.target, ctx.log, branch, &title, &body, attempt);
     match pr {
         Ok(pr) => Ok((report, Some(pr))),
         Err(message) => {

@@ -1,11 +1,17 @@
 //! Opening the pull request of an attempt. The local forge (the embedded default)
 //! keeps PRs as records in the event log next to the pushed branch; `prs merge` and
-//! `prs close` act on them. The GitHub forge is not built yet.
+//! `prs close` act on them. The GitHub forge opens real PRs through the API client in
+//! [`crate::github`].
 
+use super::select::BRANCH_PREFIX;
 use crate::backlog::Task;
-use crate::config::{Forge, Target};
+use crate::config::{Config, Forge, Target};
 use crate::events::EventLog;
 use crate::exec::ExecReport;
+use crate::git::Clone;
+use crate::github::clients::{GitHubClients, read_token};
+use crate::github::{GitHub, RepoRef, urls};
+use std::sync::Arc;
 
 /// A pull request as opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +21,11 @@ pub struct PullRequest {
     pub url: Option<String>,
     pub title: String,
     pub body: String,
+    /// GitHub already had this PR open for the branch (an attempt resumed after a
+    /// restart).
+    pub existed: bool,
+    /// What became of auto-merge, for a target with `auto_merge: true`.
+    pub auto_merge: Option<String>,
 }
 
 /// The PR title.
@@ -47,40 +58,208 @@ pub fn body(task: &Task, report: &ExecReport, attempt: &str) -> String {
     out
 }
 
-/// Whether this host can open PRs on the target's forge.
-pub fn available(target: &Target) -> Result<(), String> {
-    match target.forge {
-        Forge::Local => Ok(()),
-        Forge::GitHub { .. } => Err("the GitHub forge is not built yet".into()),
-    }
+/// A target's forge, connected for one pass.
+pub enum TargetForge {
+    /// PRs are records in the event log beside the pushed branch.
+    Local,
+    /// PRs on GitHub (or GitHub Enterprise).
+    GitHub {
+        client: Arc<GitHub>,
+        repo: RepoRef,
+        api_url: String,
+        token: String,
+    },
 }
 
-/// Opens the PR of a pushed branch.
-pub fn open(
-    target: &Target,
-    log: &EventLog,
-    task: &Task,
-    report: &ExecReport,
-    attempt: &str,
-    _branch: &str,
-) -> Result<PullRequest, String> {
-    available(target)?;
-    // Local PR numbers count up per target, from the log.
-    let number = log
-        .with_projection(|p| {
-            p.targets
-                .get(&target.id)
-                .map(|t| t.tasks.values().map(|k| k.prs.len()).sum::<usize>())
-                .unwrap_or(0)
-        })
-        .map_err(|e| e.to_string())?
-        + 1;
-    Ok(PullRequest {
-        id: number.to_string(),
-        url: None,
-        title: title(task),
-        body: body(task, report, attempt),
-    })
+/// An open PR of the host's as the forge reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenPr {
+    pub branch: String,
+    /// The forge's number, when the forge has one (GitHub).
+    pub number: Option<String>,
+    pub url: Option<String>,
+}
+
+/// What became of a PR the log holds as open but the forge no longer lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    StillOpen,
+    Merged,
+    Closed,
+}
+
+impl TargetForge {
+    /// Connects to the target's forge: for GitHub, reads the token and takes the
+    /// shared client for its API URL.
+    pub fn connect(target: &Target, clients: &GitHubClients) -> Result<TargetForge, String> {
+        match &target.forge {
+            Forge::Local => Ok(TargetForge::Local),
+            Forge::GitHub { api_url, token } => {
+                let repo = RepoRef::parse(&target.repository).ok_or_else(|| {
+                    format!("repository `{}` is not owner/name", target.repository)
+                })?;
+                let token = read_token(token).map_err(|e| e.to_string())?;
+                let client = clients.client(api_url, &token).map_err(|e| e.to_string())?;
+                Ok(TargetForge::GitHub {
+                    client,
+                    repo,
+                    api_url: api_url.clone(),
+                    token,
+                })
+            }
+        }
+    }
+
+    /// The URL git clones and pushes: the configured repository for the local forge,
+    /// the HTTPS URL derived from the API URL for GitHub.
+    pub fn clone_url(&self, config: &Config, target: &Target) -> String {
+        match self {
+            TargetForge::Local => super::remote_url(config, target),
+            TargetForge::GitHub { api_url, repo, .. } => urls::clone_url(api_url, repo),
+        }
+    }
+
+    /// The token git sends (out of band) when pushing.
+    pub fn git_token(&self) -> Option<&str> {
+        match self {
+            TargetForge::Local => None,
+            TargetForge::GitHub { token, .. } => Some(token),
+        }
+    }
+
+    /// How long until the forge's request budget resets, when it is too low to
+    /// start a target's pass.
+    pub fn low_budget(&self) -> Option<(u64, std::time::Duration)> {
+        match self {
+            TargetForge::Local => None,
+            TargetForge::GitHub { client, .. } => client
+                .low_budget()
+                .map(|wait| (client.budget().remaining.unwrap_or(0), wait)),
+        }
+    }
+
+    /// The host's open PRs: for the local forge every `agent/` branch on the remote;
+    /// for GitHub every open PR into the base whose head is an `agent/` branch and
+    /// that carries one of the target's labels (any, when it has none).
+    pub fn open_prs(&self, target: &Target, clone: &Clone) -> Result<Vec<OpenPr>, String> {
+        match self {
+            TargetForge::Local => Ok(clone
+                .remote_branches(BRANCH_PREFIX)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|branch| OpenPr {
+                    branch,
+                    number: None,
+                    url: None,
+                })
+                .collect()),
+            TargetForge::GitHub { client, repo, .. } => Ok(client
+                .open_pulls(repo, &target.base_branch)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|p| p.head_ref.starts_with(BRANCH_PREFIX))
+                .filter(|p| {
+                    target.labels.is_empty() || p.labels.iter().any(|l| target.labels.contains(l))
+                })
+                .map(|p| OpenPr {
+                    branch: p.head_ref,
+                    number: Some(p.number.to_string()),
+                    url: p.url,
+                })
+                .collect()),
+        }
+    }
+
+    /// Where a PR the forge no longer lists as the host's went (GitHub only; a local
+    /// PR changes only through `prs merge|close`).
+    pub fn settle(&self, number: &str) -> Result<Settled, String> {
+        match self {
+            TargetForge::Local => Ok(Settled::StillOpen),
+            TargetForge::GitHub { client, repo, .. } => {
+                let n: u64 = number
+                    .parse()
+                    .map_err(|_| format!("PR `{number}` is not a GitHub number"))?;
+                let pull = client.pull(repo, n).map_err(|e| e.to_string())?;
+                Ok(if pull.merged {
+                    Settled::Merged
+                } else if pull.state == "open" {
+                    Settled::StillOpen
+                } else {
+                    Settled::Closed
+                })
+            }
+        }
+    }
+
+    /// Opens the PR of a pushed branch. On GitHub: create it (an existing open PR for
+    /// the branch counts, and gets a comment saying the attempt was resumed), add the
+    /// target's labels, and turn on auto-merge only when the target opts in.
+    pub fn open(
+        &self,
+        target: &Target,
+        log: &EventLog,
+        branch: &str,
+        title: &str,
+        body: &str,
+        attempt: &str,
+    ) -> Result<PullRequest, String> {
+        match self {
+            TargetForge::Local => {
+                // Local PR numbers count up per target, from the log.
+                let number = log
+                    .with_projection(|p| {
+                        p.targets
+                            .get(&target.id)
+                            .map(|t| t.tasks.values().map(|k| k.prs.len()).sum::<usize>())
+                            .unwrap_or(0)
+                    })
+                    .map_err(|e| e.to_string())?
+                    + 1;
+                Ok(PullRequest {
+                    id: number.to_string(),
+                    url: None,
+                    title: title.into(),
+                    body: body.into(),
+                    existed: false,
+                    auto_merge: None,
+                })
+            }
+            TargetForge::GitHub { client, repo, .. } => {
+                let opened = client
+                    .create_pull(repo, branch, &target.base_branch, title, body)
+                    .map_err(|e| e.to_string())?;
+                let number = opened.pull.number;
+                client
+                    .add_labels(repo, number, &target.labels)
+                    .map_err(|e| format!("PR #{number} opened, but labelling failed: {e}"))?;
+                if opened.existed {
+                    let note = format!(
+                        "Leviathan found this pull request already open for `{branch}` and resumed attempt {attempt} with it."
+                    );
+                    if let Err(e) = client.comment(repo, number, &note) {
+                        tracing::warn!(error = %e, number, "could not comment on a resumed PR");
+                    }
+                }
+                let auto_merge = match (&opened.pull.node_id, target.auto_merge) {
+                    (_, false) => None,
+                    (None, true) => Some("not enabled: GitHub gave no node id".to_string()),
+                    (Some(node), true) => Some(match client.enable_auto_merge(node) {
+                        Ok(()) => "enabled".to_string(),
+                        // The PR stands either way; a human merges it.
+                        Err(e) => format!("not enabled: {e}"),
+                    }),
+                };
+                Ok(PullRequest {
+                    id: number.to_string(),
+                    url: opened.pull.url,
+                    title: title.into(),
+                    body: body.into(),
+                    existed: opened.existed,
+                    auto_merge,
+                })
+            }
+        }
+    }
 }
 
 /// Why a local PR could not be merged or closed.

@@ -3,14 +3,17 @@
 
 pub mod attempt;
 pub mod forge;
+pub mod resume;
 pub mod select;
 
 use crate::backlog::Backlog;
 use crate::config::{Config, Target};
 use crate::events::{EventDraft, EventLog, StoreError};
 use crate::git::Clone;
+use crate::github::clients::GitHubClients;
 use crate::sandbox::Sandbox;
-use select::{BRANCH_PREFIX, Decision, TargetState, TargetStop};
+use forge::{OpenPr, Settled, TargetForge};
+use select::{Decision, TargetState, TargetStop};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -32,6 +35,8 @@ pub struct Scheduler<'a> {
     /// A loaded plugin set to run attempts with (`serve`'s hot-reloaded one, taken at
     /// the start of the pass); `None` scans `registry_dir` per attempt.
     pub plugins: Option<std::sync::Arc<crate::registry::set::PluginSet>>,
+    /// GitHub clients, kept across passes so each API's rate-limit budget is known.
+    pub github: &'a GitHubClients,
 }
 
 fn target_draft(kind: &str, target: &str, payload: serde_json::Value) -> EventDraft {
@@ -104,23 +109,40 @@ impl Scheduler<'_> {
         if let Some(stop) = select::gate(&target.policy, paused) {
             return self.skip(target, stop.as_str(), String::new());
         }
-        if let Err(message) = forge::available(target) {
-            return self.skip(target, "forge_unavailable", message);
+        let forge = match TargetForge::connect(target, self.github) {
+            Ok(f) => f,
+            Err(message) => return self.skip(target, "forge_unavailable", message),
+        };
+        if let Some((left, wait)) = forge.low_budget() {
+            return self.skip(
+                target,
+                "rate_limited",
+                format!(
+                    "{left} API requests left; the budget resets in {}s",
+                    wait.as_secs()
+                ),
+            );
         }
         let clone = match Clone::prepare(
-            &remote_url(self.config, target),
+            &forge.clone_url(self.config, target),
             &self.work_dir.join(id),
             &target.base_branch,
-            None,
+            forge.git_token(),
         ) {
             Ok(c) => c,
             Err(e) => return self.skip(target, "fetch_failed", e.to_string()),
         };
-        let branches = match clone.remote_branches(BRANCH_PREFIX) {
-            Ok(b) => b,
-            Err(e) => return self.skip(target, "fetch_failed", e.to_string()),
+        resume::resume(self.log, target, &forge, &clone)?;
+        let open = match forge.open_prs(target, &clone) {
+            Ok(open) => open,
+            Err(message) => return self.skip(target, "forge_failed", message),
         };
-        self.adopt(target, &branches)?;
+        let still_open = self.settle(target, &forge, &open)?;
+        self.adopt(target, &open)?;
+        let mut branches: Vec<String> = open.into_iter().map(|o| o.branch).collect();
+        branches.extend(still_open);
+        branches.sort();
+        branches.dedup();
         let backlog = match Backlog::load_from_repo(clone.dir()) {
             Ok(b) => b,
             Err(e) => return self.skip(target, "backlog_invalid", e.to_string()),
@@ -181,6 +203,7 @@ impl Scheduler<'_> {
                 sandbox: self.sandbox,
                 registry_dir: &self.registry_dir,
                 plugins: self.plugins.as_deref(),
+                forge: &forge,
             },
             task,
         )?;
@@ -200,11 +223,71 @@ impl Scheduler<'_> {
         })
     }
 
-    /// Records a PR for every agent branch on the remote that has none in the log: an
-    /// attempt interrupted between its push and its PR record, or a branch the
-    /// original Leviathan left open. Such a branch already keeps its task `inflight`;
-    /// with a record it can also be listed, merged or closed.
-    fn adopt(&self, target: &Target, branches: &[String]) -> Result<(), StoreError> {
+    /// Records the PRs the forge's answer settles: a PR the log holds as open that
+    /// GitHub no longer lists as the host's was merged or closed there (or lost its
+    /// label: then it is still open and still counts). Returns the branches of such
+    /// still-open PRs. The local forge's PRs change only through `prs merge|close`.
+    fn settle(
+        &self,
+        target: &Target,
+        forge: &TargetForge,
+        open: &[OpenPr],
+    ) -> Result<Vec<String>, StoreError> {
+        if matches!(forge, TargetForge::Local) {
+            return Ok(Vec::new());
+        }
+        let logged = self.log.with_projection(|p| {
+            p.targets
+                .get(&target.id)
+                .map(|t| {
+                    t.tasks
+                        .iter()
+                        .flat_map(|(task, k)| {
+                            k.prs
+                                .iter()
+                                .filter(|x| x.state == crate::events::projection::PrState::Open)
+                                .map(move |x| (task.clone(), x.pr.clone(), x.branch.clone()))
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })?;
+        let mut still_open = Vec::new();
+        let mut drafts = Vec::new();
+        for (task, pr, branch) in logged {
+            if open
+                .iter()
+                .any(|o| o.number.as_deref() == Some(pr.as_str()))
+            {
+                continue;
+            }
+            let kind = match forge.settle(&pr) {
+                Ok(Settled::Merged) => "pr.merged",
+                Ok(Settled::Closed) => "pr.closed",
+                Ok(Settled::StillOpen) => {
+                    still_open.extend(branch);
+                    continue;
+                }
+                Err(message) => {
+                    // Unknown is treated as open: never a second PR for the task.
+                    tracing::warn!(target_id = %target.id, %pr, %message, "could not settle a PR");
+                    still_open.extend(branch);
+                    continue;
+                }
+            };
+            let mut d = target_draft(kind, &target.id, json!({"pr": pr, "branch": branch}));
+            d.task = Some(task);
+            drafts.push(d);
+        }
+        self.log.append(drafts)?;
+        Ok(still_open)
+    }
+
+    /// Records a PR for every open PR of the host's that has none in the log: a
+    /// branch the original Leviathan left open, an attempt interrupted between its
+    /// push and its PR record, or a GitHub PR opened by another host. Such a PR already
+    /// keeps its task `inflight`; with a record it can also be listed, merged or closed.
+    fn adopt(&self, target: &Target, open: &[OpenPr]) -> Result<(), StoreError> {
         let (known, mut next) = self.log.with_projection(|p| {
             let prs: Vec<&crate::events::projection::PrView> = p
                 .targets
@@ -219,24 +302,27 @@ impl Scheduler<'_> {
             (known, prs.len() + 1)
         })?;
         let mut drafts = Vec::new();
-        for branch in branches.iter().filter(|b| !known.contains(b)) {
-            let Some(task) = select::branch_task(branch) else {
+        for pr in open.iter().filter(|o| !known.contains(&o.branch)) {
+            let Some(task) = select::branch_task(&pr.branch) else {
                 continue;
             };
+            let number = pr.number.clone().unwrap_or_else(|| {
+                next += 1;
+                (next - 1).to_string()
+            });
             let mut d = target_draft(
                 "pr.opened",
                 &target.id,
-                json!({"pr": next.to_string(), "branch": branch, "adopted": true,
+                json!({"pr": number, "branch": pr.branch, "url": pr.url, "adopted": true,
                        "title": format!("leviathan: {task} (adopted branch)")}),
             );
             d.task = Some(task.to_string());
             // The branch's 8 hex digits are its attempt id.
-            d.attempt = branch.rsplit('-').next().map(String::from);
+            d.attempt = pr.branch.rsplit('-').next().map(String::from);
             drafts.push(d);
-            next += 1;
         }
         if !drafts.is_empty() {
-            tracing::info!(target_id = %target.id, count = drafts.len(), "adopted agent branches without a PR record");
+            tracing::info!(target_id = %target.id, count = drafts.len(), "adopted open PRs without a record");
             self.log.append(drafts)?;
         }
         Ok(())

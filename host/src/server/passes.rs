@@ -37,6 +37,9 @@ impl Passes {
             .name("scheduler".into())
             .spawn(move || {
                 let interval = Duration::from_secs(config.interval_seconds);
+                // One set of GitHub clients for every pass: the rate-limit budgets
+                // carry over.
+                let github = crate::github::clients::GitHubClients::default();
                 while !stopping.load(Ordering::SeqCst) {
                     let started = Instant::now();
                     let scheduler = Scheduler {
@@ -46,6 +49,7 @@ impl Passes {
                         registry_dir: registry_dir.clone(),
                         work_dir: work_dir.clone(),
                         plugins: plugins(),
+                        github: &github,
                     };
                     match scheduler.tick() {
                         Ok(reports) => {

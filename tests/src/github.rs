@@ -1,0 +1,775 @@
+//! A local HTTP server that behaves like GitHub for the parts the host uses: the REST
+//! endpoints for pull requests, labels and comments (with `Link` pagination, the
+//! rate-limit headers, 401 without the token, a 422 for a duplicate PR), GraphQL's
+//! `enablePullRequestAutoMerge`, and git's smart HTTP through the real
+//! `git http-backend` (pushes need the token as Basic auth, as on GitHub). Faults can
+//! be scripted per request: a secondary rate limit (403 with `retry-after`), an
+//! exhausted primary budget, a server error, or a PR created whose reply never comes.
+//! Every API request is recorded, so tests can assert the exact requests made.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State as AxumState;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// One API request as received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// Path and query, e.g. `/api/v3/repos/acme/widgets/pulls?state=open`.
+    pub path: String,
+    pub body: Value,
+    pub authorization: Option<String>,
+    pub at: Instant,
+}
+
+impl Recorded {
+    /// `METHOD path`, for comparing request sequences.
+    pub fn line(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+/// A scripted reply to the next request matching `method` and a path containing
+/// `path`.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub method: &'static str,
+    pub path: String,
+    pub kind: FaultKind,
+}
+
+/// What a scripted fault does.
+#[derive(Debug, Clone, Copy)]
+pub enum FaultKind {
+    /// 403 with `retry-after` (a secondary rate limit).
+    SecondaryLimit { retry_after: u64 },
+    /// A 5xx reply.
+    ServerError(u16),
+    /// The request is carried out (a PR is created) but the reply never comes.
+    ActThenHang,
+}
+
+/// A pull request held by the fake.
+#[derive(Debug, Clone)]
+pub struct FakePull {
+    pub repo: String,
+    pub number: u64,
+    pub head: String,
+    pub base: String,
+    pub title: String,
+    pub body: String,
+    pub labels: Vec<String>,
+    pub state: String,
+    pub merged: bool,
+    pub auto_merge: bool,
+    pub comments: Vec<String>,
+}
+
+struct State {
+    token: String,
+    git_root: PathBuf,
+    base_url: String,
+    pulls: Vec<FakePull>,
+    requests: Vec<Recorded>,
+    faults: VecDeque<Fault>,
+    remaining: u64,
+    reset_epoch: u64,
+    page_size: usize,
+}
+
+/// The running fake; stops when dropped.
+pub struct FakeGitHub {
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// The REST API URL to configure: `<url>/api/v3`.
+    pub api_url: String,
+    state: Arc<Mutex<State>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+fn epoch() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "GitHub")
+        .env("GIT_AUTHOR_EMAIL", "noreply@github.test")
+        .env("GIT_COMMITTER_NAME", "GitHub")
+        .env("GIT_COMMITTER_EMAIL", "noreply@github.test")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl FakeGitHub {
+    /// Starts the fake on a free port; repositories live under `git_root` as
+    /// `owner/name.git` and are created with [`FakeGitHub::create_repo`].
+    pub fn start(git_root: &Path, token: &str) -> FakeGitHub {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let url = format!("http://{addr}");
+        let state = Arc::new(Mutex::new(State {
+            token: token.into(),
+            git_root: git_root.to_path_buf(),
+            base_url: url.clone(),
+            pulls: Vec::new(),
+            requests: Vec::new(),
+            faults: VecDeque::new(),
+            remaining: 5000,
+            reset_epoch: epoch() + 3600,
+            page_size: 100,
+        }));
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        runtime.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeGitHub {
+            api_url: format!("{url}/api/v3"),
+            url,
+            state,
+            runtime: Some(runtime),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("fake state")
+    }
+
+    /// Creates `owner/name.git` whose `main` holds `files`.
+    pub fn create_repo(&self, repo: &str, files: &[(&str, &str)]) -> PathBuf {
+        let root = self.state().git_root.clone();
+        let seed = root.join(format!("{repo}-seed"));
+        for (path, text) in files {
+            let file = seed.join(path);
+            std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+            std::fs::write(file, text).expect("write");
+        }
+        git(&seed, &["init", "--quiet", "-b", "main"]);
+        git(&seed, &["add", "."]);
+        git(&seed, &["commit", "--quiet", "-m", "seed"]);
+        let bare = root.join(format!("{repo}.git"));
+        git(
+            &root,
+            &[
+                "clone",
+                "--quiet",
+                "--bare",
+                &seed.to_string_lossy(),
+                &bare.to_string_lossy(),
+            ],
+        );
+        bare
+    }
+
+    /// Adds a PR as if someone had opened it (its head branch is created from main).
+    pub fn add_pull(&self, repo: &str, head: &str, labels: &[&str]) -> u64 {
+        let bare = self.state().git_root.join(format!("{repo}.git"));
+        git(&bare, &["branch", head, "main"]);
+        let mut s = self.state();
+        let number = s.pulls.len() as u64 + 1;
+        s.pulls.push(FakePull {
+            repo: repo.into(),
+            number,
+            head: head.into(),
+            base: "main".into(),
+            title: format!("{head} by someone"),
+            body: String::new(),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            state: "open".into(),
+            merged: false,
+            auto_merge: false,
+            comments: Vec::new(),
+        });
+        number
+    }
+
+    /// Merges PR `number` into its base as GitHub's merge button would (a merge commit),
+    /// and deletes the head branch.
+    pub fn merge(&self, repo: &str, number: u64) {
+        let (bare, head, base) = {
+            let s = self.state();
+            let p = s
+                .pulls
+                .iter()
+                .find(|p| p.repo == repo && p.number == number)
+                .expect("the PR exists");
+            (
+                s.git_root.join(format!("{repo}.git")),
+                p.head.clone(),
+                p.base.clone(),
+            )
+        };
+        let work = bare.with_extension("merge");
+        let _ = std::fs::remove_dir_all(&work);
+        git(
+            bare.parent().expect("parent"),
+            &[
+                "clone",
+                "--quiet",
+                "-b",
+                &base,
+                &bare.to_string_lossy(),
+                &work.to_string_lossy(),
+            ],
+        );
+        git(
+            &work,
+            &[
+                "merge",
+                "--no-ff",
+                "--quiet",
+                "-m",
+                &format!("Merge pull request #{number}"),
+                &format!("origin/{head}"),
+            ],
+        );
+        git(&work, &["push", "--quiet", "origin", &base]);
+        git(&bare, &["branch", "-D", &head]);
+        let _ = std::fs::remove_dir_all(&work);
+        let mut s = self.state();
+        if let Some(p) = s
+            .pulls
+            .iter_mut()
+            .find(|p| p.repo == repo && p.number == number)
+        {
+            p.state = "closed".into();
+            p.merged = true;
+        }
+    }
+
+    /// Every PR the fake holds.
+    pub fn pulls(&self) -> Vec<FakePull> {
+        self.state().pulls.clone()
+    }
+
+    /// The API requests so far (git's are not recorded).
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state().requests.clone()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.state().requests.clear();
+    }
+
+    /// Scripts a fault for the next matching request.
+    pub fn fault(&self, fault: Fault) {
+        self.state().faults.push_back(fault);
+    }
+
+    /// Sets the primary budget (`x-ratelimit-remaining`), resetting in an hour.
+    pub fn set_remaining(&self, remaining: u64) {
+        let mut s = self.state();
+        s.remaining = remaining;
+        s.reset_epoch = epoch() + 3600;
+    }
+
+    /// Lists at most `size` PRs per page, whatever `per_page` asks.
+    pub fn set_page_size(&self, size: usize) {
+        self.state().page_size = size.max(1);
+    }
+}
+
+impl Drop for FakeGitHub {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_millis(200));
+        }
+    }
+}
+
+fn json_reply(status: u16, body: &Value, s: &State) -> Response {
+    let mut r = Response::builder()
+        .status(status)
+        .header("content-type", "application/json; charset=utf-8")
+        .header("x-ratelimit-limit", "5000")
+        .header("x-ratelimit-remaining", s.remaining.to_string())
+        .header("x-ratelimit-reset", s.reset_epoch.to_string())
+        .header(
+            "x-ratelimit-used",
+            (5000u64.saturating_sub(s.remaining)).to_string(),
+        )
+        .header("x-ratelimit-resource", "core");
+    if status == 401 {
+        r = r.header("www-authenticate", "Bearer");
+    }
+    r.body(Body::from(body.to_string())).expect("response")
+}
+
+fn pull_json(p: &FakePull, base_url: &str) -> Value {
+    let owner = p.repo.split('/').next().unwrap_or_default();
+    json!({
+        "number": p.number,
+        "node_id": format!("PR_node{}", p.number),
+        "html_url": format!("{base_url}/{}/pull/{}", p.repo, p.number),
+        "state": p.state,
+        "title": p.title,
+        "body": p.body,
+        "head": {"ref": p.head, "label": format!("{owner}:{}", p.head)},
+        "base": {"ref": p.base},
+        "labels": p.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
+        "merged": p.merged,
+        "merged_at": if p.merged { json!("2026-11-30T00:00:00Z") } else { Value::Null },
+    })
+}
+
+fn query_map(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k.to_string(), v.replace("%3A", ":").replace("%2F", "/"))
+        })
+        .collect()
+}
+
+async fn handle(
+    AxumState(state): AxumState<Arc<Mutex<State>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    if !path.starts_with("/api/") {
+        return git_http(state, method, uri, headers, body).await;
+    }
+    let path_and_query = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let hang = {
+        let mut s = state.lock().expect("fake state");
+        let authorization = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        s.requests.push(Recorded {
+            method: method.to_string(),
+            path: path_and_query.clone(),
+            body: body_json.clone(),
+            authorization: authorization.clone(),
+            at: Instant::now(),
+        });
+        if authorization.as_deref() != Some(&format!("Bearer {}", s.token)) {
+            return json_reply(
+                401,
+                &json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}),
+                &s,
+            );
+        }
+        if s.remaining == 0 {
+            return json_reply(403, &json!({"message": "API rate limit exceeded"}), &s);
+        }
+        s.remaining -= 1;
+        let fault = s
+            .faults
+            .iter()
+            .position(|f| f.method == method.as_str() && path.contains(&f.path))
+            .and_then(|i| s.faults.remove(i));
+        match fault.map(|f| f.kind) {
+            Some(FaultKind::SecondaryLimit { retry_after }) => {
+                let mut r = json_reply(
+                    403,
+                    &json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}),
+                    &s,
+                );
+                r.headers_mut().insert(
+                    "retry-after",
+                    retry_after.to_string().parse().expect("value"),
+                );
+                return r;
+            }
+            Some(FaultKind::ServerError(code)) => {
+                return json_reply(code, &json!({"message": "Server Error"}), &s);
+            }
+            Some(FaultKind::ActThenHang) => true,
+            None => false,
+        }
+    };
+    let reply = {
+        let mut s = state.lock().expect("fake state");
+        api(
+            &mut s,
+            &method,
+            &path,
+            uri.query().unwrap_or(""),
+            &body_json,
+        )
+    };
+    if hang {
+        tokio::time::sleep(Duration::from_secs(120)).await;
+    }
+    reply
+}
+
+fn api(s: &mut State, method: &Method, path: &str, query: &str, body: &Value) -> Response {
+    let not_found = |s: &State| json_reply(404, &json!({"message": "Not Found"}), s);
+    if path == "/api/graphql" && method == Method::POST {
+        let query_text = body["query"].as_str().unwrap_or_default();
+        let id = body["variables"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if !query_text.contains("enablePullRequestAutoMerge") {
+            return json_reply(200, &json!({"errors": [{"message": "unknown query"}]}), s);
+        }
+        let Some(p) = s
+            .pulls
+            .iter_mut()
+            .find(|p| format!("PR_node{}", p.number) == id)
+        else {
+            return json_reply(
+                200,
+                &json!({"errors": [{"message": format!("Could not resolve to a node with the global id of '{id}'")}]}),
+                s,
+            );
+        };
+        p.auto_merge = true;
+        let number = p.number;
+        return json_reply(
+            200,
+            &json!({"data": {"enablePullRequestAutoMerge": {"pullRequest": {"number": number}}}}),
+            s,
+        );
+    }
+    let Some(rest) = path.strip_prefix("/api/v3/repos/") else {
+        return not_found(s);
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    if parts.len() < 3 {
+        return not_found(s);
+    }
+    let repo = format!("{}/{}", parts[0], parts[1]);
+    if !s.git_root.join(format!("{repo}.git")).exists() {
+        return not_found(s);
+    }
+    let base_url = s.base_url.clone();
+    match (method.clone(), &parts[2..]) {
+        (Method::GET, ["pulls"]) => {
+            let q = query_map(query);
+            let get = |k: &str| q.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+            let state_filter = get("state").unwrap_or_else(|| "open".into());
+            let per_page: usize = get("per_page")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(30)
+                .min(100)
+                .min(s.page_size);
+            let page: usize = get("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+            let matching: Vec<Value> = s
+                .pulls
+                .iter()
+                .filter(|p| p.repo == repo)
+                .filter(|p| state_filter == "all" || p.state == state_filter)
+                .filter(|p| get("base").is_none_or(|b| b == p.base))
+                .filter(|p| get("head").is_none_or(|h| h == format!("{}:{}", parts[0], p.head)))
+                .map(|p| pull_json(p, &base_url))
+                .collect();
+            let pages = matching.len().div_ceil(per_page).max(1);
+            let items: Vec<Value> = matching
+                .into_iter()
+                .skip((page - 1) * per_page)
+                .take(per_page)
+                .collect();
+            let mut r = json_reply(200, &Value::Array(items), s);
+            if pages > 1 {
+                let others: Vec<(String, String)> =
+                    q.into_iter().filter(|(k, _)| k != "page").collect();
+                let link_to = |n: usize| {
+                    let mut query: Vec<String> =
+                        others.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    query.push(format!("page={n}"));
+                    format!("<{base_url}{path}?{}>", query.join("&"))
+                };
+                let mut links = Vec::new();
+                if page < pages {
+                    links.push(format!("{}; rel=\"next\"", link_to(page + 1)));
+                    links.push(format!("{}; rel=\"last\"", link_to(pages)));
+                }
+                if page > 1 {
+                    links.push(format!("{}; rel=\"first\"", link_to(1)));
+                    links.push(format!("{}; rel=\"prev\"", link_to(page - 1)));
+                }
+                r.headers_mut()
+                    .insert("link", links.join(", ").parse().expect("link"));
+            }
+            r
+        }
+        (Method::GET, ["pulls", n]) => {
+            match s
+                .pulls
+                .iter()
+                .find(|p| p.repo == repo && n.parse() == Ok(p.number))
+            {
+                Some(p) => json_reply(200, &pull_json(p, &base_url), s),
+                None => not_found(s),
+            }
+        }
+        (Method::POST, ["pulls"]) => {
+            let field = |k: &str| body[k].as_str().unwrap_or_default().to_string();
+            let (head, base) = (field("head"), field("base"));
+            let bare = s.git_root.join(format!("{repo}.git"));
+            let exists = Command::new("git")
+                .arg("-C")
+                .arg(&bare)
+                .args([
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    &format!("refs/heads/{head}"),
+                ])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if !exists {
+                return json_reply(
+                    422,
+                    &json!({"message": "Validation Failed", "errors": [{"resource": "PullRequest", "field": "head", "code": "invalid"}]}),
+                    s,
+                );
+            }
+            if s.pulls
+                .iter()
+                .any(|p| p.repo == repo && p.head == head && p.state == "open")
+            {
+                return json_reply(
+                    422,
+                    &json!({"message": "Validation Failed", "errors": [{"resource": "PullRequest", "code": "custom", "message": format!("A pull request already exists for {}:{head}.", parts[0])}]}),
+                    s,
+                );
+            }
+            let number = s.pulls.len() as u64 + 1;
+            let pull = FakePull {
+                repo: repo.clone(),
+                number,
+                head,
+                base,
+                title: field("title"),
+                body: field("body"),
+                labels: Vec::new(),
+                state: "open".into(),
+                merged: false,
+                auto_merge: false,
+                comments: Vec::new(),
+            };
+            let v = pull_json(&pull, &base_url);
+            s.pulls.push(pull);
+            json_reply(201, &v, s)
+        }
+        (Method::POST, ["issues", n, "labels"]) => {
+            let labels: Vec<String> = body["labels"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|l| l.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let Some(p) = s
+                .pulls
+                .iter_mut()
+                .find(|p| p.repo == repo && n.parse() == Ok(p.number))
+            else {
+                return not_found(s);
+            };
+            for l in labels {
+                if !p.labels.contains(&l) {
+                    p.labels.push(l);
+                }
+            }
+            let v: Vec<Value> = p.labels.iter().map(|l| json!({"name": l})).collect();
+            json_reply(200, &Value::Array(v), s)
+        }
+        (Method::POST, ["issues", n, "comments"]) => {
+            let text = body["body"].as_str().unwrap_or_default().to_string();
+            let Some(p) = s
+                .pulls
+                .iter_mut()
+                .find(|p| p.repo == repo && n.parse() == Ok(p.number))
+            else {
+                return not_found(s);
+            };
+            p.comments.push(text.clone());
+            json_reply(201, &json!({"id": p.comments.len(), "body": text}), s)
+        }
+        _ => not_found(s),
+    }
+}
+
+/// git's smart HTTP through `git http-backend` (CGI), with GitHub's authentication:
+/// Basic `x-access-token:<token>`.
+async fn git_http(
+    state: Arc<Mutex<State>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (root, token) = {
+        let s = state.lock().expect("fake state");
+        (s.git_root.clone(), s.token.clone())
+    };
+    let expected = format!(
+        "Basic {}",
+        base64(format!("x-access-token:{token}").as_bytes())
+    );
+    let authorized = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == expected);
+    if !authorized {
+        return Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header("www-authenticate", "Basic realm=\"GitHub\"")
+            .body(Body::from("Invalid username or token."))
+            .expect("response");
+    }
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (content_type, encoding, protocol) = (
+        header("content-type"),
+        header("content-encoding"),
+        header("git-protocol"),
+    );
+    let path = uri.path().to_string();
+    let query = uri.query().unwrap_or_default().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = Command::new("git")
+            .arg("http-backend")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("GIT_PROJECT_ROOT", &root)
+            .env("GIT_HTTP_EXPORT_ALL", "1")
+            .env("PATH_INFO", &path)
+            .env("QUERY_STRING", &query)
+            .env("REQUEST_METHOD", method.as_str())
+            .env("CONTENT_TYPE", &content_type)
+            .env("CONTENT_LENGTH", body.len().to_string())
+            .env("HTTP_CONTENT_ENCODING", &encoding)
+            .env("GIT_PROTOCOL", &protocol)
+            .env("REMOTE_USER", "x-access-token")
+            .env("REMOTE_ADDR", "127.0.0.1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let mut stdin = child.stdin.take().expect("stdin");
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&body);
+        });
+        let out = child.wait_with_output()?;
+        let _ = writer.join();
+        Ok::<_, std::io::Error>(out.stdout)
+    })
+    .await;
+    let raw = match out {
+        Ok(Ok(raw)) => raw,
+        _ => {
+            return Response::builder()
+                .status(500)
+                .body(Body::from("git http-backend failed"))
+                .expect("response");
+        }
+    };
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+    let Some((at, skip)) = split else {
+        return Response::builder()
+            .status(500)
+            .body(Body::from("bad CGI reply"))
+            .expect("response");
+    };
+    let mut builder = Response::builder().status(200);
+    for line in String::from_utf8_lossy(&raw[..at]).lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        if k.eq_ignore_ascii_case("status") {
+            let code: u16 = v
+                .trim()
+                .split(' ')
+                .next()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(200);
+            builder = builder.status(code);
+        } else {
+            builder = builder.header(k.trim(), v.trim());
+        }
+    }
+    builder
+        .body(Body::from(raw[at + skip..].to_vec()))
+        .expect("response")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_the_standard_alphabet() {
+        assert_eq!(
+            super::base64(b"x-access-token:abc"),
+            "eC1hY2Nlc3MtdG9rZW46YWJj"
+        );
+        assert_eq!(super::base64(b"ab"), "YWI=");
+        assert_eq!(super::base64(b"a"), "YQ==");
+    }
+}
