@@ -91,7 +91,10 @@ pub fn test() -> Result<()> {
 /// Builds, then runs the benchmarks (extra arguments go to the bench binaries).
 pub fn bench(extra: &[String]) -> Result<()> {
     build(Scope::Host)?;
-    let mut command = cmd("cargo", &["bench", "-p", "leviathan-host"]);
+    let mut command = cmd(
+        "cargo",
+        &["bench", "-p", "leviathan-host", "-p", "leviathan-tests"],
+    );
     if !extra.is_empty() {
         command.arg("--").args(extra);
     }
