@@ -46,10 +46,12 @@ pub struct Config {
     pub source: PathBuf,
     /// Seconds between scheduler passes in `serve`.
     pub interval_seconds: u64,
+    /// A cron schedule (UTC) for `serve`'s passes, instead of the interval.
+    pub schedule: Option<crate::cron::Cron>,
     pub targets: Vec<Target>,
 }
 
-const TOP_KEYS: &[&str] = &["interval_seconds", "targets"];
+const TOP_KEYS: &[&str] = &["interval_seconds", "schedule", "targets"];
 const TARGET_KEYS: &[&str] = &[
     "id",
     "repository",
@@ -121,9 +123,22 @@ impl Config {
             }
             targets.push(target);
         }
+        let schedule = match f.opt_string("schedule")? {
+            None => None,
+            Some(_) if f.get("interval_seconds").is_some() => {
+                return Err(f.error(
+                    "schedule",
+                    "give either interval_seconds or schedule, not both",
+                ));
+            }
+            Some(text) => Some(
+                crate::cron::Cron::parse(&text).map_err(|e| f.error("schedule", e.to_string()))?,
+            ),
+        };
         Ok(Config {
             source: file.into(),
             interval_seconds: interval(&f)?,
+            schedule,
             targets,
         })
     }
@@ -152,6 +167,7 @@ impl Config {
         Ok(Config {
             source: file.into(),
             interval_seconds: interval(f)?,
+            schedule: None,
             targets: vec![Target {
                 id,
                 repository,
@@ -330,6 +346,19 @@ mod tests {
     }
 
     #[test]
+    fn a_cron_schedule_replaces_the_interval() {
+        let c = load(&[(
+            "leviathan.yaml",
+            "schedule: '*/15 * * * 1-5'\ntargets:\n  - id: a\n    repository: r\n",
+        )])
+        .unwrap();
+        let cron = c.schedule.expect("a schedule");
+        assert_eq!(cron.as_str(), "*/15 * * * 1-5");
+        // Monday 2026-11-30T17:25:00Z: the next quarter hour is 17:30.
+        assert_eq!(cron.next_after(1_796_059_500), Some(1_796_059_800));
+    }
+
+    #[test]
     fn errors_name_the_file_target_and_field() {
         let cases = [
             (
@@ -363,6 +392,16 @@ mod tests {
                 "colour",
             ),
             ("targets: []\n", "", "targets"),
+            (
+                "schedule: '61 * * * *'\ntargets:\n  - id: a\n    repository: r\n",
+                "",
+                "`schedule`: cron `61 * * * *`: minute",
+            ),
+            (
+                "interval_seconds: 5\nschedule: '@hourly'\ntargets:\n  - id: a\n    repository: r\n",
+                "",
+                "`schedule`: give either",
+            ),
         ];
         for (text, context, field) in cases {
             let err = load(&[("leviathan.yaml", text)]).unwrap_err().to_string();

@@ -3,6 +3,7 @@
 pub mod backlog;
 pub mod changeset;
 pub mod config;
+pub mod cron;
 pub mod digest;
 pub mod events;
 pub mod exec;

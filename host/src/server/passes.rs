@@ -1,8 +1,9 @@
 //! Scheduler passes inside `serve` (with `--config`): one right away, then one every
-//! `interval_seconds`. A pass runs on its own thread with the server's event log and
+//! `interval_seconds`; or, with a cron `schedule`, one at each of its minutes (UTC). A pass runs on its own thread with the server's event log and
 //! the plugin set in force when it starts; shutdown lets a running pass finish.
 
 use crate::config::Config;
+use crate::cron::Cron;
 use crate::events::EventLog;
 use crate::registry::set::PluginSet;
 use crate::sandbox::Sandbox;
@@ -12,6 +13,40 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+fn epoch_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Sleeps until the schedule's next minute; false when stopping first (or when the
+/// schedule never matches, which is logged).
+fn wait_for_cron(cron: &Cron, stopping: &AtomicBool) -> bool {
+    let Some(next) = cron.next_after(epoch_secs()) else {
+        tracing::error!(
+            schedule = cron.as_str(),
+            "the schedule never matches: no passes run"
+        );
+        while !stopping.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        return false;
+    };
+    tracing::info!(
+        schedule = cron.as_str(),
+        next_epoch = next,
+        "next scheduler pass"
+    );
+    while epoch_secs() < next {
+        if stopping.load(Ordering::SeqCst) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    !stopping.load(Ordering::SeqCst)
+}
 
 /// The running pass loop.
 pub struct Passes {
@@ -41,6 +76,11 @@ impl Passes {
                 // carry over.
                 let github = crate::github::clients::GitHubClients::default();
                 while !stopping.load(Ordering::SeqCst) {
+                    if let Some(cron) = &config.schedule
+                        && !wait_for_cron(cron, &stopping)
+                    {
+                        break;
+                    }
                     let started = Instant::now();
                     let scheduler = Scheduler {
                         config: &config,
@@ -59,8 +99,10 @@ impl Passes {
                         }
                         Err(e) => tracing::error!(error = %e, "scheduler pass failed"),
                     }
-                    while started.elapsed() < interval && !stopping.load(Ordering::SeqCst) {
-                        std::thread::sleep(Duration::from_millis(50));
+                    if config.schedule.is_none() {
+                        while started.elapsed() < interval && !stopping.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
                     }
                 }
             })?;
