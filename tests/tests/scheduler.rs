@@ -694,6 +694,39 @@ fn serve_attempts_pick_up_a_plugin_added_while_it_runs() {
 }
 
 #[test]
+fn serve_routes_each_target_under_its_own_plugin_rules() {
+    let world = World::new();
+    // serve's own policy trusts unsigned plugins; alpha's requires signatures, so
+    // the hot-reloaded set must not run alpha's attempts.
+    std::fs::write(
+        world.path("signed.yaml"),
+        "plugins:\n  require_signatures: true\n",
+    )
+    .unwrap();
+    std::fs::write(
+        world.path("leviathan.yaml"),
+        "interval_seconds: 1\ntargets:\n  - id: alpha\n    repository: alpha.git\n    policy: signed.yaml\n",
+    )
+    .unwrap();
+    let served = Served::start(&world, registry(), &[]);
+    served.wait("alpha's failed attempt", |k| {
+        k.iter().any(|e| e == "attempt.failed")
+    });
+    assert!(served.stop());
+    let events = world.events_since(0);
+    assert!(
+        !events.iter().any(|e| e.kind == "pr.opened"),
+        "an unsigned executor ran under require_signatures"
+    );
+    let failed = events
+        .iter()
+        .find(|e| e.kind == "attempt.failed")
+        .expect("a failed attempt");
+    let message = failed.payload["message"].as_str().unwrap_or_default();
+    assert!(message.contains("signature"), "{}", failed.payload);
+}
+
+#[test]
 fn a_relative_config_path_finds_the_repositories_beside_it() {
     let world = World::new();
     let out = Command::new(host_binary())

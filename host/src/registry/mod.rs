@@ -302,14 +302,27 @@ impl Registry {
     }
 
     fn installed(&self) -> String {
-        if self.entries.is_empty() {
+        let rejected = self
+            .rejected
+            .iter()
+            .map(|r| format!("{} rejected: {}", r.dir.display(), r.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        if self.entries.is_empty() && rejected.is_empty() {
             return "none; run `cargo xtask build`".into();
         }
-        self.entries
+        let mut listed: Vec<String> = self
+            .entries
             .iter()
             .map(|e| format!("{} [{}]", e.id(), e.manifest.scopes.join(", ")))
-            .collect::<Vec<_>>()
-            .join(", ")
+            .collect();
+        if listed.is_empty() {
+            listed.push("none accepted".into());
+        }
+        if !rejected.is_empty() {
+            listed.push(rejected);
+        }
+        listed.join(", ")
     }
 
     /// Picks the plugin for `task`: by its `executor` field (`name` or

@@ -34,6 +34,9 @@ pub struct PluginSet {
     /// The accepted entries that loaded (routing only considers these).
     pub registry: Registry,
     pub loaded: BTreeMap<String, LoadedPlugin>,
+    /// The plugin rules the set was loaded under; a target whose policy has other
+    /// rules must not route through it.
+    pub rules: PluginPolicy,
 }
 
 impl PluginSet {
@@ -89,7 +92,11 @@ impl PluginSet {
             }
         }
         registry.entries = kept;
-        Ok(PluginSet { registry, loaded })
+        Ok(PluginSet {
+            registry,
+            loaded,
+            rules: policy.clone(),
+        })
     }
 
     /// The plugin for `task` (see [`Registry::route`]).

@@ -202,7 +202,12 @@ impl Scheduler<'_> {
                 log: self.log,
                 sandbox: self.sandbox,
                 registry_dir: &self.registry_dir,
-                plugins: self.plugins.as_deref(),
+                // The shared set only serves targets under the rules it was loaded
+                // with; any other target's attempts scan the registry under its own.
+                plugins: self
+                    .plugins
+                    .as_deref()
+                    .filter(|set| set.rules == target.policy.plugins),
                 forge: &forge,
             },
             task,
