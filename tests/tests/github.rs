@@ -323,6 +323,25 @@ fn a_restart_in_the_middle_of_an_attempt_never_opens_a_second_pr() {
     let branch = hub.agent_pulls()[0].head.clone();
     hub.fake.clear_requests();
 
+    // First restart while GitHub is rate-limiting for ten minutes: the attempt stays
+    // open and its branch (and with it the PR) stays, for the next pass.
+    hub.fake.fault(Fault {
+        method: "POST",
+        path: "/pulls".into(),
+        kind: FaultKind::SecondaryLimit { retry_after: 600 },
+    });
+    let out = hub.tick();
+    assert!(
+        out.contains("widgets: skipped: forge_failed (GitHub POST /repos/acme/widgets/pulls: rate limited for another 600s)"),
+        "{out}"
+    );
+    assert_eq!(
+        hub.take_requests(),
+        vec!["POST /api/v3/repos/acme/widgets/pulls".to_string()]
+    );
+    assert!(kinds(&hub.events(), "attempt.failed").is_empty());
+    assert_eq!(hub.agent_pulls()[0].state, "open");
+
     let out = hub.tick();
     assert!(
         out.contains("widgets: skipped: max_open_prs (1 open of at most 1)"),
@@ -402,4 +421,19 @@ fn a_missing_token_skips_the_target_naming_the_variable() {
         "{text}"
     );
     assert!(hub.fake.requests().is_empty());
+    // GitHub PRs are merged on GitHub, not by the local forge's command.
+    let out = Command::new(host_binary())
+        .args(["prs", "merge", "--config"])
+        .arg(hub.path("leviathan.yaml"))
+        .arg("--data-dir")
+        .arg(hub.path("data"))
+        .args(["widgets", "1"])
+        .output()
+        .expect("prs runs");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("target `widgets` uses the GitHub forge"),
+        "{text}"
+    );
 }

@@ -283,12 +283,12 @@ fn deliver(
         .open(ctx.target, ctx.log, branch, &title, &body, attempt);
     match pr {
         Ok(pr) => Ok((report, Some(pr))),
-        Err(message) => {
+        Err(e) => {
             // Nothing half done: the branch goes when its PR could not be opened.
             if let Err(e) = ctx.clone.delete_remote(branch) {
                 tracing::warn!(error = %e, %branch, "could not delete the branch of a failed attempt");
             }
-            Err(("forge".into(), message))
+            Err(("forge".into(), e.message))
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::events::EventLog;
 use crate::exec::ExecReport;
 use crate::git::Clone;
 use crate::github::clients::{GitHubClients, read_token};
-use crate::github::{GitHub, RepoRef, urls};
+use crate::github::{GitHub, GitHubError, RepoRef, urls};
 use std::sync::Arc;
 
 /// A pull request as opened.
@@ -69,6 +69,35 @@ pub enum TargetForge {
         api_url: String,
         token: String,
     },
+}
+
+/// Why a PR could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenError {
+    pub message: String,
+    /// The forge may well answer later (rate limit, 5xx, no connection): worth
+    /// trying again rather than giving the attempt up.
+    pub transient: bool,
+}
+
+impl OpenError {
+    fn from_github(e: &GitHubError, prefix: String) -> OpenError {
+        let transient = match e {
+            GitHubError::RateLimited { .. } | GitHubError::Transport { .. } => true,
+            GitHubError::Status { status, .. } => *status >= 500,
+            GitHubError::Decode { .. } | GitHubError::Setup { .. } => false,
+        };
+        OpenError {
+            message: format!("{prefix}{e}"),
+            transient,
+        }
+    }
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// An open PR of the host's as the forge reports it.
@@ -202,19 +231,21 @@ impl TargetForge {
         title: &str,
         body: &str,
         attempt: &str,
-    ) -> Result<PullRequest, String> {
+    ) -> Result<PullRequest, OpenError> {
         match self {
             TargetForge::Local => {
                 // Local PR numbers count up per target, from the log.
-                let number = log
-                    .with_projection(|p| {
+                let number =
+                    log.with_projection(|p| {
                         p.targets
                             .get(&target.id)
                             .map(|t| t.tasks.values().map(|k| k.prs.len()).sum::<usize>())
                             .unwrap_or(0)
                     })
-                    .map_err(|e| e.to_string())?
-                    + 1;
+                    .map_err(|e| OpenError {
+                        message: e.to_string(),
+                        transient: false,
+                    })? + 1;
                 Ok(PullRequest {
                     id: number.to_string(),
                     url: None,
@@ -227,11 +258,16 @@ impl TargetForge {
             TargetForge::GitHub { client, repo, .. } => {
                 let opened = client
                     .create_pull(repo, branch, &target.base_branch, title, body)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| OpenError::from_github(&e, String::new()))?;
                 let number = opened.pull.number;
                 client
                     .add_labels(repo, number, &target.labels)
-                    .map_err(|e| format!("PR #{number} opened, but labelling failed: {e}"))?;
+                    .map_err(|e| {
+                        OpenError::from_github(
+                            &e,
+                            format!("PR #{number} opened, but labelling failed: "),
+                        )
+                    })?;
                 if opened.existed {
                     let note = format!(
                         "Leviathan found this pull request already open for `{branch}` and resumed attempt {attempt} with it."
@@ -269,6 +305,10 @@ pub enum LocalPrError {
     NoTarget(String),
     #[error("no open PR {pr} of target `{target}` in the event log")]
     NoPr { target: String, pr: String },
+    #[error(
+        "target `{0}` uses the GitHub forge: its PRs are merged or closed on GitHub, and the next pass records it"
+    )]
+    NotLocal(String),
     #[error(transparent)]
     Git(#[from] crate::git::GitError),
     #[error(transparent)]
@@ -301,6 +341,9 @@ pub fn merge_or_close_local(
         .iter()
         .find(|t| t.id == target_id)
         .ok_or_else(|| LocalPrError::NoTarget(target_id.into()))?;
+    if target.forge != Forge::Local {
+        return Err(LocalPrError::NotLocal(target_id.into()));
+    }
     let found = log.with_projection(|p| {
         p.targets.get(target_id).and_then(|t| {
             t.tasks.iter().find_map(|(task, view)| {

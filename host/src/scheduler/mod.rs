@@ -132,7 +132,9 @@ impl Scheduler<'_> {
             Ok(c) => c,
             Err(e) => return self.skip(target, "fetch_failed", e.to_string()),
         };
-        resume::resume(self.log, target, &forge, &clone)?;
+        if let Err(message) = resume::resume(self.log, target, &forge, &clone)? {
+            return self.skip(target, "forge_failed", message);
+        }
         let open = match forge.open_prs(target, &clone) {
             Ok(open) => open,
             Err(message) => return self.skip(target, "forge_failed", message),

@@ -4,7 +4,10 @@
 //!
 //! - Pushed (`attempt.pushed` is in the log): its PR is opened from what that event
 //!   recorded. GitHub answers 422 when the PR was already opened before the stop, and
-//!   the existing PR is taken, so a restart never opens a second PR for the task.
+//!   the existing PR is taken, so a restart never opens a second PR for the task. If
+//!   GitHub cannot be reached (rate limit, 5xx, connection), the attempt stays open
+//!   and the target waits for the next pass: deleting the branch would close a PR
+//!   that may exist.
 //! - Not pushed: the attempt failed (`interrupted`) and a branch that may have reached
 //!   the remote is deleted, so nothing half done is left.
 
@@ -53,13 +56,15 @@ pub fn interrupted(log: &EventLog, target: &str) -> Result<Vec<Interrupted>, Sto
     })
 }
 
-/// Finishes every interrupted attempt of the target; returns one line per attempt.
+/// Finishes every interrupted attempt of the target; returns one line per attempt,
+/// or (inner `Err`) why the forge could not be reached: that attempt stays open for
+/// the next pass, rather than being given up and its PR closed with its branch.
 pub fn resume(
     log: &EventLog,
     target: &Target,
     forge: &TargetForge,
     clone: &Clone,
-) -> Result<Vec<String>, StoreError> {
+) -> Result<Result<Vec<String>, String>, StoreError> {
     let mut lines = Vec::new();
     for Interrupted { task, attempt } in interrupted(log, &target.id)? {
         let events = log.by_attempt(&attempt, 0, 1000)?;
@@ -69,7 +74,15 @@ pub fn resume(
             .and_then(|e| e.payload["branch"].as_str().map(String::from));
         let pushed = events.iter().find(|e| e.kind == "attempt.pushed");
         let (drafts, line) = match pushed {
-            Some(p) => finish_pushed(log, target, forge, clone, &task, &attempt, &p.payload),
+            Some(p) => {
+                match finish_pushed(log, target, forge, clone, &task, &attempt, &p.payload) {
+                    Ok(finished) => finished,
+                    Err(message) => {
+                        tracing::warn!(target_id = %target.id, %task, %attempt, %message, "an interrupted attempt waits for the forge");
+                        return Ok(Err(message));
+                    }
+                }
+            }
             None => {
                 if let Some(branch) = &started_branch {
                     delete_if_present(clone, branch);
@@ -92,7 +105,7 @@ pub fn resume(
         log.append(drafts)?;
         lines.push(line);
     }
-    Ok(lines)
+    Ok(Ok(lines))
 }
 
 fn finish_pushed(
@@ -103,7 +116,7 @@ fn finish_pushed(
     task: &str,
     attempt: &str,
     pushed: &serde_json::Value,
-) -> (Vec<EventDraft>, String) {
+) -> Result<(Vec<EventDraft>, String), String> {
     let text = |k: &str| pushed[k].as_str().unwrap_or_default().to_string();
     let (branch, title, body) = (text("branch"), text("title"), text("body"));
     match forge.open(target, log, &branch, &title, &body, attempt) {
@@ -116,26 +129,27 @@ fn finish_pushed(
                 "{task}: attempt {attempt} resumed: PR {} for {branch}",
                 pr.id
             );
-            (
+            Ok((
                 vec![
                     draft("attempt.succeeded", &target.id, task, Some(attempt), result),
                     pr_opened(target, task, attempt, &branch, &pr),
                 ],
                 line,
-            )
+            ))
         }
-        Err(message) => {
+        Err(e) if e.transient => Err(e.message),
+        Err(e) => {
             delete_if_present(clone, &branch);
-            (
+            Ok((
                 vec![draft(
                     "attempt.failed",
                     &target.id,
                     task,
                     Some(attempt),
-                    json!({"kind": "forge", "message": message, "branch": branch, "resumed": true}),
+                    json!({"kind": "forge", "message": e.message, "branch": branch, "resumed": true}),
                 )],
                 format!("{task}: attempt {attempt} could not open its PR after a restart: failed"),
-            )
+            ))
         }
     }
 }

@@ -31,6 +31,7 @@ async fn act(
     .map_err(|e| match e {
         LocalPrError::NoTarget(_) | LocalPrError::NoPr { .. } => ApiError::not_found(e.to_string()),
         LocalPrError::Git(g) => ApiError::with_status(StatusCode::CONFLICT, g.to_string()),
+        LocalPrError::NotLocal(_) => ApiError::with_status(StatusCode::CONFLICT, e.to_string()),
         LocalPrError::Store(s) => ApiError::internal(s),
     })?;
     Ok(Json(json!({
