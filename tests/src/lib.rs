@@ -35,12 +35,30 @@ fn run(command: &mut Command) {
     assert!(status.success(), "{command:?} failed with {status}");
 }
 
+/// `cargo` for a build from inside a test, without the `CARGO_*` variables cargo set
+/// for the test run itself: some build scripts (ring's) rerun when, say,
+/// `CARGO_MANIFEST_DIR` changes, which would rebuild half the workspace here and again
+/// in the next outer `cargo` command.
+pub fn cargo_command() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        let keep = matches!(
+            name.as_ref(),
+            "CARGO_HOME" | "CARGO_TARGET_DIR" | "CARGO_BUILD_JOBS" | "CARGO_NET_OFFLINE"
+        );
+        if name.starts_with("CARGO_") && !keep {
+            c.env_remove(&key);
+        }
+    }
+    c
+}
+
 /// Builds the components and the host binary once per test process; returns the
 /// test registry directory.
 pub fn registry() -> &'static Path {
     static REGISTRY: OnceLock<PathBuf> = OnceLock::new();
     REGISTRY.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         // Exactly what `cargo xtask build` compiles, so neither step rebuilds the
         // other's artifacts with a different feature set.
         let mut wasm = vec!["build", "--quiet", "--release", "--target", "wasm32-wasip2"];
@@ -53,7 +71,7 @@ pub fn registry() -> &'static Path {
         ] {
             wasm.extend(["-p", package]);
         }
-        run(Command::new(&cargo).current_dir(root()).args(&wasm));
+        run(cargo_command().current_dir(root()).args(&wasm));
         // The selection `cargo test --workspace` resolves features for: a no-op after
         // the test build rather than a second wasmtime compile.
         let native = [
@@ -64,7 +82,7 @@ pub fn registry() -> &'static Path {
             "--workspace",
             "--all-targets",
         ];
-        run(Command::new(&cargo).current_dir(root()).args(native));
+        run(cargo_command().current_dir(root()).args(native));
         let dir = root().join("target/test-registry");
         let components = root().join("target/wasm32-wasip2/release");
         for (name, manifest) in [

@@ -437,3 +437,49 @@ fn a_missing_token_skips_the_target_naming_the_variable() {
         "{text}"
     );
 }
+
+#[test]
+fn api_failures_fail_the_attempt_and_an_exhausted_budget_is_not_hammered() {
+    let hub = Hub::new(&[("widgets", "acme/widgets", "")]);
+    // GitHub refuses the PR outright: a failed attempt, and no branch left behind.
+    hub.fake.fault(Fault {
+        method: "POST",
+        path: "/pulls".into(),
+        kind: FaultKind::ServerError(404),
+    });
+    let out = hub.tick();
+    assert!(
+        out.contains("widgets: guide: attempt failed (forge): GitHub POST /repos/acme/widgets/pulls: HTTP 404"),
+        "{out}"
+    );
+    let branches = Command::new("git")
+        .arg("-C")
+        .arg(hub.path("github/acme/widgets.git"))
+        .args(["for-each-ref", "--format=%(refname)", "refs/heads/agent/"])
+        .output()
+        .expect("git");
+    assert_eq!(
+        String::from_utf8_lossy(&branches.stdout),
+        "",
+        "branch deleted"
+    );
+    let events = hub.events();
+    let failed = kinds(&events, "attempt.failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].payload["kind"], "forge");
+    assert!(kinds(&events, "pr.opened").is_empty());
+    assert!(hub.agent_pulls().is_empty());
+    hub.fake.clear_requests();
+
+    // The primary budget is spent for the next hour: one request, no retry storm.
+    hub.fake.set_remaining(0);
+    let out = hub.tick();
+    assert!(
+        out.contains(&format!(
+            "widgets: skipped: forge_failed (GitHub GET {}: rate limited for another",
+            LIST.trim_start_matches("GET /api/v3")
+        )),
+        "{out}"
+    );
+    assert_eq!(hub.take_requests(), vec![LIST.to_string()]);
+}

@@ -352,7 +352,6 @@ fn plugins_new_scaffolds_a_crate_that_tests_builds_and_installs() {
 
     // The same dependency versions as the workspace, without touching the network.
     std::fs::copy(root().join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target = root().join("target/scaffold-test");
     for args in [
         vec!["test", "--offline", "--quiet"],
@@ -365,7 +364,7 @@ fn plugins_new_scaffolds_a_crate_that_tests_builds_and_installs() {
             "wasm32-wasip2",
         ],
     ] {
-        let out = Command::new(&cargo)
+        let out = leviathan_tests::cargo_command()
             .args(&args)
             .current_dir(&crate_dir)
             .env("CARGO_TARGET_DIR", &target)
@@ -384,12 +383,12 @@ fn plugins_new_scaffolds_a_crate_that_tests_builds_and_installs() {
     );
 
     // cargo-component, where it is installed, builds the same crate.
-    let has_component = Command::new(&cargo)
+    let has_component = leviathan_tests::cargo_command()
         .args(["component", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
     if has_component {
-        let out = Command::new(&cargo)
+        let out = leviathan_tests::cargo_command()
             .args(["component", "build", "--release", "--offline"])
             .current_dir(&crate_dir)
             .env("CARGO_TARGET_DIR", &target)
