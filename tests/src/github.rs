@@ -7,6 +7,7 @@
 //! exhausted primary budget, a server error, or a PR created whose reply never comes.
 //! Every API request is recorded, so tests can assert the exact requests made.
 
+use crate::git;
 use axum::body::{Body, Bytes};
 use axum::extract::State as AxumState;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -120,25 +121,6 @@ fn base64(input: &[u8]) -> String {
         }
     }
     out
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "GitHub")
-        .env("GIT_AUTHOR_EMAIL", "noreply@github.test")
-        .env("GIT_COMMITTER_NAME", "GitHub")
-        .env("GIT_COMMITTER_EMAIL", "noreply@github.test")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 impl FakeGitHub {
@@ -324,6 +306,14 @@ impl Drop for FakeGitHub {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_timeout(Duration::from_millis(200));
         }
+    }
+}
+
+impl State {
+    fn pull_mut(&mut self, repo: &str, number: &str) -> Option<&mut FakePull> {
+        self.pulls
+            .iter_mut()
+            .find(|p| p.repo == repo && number.parse() == Ok(p.number))
     }
 }
 
@@ -546,16 +536,13 @@ fn api(s: &mut State, method: &Method, path: &str, query: &str, body: &Value) ->
             }
             r
         }
-        (Method::GET, ["pulls", n]) => {
-            match s
-                .pulls
-                .iter()
-                .find(|p| p.repo == repo && n.parse() == Ok(p.number))
-            {
-                Some(p) => json_reply(200, &pull_json(p, &base_url), s),
-                None => not_found(s),
+        (Method::GET, ["pulls", n]) => match s.pull_mut(&repo, n) {
+            Some(p) => {
+                let v = pull_json(p, &base_url);
+                json_reply(200, &v, s)
             }
-        }
+            None => not_found(s),
+        },
         (Method::POST, ["pulls"]) => {
             let field = |k: &str| body[k].as_str().unwrap_or_default().to_string();
             let (head, base) = (field("head"), field("base"));
@@ -616,11 +603,7 @@ fn api(s: &mut State, method: &Method, path: &str, query: &str, body: &Value) ->
                         .collect()
                 })
                 .unwrap_or_default();
-            let Some(p) = s
-                .pulls
-                .iter_mut()
-                .find(|p| p.repo == repo && n.parse() == Ok(p.number))
-            else {
+            let Some(p) = s.pull_mut(&repo, n) else {
                 return not_found(s);
             };
             for l in labels {
@@ -633,11 +616,7 @@ fn api(s: &mut State, method: &Method, path: &str, query: &str, body: &Value) ->
         }
         (Method::POST, ["issues", n, "comments"]) => {
             let text = body["body"].as_str().unwrap_or_default().to_string();
-            let Some(p) = s
-                .pulls
-                .iter_mut()
-                .find(|p| p.repo == repo && n.parse() == Ok(p.number))
-            else {
+            let Some(p) = s.pull_mut(&repo, n) else {
                 return not_found(s);
             };
             p.comments.push(text.clone());

@@ -4,28 +4,9 @@
 
 use leviathan_host::events::{Event, EventLog};
 use leviathan_host::writeback::{Completion, write_back};
-use leviathan_tests::{host_binary, registry, root};
+use leviathan_tests::{git, host_binary, registry, root};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@t")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@t")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A bare repository `<name>.git` under `root` whose `main` holds `backlog`.
 fn remote(root: &Path, name: &str, backlog: &str) -> PathBuf {

@@ -11,9 +11,24 @@ pub fn root() -> PathBuf {
 }
 
 /// A command in the workspace root.
+///
+/// The `CARGO_*` variables cargo set for running xtask itself are dropped: some build
+/// scripts (ring's) rerun when `CARGO_MANIFEST_DIR` changes, so inheriting xtask's would
+/// make these builds and the ones the tests start from inside (which drop them too)
+/// rebuild each other's dependencies.
 pub fn cmd(program: &str, args: &[&str]) -> Command {
     let mut c = Command::new(program);
     c.args(args).current_dir(root());
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        let keep = matches!(
+            name.as_ref(),
+            "CARGO_HOME" | "CARGO_TARGET_DIR" | "CARGO_BUILD_JOBS" | "CARGO_NET_OFFLINE"
+        );
+        if name.starts_with("CARGO_") && !keep {
+            c.env_remove(&key);
+        }
+    }
     c
 }
 
