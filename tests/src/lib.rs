@@ -30,14 +30,25 @@ fn profile() -> &'static str {
 
 /// Runs git in `dir` with a fixed identity; panics with git's stderr on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
+    git_with(
+        dir,
+        args,
+        &[
+            ("GIT_AUTHOR_NAME", "t"),
+            ("GIT_AUTHOR_EMAIL", "t@t"),
+            ("GIT_COMMITTER_NAME", "t"),
+            ("GIT_COMMITTER_EMAIL", "t@t"),
+        ],
+    )
+}
+
+/// Runs git in `dir` with extra environment; panics with git's stderr on failure.
+fn git_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
         .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@t")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@t")
+        .envs(env.iter().copied())
         .output()
         .expect("git runs");
     assert!(
@@ -227,20 +238,14 @@ impl TestRepo {
     /// Runs git in the worktree (with fixed dates, so identical content gives
     /// identical commit ids).
     pub fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(self.path())
-            .args(args)
-            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
-            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-            .output()
-            .expect("git runs");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        git_with(
+            self.path(),
+            args,
+            &[
+                ("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z"),
+                ("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z"),
+            ],
+        )
     }
 
     /// `git status --porcelain` including untracked files: empty when nothing changed.
