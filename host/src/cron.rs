@@ -144,7 +144,7 @@ impl Cron {
         let limit = minute + 8 * 366 * 24 * 60;
         while minute < limit {
             let days = minute / 1440;
-            let (_, month, day) = civil(days as i64);
+            let (_, month, day) = crate::clock::civil_from_days(days as i64);
             let weekday = ((days + 4) % 7) as u32; // 1970-01-01 was a Thursday
             if self.months & (1 << month) == 0 || !self.day_matches(day, weekday) {
                 minute = (days + 1) * 1440;
@@ -162,19 +162,6 @@ impl Cron {
         }
         None
     }
-}
-
-/// (year, month 1–12, day 1–31) of a day count since 1970-01-01.
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 #[cfg(test)]

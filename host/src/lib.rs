@@ -2,6 +2,7 @@
 
 pub mod backlog;
 pub mod changeset;
+pub mod clock;
 pub mod config;
 pub mod cron;
 pub mod digest;

@@ -4,7 +4,7 @@
 
 use leviathan_host::events::{Event, EventLog};
 use leviathan_tests::github::{FakeGitHub, FakePull, Fault, FaultKind};
-use leviathan_tests::{host_binary, registry, root};
+use leviathan_tests::{git, host_binary, registry, root};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -126,14 +126,10 @@ impl Hub {
     }
 
     fn bare_file(&self, repo: &str, branch: &str, path: &str) -> String {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(self.path(&format!("github/{repo}.git")))
-            .args(["show", &format!("{branch}:{path}")])
-            .output()
-            .expect("git show");
-        assert!(out.status.success(), "{branch}:{path}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        git(
+            &self.path(&format!("github/{repo}.git")),
+            &["show", &format!("{branch}:{path}")],
+        )
     }
 }
 
@@ -452,17 +448,11 @@ fn api_failures_fail_the_attempt_and_an_exhausted_budget_is_not_hammered() {
         out.contains("widgets: guide: attempt failed (forge): GitHub POST /repos/acme/widgets/pulls: HTTP 404"),
         "{out}"
     );
-    let branches = Command::new("git")
-        .arg("-C")
-        .arg(hub.path("github/acme/widgets.git"))
-        .args(["for-each-ref", "--format=%(refname)", "refs/heads/agent/"])
-        .output()
-        .expect("git");
-    assert_eq!(
-        String::from_utf8_lossy(&branches.stdout),
-        "",
-        "branch deleted"
+    let branches = git(
+        &hub.path("github/acme/widgets.git"),
+        &["for-each-ref", "--format=%(refname)", "refs/heads/agent/"],
     );
+    assert_eq!(branches, "", "branch deleted");
     let events = hub.events();
     let failed = kinds(&events, "attempt.failed");
     assert_eq!(failed.len(), 1);

@@ -7,10 +7,7 @@ use sha2::{Digest, Sha256};
 
 /// A fresh attempt id: `exec-` and 8 hex digits, unique per process and moment.
 pub fn new_attempt_id(task: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = crate::clock::now_nanos();
     let mut h = Sha256::new();
     h.update(task.as_bytes());
     h.update(std::process::id().to_be_bytes());

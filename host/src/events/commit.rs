@@ -102,7 +102,7 @@ fn failed(shared: &Shared, message: &str) -> StoreError {
 /// Seals, writes and fsyncs one group, then updates the in-memory views and
 /// answers every job. Returns the error message when sled failed.
 fn commit(shared: &Shared, head: &mut Head, group: Vec<Job>) -> Result<(), String> {
-    let ts = super::store::now_ms();
+    let ts = crate::clock::now_ms();
     let mut batch = sled::Batch::default();
     let mut answered = Vec::with_capacity(group.len());
     let mut seq = head.next_seq;

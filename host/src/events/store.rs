@@ -125,13 +125,6 @@ fn seq_of_key(key: &[u8]) -> u64 {
     u64::from_be_bytes(bytes)
 }
 
-pub(super) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn validate(index: usize, draft: &EventDraft) -> Result<(), StoreError> {
     let invalid = |field, message: &str| StoreError::Invalid {
         index,

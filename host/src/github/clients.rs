@@ -110,14 +110,6 @@ impl GitHubClients {
         clients.insert(key, client.clone());
         Ok(client)
     }
-
-    /// Requests sent by every client so far.
-    pub fn requests(&self) -> u64 {
-        self.clients
-            .lock()
-            .map(|c| c.values().map(|g| g.requests()).sum())
-            .unwrap_or(0)
-    }
 }
 
 #[cfg(test)]

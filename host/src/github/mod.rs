@@ -8,12 +8,12 @@ pub mod clients;
 pub mod ratelimit;
 pub mod urls;
 
+use crate::clock::now_secs as now_epoch;
 use http::{HeaderMap, Method};
 use ratelimit::{Budget, RetryPolicy, Verdict, classify};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 pub use urls::RepoRef;
 
@@ -124,14 +124,6 @@ pub struct GitHub {
     runtime: std::sync::Arc<tokio::runtime::Runtime>,
     policy: RetryPolicy,
     budget: Mutex<Budget>,
-    requests: AtomicU64,
-}
-
-fn now_epoch() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn github_message(body: &str) -> String {
@@ -191,13 +183,7 @@ impl GitHub {
             runtime,
             policy,
             budget: Mutex::new(Budget::default()),
-            requests: AtomicU64::new(0),
         })
-    }
-
-    /// How many HTTP requests this client has sent (retries included).
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
     }
 
     /// The primary budget as last reported.
@@ -205,10 +191,13 @@ impl GitHub {
         self.budget.lock().map(|b| *b).unwrap_or_default()
     }
 
-    /// The time until the budget resets, when fewer than the policy's `reserve`
-    /// requests are left: the scheduler then leaves the target for a later pass.
-    pub fn low_budget(&self) -> Option<Duration> {
-        self.budget().low(self.policy.reserve, now_epoch())
+    /// The requests left and the time until the budget resets, when fewer than the
+    /// policy's `reserve` are left: the scheduler then leaves the target for a later
+    /// pass.
+    pub fn low_budget(&self) -> Option<(u64, Duration)> {
+        let budget = self.budget();
+        let wait = budget.low(self.policy.reserve, now_epoch())?;
+        Some((budget.remaining.unwrap_or(0), wait))
     }
 
     async fn send_once(
@@ -222,8 +211,6 @@ impl GitHub {
         let response = match *method {
             Method::GET => client._get(path).await,
             Method::POST => client._post(path, body).await,
-            Method::DELETE => client._delete(path, body).await,
-            Method::PATCH => client._patch(path, body).await,
             _ => return Err(format!("unsupported method {method}")),
         }
         .map_err(|e| e.to_string())?;
@@ -269,7 +256,6 @@ impl GitHub {
                     b.remaining = None;
                 }
             }
-            self.requests.fetch_add(1, Ordering::Relaxed);
             let (status, headers, reply) = match self.send_once(graphql, &method, path, body).await
             {
                 Ok(r) => (r.status, r.headers.clone(), Ok(r)),
@@ -302,14 +288,11 @@ impl GitHub {
                 }
                 Verdict::Exhausted(wait) => {
                     return Err(match reply {
-                        Ok(r) if matches!(status, 403 | 429) => {
-                            let _ = r;
-                            GitHubError::RateLimited {
-                                method: method.to_string(),
-                                path: path.into(),
-                                wait,
-                            }
-                        }
+                        Ok(_) if matches!(status, 403 | 429) => GitHubError::RateLimited {
+                            method: method.to_string(),
+                            path: path.into(),
+                            wait,
+                        },
                         Ok(r) => GitHubError::Status {
                             method: method.to_string(),
                             path: path.into(),
@@ -327,6 +310,7 @@ impl GitHub {
         }
     }
 
+    /// A REST request whose status must be one of `ok`.
     fn call(
         &self,
         method: Method,
@@ -334,9 +318,22 @@ impl GitHub {
         body: Option<&Value>,
         ok: &[u16],
     ) -> Result<Reply, GitHubError> {
+        self.call_on(false, method, path, body, ok)
+    }
+
+    /// A request to the REST or (`graphql`) the GraphQL client whose status must be
+    /// one of `ok`.
+    fn call_on(
+        &self,
+        graphql: bool,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        ok: &[u16],
+    ) -> Result<Reply, GitHubError> {
         let reply = self
             .runtime
-            .block_on(self.send(false, method.clone(), path, body))?;
+            .block_on(self.send(graphql, method.clone(), path, body))?;
         if ok.contains(&reply.status) {
             Ok(reply)
         } else {
@@ -490,27 +487,20 @@ impl GitHub {
             "query": "mutation($id: ID!) { enablePullRequestAutoMerge(input: {pullRequestId: $id}) { pullRequest { number } } }",
             "variables": {"id": node_id},
         });
-        let reply =
-            self.runtime
-                .block_on(self.send(true, Method::POST, "/graphql", Some(&query)))?;
-        let failed = |message: String| GitHubError::Status {
-            method: "POST".into(),
-            path: "/graphql".into(),
-            status: reply.status,
-            message,
-        };
-        if reply.status != 200 {
-            return Err(failed(github_message(&reply.body)));
-        }
+        let reply = self.call_on(true, Method::POST, "/graphql", Some(&query), &[200])?;
         let v: Value = Self::decode("POST", "/graphql", &reply.body)?;
         match v["errors"].as_array() {
-            Some(errors) if !errors.is_empty() => Err(failed(
-                errors
+            // GraphQL reports its errors in a 200.
+            Some(errors) if !errors.is_empty() => Err(GitHubError::Status {
+                method: "POST".into(),
+                path: "/graphql".into(),
+                status: reply.status,
+                message: errors
                     .iter()
                     .filter_map(|e| e["message"].as_str())
                     .collect::<Vec<_>>()
                     .join("; "),
-            )),
+            }),
             _ => Ok(()),
         }
     }

@@ -28,10 +28,7 @@ pub enum Outcome {
 
 /// The attempt id: 8 hex digits, unique per target, task and moment.
 pub fn attempt_id(target: &str, task: &str, seq: u64) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = crate::clock::now_nanos();
     let mut h = Sha256::new();
     for part in [
         target.as_bytes(),
@@ -48,35 +45,6 @@ pub fn attempt_id(target: &str, task: &str, seq: u64) -> String {
 /// The branch of an attempt (the original Leviathan's naming).
 pub fn branch_name(task: &str, attempt: &str) -> String {
     format!("agent/task-exec-attempt-{task}-{attempt}")
-}
-
-/// `ms` since the epoch as RFC 3339 UTC, e.g. `2026-11-24T22:58:46Z`.
-pub fn rfc3339(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The commit message: deterministic for a task, executor and change.
@@ -243,7 +211,7 @@ fn deliver(
     let completion = Completion {
         attempt_id: attempt.into(),
         branch_name: branch.into(),
-        completed_at: rfc3339(now_ms()),
+        completed_at: crate::clock::rfc3339(crate::clock::now_ms()),
     };
     let updated = write_back(&text, &task.id, &completion).map_err(|e| {
         (
@@ -296,13 +264,6 @@ fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_from_epoch_milliseconds() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_557_526_000), "2026-11-24T21:58:46Z");
-    }
 
     #[test]
     fn branch_names_round_trip_through_selection() {

@@ -7,6 +7,7 @@ use super::select::BRANCH_PREFIX;
 use crate::backlog::Task;
 use crate::config::{Config, Forge, Target};
 use crate::events::EventLog;
+use crate::events::projection::{PrState, PrView};
 use crate::exec::ExecReport;
 use crate::git::Clone;
 use crate::github::clients::{GitHubClients, read_token};
@@ -56,6 +57,29 @@ pub fn body(task: &Task, report: &ExecReport, attempt: &str) -> String {
         out.push_str(&format!("- `{}`\n", f.path.as_string()));
     }
     out
+}
+
+/// Every PR record of the target in the event log, with its task.
+pub fn logged_prs(
+    log: &EventLog,
+    target: &str,
+) -> Result<Vec<(String, PrView)>, crate::events::StoreError> {
+    log.with_projection(|p| {
+        p.targets
+            .get(target)
+            .map(|t| {
+                t.tasks
+                    .iter()
+                    .flat_map(|(task, k)| k.prs.iter().map(move |x| (task.clone(), x.clone())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// The number of the target's next local PR: they count up per target, from the log.
+fn next_local_number(log: &EventLog, target: &str) -> Result<usize, crate::events::StoreError> {
+    Ok(logged_prs(log, target)?.len() + 1)
 }
 
 /// A target's forge, connected for one pass.
@@ -161,9 +185,7 @@ impl TargetForge {
     pub fn low_budget(&self) -> Option<(u64, std::time::Duration)> {
         match self {
             TargetForge::Local => None,
-            TargetForge::GitHub { client, .. } => client
-                .low_budget()
-                .map(|wait| (client.budget().remaining.unwrap_or(0), wait)),
+            TargetForge::GitHub { client, .. } => client.low_budget(),
         }
     }
 
@@ -234,18 +256,10 @@ impl TargetForge {
     ) -> Result<PullRequest, OpenError> {
         match self {
             TargetForge::Local => {
-                // Local PR numbers count up per target, from the log.
-                let number =
-                    log.with_projection(|p| {
-                        p.targets
-                            .get(&target.id)
-                            .map(|t| t.tasks.values().map(|k| k.prs.len()).sum::<usize>())
-                            .unwrap_or(0)
-                    })
-                    .map_err(|e| OpenError {
-                        message: e.to_string(),
-                        transient: false,
-                    })? + 1;
+                let number = next_local_number(log, &target.id).map_err(|e| OpenError {
+                    message: e.to_string(),
+                    transient: false,
+                })?;
                 Ok(PullRequest {
                     id: number.to_string(),
                     url: None,
@@ -344,16 +358,10 @@ pub fn merge_or_close_local(
     if target.forge != Forge::Local {
         return Err(LocalPrError::NotLocal(target_id.into()));
     }
-    let found = log.with_projection(|p| {
-        p.targets.get(target_id).and_then(|t| {
-            t.tasks.iter().find_map(|(task, view)| {
-                view.prs
-                    .iter()
-                    .find(|x| x.pr == pr && x.state == crate::events::projection::PrState::Open)
-                    .map(|x| (task.clone(), x.branch.clone().unwrap_or_default()))
-            })
-        })
-    })?;
+    let found = logged_prs(log, target_id)?
+        .into_iter()
+        .find(|(_, x)| x.pr == pr && x.state == PrState::Open)
+        .map(|(task, x)| (task, x.branch.unwrap_or_default()));
     let (task, branch) = found.ok_or_else(|| LocalPrError::NoPr {
         target: target_id.into(),
         pr: pr.into(),

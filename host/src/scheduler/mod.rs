@@ -8,6 +8,7 @@ pub mod select;
 
 use crate::backlog::Backlog;
 use crate::config::{Config, Target};
+use crate::events::projection::{PrState, PrView};
 use crate::events::{EventDraft, EventLog, StoreError};
 use crate::git::Clone;
 use crate::github::clients::GitHubClients;
@@ -243,25 +244,12 @@ impl Scheduler<'_> {
         if matches!(forge, TargetForge::Local) {
             return Ok(Vec::new());
         }
-        let logged = self.log.with_projection(|p| {
-            p.targets
-                .get(&target.id)
-                .map(|t| {
-                    t.tasks
-                        .iter()
-                        .flat_map(|(task, k)| {
-                            k.prs
-                                .iter()
-                                .filter(|x| x.state == crate::events::projection::PrState::Open)
-                                .map(move |x| (task.clone(), x.pr.clone(), x.branch.clone()))
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
-        })?;
+        let logged = forge::logged_prs(self.log, &target.id)?;
         let mut still_open = Vec::new();
         let mut drafts = Vec::new();
-        for (task, pr, branch) in logged {
+        for (task, PrView { pr, branch, .. }) in
+            logged.into_iter().filter(|(_, x)| x.state == PrState::Open)
+        {
             if open
                 .iter()
                 .any(|o| o.number.as_deref() == Some(pr.as_str()))
@@ -295,19 +283,13 @@ impl Scheduler<'_> {
     /// push and its PR record, or a GitHub PR opened by another host. Such a PR already
     /// keeps its task `inflight`; with a record it can also be listed, merged or closed.
     fn adopt(&self, target: &Target, open: &[OpenPr]) -> Result<(), StoreError> {
-        let (known, mut next) = self.log.with_projection(|p| {
-            let prs: Vec<&crate::events::projection::PrView> = p
-                .targets
-                .get(&target.id)
-                .map(|t| t.tasks.values().flat_map(|k| k.prs.iter()).collect())
-                .unwrap_or_default();
-            let known: Vec<String> = prs
-                .iter()
-                .filter(|x| x.state == crate::events::projection::PrState::Open)
-                .filter_map(|x| x.branch.clone())
-                .collect();
-            (known, prs.len() + 1)
-        })?;
+        let logged = forge::logged_prs(self.log, &target.id)?;
+        let mut next = logged.len() + 1;
+        let known: Vec<String> = logged
+            .into_iter()
+            .filter(|(_, x)| x.state == PrState::Open)
+            .filter_map(|(_, x)| x.branch)
+            .collect();
         let mut drafts = Vec::new();
         for pr in open.iter().filter(|o| !known.contains(&o.branch)) {
             let Some(task) = select::branch_task(&pr.branch) else {
@@ -347,10 +329,7 @@ impl Scheduler<'_> {
                 .filter(|t| t.circuit_breaker.open)
                 .and_then(|t| t.circuit_breaker.opened_ms)
         })?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now = crate::clock::now_ms();
         if let Some(opened) = opened
             && now.saturating_sub(opened) >= cooldown.as_millis() as u64
         {

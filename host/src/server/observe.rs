@@ -21,12 +21,7 @@ pub const REQUEST_ID: &str = "x-request-id";
 fn new_request_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let start = START.get_or_init(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
-    });
+    let start = START.get_or_init(crate::clock::now_ms);
     format!("{start:x}-{:06x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 

@@ -1,7 +1,9 @@
 //! Scheduler passes inside `serve` (with `--config`): one right away, then one every
-//! `interval_seconds`; or, with a cron `schedule`, one at each of its minutes (UTC). A pass runs on its own thread with the server's event log and
-//! the plugin set in force when it starts; shutdown lets a running pass finish.
+//! `interval_seconds`; or, with a cron `schedule`, one at each of its minutes (UTC).
+//! A pass runs on its own thread with the server's event log and the plugin set in
+//! force when it starts; shutdown lets a running pass finish.
 
+use crate::clock::now_secs;
 use crate::config::Config;
 use crate::cron::Cron;
 use crate::events::EventLog;
@@ -14,24 +16,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-fn epoch_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// Sleeps in short steps until `done()` or a stop; whether it was not a stop.
+fn wait_until(stopping: &AtomicBool, done: impl Fn() -> bool) -> bool {
+    while !done() {
+        if stopping.load(Ordering::SeqCst) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    !stopping.load(Ordering::SeqCst)
 }
 
 /// Sleeps until the schedule's next minute; false when stopping first (or when the
 /// schedule never matches, which is logged).
 fn wait_for_cron(cron: &Cron, stopping: &AtomicBool) -> bool {
-    let Some(next) = cron.next_after(epoch_secs()) else {
+    let Some(next) = cron.next_after(now_secs()) else {
         tracing::error!(
             schedule = cron.as_str(),
             "the schedule never matches: no passes run"
         );
-        while !stopping.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_until(stopping, || false);
         return false;
     };
     tracing::info!(
@@ -39,13 +43,7 @@ fn wait_for_cron(cron: &Cron, stopping: &AtomicBool) -> bool {
         next_epoch = next,
         "next scheduler pass"
     );
-    while epoch_secs() < next {
-        if stopping.load(Ordering::SeqCst) {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    !stopping.load(Ordering::SeqCst)
+    wait_until(stopping, || now_secs() >= next)
 }
 
 /// The running pass loop.
@@ -100,9 +98,7 @@ impl Passes {
                         Err(e) => tracing::error!(error = %e, "scheduler pass failed"),
                     }
                     if config.schedule.is_none() {
-                        while started.elapsed() < interval && !stopping.load(Ordering::SeqCst) {
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
+                        wait_until(&stopping, || started.elapsed() >= interval);
                     }
                 }
             })?;
