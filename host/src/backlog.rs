@@ -1,6 +1,8 @@
 //! `.leviathan/backlog.yaml`: the original Leviathan format (`tasks:` list). Unknown
 //! fields are kept and scalar ones are passed to executors as parameters.
 
+use crate::paths::RepoPath;
+use crate::repofs::{Limit, RepoDir};
 use crate::yaml::{self, Fields, InputError};
 use serde_norway::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -8,6 +10,36 @@ use std::path::{Path, PathBuf};
 
 /// Where the backlog lives inside a target repository.
 pub const BACKLOG_PATH: &str = ".leviathan/backlog.yaml";
+
+/// The largest backlog read (it comes from the target, which the host does not trust).
+pub const MAX_BACKLOG: Limit = Limit::new(1 << 20, "backlog size limit");
+
+/// [`BACKLOG_PATH`] as a repository path.
+pub fn backlog_path() -> RepoPath {
+    RepoPath::parse(BACKLOG_PATH).expect("a valid repository path")
+}
+
+/// Reads the backlog's text from a repository through a capability: a link at or on
+/// the way to `.leviathan/backlog.yaml` is refused (never followed), as is anything
+/// but a regular file of at most [`MAX_BACKLOG`] bytes.
+pub fn read_text(repo: &Path) -> Result<String, InputError> {
+    let file = repo.join(BACKLOG_PATH);
+    let dir = RepoDir::open(repo, "a target repository").map_err(|source| InputError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    let bytes = dir
+        .read(&backlog_path(), MAX_BACKLOG)
+        .map_err(|e| InputError::refused(&file, e))?
+        .ok_or_else(|| InputError::Read {
+            file: file.clone(),
+            source: std::io::ErrorKind::NotFound.into(),
+        })?;
+    String::from_utf8(bytes).map_err(|_| InputError::Syntax {
+        file,
+        message: "the backlog is not UTF-8".into(),
+    })
+}
 
 /// One backlog task.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -64,25 +96,24 @@ const KNOWN: &[&str] = &[
 ];
 
 /// True for ids usable in file and branch names: ASCII letters, digits, `.`, `_`, `-`,
-/// starting with a letter or digit, at most 128 characters.
+/// starting with a letter or digit, at most 128 characters, and valid inside a git
+/// branch name (`git check-ref-format`: no `..`, not ending in `.` or `.lock`), so
+/// every attempt's branch `agent/task-exec-attempt-<id>-<8 hex>` is one git accepts.
 pub fn valid_task_id(id: &str) -> bool {
     id.len() <= 128
         && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !id.contains("..")
+        && !id.ends_with('.')
+        && !id.ends_with(".lock")
 }
 
 impl Backlog {
-    /// Loads the backlog of the repository at `repo`.
+    /// Loads the backlog of the repository at `repo` (see [`read_text`]).
     pub fn load_from_repo(repo: &Path) -> Result<Backlog, InputError> {
-        Backlog::load(&repo.join(BACKLOG_PATH))
-    }
-
-    /// Loads a backlog file.
-    pub fn load(file: &Path) -> Result<Backlog, InputError> {
-        let value = yaml::load(file)?;
-        Backlog::from_value(file, &value)
+        Backlog::from_text(&repo.join(BACKLOG_PATH), &read_text(repo)?)
     }
 
     /// Parses backlog text read from `file`.
@@ -178,7 +209,8 @@ fn parse_task(file: &Path, index: usize, item: &Value) -> Result<Task, InputErro
     if !valid_task_id(&id) {
         return Err(id_fields.error(
             "id",
-            format!("{id:?} is not a valid task id (letters, digits, `.`, `_`, `-`; at most 128)"),
+            "is not a valid task id (letters, digits, `.`, `_`, `-`, starting with a letter \
+             or digit, without `..`, not ending in `.` or `.lock`; at most 128 characters)",
         ));
     }
     let f = Fields {
@@ -350,5 +382,50 @@ tasks:
                 .contains("not a valid task id")
         );
         assert_eq!(parse("tasks:\n").unwrap().tasks.len(), 0);
+    }
+
+    /// Every id the backlog accepts gives a branch `git check-ref-format` accepts, over
+    /// a generated set of ids built from the allowed characters.
+    #[test]
+    fn accepted_ids_make_branch_names_git_accepts() {
+        let alphabet = ['a', 'Z', '0', '.', '_', '-'];
+        let mut ids = vec![
+            "a..b".to_string(),
+            "x.lock".into(),
+            "end.".into(),
+            "ok.locks".into(),
+        ];
+        for a in alphabet {
+            for b in alphabet {
+                for c in alphabet {
+                    ids.push(format!("{a}{b}{c}"));
+                    ids.push(format!("k{a}{b}{c}"));
+                }
+            }
+        }
+        let mut accepted = 0;
+        for id in &ids {
+            let branch = format!("agent/task-exec-attempt-{id}-0badcafe");
+            let git_ok = std::process::Command::new("git")
+                .args(["check-ref-format", "--branch", &branch])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if valid_task_id(id) {
+                accepted += 1;
+                assert!(git_ok, "`{id}` is accepted but git refuses {branch}");
+            }
+        }
+        assert!(accepted > 100, "the generator must exercise accepted ids");
+        for refused in ["a..b", "x.lock", "end.", ".x", "-x"] {
+            assert!(!valid_task_id(refused), "{refused}");
+        }
+        let err = parse("tasks:\n  - {id: a..b, title: t, scope: docs}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not a valid task id") && !err.contains("a..b"),
+            "{err}"
+        );
     }
 }

@@ -95,6 +95,22 @@ enum Command {
         /// Where the scheduler keeps its clones (default: `<data-dir>-work`).
         #[arg(long)]
         work_dir: Option<PathBuf>,
+        /// Most connections open at once; at the cap a new connection evicts the
+        /// oldest one that has not sent a request.
+        #[arg(long, default_value_t = leviathan_host::server::DEFAULT_CONNECTIONS.max_connections)]
+        max_connections: usize,
+        /// Seconds a connection has to send a request head; also the keep-alive idle time.
+        #[arg(long, default_value_t = leviathan_host::server::DEFAULT_CONNECTIONS.header_read_timeout.as_secs())]
+        header_timeout_secs: u64,
+        /// Most API requests in flight; more are answered 503 with Retry-After.
+        #[arg(long, default_value_t = leviathan_host::server::DEFAULT_REQUESTS.max_requests)]
+        max_requests: usize,
+        /// Most event streams (SSE) open at once.
+        #[arg(long, default_value_t = leviathan_host::server::DEFAULT_REQUESTS.max_streams)]
+        max_streams: usize,
+        /// Seconds to produce a response before it is answered 503.
+        #[arg(long, default_value_t = leviathan_host::server::DEFAULT_REQUESTS.request_timeout.as_secs())]
+        request_timeout_secs: u64,
     },
 }
 
@@ -121,8 +137,23 @@ pub fn main() -> i32 {
             shutdown_grace_secs,
             config,
             work_dir,
+            max_connections,
+            header_timeout_secs,
+            max_requests,
+            max_streams,
+            request_timeout_secs,
         } => {
+            use std::time::Duration;
             let options = leviathan_host::server::ServeOptions {
+                connections: leviathan_host::server::listener::ConnectionLimits {
+                    max_connections: max_connections.max(1),
+                    header_read_timeout: Duration::from_secs(header_timeout_secs.max(1)),
+                },
+                requests: leviathan_host::server::limits::RequestLimits {
+                    max_requests: max_requests.max(1),
+                    max_streams,
+                    request_timeout: Duration::from_secs(request_timeout_secs.max(1)),
+                },
                 listen,
                 data_dir,
                 tokens_file,

@@ -8,7 +8,7 @@ use std::time::Duration;
 /// The bearer token: the first line of `file`, else $LEVIATHAN_TOKEN.
 pub fn token(file: Option<&Path>) -> Result<String> {
     let token = match file {
-        Some(f) => std::fs::read_to_string(f)
+        Some(f) => leviathan_host::repofs::read_secret_file(f)
             .with_context(|| format!("cannot read the token file {}", f.display()))?
             .lines()
             .next()

@@ -1,13 +1,18 @@
 //! `leviathan-host events …`: append to, read, verify and export the event log.
 
+use crate::cli_sched::CLI_ACTOR;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use leviathan_host::events::{EventDraft, EventLog, EventReader, import};
+use leviathan_host::events::{EventDraft, EventLog, EventReader, Provenance, catalog, import};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Page size when streaming the whole log.
 const PAGE: usize = 1000;
+
+/// The largest journal `events import` reads.
+const IMPORT_LIMIT: leviathan_host::repofs::Limit =
+    leviathan_host::repofs::Limit::new(1 << 30, "import file limit");
 
 #[derive(Subcommand)]
 pub enum EventsCommand {
@@ -60,7 +65,10 @@ pub enum EventsCommand {
         #[arg(long, default_value = "ndjson")]
         format: String,
     },
-    /// Append one event (durably) and print it.
+    /// Append one event (durably) and print it: a note or any other type the host
+    /// does not act on (origin `client`), or an operator action (`autonomy.paused`,
+    /// `autonomy.resumed`, `circuit_breaker.closed`; origin `operator`), both with
+    /// actor `cli`. The host's own types are refused.
     Append {
         #[arg(long, env = "LEVIATHAN_DATA_DIR")]
         data_dir: PathBuf,
@@ -156,8 +164,11 @@ pub fn run(command: EventsCommand) -> Result<i32> {
             let text = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin()).context("reading stdin")?
             } else {
-                std::fs::read_to_string(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?
+                String::from_utf8(
+                    leviathan_host::repofs::read_operator_file(&file, IMPORT_LIMIT)
+                        .with_context(|| format!("cannot read {}", file.display()))?,
+                )
+                .with_context(|| format!("{} is not UTF-8", file.display()))?
             };
             let drafts = import::parse_ndjson(&file.display().to_string(), &text)?;
             let log = open(&data_dir)?;
@@ -169,7 +180,7 @@ pub fn run(command: EventsCommand) -> Result<i32> {
                 );
             }
             let count = drafts.len();
-            let events = log.append(drafts)?;
+            let events = log.append_as(Provenance::import(), drafts)?;
             let range = match (events.first(), events.last()) {
                 (Some(a), Some(b)) => format!(" as {}..={}", a.seq, b.seq),
                 _ => String::new(),
@@ -209,6 +220,10 @@ pub fn run(command: EventsCommand) -> Result<i32> {
                 Some(text) => serde_json::from_str(&text).context("--payload is not valid JSON")?,
                 None => serde_json::Value::Null,
             };
+            let by = match catalog::writer_of(&kind) {
+                Some(catalog::Writer::Operator) => Provenance::operator(CLI_ACTOR),
+                _ => Provenance::client(CLI_ACTOR),
+            };
             let draft = EventDraft {
                 kind,
                 target,
@@ -216,7 +231,7 @@ pub fn run(command: EventsCommand) -> Result<i32> {
                 attempt,
                 payload,
             };
-            let events = open(&data_dir)?.append(vec![draft])?;
+            let events = open(&data_dir)?.append_as(by, vec![draft])?;
             for e in events {
                 println!("{}", serde_json::to_string(&e)?);
             }

@@ -5,10 +5,14 @@ use anyhow::Result;
 use clap::Subcommand;
 use leviathan_host::config::Config;
 use leviathan_host::events::EventLog;
+use leviathan_host::events::Provenance;
 use leviathan_host::events::projection::PrState;
 use leviathan_host::registry::Registry;
 use leviathan_host::sandbox::{ArtifactCache, Sandbox};
 use leviathan_host::scheduler::forge::merge_or_close_local;
+
+/// The actor of what an operator does on the command line.
+pub const CLI_ACTOR: &str = "cli";
 use leviathan_host::scheduler::{Scheduler, work_dir_for as work_dir};
 use std::path::{Path, PathBuf};
 
@@ -129,6 +133,7 @@ fn act(
         target_id,
         pr,
         merge,
+        Provenance::host_for(CLI_ACTOR),
     )?;
     match &done.commit {
         Some(commit) => {

@@ -6,8 +6,8 @@ use crate::backlog::{Backlog, Task};
 use crate::changeset::{ChangeError, ChangeSet, FileChange};
 use crate::paths::{RepoPath, covered_by_any};
 use crate::policy::Policy;
+use crate::registry::RegistryError;
 use crate::registry::set::PluginSet;
-use crate::registry::{Registry, RegistryError};
 use crate::sandbox::run::Mount;
 use crate::sandbox::{RunFailure, RunRequest, RunStats, Sandbox};
 use crate::stage::{self, StageError};
@@ -100,6 +100,14 @@ pub fn run_seed(task: &Task, head: Option<&str>) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The task as the executor sees it: its allowed paths in the normalised form the host
+/// enforces (`docs/**` and `docs/*` are `docs/`), so host and executor read them alike.
+fn guest_task(task: &Task, allowed: &[RepoPath]) -> Task {
+    let mut task = task.clone();
+    task.allowed_paths = allowed.iter().map(RepoPath::to_string).collect();
+    task
+}
+
 /// Checks a task's allowed paths against the path rules and the policy's prefixes.
 pub fn checked_allowed_paths(
     backlog: &Path,
@@ -108,7 +116,7 @@ pub fn checked_allowed_paths(
 ) -> Result<Vec<RepoPath>, ExecFailure> {
     let mut paths = Vec::new();
     for raw in &task.allowed_paths {
-        let path = RepoPath::parse(raw).map_err(|e| {
+        let path = RepoPath::parse_allowed(raw).map_err(|e| {
             fail(
                 ErrorKind::PolicyDenied,
                 format!(
@@ -201,34 +209,37 @@ pub fn exec_with_plugins(
         }
         other => fail(ErrorKind::ExecutorFailed, other),
     };
-    let (entry, component) = match plugins {
-        Some(set) => {
-            let plugin = set.route(task).map_err(route_failed)?;
-            (plugin.entry.clone(), plugin.component.clone())
-        }
+    let scanned;
+    let set = match plugins {
+        Some(set) => set,
         None => {
-            let registry = Registry::scan_with_policy(&request.registry_dir, &policy.plugins)
-                .map_err(|e| fail(ErrorKind::ExecutorFailed, e))?;
-            for rejected in &registry.rejected {
+            // Only the task's candidates are loaded.
+            scanned = PluginSet::load_matching(
+                &request.registry_dir,
+                &policy.plugins,
+                sandbox,
+                None,
+                |entry| crate::registry::is_candidate(entry, task),
+            )
+            .map_err(|e| fail(ErrorKind::ExecutorFailed, e))?;
+            for rejected in &scanned.registry.rejected {
                 tracing::warn!(dir = %rejected.dir.display(), "plugin rejected: {}", rejected.reason);
             }
-            let entry = registry.route(task).map_err(route_failed)?.clone();
-            let component = entry
-                .load(sandbox)
-                .map_err(|e| fail(ErrorKind::ExecutorFailed, e))?;
-            (entry, component)
+            &scanned
         }
     };
+    let plugin = set.route(task).map_err(route_failed)?;
+    let (entry, component) = (plugin.entry.clone(), plugin.component.clone());
 
     // The plugin may ask for less than the policy allows, never more.
     let limits = entry.manifest.limits.effective(&policy.limits);
-    let stage = stage::prepare(&request.repo, &allowed).map_err(|e| match e {
+    let stage = stage::prepare(&request.repo, &allowed, &policy.staging).map_err(|e| match e {
         StageError::Denied(m) => fail(ErrorKind::PolicyDenied, format!("task `{}`: {m}", task.id)),
         other => fail(ErrorKind::ExecutorFailed, other),
     })?;
     let head = crate::git::head_commit(&request.repo);
     let run_request = RunRequest {
-        task: task.clone(),
+        task: guest_task(task, &allowed),
         read_only: vec![Mount {
             guest: "/repo".into(),
             host: stage.repo.clone(),
@@ -269,6 +280,7 @@ pub fn exec_with_plugins(
         &allowed,
         limits.max_files_written,
         limits.max_bytes_written,
+        policy.staging.max_file_bytes,
     )
     .map_err(|e| match e {
         ChangeError::Violation(m) => fail(

@@ -1,6 +1,7 @@
 //! leviathan-host: runs backlog tasks in sandboxed WebAssembly executors under policy.
 
 pub mod backlog;
+pub mod branches;
 pub mod changeset;
 pub mod clock;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod github;
 pub mod paths;
 pub mod policy;
 pub mod registry;
+pub mod repofs;
 pub mod sandbox;
 pub mod scheduler;
 pub mod server;

@@ -16,6 +16,10 @@ pub enum PathError {
     GitDir(String),
     #[error("`{0}` contains a backslash or a control character")]
     BadCharacter(String),
+    #[error(
+        "`{0}` is a glob pattern; allowed paths are directories or files, with at most a trailing `/**` or `/*` (read as the directory)"
+    )]
+    Glob(String),
 }
 
 /// A normalised repository-relative path: `/`-separated components, none of them
@@ -27,24 +31,46 @@ pub struct RepoPath {
 }
 
 impl RepoPath {
-    /// Parses a path as written in a backlog or policy. A policy-style `docs/**` or
-    /// `docs/*` glob suffix is read as the directory `docs/`.
+    /// Parses a literal repository path (a file the host or an executor reads or
+    /// writes): every character is part of a name, `*` included.
     pub fn parse(text: &str) -> Result<RepoPath, PathError> {
         let raw = text.trim();
-        if raw.chars().any(|c| c == '\\' || c.is_control()) {
-            return Err(PathError::BadCharacter(text.into()));
+        if raw.starts_with('~') {
+            return Err(PathError::Absolute(text.into()));
         }
-        if raw.starts_with('/') || raw.starts_with('~') || has_drive_letter(raw) {
+        RepoPath::from_body(text, raw, false)
+    }
+
+    /// Parses a path as written in a backlog's `allowed_paths` or a policy's
+    /// `allowed_path_prefixes`. A trailing `/**` or `/*` is read as the directory
+    /// (`docs/**` is `docs/`), for host and executor alike; any other glob character
+    /// (`*`, `?`, `[`, `]`, `{`, `}`) is refused rather than taken literally.
+    pub fn parse_allowed(text: &str) -> Result<RepoPath, PathError> {
+        let raw = text.trim();
+        if raw.starts_with('~') {
             return Err(PathError::Absolute(text.into()));
         }
         let mut body = raw;
         let mut is_dir = false;
-        for suffix in ["/**", "/*", "**"] {
+        for suffix in ["/**", "/*"] {
             if let Some(stripped) = body.strip_suffix(suffix) {
                 body = stripped;
                 is_dir = true;
                 break;
             }
+        }
+        if body.contains(['*', '?', '[', ']', '{', '}']) {
+            return Err(PathError::Glob(text.into()));
+        }
+        RepoPath::from_body(text, body, is_dir)
+    }
+
+    fn from_body(text: &str, body: &str, mut is_dir: bool) -> Result<RepoPath, PathError> {
+        if body.chars().any(|c| c == '\\' || c.is_control()) {
+            return Err(PathError::BadCharacter(text.into()));
+        }
+        if body.starts_with('/') || has_drive_letter(body) {
+            return Err(PathError::Absolute(text.into()));
         }
         if body.ends_with('/') {
             is_dir = true;
@@ -175,9 +201,32 @@ mod tests {
 
     #[test]
     fn globs_and_dots_normalise() {
-        assert_eq!(p("docs/**"), p("docs/"));
+        let allowed = |s: &str| RepoPath::parse_allowed(s);
+        assert_eq!(allowed("docs/**").unwrap(), p("docs/"));
+        assert_eq!(allowed("docs/*").unwrap(), p("docs/"));
+        assert_eq!(allowed("docs/**").unwrap().to_string(), "docs/");
         assert_eq!(p("./docs//api/"), p("docs/api/"));
-        assert!(p("docs/**").is_dir());
+        assert!(allowed("docs/**").unwrap().is_dir());
+        for glob in [
+            "docs/*.md",
+            "docs/**/x",
+            "a?b",
+            "docs/[ab]",
+            "**",
+            "x/{a,b}",
+        ] {
+            assert!(
+                matches!(allowed(glob), Err(PathError::Glob(_))),
+                "{glob}: {:?}",
+                allowed(glob)
+            );
+        }
+        // A literal path keeps every character: a file may be named `**`.
+        assert_eq!(p("docs/**").components(), ["docs", "**"]);
+        assert!(matches!(
+            allowed("../x/**"),
+            Err(PathError::ParentComponent(_))
+        ));
     }
 
     #[test]

@@ -21,6 +21,17 @@ pub struct ExecutorLimits {
     pub max_bytes_written: u64,
 }
 
+/// Bounds on what is staged for one run (the repository snapshot and the writable
+/// copies): a target's files are not trusted to be of a sane size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StagingLimits {
+    /// A larger file is left out of the read-only snapshot; under an allowed path it
+    /// fails the attempt (the executor could not be shown it).
+    pub max_file_bytes: u64,
+    /// The most bytes one run stages in all.
+    pub max_total_bytes: u64,
+}
+
 /// What the policy says about plugins (`plugins:`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PluginPolicy {
@@ -48,6 +59,7 @@ pub struct Policy {
     pub attempt_timeout: Duration,
     pub auto_merge: bool,
     pub limits: ExecutorLimits,
+    pub staging: StagingLimits,
     pub plugins: PluginPolicy,
     /// Fields this version does not interpret, kept as written.
     pub extra: Mapping,
@@ -81,6 +93,8 @@ struct Layer {
     memory_mib: Option<u64>,
     max_files_written: Option<u64>,
     max_bytes_written: Option<u64>,
+    max_staged_file_bytes: Option<u64>,
+    max_staged_bytes: Option<u64>,
     plugins: Option<PluginPolicy>,
     extra: Mapping,
 }
@@ -160,7 +174,7 @@ fn read_layer(file: &Path, value: &Value) -> Result<Layer, InputError> {
             let raw = f.string_list("allowed_path_prefixes")?;
             let mut parsed = Vec::with_capacity(raw.len());
             for (i, p) in raw.iter().enumerate() {
-                parsed.push(RepoPath::parse(p).map_err(|e| {
+                parsed.push(RepoPath::parse_allowed(p).map_err(|e| {
                     f.error("allowed_path_prefixes", format!("item {}: {e}", i + 1))
                 })?);
             }
@@ -188,12 +202,16 @@ fn read_layer(file: &Path, value: &Value) -> Result<Layer, InputError> {
         layer.memory_mib = lf.opt_u64("memory_mib")?;
         layer.max_files_written = lf.opt_u64("max_files_written")?;
         layer.max_bytes_written = lf.opt_u64("max_bytes_written")?;
+        layer.max_staged_file_bytes = lf.opt_u64("max_staged_file_bytes")?;
+        layer.max_staged_bytes = lf.opt_u64("max_staged_bytes")?;
         for key in limits.keys() {
             let known = [
                 "fuel",
                 "memory_mib",
                 "max_files_written",
                 "max_bytes_written",
+                "max_staged_file_bytes",
+                "max_staged_bytes",
             ];
             if !key.as_str().is_some_and(|k| known.contains(&k)) {
                 return Err(lf.error(
@@ -302,6 +320,10 @@ impl Policy {
                 max_files_written: pick!(max_files_written),
                 max_bytes_written: pick!(max_bytes_written),
             },
+            staging: StagingLimits {
+                max_file_bytes: pick!(max_staged_file_bytes),
+                max_total_bytes: pick!(max_staged_bytes),
+            },
             plugins: layer.plugins.or(defaults.plugins).unwrap_or_default(),
             extra,
         })
@@ -375,7 +397,11 @@ mod tests {
         let err = parse("max_open_prs: two\n").unwrap_err().to_string();
         assert!(err.contains("ops/autonomy/dev.yaml"), "{err}");
         assert!(err.contains("`max_open_prs`"), "{err}");
-        assert!(err.contains("string \"two\""), "{err}");
+        assert!(err.contains("found a string"), "{err}");
+        assert!(
+            !err.contains("two"),
+            "errors never quote the file's values: {err}"
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! The worktree itself is never mounted, so nothing the guest does reaches it before
 //! the change set has been checked.
 
-use crate::paths::{RepoPath, outermost};
+use crate::paths::{RepoPath, covered_by_any, outermost};
+use crate::policy::StagingLimits;
+use crate::repofs::{self, Kind, Limit, RepoDir, RepoFsError};
 use crate::sandbox::Mount;
 use std::collections::BTreeSet;
 use std::fs;
@@ -15,7 +17,8 @@ use std::time::{Duration, SystemTime};
 /// Why a worktree cannot be staged for a task.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
-    /// An allowed path would be written through a link; refused.
+    /// An allowed path would be written through a link, or the target holds what the
+    /// policy's staging limits refuse.
     #[error("{0}")]
     Denied(String),
     #[error("cannot stage {path}: {source}")]
@@ -26,6 +29,18 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StageError + '_ {
     move |source| StageError::Io {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+impl From<RepoFsError> for StageError {
+    fn from(e: RepoFsError) -> StageError {
+        match e {
+            RepoFsError::Io { path, source } => StageError::Io {
+                path: path.into(),
+                source,
+            },
+            refused => StageError::Denied(refused.to_string()),
+        }
     }
 }
 
@@ -40,57 +55,23 @@ pub struct Stage {
     pub mounts: Vec<Mount>,
     /// Files copied into `out/` before the run.
     pub seeded: BTreeSet<RepoPath>,
+    /// Files left out of the snapshot for their size, with it.
+    pub omitted: Vec<(RepoPath, u64)>,
+    /// Bytes read from the worktree into the snapshot.
+    pub staged_bytes: u64,
 }
 
 /// The fixed modification time of every staged file (the Unix epoch).
 const FIXED_MTIME: SystemTime = SystemTime::UNIX_EPOCH;
 
-/// Refuses `path` if any existing component of it below `worktree` is a symlink, or
-/// if it is an existing file with more than one hard link.
-pub fn check_no_links(worktree: &Path, path: &RepoPath) -> Result<(), StageError> {
-    let mut current = worktree.to_path_buf();
-    let count = path.components().len();
-    for (i, component) in path.components().iter().enumerate() {
-        current.push(component);
-        let meta = match fs::symlink_metadata(&current) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => {
-                return Err(StageError::Io {
-                    path: current,
-                    source: e,
-                });
-            }
-        };
-        let shown = path.components()[..=i].join("/");
-        if meta.file_type().is_symlink() {
-            return Err(StageError::Denied(format!(
-                "`{shown}` is a symbolic link; refusing to write through it (allowed path `{path}`)"
-            )));
-        }
-        if i + 1 < count && !meta.is_dir() {
-            return Err(StageError::Denied(format!(
-                "`{shown}` is not a directory (allowed path `{path}`)"
-            )));
-        }
-        if meta.is_file() && hard_links(&meta) > 1 {
-            return Err(StageError::Denied(format!(
-                "`{shown}` has several hard links; refusing to write through it (allowed path `{path}`)"
-            )));
-        }
+/// The deepest directory nesting staged (each level holds one open handle).
+pub const MAX_DEPTH: usize = 256;
+
+fn with_allowed(e: StageError, path: &RepoPath) -> StageError {
+    match e {
+        StageError::Denied(m) => StageError::Denied(format!("{m} (allowed path `{path}`)")),
+        other => other,
     }
-    Ok(())
-}
-
-#[cfg(unix)]
-fn hard_links(meta: &fs::Metadata) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    meta.nlink()
-}
-
-#[cfg(not(unix))]
-fn hard_links(_meta: &fs::Metadata) -> u64 {
-    1
 }
 
 /// The directory mounted for an allowed path: the path itself for a directory, its
@@ -103,11 +84,30 @@ fn mount_root(path: &RepoPath) -> Option<RepoPath> {
     }
 }
 
+/// What staging may still read, and what it left out.
+struct Budget {
+    file_limit: Limit,
+    total_limit: u64,
+    used: u64,
+    omitted: Vec<(RepoPath, u64)>,
+}
+
 /// Stages `worktree` for a run allowed to write `allowed` (already checked against
-/// the policy). Symlinked or hard-linked allowed paths are refused.
-pub fn prepare(worktree: &Path, allowed: &[RepoPath]) -> Result<Stage, StageError> {
+/// the policy), within `limits`. The worktree is read through a capability handle:
+/// links are never followed (and are left out of the snapshot), special files are
+/// left out by type, and a file over `limits.max_file_bytes` is left out of the
+/// snapshot; such a file under an allowed path, a link on an allowed path, or more
+/// than `limits.max_total_bytes` in all is refused.
+pub fn prepare(
+    worktree: &Path,
+    allowed: &[RepoPath],
+    limits: &StagingLimits,
+) -> Result<Stage, StageError> {
+    let source = RepoDir::open(worktree, "a target repository").map_err(io_err(worktree))?;
     for path in allowed {
-        check_no_links(worktree, path)?;
+        source
+            .check_writable(path)
+            .map_err(|e| with_allowed(e.into(), path))?;
     }
     let dir = tempfile::Builder::new()
         .prefix("leviathan-stage-")
@@ -117,7 +117,26 @@ pub fn prepare(worktree: &Path, allowed: &[RepoPath]) -> Result<Stage, StageErro
     let out = dir.path().join("out");
     fs::create_dir(&repo).map_err(io_err(&repo))?;
     fs::create_dir(&out).map_err(io_err(&out))?;
-    copy_tree(worktree, &repo, &mut |_| {})?;
+    let mut budget = Budget {
+        file_limit: Limit::new(
+            limits.max_file_bytes,
+            "executor_limits.max_staged_file_bytes",
+        ),
+        total_limit: limits.max_total_bytes,
+        used: 0,
+        omitted: Vec::new(),
+    };
+    copy_tree(&source, "", &repo, &mut budget, 0)?;
+    if let Some((path, size)) = budget
+        .omitted
+        .iter()
+        .find(|(path, _)| covered_by_any(allowed, path))
+    {
+        return Err(StageError::Denied(format!(
+            "`{path}` is {size} bytes, over the policy's executor_limits.max_staged_file_bytes ({}); an executor cannot be given it to edit",
+            limits.max_file_bytes
+        )));
+    }
 
     // The writable copies come from the snapshot, so they match what `/repo` shows
     // and the worktree is walked only once.
@@ -128,18 +147,13 @@ pub fn prepare(worktree: &Path, allowed: &[RepoPath]) -> Result<Stage, StageErro
         match fs::symlink_metadata(&source) {
             Ok(meta) if meta.is_dir() => {
                 fs::create_dir_all(&target).map_err(io_err(&target))?;
-                copy_tree(&source, &target, &mut |rel| {
-                    let full = format!("{}/{}", path.as_string(), rel);
-                    if let Ok(p) = RepoPath::parse(&full) {
-                        seeded.insert(p);
-                    }
-                })?;
+                copy_snapshot(&source, &target, &path.as_string(), &mut seeded)?;
             }
             Ok(meta) if meta.is_file() => {
                 if let Some(parent) = target.parent() {
                     fs::create_dir_all(parent).map_err(io_err(parent))?;
                 }
-                copy_file(&source, &target)?;
+                copy_snapshot_file(&source, &target)?;
                 seeded.insert(path.clone());
             }
             Ok(_) => {}
@@ -179,53 +193,124 @@ pub fn prepare(worktree: &Path, allowed: &[RepoPath]) -> Result<Stage, StageErro
         out,
         mounts,
         seeded,
+        omitted: budget.omitted,
+        staged_bytes: budget.used,
     })
 }
 
-/// Copies the regular files and directories of `from` into `to`, skipping `.git`
-/// and symlinks and fixing mtimes. `seen` gets each copied file's relative path.
-fn copy_tree(from: &Path, to: &Path, seen: &mut dyn FnMut(&str)) -> Result<(), StageError> {
-    let mut stack = vec![(from.to_path_buf(), to.to_path_buf(), String::new())];
-    let mut dirs = Vec::new();
-    while let Some((src, dst, rel)) = stack.pop() {
-        let mut entries: Vec<_> = fs::read_dir(&src)
-            .map_err(io_err(&src))?
-            .collect::<Result<_, _>>()
-            .map_err(io_err(&src))?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let name = entry.file_name();
-            let Some(name_str) = name.to_str() else {
-                continue;
-            };
-            if name_str.eq_ignore_ascii_case(".git") {
-                continue;
-            }
-            let file_type = entry.file_type().map_err(io_err(&src))?;
-            let child_rel = if rel.is_empty() {
-                name_str.to_string()
-            } else {
-                format!("{rel}/{name_str}")
-            };
-            let target = dst.join(&name);
-            if file_type.is_dir() {
-                fs::create_dir(&target).map_err(io_err(&target))?;
-                stack.push((entry.path(), target.clone(), child_rel));
-                dirs.push(target);
-            } else if file_type.is_file() {
-                copy_file(&entry.path(), &target)?;
-                seen(&child_rel);
-            }
-        }
+fn join(rel: &str, name: &str) -> String {
+    if rel.is_empty() {
+        name.to_string()
+    } else {
+        format!("{rel}/{name}")
     }
-    for dir in dirs.iter().rev() {
-        set_mtime(dir);
+}
+
+/// Copies the regular files and directories below `dir` (the worktree handle, at
+/// repository path `rel`) into `to`, skipping `.git`, links and special files, fixing
+/// mtimes and keeping sparse files sparse.
+fn copy_tree(
+    dir: &RepoDir,
+    rel: &str,
+    to: &Path,
+    budget: &mut Budget,
+    depth: usize,
+) -> Result<(), StageError> {
+    if depth > MAX_DEPTH {
+        return Err(StageError::Denied(format!(
+            "`{rel}` is nested deeper than {MAX_DEPTH} directories; refusing to stage it"
+        )));
+    }
+    for (name, kind) in dir.entries()? {
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case(".git") {
+            continue;
+        }
+        // A name no repository path can hold (a backslash, a control character) is
+        // not staged.
+        let Ok(child) = RepoPath::parse(name) else {
+            continue;
+        };
+        let target = to.join(name);
+        match kind {
+            Kind::Dir => {
+                let Some(sub) = dir.open_dir(&child)? else {
+                    continue;
+                };
+                fs::create_dir(&target).map_err(io_err(&target))?;
+                copy_tree(&sub, &join(rel, name), &target, budget, depth + 1)?;
+                set_mtime(&target);
+            }
+            Kind::File => {
+                let path = RepoPath::parse(&join(rel, name))
+                    .map_err(|e| StageError::Denied(e.to_string()))?;
+                let (file, meta) = match dir.open_file(&child, budget.file_limit) {
+                    Ok(Some(opened)) => opened,
+                    Ok(None) => continue,
+                    Err(RepoFsError::TooLarge { size, .. }) => {
+                        budget.omitted.push((path, size));
+                        continue;
+                    }
+                    // Swapped for a link or special file meanwhile: left out like one.
+                    Err(RepoFsError::Link { .. } | RepoFsError::NotRegular { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                if budget.used + meta.len > budget.total_limit {
+                    return Err(StageError::Denied(format!(
+                        "staging `{path}` would take the run past the policy's executor_limits.max_staged_bytes ({})",
+                        budget.total_limit
+                    )));
+                }
+                budget.used +=
+                    repofs::copy_sparse(file, &target, meta.len).map_err(io_err(&target))?;
+                set_mtime(&target);
+            }
+            // Links, FIFOs, devices and sockets are not part of the snapshot.
+            _ => {}
+        }
     }
     Ok(())
 }
 
-fn copy_file(from: &Path, to: &Path) -> Result<(), StageError> {
-    fs::copy(from, to).map_err(io_err(from))?;
+/// Copies the snapshot's (host-made) tree at `from` to `to`; `seeded` gets each file's
+/// repository path (`rel` is `from`'s).
+fn copy_snapshot(
+    from: &Path,
+    to: &Path,
+    rel: &str,
+    seeded: &mut BTreeSet<RepoPath>,
+) -> Result<(), StageError> {
+    let mut entries: Vec<_> = fs::read_dir(from)
+        .map_err(io_err(from))?
+        .collect::<Result<_, _>>()
+        .map_err(io_err(from))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let file_type = entry.file_type().map_err(io_err(from))?;
+        let target = to.join(name);
+        let child = join(rel, name);
+        if file_type.is_dir() {
+            fs::create_dir(&target).map_err(io_err(&target))?;
+            copy_snapshot(&entry.path(), &target, &child, seeded)?;
+            set_mtime(&target);
+        } else if file_type.is_file() {
+            copy_snapshot_file(&entry.path(), &target)?;
+            if let Ok(p) = RepoPath::parse(&child) {
+                seeded.insert(p);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn copy_snapshot_file(from: &Path, to: &Path) -> Result<(), StageError> {
+    let file = fs::File::open(from).map_err(io_err(from))?;
+    let len = file.metadata().map_err(io_err(from))?.len();
+    repofs::copy_sparse(file, to, len).map_err(io_err(to))?;
     set_mtime(to);
     Ok(())
 }
@@ -245,6 +330,10 @@ mod tests {
         RepoPath::parse(s).unwrap()
     }
 
+    fn limits() -> StagingLimits {
+        crate::policy::Policy::default_policy().staging
+    }
+
     #[test]
     fn snapshot_skips_git_and_symlinks_and_mounts_roots() {
         let w = tempfile::tempdir().unwrap();
@@ -255,7 +344,7 @@ mod tests {
         fs::write(w.path().join("README.md"), "R").unwrap();
         #[cfg(unix)]
         std::os::unix::fs::symlink("/etc/passwd", w.path().join("docs/passwd")).unwrap();
-        let stage = prepare(w.path(), &[p("docs/"), p("tests/test_x.py")]).unwrap();
+        let stage = prepare(w.path(), &[p("docs/"), p("tests/test_x.py")], &limits()).unwrap();
         assert!(stage.repo.join("README.md").is_file());
         assert!(!stage.repo.join(".git").exists());
         assert!(!stage.repo.join("docs/passwd").exists());
@@ -284,7 +373,7 @@ mod tests {
         let w = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), w.path().join("docs")).unwrap();
-        let err = prepare(w.path(), &[p("docs/")]).err().unwrap();
+        let err = prepare(w.path(), &[p("docs/")], &limits()).err().unwrap();
         assert!(
             matches!(err, StageError::Denied(ref m) if m.contains("`docs` is a symbolic link")),
             "{err}"
@@ -298,7 +387,9 @@ mod tests {
         fs::create_dir(w.path().join("docs")).unwrap();
         fs::write(w.path().join("secret"), "x").unwrap();
         fs::hard_link(w.path().join("secret"), w.path().join("docs/a.md")).unwrap();
-        let err = prepare(w.path(), &[p("docs/a.md")]).err().unwrap();
+        let err = prepare(w.path(), &[p("docs/a.md")], &limits())
+            .err()
+            .unwrap();
         assert!(
             matches!(err, StageError::Denied(ref m) if m.contains("hard links")),
             "{err}"
@@ -308,8 +399,59 @@ mod tests {
     #[test]
     fn top_level_file_mounts_whole_out() {
         let w = tempfile::tempdir().unwrap();
-        let stage = prepare(w.path(), &[p("CHANGELOG.md")]).unwrap();
+        let stage = prepare(w.path(), &[p("CHANGELOG.md")], &limits()).unwrap();
         assert_eq!(stage.mounts.len(), 1);
         assert_eq!(stage.mounts[0].guest, "/out");
+    }
+
+    #[test]
+    fn oversized_files_are_left_out_or_refused_under_an_allowed_path() {
+        let w = tempfile::tempdir().unwrap();
+        fs::create_dir_all(w.path().join("docs")).unwrap();
+        fs::create_dir_all(w.path().join("assets")).unwrap();
+        fs::write(w.path().join("assets/big.bin"), vec![1u8; 4096]).unwrap();
+        fs::write(w.path().join("docs/a.md"), "A").unwrap();
+        let small = StagingLimits {
+            max_file_bytes: 1024,
+            max_total_bytes: 1 << 20,
+        };
+        let stage = prepare(w.path(), &[p("docs/")], &small).unwrap();
+        assert!(!stage.repo.join("assets/big.bin").exists());
+        assert_eq!(stage.omitted, vec![(p("assets/big.bin"), 4096)]);
+        let err = prepare(w.path(), &[p("assets/")], &small).err().unwrap();
+        assert!(err.to_string().contains("max_staged_file_bytes"), "{err}");
+        let tight = StagingLimits {
+            max_file_bytes: 1 << 20,
+            max_total_bytes: 100,
+        };
+        let err = prepare(w.path(), &[p("docs/")], &tight).err().unwrap();
+        assert!(err.to_string().contains("max_staged_bytes"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fifos_and_links_to_devices_are_never_opened() {
+        let w = tempfile::tempdir().unwrap();
+        fs::create_dir_all(w.path().join("docs")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", w.path().join("docs/zero.md")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            w.path().join("docs/pipe.md"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let stage = prepare(w.path(), &[p("docs/guide.md")], &limits()).unwrap();
+        assert!(!stage.repo.join("docs/zero.md").exists());
+        assert!(!stage.repo.join("docs/pipe.md").exists());
+        let err = prepare(w.path(), &[p("docs/zero.md")], &limits())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        let err = prepare(w.path(), &[p("docs/pipe.md")], &limits())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("FIFO"), "{err}");
     }
 }

@@ -1,7 +1,30 @@
 //! Typed reading of YAML values with errors that name the file, the item and the field.
+//!
+//! Every YAML document the host reads (backlogs, policies, configuration, tokens) is
+//! parsed under two bounds: the file's size (checked before it is read) and an
+//! expansion budget on what the parse produces. Aliases are expanded by copying the
+//! anchored node, so a small document can ask for gigabytes (a large scalar aliased
+//! thousands of times); the budget counts the bytes and nodes actually produced,
+//! aliases included, and stops the parse once they pass [`MAX_EXPANSION`]. Errors
+//! never quote a value from the file.
 
+use crate::repofs::{Limit, RepoFsError};
+use serde::de::{self, DeserializeSeed, Visitor};
 use serde_norway::Value;
+use serde_norway::value::{Tag, TaggedValue};
+use std::cell::Cell;
+use std::fmt;
 use std::path::{Path, PathBuf};
+
+/// The largest operator-supplied YAML file read (configuration, policy, tokens).
+pub const MAX_FILE: Limit = Limit::new(1 << 20, "configuration file limit");
+
+/// What one parse may produce: scalar bytes plus [`NODE_COST`] per node, aliases
+/// counted at every use.
+pub const MAX_EXPANSION: u64 = 4 << 20;
+
+/// The cost of one node (scalar, list, mapping, tag) in the expansion budget.
+pub const NODE_COST: u64 = 16;
 
 /// An input file that could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
@@ -11,8 +34,13 @@ pub enum InputError {
         file: PathBuf,
         source: std::io::Error,
     },
+    /// Refused before or while reading: a link, a special file, over a size limit.
+    #[error("{file}: refused: {source}")]
+    Refused { file: PathBuf, source: RepoFsError },
     #[error("{file}: invalid YAML: {message}")]
     Syntax { file: PathBuf, message: String },
+    #[error("{file}: the document expands to more than {limit} bytes (aliases included); refused")]
+    Expansion { file: PathBuf, limit: u64 },
     #[error("{file}: {context}field `{field}`: {message}")]
     Field {
         file: PathBuf,
@@ -28,33 +56,224 @@ pub enum InputError {
     },
 }
 
-/// Reads and parses a YAML file.
+impl InputError {
+    /// The error for a file refused by a capability read.
+    pub fn refused(file: &Path, source: RepoFsError) -> InputError {
+        match source {
+            RepoFsError::Io { source, .. } => InputError::Read {
+                file: file.to_path_buf(),
+                source,
+            },
+            source => InputError::Refused {
+                file: file.to_path_buf(),
+                source,
+            },
+        }
+    }
+}
+
+/// Reads and parses an operator-supplied YAML file (a link to it is followed: Kubernetes
+/// mounts ConfigMaps and Secrets through links), at most [`MAX_FILE`] bytes.
 pub fn load(file: &Path) -> Result<Value, InputError> {
-    let text = std::fs::read_to_string(file).map_err(|source| InputError::Read {
+    let bytes = crate::repofs::read_operator_file(file, MAX_FILE)
+        .map_err(|e| InputError::refused(file, e))?;
+    let text = String::from_utf8(bytes).map_err(|_| InputError::Syntax {
         file: file.to_path_buf(),
-        source,
+        message: "the file is not UTF-8".into(),
     })?;
     parse(file, &text)
 }
 
-/// Parses YAML text read from `file`.
+/// Parses YAML text read from `file` under the expansion budget.
 pub fn parse(file: &Path, text: &str) -> Result<Value, InputError> {
-    serde_norway::from_str(text).map_err(|e| InputError::Syntax {
-        file: file.to_path_buf(),
-        message: e.to_string(),
+    parse_within(file, text, MAX_EXPANSION)
+}
+
+/// [`parse`] with an expansion budget of `limit`.
+fn parse_within(file: &Path, text: &str, limit: u64) -> Result<Value, InputError> {
+    let budget = Budget {
+        left: Cell::new(limit),
+        exceeded: Cell::new(false),
+    };
+    let deserializer = serde_norway::Deserializer::from_str(text);
+    Budgeted(&budget).deserialize(deserializer).map_err(|e| {
+        if budget.exceeded.get() {
+            InputError::Expansion {
+                file: file.to_path_buf(),
+                limit,
+            }
+        } else {
+            InputError::Syntax {
+                file: file.to_path_buf(),
+                message: e.to_string(),
+            }
+        }
     })
 }
 
-/// A short description of a value's type for error messages.
+/// What a parse may still produce.
+struct Budget {
+    left: Cell<u64>,
+    exceeded: Cell<bool>,
+}
+
+impl Budget {
+    fn charge<E: de::Error>(&self, bytes: usize) -> Result<(), E> {
+        let cost = NODE_COST.saturating_add(bytes as u64);
+        match self.left.get().checked_sub(cost) {
+            Some(left) => {
+                self.left.set(left);
+                Ok(())
+            }
+            None => {
+                self.exceeded.set(true);
+                Err(E::custom("expansion budget exceeded"))
+            }
+        }
+    }
+}
+
+/// Deserializes one [`Value`], charging every node to the budget as it is produced.
+#[derive(Clone, Copy)]
+struct Budgeted<'b>(&'b Budget);
+
+impl<'de> DeserializeSeed<'de> for Budgeted<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Budgeted<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Value, E> {
+        self.0.charge(0)?;
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E: de::Error>(self, i: i64) -> Result<Value, E> {
+        self.0.charge(0)?;
+        Ok(Value::Number(i.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, u: u64) -> Result<Value, E> {
+        self.0.charge(0)?;
+        Ok(Value::Number(u.into()))
+    }
+
+    // Integers past 64 bits are read as floats, as YAML allows; never an error
+    // quoting the number.
+    fn visit_i128<E: de::Error>(self, i: i128) -> Result<Value, E> {
+        self.visit_f64(i as f64)
+    }
+
+    fn visit_u128<E: de::Error>(self, u: u128) -> Result<Value, E> {
+        self.visit_f64(u as f64)
+    }
+
+    fn visit_f64<E: de::Error>(self, f: f64) -> Result<Value, E> {
+        self.0.charge(0)?;
+        Ok(Value::Number(f.into()))
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
+        self.0.charge(s.len())?;
+        Ok(Value::String(s.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Value, E> {
+        self.0.charge(s.len())?;
+        Ok(Value::String(s))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        self.0.charge(0)?;
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        self.visit_unit()
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        self.deserialize(deserializer)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut items: A) -> Result<Value, A::Error> {
+        self.0.charge(0)?;
+        let mut out = Vec::new();
+        while let Some(item) = items.next_element_seed(self)? {
+            out.push(item);
+        }
+        Ok(Value::Sequence(out))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut entries: A) -> Result<Value, A::Error> {
+        self.0.charge(0)?;
+        let mut out = serde_norway::Mapping::new();
+        while let Some(key) = entries.next_key_seed(self)? {
+            if out.contains_key(&key) {
+                // The key is not quoted: errors never repeat the file's contents.
+                return Err(de::Error::custom("duplicate key in a mapping"));
+            }
+            let value = entries.next_value_seed(self)?;
+            out.insert(key, value);
+        }
+        Ok(Value::Mapping(out))
+    }
+
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<Value, A::Error> {
+        use de::VariantAccess;
+        let (tag, contents) = data.variant_seed(TagSeed(self.0))?;
+        let value = contents.newtype_variant_seed(self)?;
+        Ok(Value::Tagged(Box::new(TaggedValue { tag, value })))
+    }
+}
+
+/// Reads a tag's name (`!name`), charged like a scalar.
+struct TagSeed<'b>(&'b Budget);
+
+impl<'de> DeserializeSeed<'de> for TagSeed<'_> {
+    type Value = Tag;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Tag, D::Error> {
+        deserializer.deserialize_string(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TagSeed<'_> {
+    type Value = Tag;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a YAML tag")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Tag, E> {
+        if s.is_empty() {
+            return Err(E::custom("empty YAML tag"));
+        }
+        self.0.charge(s.len())?;
+        Ok(Tag::new(s))
+    }
+}
+
+/// A short description of a value's type for error messages; never the value itself,
+/// so an error cannot repeat a file's contents (a token, a host file's text).
 pub fn describe(v: &Value) -> String {
     match v {
         Value::Null => "null".into(),
-        Value::Bool(b) => format!("boolean {b}"),
-        Value::Number(n) => format!("number {n}"),
-        Value::String(s) => format!("string {s:?}"),
+        Value::Bool(_) => "a boolean".into(),
+        Value::Number(_) => "a number".into(),
+        Value::String(_) => "a string".into(),
         Value::Sequence(_) => "a list".into(),
         Value::Mapping(_) => "a mapping".into(),
-        Value::Tagged(t) => format!("tagged value {}", t.tag),
+        Value::Tagged(_) => "a tagged value".into(),
     }
 }
 
@@ -171,5 +390,126 @@ pub fn scalar_text(v: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a value costs in the budget: [`NODE_COST`] per node plus scalar bytes.
+    fn cost(v: &Value) -> u64 {
+        NODE_COST
+            + match v {
+                Value::String(s) => s.len() as u64,
+                Value::Sequence(items) => items.iter().map(cost).sum(),
+                Value::Mapping(m) => m.iter().map(|(k, v)| cost(k) + cost(v)).sum(),
+                Value::Tagged(t) => t.tag.to_string().len() as u64 + cost(&t.value),
+                _ => 0,
+            }
+    }
+
+    /// A small deterministic generator (xorshift64*).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// A document of anchored scalars and lists whose items alias earlier anchors, so
+    /// its expansion ranges from a few bytes to far more than its text.
+    fn document(rng: &mut Rng) -> String {
+        let mut text = String::new();
+        let keys = 1 + rng.below(7);
+        for k in 0..keys {
+            if k == 0 || rng.below(3) == 0 {
+                let len = rng.below(40) as usize;
+                text.push_str(&format!("k{k}: &a{k} \"{}\"\n", "s".repeat(len)));
+            } else {
+                let items: Vec<String> = (0..1 + rng.below(6))
+                    .map(|_| match rng.below(4) {
+                        0 => format!("\"{}\"", "t".repeat(rng.below(10) as usize)),
+                        _ => format!("*a{}", rng.below(k)),
+                    })
+                    .collect();
+                text.push_str(&format!("k{k}: &a{k} [{}]\n", items.join(", ")));
+            }
+        }
+        text
+    }
+
+    /// The budget holds exactly: a document parses under a budget if and only if what
+    /// it expands to costs no more, and then to the very value an unbounded parse gives.
+    #[test]
+    fn the_expansion_budget_refuses_exactly_what_expands_past_it() {
+        let file = Path::new("generated.yaml");
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let (mut accepted, mut refused) = (0, 0);
+        for _ in 0..2000 {
+            let text = document(&mut rng);
+            let full: Value = serde_norway::from_str(&text).expect("generated YAML is valid");
+            let needed = cost(&full);
+            let budget = 50 + rng.below(4000);
+            match parse_within(file, &text, budget) {
+                Ok(value) => {
+                    assert!(needed <= budget, "{needed} > {budget} accepted:\n{text}");
+                    assert_eq!(value, full, "{text}");
+                    accepted += 1;
+                }
+                Err(InputError::Expansion { limit, .. }) => {
+                    assert_eq!(limit, budget);
+                    assert!(needed > budget, "{needed} <= {budget} refused:\n{text}");
+                    refused += 1;
+                }
+                Err(other) => panic!("{other}:\n{text}"),
+            }
+        }
+        assert!(
+            accepted > 200 && refused > 200,
+            "{accepted} accepted, {refused} refused"
+        );
+    }
+
+    #[test]
+    fn an_alias_bomb_stops_at_the_budget_and_names_the_file() {
+        let mut text = format!("big: &a \"{}\"\nrefs: [", "x".repeat(100_000));
+        text.push_str(&vec!["*a"; 1000].join(", "));
+        text.push_str("]\n");
+        let err = parse(Path::new("backlog.yaml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("backlog.yaml: the document expands"),
+            "{err}"
+        );
+        // The classic billion laughs is refused too, by the same budget.
+        let mut laughs = String::from("a0: &a0 [\"lol\"]\n");
+        for i in 1..12 {
+            let prev = vec![format!("*a{}", i - 1); 9].join(", ");
+            laughs.push_str(&format!("a{i}: &a{i} [{prev}]\n"));
+        }
+        assert!(matches!(
+            parse(Path::new("b.yaml"), &laughs),
+            Err(InputError::Expansion { .. }) | Err(InputError::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn errors_never_quote_values() {
+        let described = parse(Path::new("t.yaml"), "token: 98765432109876543210\n")
+            .map(|v| describe(&v["token"]))
+            .unwrap();
+        assert_eq!(described, "a number");
+        let dup = parse(Path::new("t.yaml"), "secret-key: 1\nsecret-key: 2\n").unwrap_err();
+        assert!(!dup.to_string().contains("secret-key"), "{dup}");
     }
 }

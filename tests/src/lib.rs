@@ -3,6 +3,7 @@
 //! real git repositories to run tasks against.
 
 pub mod github;
+pub mod serve;
 
 use leviathan_host::exec::{ExecFailure, ExecReport, ExecRequest};
 use leviathan_host::sandbox::{ArtifactCache, Sandbox};
@@ -99,6 +100,7 @@ pub fn registry() -> &'static Path {
             "changelog-executor",
             "hostile-guest",
             "network-guest",
+            "docs-twin",
         ] {
             wasm.extend(["-p", package]);
         }
@@ -146,7 +148,7 @@ pub fn component(name: &str) -> (PathBuf, PathBuf) {
         .join("target/wasm32-wasip2/release")
         .join(format!("{}.wasm", name.replace('-', "_")));
     let manifest = match name {
-        "hostile-guest" => root().join("tests/guests/hostile-guest/plugin.toml"),
+        "hostile-guest" | "docs-twin" => root().join("tests/guests").join(name).join("plugin.toml"),
         other => root().join("plugins").join(other).join("plugin.toml"),
     };
     (wasm, manifest)
@@ -272,6 +274,39 @@ impl TestRepo {
         };
         leviathan_host::exec::exec(sandbox(), &request)
     }
+}
+
+/// A file of a seed repository: text, or a symbolic link to a path.
+pub enum Seed<'a> {
+    Text(&'a str, &'a str),
+    Link(&'a str, &'a Path),
+}
+
+/// A bare repository `<name>.git` under `root` whose `main` holds `files` (committed
+/// from a seed worktree `<name>-seed`, left in place for further commits).
+pub fn bare_repo(root: &Path, name: &str, files: &[Seed]) -> PathBuf {
+    let seed = root.join(format!("{name}-seed"));
+    std::fs::create_dir_all(&seed).expect("mkdir");
+    for file in files {
+        let path = match file {
+            Seed::Text(p, _) | Seed::Link(p, _) => seed.join(p),
+        };
+        std::fs::create_dir_all(path.parent().expect("has parent")).expect("mkdir");
+        match file {
+            Seed::Text(_, body) => std::fs::write(&path, body).expect("write"),
+            Seed::Link(_, target) => std::os::unix::fs::symlink(target, &path).expect("symlink"),
+        }
+    }
+    git(&seed, &["init", "--quiet", "-b", "main"]);
+    git(&seed, &["add", "-A"]);
+    git(&seed, &["commit", "--quiet", "-m", "seed"]);
+    let bare = root.join(format!("{name}.git"));
+    let (seed_text, bare_text) = (seed.display().to_string(), bare.display().to_string());
+    git(
+        root,
+        &["clone", "--quiet", "--bare", &seed_text, &bare_text],
+    );
+    bare
 }
 
 /// A one-task backlog.

@@ -202,9 +202,13 @@ fn broken_entries_are_rejected_with_the_reason_and_the_rest_load() {
         "{out}"
     );
     assert!(
-        line(&out, "hostile-guest").contains("plugin.toml: TOML parse error at line 4")
-            && out.contains("scopes = 7"),
+        line(&out, "hostile-guest").contains("plugin.toml: invalid TOML at line 4")
+            && line(&out, "hostile-guest").contains("field `scopes`"),
         "the error names the file, line and field: {out}"
+    );
+    assert!(
+        !out.contains("scopes = 7"),
+        "the offending line is not quoted: {out}"
     );
     assert!(out.contains("3 entries rejected"), "{out}");
 }
@@ -215,7 +219,35 @@ fn two_plugins_for_one_scope_need_a_route_in_the_policy() {
     let reg = work.path().join("registry");
     install(&reg, "docs-executor", None);
     install(&reg, "tests-executor", None);
-    // A second plugin claiming `docs` (its component is the docs executor's).
+    // A second working plugin claiming `docs`.
+    install(&reg, "docs-twin", None);
+
+    let (code, out) = verify(&reg, None);
+    assert_eq!(code, 1, "{out}");
+    for entry in ["docs-executor", "docs-twin"] {
+        assert!(
+            line(&out, &format!("rejected {entry}"))
+                .contains("scope `docs` is claimed by docs-executor, docs-twin"),
+            "{out}"
+        );
+    }
+    assert!(line(&out, "tests-executor").contains("loaded"), "{out}");
+
+    let policy = work.path().join("policy.yaml");
+    std::fs::write(&policy, "plugins:\n  routes: {docs: docs-executor}\n").unwrap();
+    let (code, out) = verify(&reg, Some(&policy));
+    assert_eq!(code, 0, "{out}");
+    assert!(line(&out, "docs-executor ").contains("loaded"), "{out}");
+    assert!(line(&out, "docs-twin ").contains("loaded"), "{out}");
+}
+
+/// An entry that cannot load (its component describes itself as another plugin)
+/// claims the scope of a working one: only the broken one is rejected.
+#[test]
+fn a_broken_entry_never_knocks_out_a_working_one() {
+    let work = tempfile::tempdir().unwrap();
+    let reg = work.path().join("registry");
+    install(&reg, "docs-executor", None);
     let copy = reg.join("docs-copy/0.1.0");
     std::fs::create_dir_all(&copy).unwrap();
     std::fs::copy(
@@ -230,23 +262,28 @@ fn two_plugins_for_one_scope_need_a_route_in_the_policy() {
 
     let (code, out) = verify(&reg, None);
     assert_eq!(code, 1, "{out}");
-    for entry in ["docs-executor", "docs-copy"] {
-        assert!(
-            line(&out, &format!("rejected {entry}"))
-                .contains("scope `docs` is claimed by docs-copy, docs-executor"),
-            "{out}"
-        );
-    }
-    assert!(line(&out, "tests-executor").contains("loaded"), "{out}");
-
-    let policy = work.path().join("policy.yaml");
-    std::fs::write(&policy, "plugins:\n  routes: {docs: docs-executor}\n").unwrap();
-    let (_, out) = verify(&reg, Some(&policy));
     assert!(line(&out, "docs-executor ").contains("loaded"), "{out}");
     assert!(
         line(&out, "rejected docs-copy").contains("describes itself as docs-executor@0.1.0"),
-        "the tie-breaker lets the other entry be checked on its own: {out}"
+        "{out}"
     );
+
+    // `exec` routes the docs task to the working plugin.
+    let repo = leviathan_tests::TestRepo::new(
+        &leviathan_tests::backlog_with("docs-1", "docs", &["docs/guide.md"], &["Explains setup"]),
+        &[],
+    );
+    let out = host(&[
+        "exec",
+        "--repo",
+        repo.path().to_str().unwrap(),
+        "--task",
+        "docs-1",
+        "--plugin-dir",
+        reg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(repo.path().join("docs/guide.md").is_file());
 }
 
 fn install_variant(reg: &Path, work: &Path, tag: &str) -> String {

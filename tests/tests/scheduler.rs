@@ -4,32 +4,20 @@
 
 use leviathan_host::events::{Event, EventLog};
 use leviathan_host::writeback::{Completion, write_back};
-use leviathan_tests::{git, host_binary, registry, root};
+use leviathan_tests::{Seed, bare_repo, git, host_binary, registry, root};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A bare repository `<name>.git` under `root` whose `main` holds `backlog`.
 fn remote(root: &Path, name: &str, backlog: &str) -> PathBuf {
-    let seed = root.join(format!("{name}-seed"));
-    std::fs::create_dir_all(seed.join(".leviathan")).unwrap();
-    std::fs::create_dir_all(seed.join("docs")).unwrap();
-    std::fs::write(seed.join(".leviathan/backlog.yaml"), backlog).unwrap();
-    std::fs::write(seed.join("docs/index.md"), "# Index\n").unwrap();
-    git(&seed, &["init", "--quiet", "-b", "main"]);
-    git(&seed, &["add", "."]);
-    git(&seed, &["commit", "--quiet", "-m", "seed"]);
-    let bare = root.join(format!("{name}.git"));
-    git(
+    bare_repo(
         root,
+        name,
         &[
-            "clone",
-            "--quiet",
-            "--bare",
-            seed.to_str().unwrap(),
-            bare.to_str().unwrap(),
+            Seed::Text(".leviathan/backlog.yaml", backlog),
+            Seed::Text("docs/index.md", "# Index\n"),
         ],
-    );
-    bare
+    )
 }
 
 const ALPHA: &str = "# Alpha backlog: comments and quoting stay as written.
@@ -552,6 +540,21 @@ fn serve_runs_passes_on_the_configured_interval() {
         k.iter().filter(|e| *e == "scheduler.tick").count() >= 2
     });
     assert!(kinds.contains(&"pr.opened".to_string()), "{kinds:?}");
+    // The passes' own attempts reach the metrics, not only what the API appends.
+    let mut response = served
+        .agent
+        .get(format!("{}/metrics", served.base))
+        .call()
+        .unwrap();
+    let metrics = response.body_mut().read_to_string().unwrap();
+    assert!(
+        metrics.contains("leviathan_attempts_total{outcome=\"succeeded\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("leviathan_executor_fuel_used_count 1"),
+        "{metrics}"
+    );
     let (_, autonomy) = served.call("GET", "/api/v1/autonomy", VIEWER);
     assert_eq!(autonomy["enabled"], true);
     assert!(autonomy["last_tick_ms"].as_u64().is_some(), "{autonomy}");

@@ -25,7 +25,7 @@ pub fn ensure_wasm_target() -> Result<()> {
 }
 
 /// Test-only guest components: built with the plugins, never installed.
-pub const TEST_GUESTS: &[&str] = &["hostile-guest", "network-guest"];
+pub const TEST_GUESTS: &[&str] = &["hostile-guest", "network-guest", "docs-twin"];
 
 /// The host binary built by [`build`].
 pub fn host_binary() -> PathBuf {

@@ -20,11 +20,26 @@ pub enum Refs {
     Attempt,
 }
 
+/// Who may write a type: the namespace the log enforces on every append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    /// Only the host's own code (the scheduler, the registry watcher, `exec`): the
+    /// types the scheduler and the projection act on.
+    Host,
+    /// An operator's action through its own endpoint or command (pause, resume,
+    /// breaker reset), and the host itself (a breaker's cool-down).
+    Operator,
+    /// Anyone allowed to append: the client namespace, and any name the catalogue
+    /// does not know (a human's `operator.note`). Never acted on.
+    Client,
+}
+
 /// One known event type.
 #[derive(Debug, Clone, Copy)]
 pub struct EventType {
     pub name: &'static str,
     pub refs: Refs,
+    pub writer: Writer,
     /// The envelope version that introduced the type.
     pub since: u32,
     pub meaning: &'static str,
@@ -34,8 +49,16 @@ const fn ty(name: &'static str, refs: Refs, meaning: &'static str) -> EventType 
     EventType {
         name,
         refs,
+        writer: Writer::Host,
         since: 1,
         meaning,
+    }
+}
+
+const fn operator(name: &'static str, refs: Refs, meaning: &'static str) -> EventType {
+    EventType {
+        writer: Writer::Operator,
+        ..ty(name, refs, meaning)
     }
 }
 
@@ -112,17 +135,17 @@ pub const CATALOG: &[EventType] = &[
         Refs::Target,
         "consecutive failures opened the target's breaker; payload: failures",
     ),
-    ty(
+    operator(
         "circuit_breaker.closed",
         Refs::Target,
         "the breaker closed; payload: reason (reset, cooldown)",
     ),
-    ty(
+    operator(
         "autonomy.paused",
         Refs::None,
         "runs stopped (for one target when `target` is set); payload: by",
     ),
-    ty(
+    operator(
         "autonomy.resumed",
         Refs::None,
         "runs resumed (for one target when `target` is set); payload: by",
@@ -168,13 +191,58 @@ pub fn canonical_kind(name: &str) -> &str {
 }
 
 /// The type under which a client's event is stored: known types and types already in
-/// the client namespace as they are, anything else under `client.`.
+/// the client namespace as they are, anything else under `client.` (an empty name is
+/// refused by the log's validation, never stored as a bare `client.`).
 pub fn client_kind(name: &str) -> String {
-    if lookup(canonical_kind(name)).is_some() || name.starts_with(CLIENT_NAMESPACE) {
+    if name.is_empty()
+        || lookup(canonical_kind(name)).is_some()
+        || name.starts_with(CLIENT_NAMESPACE)
+    {
         name.to_string()
     } else {
         format!("{CLIENT_NAMESPACE}{name}")
     }
+}
+
+/// Who may write `name`: a catalogue type's writer; the legacy namespace only comes
+/// from an import (`None`); the client namespace and every name the catalogue does
+/// not know are the clients' (the projection acts on catalogue types only, and never
+/// on a client's event). The API stores unknown names under `client.`
+/// ([`client_kind`]); the command line keeps them as given.
+pub fn writer_of(name: &str) -> Option<Writer> {
+    if let Some(t) = lookup(canonical_kind(name)) {
+        return Some(t.writer);
+    }
+    if name.starts_with(LEGACY_NAMESPACE) {
+        return None;
+    }
+    Some(Writer::Client)
+}
+
+/// Whether an append by `origin` may write type `name`; the error says why not.
+pub fn check_writer(origin: super::Origin, name: &str) -> Result<(), String> {
+    use super::Origin;
+    let writer = writer_of(name);
+    let allowed = match origin {
+        Origin::Host => writer.is_some(),
+        Origin::Import => true,
+        Origin::Operator => matches!(writer, Some(Writer::Operator | Writer::Client)),
+        Origin::Client => writer == Some(Writer::Client),
+    };
+    if allowed {
+        return Ok(());
+    }
+    Err(match writer {
+        Some(Writer::Host) | None if name.starts_with(LEGACY_NAMESPACE) => format!(
+            "`{name}` is in the `{LEGACY_NAMESPACE}*` namespace, which only `events import` writes"
+        ),
+        Some(Writer::Operator) => format!(
+            "`{name}` is an operator action: use its own endpoint (POST /api/v1/autonomy/pause|resume, /api/v1/targets/{{id}}/circuit-breaker/reset)"
+        ),
+        _ => format!(
+            "`{name}` is written only by the host; clients write their own types (stored as `{CLIENT_NAMESPACE}*`)"
+        ),
+    })
 }
 
 /// The reference a known type lacks, if any: `target`, `task` or `attempt`.
@@ -263,6 +331,38 @@ mod tests {
         assert_eq!(client_kind("pr.opened"), "pr.opened");
         assert_eq!(client_kind("deploy.done"), "client.deploy.done");
         assert_eq!(client_kind("client.x"), "client.x");
+        assert_eq!(client_kind(""), "", "never a bare `client.`");
+    }
+
+    #[test]
+    fn only_the_host_writes_what_the_scheduler_acts_on() {
+        use crate::events::Origin;
+        for t in CATALOG.iter().filter(|t| t.writer == Writer::Host) {
+            assert!(check_writer(Origin::Client, t.name).is_err(), "{}", t.name);
+            assert!(
+                check_writer(Origin::Operator, t.name).is_err(),
+                "{}",
+                t.name
+            );
+            assert!(check_writer(Origin::Host, t.name).is_ok(), "{}", t.name);
+        }
+        for name in [
+            "autonomy.paused",
+            "autonomy.resumed",
+            "circuit_breaker.closed",
+        ] {
+            assert!(check_writer(Origin::Client, name).is_err(), "{name}");
+            assert!(check_writer(Origin::Operator, name).is_ok(), "{name}");
+        }
+        for name in ["client.deploy.done", "operator.note"] {
+            assert!(check_writer(Origin::Client, name).is_ok(), "{name}");
+            assert!(check_writer(Origin::Operator, name).is_ok(), "{name}");
+        }
+        assert!(check_writer(Origin::Client, "legacy.x").is_err());
+        assert!(check_writer(Origin::Import, "legacy.x").is_ok());
+        assert!(check_writer(Origin::Host, "legacy.x").is_err());
+        let err = check_writer(Origin::Client, "attempt.started").unwrap_err();
+        assert!(err.contains("written only by the host"), "{err}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! waiting at that moment as a single sled batch, then acknowledges each. Under
 //! concurrency, N appends cost one fsync instead of N.
 
-use super::event::{Event, EventDraft};
+use super::event::{Event, EventDraft, Provenance};
 use super::store::{Shared, StoreError, event_key, view_of};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,6 +20,7 @@ pub(super) struct Head {
 
 struct Job {
     drafts: Vec<EventDraft>,
+    by: Provenance,
     reply: mpsc::SyncSender<Result<Vec<Event>, StoreError>>,
 }
 
@@ -43,12 +44,16 @@ impl Committer {
         })
     }
 
-    /// Queues `drafts` (already validated) and waits until they are durable.
-    pub fn submit(&self, drafts: Vec<EventDraft>) -> Result<Vec<Event>, StoreError> {
+    /// Queues `drafts` (already validated) by `by` and waits until they are durable.
+    pub fn submit(
+        &self,
+        drafts: Vec<EventDraft>,
+        by: Provenance,
+    ) -> Result<Vec<Event>, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
         let queue = self.queue.as_ref().ok_or(StoreError::Closed)?;
         queue
-            .send(Job { drafts, reply })
+            .send(Job { drafts, by, reply })
             .map_err(|_| StoreError::Closed)?;
         answer.recv().map_err(|_| StoreError::Closed)?
     }
@@ -113,7 +118,7 @@ fn commit(shared: &Shared, head: &mut Head, group: Vec<Job>) -> Result<(), Strin
         let (start_seq, start_prev) = (seq, prev.clone());
         let mut refused = None;
         for (index, draft) in job.drafts.into_iter().enumerate() {
-            let event = Event::seal(draft, seq, ts, &prev);
+            let event = Event::seal(draft, &job.by, seq, ts, &prev);
             match serde_json::to_vec(&event) {
                 Ok(bytes) => rows.push((event_key(seq), bytes)),
                 Err(e) => {

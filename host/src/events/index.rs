@@ -55,17 +55,25 @@ impl Indexes {
         }
     }
 
-    /// Up to `limit` sequence numbers under `key` above `after`.
-    pub fn after(&self, key: &IndexKey, after: u64, limit: usize) -> Vec<u64> {
+    fn seqs(&self, key: &IndexKey) -> &[u64] {
         let seqs = match key {
             IndexKey::Target(t) => self.targets.get(t).map(|i| &i.seqs),
             IndexKey::Task(t, k) => self.targets.get(t).and_then(|i| i.tasks.get(k)),
             IndexKey::Attempt(a) => self.attempts.get(a),
         };
-        let Some(seqs) = seqs else {
-            return Vec::new();
-        };
+        seqs.map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// Up to `limit` sequence numbers under `key` above `after`.
+    pub fn after(&self, key: &IndexKey, after: u64, limit: usize) -> Vec<u64> {
+        let seqs = self.seqs(key);
         let start = seqs.partition_point(|s| *s <= after);
         seqs[start..].iter().take(limit).copied().collect()
+    }
+
+    /// The newest `n` sequence numbers under `key`, oldest first.
+    pub fn last(&self, key: &IndexKey, n: usize) -> Vec<u64> {
+        let seqs = self.seqs(key);
+        seqs[seqs.len().saturating_sub(n)..].to_vec()
     }
 }

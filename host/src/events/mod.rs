@@ -14,6 +14,6 @@ mod index;
 pub mod projection;
 mod store;
 
-pub use event::{Event, EventDraft, GENESIS_HASH, SCHEMA_VERSION};
+pub use event::{Event, EventDraft, GENESIS_HASH, Origin, Provenance, SCHEMA_VERSION};
 pub use projection::Projection;
-pub use store::{EventLog, EventReader, StoreError, VerifyError};
+pub use store::{EventLog, EventReader, Page, Paged, StoreError, VerifyError};

@@ -2,8 +2,18 @@
 //! per-target counters the guardrails read (open PRs, consecutive failures, circuit
 //! breaker, paused). Rebuilt from the log when it is opened and updated on every
 //! append, so reads never scan the log.
+//!
+//! What it acts on: a client's event (`origin: client`) is stored and shown, never
+//! acted on. Every other event must also be consistent with the host's own flow: an
+//! outcome needs a running attempt of its target and task, a completion a succeeded
+//! attempt, a PR record one of the host's agent branches of its task, a merge or close
+//! an open record. Version 1 events carry no origin (clients could then write any
+//! type), so they must also have the exact shape the host itself wrote (see
+//! [`Projection::admits`]); the others are counted in `unverified_events` and ignored.
 
 use super::catalog::canonical_kind;
+use super::event::Origin;
+use crate::branches::{branch_name, is_branch_of};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -17,6 +27,8 @@ pub struct EventView<'a> {
     pub task: Option<&'a str>,
     pub attempt: Option<&'a str>,
     pub payload: Payload<'a>,
+    /// Who wrote it; `None` for a version 1 event.
+    pub origin: Option<Origin>,
 }
 
 /// A payload, decoded or still raw JSON.
@@ -47,6 +59,8 @@ struct PayloadFields<'a> {
     plugin: Option<&'a serde_json::value::RawValue>,
     #[serde(borrow, default)]
     sha256: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    via: Option<&'a serde_json::value::RawValue>,
 }
 
 impl PayloadFields<'_> {
@@ -61,6 +75,7 @@ impl PayloadFields<'_> {
             "entry" => self.entry,
             "plugin" => self.plugin,
             "sha256" => self.sha256,
+            "via" => self.via,
             _ => None,
         }
     }
@@ -108,6 +123,9 @@ pub struct Projection {
     pub targets: BTreeMap<String, TargetView>,
     /// The plugin registry's entries as last recorded, by entry directory.
     pub plugins: BTreeMap<String, PluginView>,
+    /// Events of the host's types that were not acted on because they do not fit the
+    /// host's own flow (forged in a version 1 log, or inconsistent).
+    pub unverified_events: u64,
     /// Which target and task each attempt belongs to.
     #[serde(skip)]
     attempt_owner: HashMap<String, AttemptSlot>,
@@ -221,10 +239,98 @@ pub struct PrView {
 }
 
 impl Projection {
+    /// Whether the projection acts on `e` (see the module documentation): a client's
+    /// event never; another only when it fits the host's own flow, and a version 1
+    /// event (no origin) only when it also has the exact shape the host wrote.
+    pub fn admits(&self, kind: &str, e: &EventView) -> bool {
+        let legacy = match e.origin {
+            Some(Origin::Client) => return false,
+            Some(_) => false,
+            None => true,
+        };
+        let slot = |id: Option<&str>| {
+            let id = id?;
+            let s = self.attempt_owner.get(id)?;
+            (Some(s.target.as_str()) == e.target && Some(s.task.as_str()) == e.task)
+                .then(|| {
+                    self.targets
+                        .get(&s.target)?
+                        .tasks
+                        .get(&s.task)?
+                        .attempts
+                        .get(s.index)
+                })
+                .flatten()
+        };
+        match kind {
+            "attempt.started" => {
+                let (Some(task), Some(attempt)) = (e.task, e.attempt) else {
+                    return false;
+                };
+                if self.attempt_owner.contains_key(attempt) {
+                    return false;
+                }
+                if !legacy {
+                    return true;
+                }
+                let [via, branch] = e.payload.strings(["via", "branch"]);
+                match via.as_deref() {
+                    Some("exec") => branch.is_none(),
+                    Some("scheduler") => branch.as_deref() == Some(&branch_name(task, attempt)),
+                    _ => false,
+                }
+            }
+            "attempt.succeeded" | "attempt.failed" => {
+                slot(e.attempt).is_some_and(|a| a.outcome == AttemptOutcome::Running)
+            }
+            "task.completed" => {
+                slot(e.attempt).is_some_and(|a| a.outcome == AttemptOutcome::Succeeded)
+            }
+            "pr.opened" => {
+                let (Some(task), [Some(_), Some(branch)]) =
+                    (e.task, e.payload.strings(["pr", "branch"]))
+                else {
+                    return false;
+                };
+                if legacy {
+                    e.attempt.is_some_and(|a| branch == branch_name(task, a))
+                } else {
+                    is_branch_of(&branch, task)
+                }
+            }
+            "pr.merged" | "pr.closed" => {
+                let [pr, branch] = e.payload.strings(["pr", "branch"]);
+                let (Some(pr), Some(target), Some(task)) = (pr, e.target, e.task) else {
+                    return false;
+                };
+                if legacy && branch.is_none() {
+                    return false;
+                }
+                self.targets
+                    .get(target)
+                    .and_then(|t| t.tasks.get(task))
+                    .is_some_and(|t| {
+                        t.prs.iter().any(|p| {
+                            p.state == PrState::Open
+                                && p.pr == pr
+                                && branch.as_ref().is_none_or(|b| p.branch.as_ref() == Some(b))
+                        })
+                    })
+            }
+            _ => true,
+        }
+    }
+
     /// Folds one event into the graph. Events must arrive in sequence order.
     pub fn apply(&mut self, e: &EventView) {
         self.last_seq = e.seq;
         let kind = canonical_kind(e.kind);
+        if !self.admits(kind, e) {
+            if e.origin != Some(Origin::Client) && super::catalog::lookup(kind).is_some() {
+                self.unverified_events += 1;
+            }
+            return;
+        }
         if kind == "scheduler.tick" {
             self.last_tick_ms = Some(e.ts_ms);
         }
@@ -398,7 +504,7 @@ fn apply_to_task(task: &mut TaskView, kind: &str, e: &EventView, slot: Option<us
                 .prs
                 .iter_mut()
                 .rev()
-                .find(|p| pr.is_none() || Some(&p.pr) == pr.as_ref())
+                .find(|p| p.state == PrState::Open && Some(&p.pr) == pr.as_ref())
             else {
                 return 0;
             };
@@ -436,6 +542,19 @@ mod tests {
             task: refs[1],
             attempt: refs[2],
             payload: Payload::Value(payload),
+            origin: Some(Origin::Host),
+        }
+    }
+
+    fn legacy<'a>(
+        seq: u64,
+        kind: &'a str,
+        refs: [Option<&'a str>; 3],
+        payload: &'a serde_json::Value,
+    ) -> EventView<'a> {
+        EventView {
+            origin: None,
+            ..view(seq, kind, refs, payload)
         }
     }
 
@@ -448,7 +567,7 @@ mod tests {
         p.apply(&view(2, "attempt.started", t, &null));
         let ok = json!({"digest": "d1"});
         p.apply(&view(3, "attempt.succeeded", t, &ok));
-        let pr = json!({"pr": 7, "branch": "agent/x"});
+        let pr = json!({"pr": 7, "branch": "agent/task-exec-attempt-k1-1a2b3c4d"});
         p.apply(&view(4, "pr.opened", t, &pr));
         let target = &p.targets["t1"];
         assert_eq!(target.open_prs, 1);
@@ -513,7 +632,11 @@ mod tests {
         ));
         let a = &p.targets["t1"].tasks["k1"].attempts[0];
         assert_eq!((a.outcome, a.finished_ms), (AttemptOutcome::Running, None));
-        assert!(p.targets["t2"].tasks["k2"].attempts.is_empty());
+        assert!(
+            !p.targets.contains_key("t2"),
+            "an outcome of no attempt is not acted on"
+        );
+        assert_eq!(p.targets["t1"].consecutive_failures, 0);
         p.apply(&view(
             3,
             "attempt.failed",
@@ -537,5 +660,93 @@ mod tests {
         p.apply(&view(3, "autonomy.resumed", [None; 3], &null));
         assert!(!p.paused);
         assert!(p.targets["t"].paused);
+    }
+
+    #[test]
+    fn client_events_are_never_acted_on() {
+        let mut p = Projection::default();
+        let null = json!(null);
+        let mut paused = view(1, "autonomy.paused", [None; 3], &null);
+        paused.origin = Some(Origin::Client);
+        p.apply(&paused);
+        assert!(!p.paused);
+        assert_eq!(p.last_seq, 1);
+        assert_eq!(
+            p.unverified_events, 0,
+            "a client event is not a forgery to count"
+        );
+    }
+
+    /// What the probe forged through the API of the version that took any type: none
+    /// of it fits what the host writes, so a version 1 log holding it replays without
+    /// acting on it; the host's own version 1 events still count.
+    #[test]
+    fn forged_version_1_events_replay_without_acting() {
+        let mut p = Projection::default();
+        let t = |task, attempt| [Some("t"), Some(task), attempt];
+        let forged_start = json!({"branch": "release"});
+        p.apply(&legacy(
+            1,
+            "attempt.started",
+            t("k", Some("a1")),
+            &forged_start,
+        ));
+        let forged_pr = json!({"pr": 9, "branch": "release"});
+        p.apply(&legacy(2, "pr.opened", t("k", Some("a1")), &forged_pr));
+        let done = json!({"reason": "forged"});
+        p.apply(&legacy(3, "task.completed", t("dep", None), &done));
+        let ok = json!({"digest": "d"});
+        p.apply(&legacy(4, "attempt.succeeded", t("k", Some("zz")), &ok));
+        let failed = json!({"kind": "x"});
+        p.apply(&legacy(5, "attempt.failed", t("k", Some("zz")), &failed));
+        assert_eq!(p.unverified_events, 5);
+        let target = &p.targets.get("t");
+        assert!(target.is_none_or(|t| t.tasks.is_empty() && t.consecutive_failures == 0));
+
+        // The host's own version 1 shapes.
+        let attempt = "1a2b3c4d";
+        let branch = crate::branches::branch_name("k", attempt);
+        let started = json!({"via": "scheduler", "branch": branch});
+        p.apply(&legacy(
+            6,
+            "attempt.started",
+            t("k", Some(attempt)),
+            &started,
+        ));
+        p.apply(&legacy(7, "attempt.succeeded", t("k", Some(attempt)), &ok));
+        let opened = json!({"pr": "1", "branch": branch});
+        p.apply(&legacy(8, "pr.opened", t("k", Some(attempt)), &opened));
+        let merged = json!({"pr": "1", "branch": branch});
+        p.apply(&legacy(9, "pr.merged", t("k", None), &merged));
+        let task = &p.targets["t"].tasks["k"];
+        assert_eq!(task.status, TaskStatus::Completed);
+        assert_eq!(task.prs[0].state, PrState::Merged);
+        assert_eq!(p.unverified_events, 5);
+        // A merge of a PR that is no longer open, or of another branch, is refused.
+        p.apply(&legacy(10, "pr.merged", t("k", None), &merged));
+        assert_eq!(p.unverified_events, 6);
+    }
+
+    #[test]
+    fn host_events_must_fit_the_flow_too() {
+        let mut p = Projection::default();
+        let null = json!(null);
+        let t = [Some("t"), Some("k"), Some("a")];
+        p.apply(&view(1, "attempt.started", t, &null));
+        p.apply(&view(2, "attempt.started", t, &null));
+        assert_eq!(
+            p.targets["t"].tasks["k"].attempts.len(),
+            1,
+            "a duplicate start"
+        );
+        let pr = json!({"pr": 3, "branch": "main"});
+        p.apply(&view(3, "pr.opened", t, &pr));
+        assert!(
+            p.targets["t"].tasks["k"].prs.is_empty(),
+            "not an agent branch"
+        );
+        let merged = json!({});
+        p.apply(&view(4, "pr.merged", [Some("t"), Some("k"), None], &merged));
+        assert_eq!(p.unverified_events, 3);
     }
 }

@@ -3,7 +3,7 @@
 //! ([`super::index`]).
 
 use super::commit::{Committer, Head};
-use super::event::{Event, EventDraft, GENESIS_HASH};
+use super::event::{Event, EventDraft, GENESIS_HASH, Origin, Provenance};
 use super::index::{IndexKey, Indexes};
 use super::projection::{EventView, Payload, Projection};
 use serde::Deserialize;
@@ -29,6 +29,9 @@ pub enum StoreError {
         field: &'static str,
         message: String,
     },
+    /// The writer may not write this type (the namespaces the log enforces).
+    #[error("event {index}: field `type`: {message}")]
+    Forbidden { index: usize, message: String },
     #[error("event store lock poisoned")]
     Poisoned,
     #[error("event store is closed")]
@@ -81,6 +84,8 @@ struct Stored<'a> {
     attempt: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     payload: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    origin: Option<Origin>,
     #[serde(borrow)]
     hash: Cow<'a, str>,
 }
@@ -107,6 +112,7 @@ pub(super) fn view_of(event: &Event) -> EventView<'_> {
         task: event.task.as_deref(),
         attempt: event.attempt.as_deref(),
         payload: Payload::Value(&event.payload),
+        origin: event.origin,
     }
 }
 
@@ -155,6 +161,26 @@ fn validate(index: usize, draft: &EventDraft) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// How long opening a store waits for a lock a just-closed handle of this process
+/// still holds (sled's flusher thread lets go of it shortly after the handle drops).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// Opens sled at `dir`, retrying briefly while the directory's lock is held.
+fn open_db(dir: &Path) -> sled::Result<sled::Db> {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::Config::new().path(dir).open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn decode(dir: &Path, seq: u64, bytes: &[u8]) -> Result<Event, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         dir: dir.to_path_buf(),
@@ -163,24 +189,73 @@ fn decode(dir: &Path, seq: u64, bytes: &[u8]) -> Result<Event, StoreError> {
     })
 }
 
+/// How much one read may return: at most `count` events and, past the first,
+/// at most `bytes` of stored JSON (so a page of large events stays bounded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub count: usize,
+    pub bytes: usize,
+}
+
+/// The events of one page, and whether more lay beyond its bounds.
+#[derive(Debug, Clone, Default)]
+pub struct Paged {
+    pub events: Vec<Event>,
+    pub more: bool,
+}
+
+impl Page {
+    /// At most `count` events, whatever their size.
+    pub fn count(count: usize) -> Page {
+        Page {
+            count,
+            bytes: usize::MAX,
+        }
+    }
+}
+
+/// Decodes stored `(seq, bytes)` rows into a page: at most `page.count` events and,
+/// past the first, at most `page.bytes` of stored JSON; `more` when rows were left.
+fn collect_page(
+    dir: &Path,
+    page: Page,
+    rows: impl Iterator<Item = Result<(u64, sled::IVec), StoreError>>,
+) -> Result<Paged, StoreError> {
+    let mut events = Vec::new();
+    let mut used = 0usize;
+    for row in rows {
+        let (seq, value) = row?;
+        let full = events.len() >= page.count
+            || (!events.is_empty() && used.saturating_add(value.len()) > page.bytes);
+        if full {
+            return Ok(Paged { events, more: true });
+        }
+        used += value.len();
+        events.push(decode(dir, seq, &value)?);
+    }
+    Ok(Paged {
+        events,
+        more: false,
+    })
+}
+
 fn read_after(
     dir: &Path,
     tree: &sled::Tree,
     after: u64,
-    limit: usize,
-) -> Result<Vec<Event>, StoreError> {
-    let mut out = Vec::new();
-    for item in tree
-        .range(event_key(after.saturating_add(1))..event_key(u64::MAX))
-        .take(limit)
-    {
-        let (key, value) = item.map_err(|source| StoreError::Sled {
-            dir: dir.to_path_buf(),
-            source,
-        })?;
-        out.push(decode(dir, seq_of_key(&key), &value)?);
-    }
-    Ok(out)
+    last: u64,
+    page: Page,
+) -> Result<Paged, StoreError> {
+    let rows = tree
+        .range(event_key(after.saturating_add(1))..event_key(last.saturating_add(1)))
+        .map(|item| {
+            item.map(|(key, value)| (seq_of_key(&key), value))
+                .map_err(|source| StoreError::Sled {
+                    dir: dir.to_path_buf(),
+                    source,
+                })
+        });
+    collect_page(dir, page, rows)
 }
 
 /// Reads a store without replaying it (no indexes, no projection): for short-lived
@@ -199,7 +274,7 @@ impl EventReader {
             dir: dir.to_path_buf(),
             source,
         };
-        let db = sled::Config::new().path(dir).open().map_err(sled_err)?;
+        let db = open_db(dir).map_err(sled_err)?;
         let tree = db.open_tree("events").map_err(sled_err)?;
         Ok(EventReader {
             dir: dir.to_path_buf(),
@@ -219,7 +294,14 @@ impl EventReader {
 
     /// Up to `limit` events with a sequence above `after`, in order.
     pub fn after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        read_after(&self.dir, &self.tree, after, limit)
+        Ok(read_after(
+            &self.dir,
+            &self.tree,
+            after,
+            u64::MAX - 1,
+            Page::count(limit),
+        )?
+        .events)
     }
 }
 
@@ -230,7 +312,7 @@ impl EventLog {
             dir: dir.to_path_buf(),
             source,
         };
-        let db = sled::Config::new().path(dir).open().map_err(sled_err)?;
+        let db = open_db(dir).map_err(sled_err)?;
         let tree = db.open_tree("events").map_err(sled_err)?;
         let mut head = Head {
             next_seq: 1,
@@ -260,6 +342,7 @@ impl EventLog {
                     Some(raw) => Payload::Raw(raw),
                     None => Payload::Value(NULL_PAYLOAD),
                 },
+                origin: stored.origin,
             });
             head = Head {
                 next_seq: stored.seq + 1,
@@ -290,17 +373,30 @@ impl EventLog {
         }
     }
 
-    /// Appends `drafts` atomically and returns them sealed, once they are durable.
-    /// Either every draft is stored or none is. Concurrent appends share one write
-    /// and one fsync (group commit).
+    /// Appends the host's own `drafts` atomically and returns them sealed, once they
+    /// are durable. Either every draft is stored or none is. Concurrent appends share
+    /// one write and one fsync (group commit).
     pub fn append(&self, drafts: Vec<EventDraft>) -> Result<Vec<Event>, StoreError> {
+        self.append_as(Provenance::host(), drafts)
+    }
+
+    /// Appends `drafts` written by `by`: each type must be one `by` may write (see
+    /// [`super::catalog::check_writer`]: clients only their namespace, operators their
+    /// actions), or nothing is stored.
+    pub fn append_as(
+        &self,
+        by: Provenance,
+        drafts: Vec<EventDraft>,
+    ) -> Result<Vec<Event>, StoreError> {
         for (i, d) in drafts.iter().enumerate() {
             validate(i, d)?;
+            super::catalog::check_writer(by.origin, &d.kind)
+                .map_err(|message| StoreError::Forbidden { index: i, message })?;
         }
         if drafts.is_empty() {
             return Ok(Vec::new());
         }
-        self.committer.submit(drafts)
+        self.committer.submit(drafts, by)
     }
 
     /// Flushes sled (used on shutdown; acknowledged appends are durable already).
@@ -356,26 +452,82 @@ impl EventLog {
 
     /// Up to `limit` acknowledged events with a sequence above `after`, in order.
     pub fn after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let mut events = read_after(&self.shared.dir, &self.shared.tree, after, limit)?;
-        let last = self.last_seq();
-        events.retain(|e| e.seq <= last);
-        Ok(events)
+        Ok(self.after_page(after, Page::count(limit))?.events)
     }
 
-    fn by_index(&self, key: IndexKey, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+    /// Acknowledged events with a sequence above `after`, in order, within `page`.
+    pub fn after_page(&self, after: u64, page: Page) -> Result<Paged, StoreError> {
+        read_after(
+            &self.shared.dir,
+            &self.shared.tree,
+            after,
+            self.last_seq(),
+            page,
+        )
+    }
+
+    /// The stored events `seqs` (one more than `page.count` tells whether more lie
+    /// beyond), within `page`.
+    fn read_seqs(&self, seqs: Vec<u64>, page: Page) -> Result<Paged, StoreError> {
+        let tree = &self.shared.tree;
+        let rows = seqs.into_iter().filter_map(|seq| {
+            tree.get(event_key(seq))
+                .map_err(|e| self.sled_err(e))
+                .map(|value| value.map(|v| (seq, v)))
+                .transpose()
+        });
+        collect_page(&self.shared.dir, page, rows)
+    }
+
+    fn by_index(&self, key: IndexKey, after: u64, page: Page) -> Result<Paged, StoreError> {
         let seqs = self
             .shared
             .indexes
             .read()
             .map_err(|_| StoreError::Poisoned)?
-            .after(&key, after, limit);
-        let mut out = Vec::with_capacity(seqs.len());
-        for seq in seqs {
-            if let Some(event) = self.get(seq)? {
-                out.push(event);
-            }
-        }
-        Ok(out)
+            .after(&key, after, page.count.saturating_add(1));
+        self.read_seqs(seqs, page)
+    }
+
+    /// Events of one target after `after`, within `page`.
+    pub fn by_target_page(
+        &self,
+        target: &str,
+        after: u64,
+        page: Page,
+    ) -> Result<Paged, StoreError> {
+        self.by_index(IndexKey::Target(target.into()), after, page)
+    }
+
+    /// Events of one task of a target after `after`, within `page`.
+    pub fn by_task_page(
+        &self,
+        target: &str,
+        task: &str,
+        after: u64,
+        page: Page,
+    ) -> Result<Paged, StoreError> {
+        self.by_index(IndexKey::Task(target.into(), task.into()), after, page)
+    }
+
+    /// The newest events of one task of a target, oldest first, within `page`
+    /// (counted from the newest, so the page ends at the latest event).
+    pub fn latest_by_task(
+        &self,
+        target: &str,
+        task: &str,
+        page: Page,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut seqs = self
+            .shared
+            .indexes
+            .read()
+            .map_err(|_| StoreError::Poisoned)?
+            .last(&IndexKey::Task(target.into(), task.into()), page.count);
+        seqs.reverse();
+        let mut events = self.read_seqs(seqs, page)?.events;
+        events.reverse();
+        Ok(events)
     }
 
     /// Events of one target, after `after`.
@@ -385,7 +537,9 @@ impl EventLog {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        self.by_index(IndexKey::Target(target.into()), after, limit)
+        Ok(self
+            .by_target_page(target, after, Page::count(limit))?
+            .events)
     }
 
     /// Events of one task of a target, after `after`.
@@ -396,7 +550,9 @@ impl EventLog {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        self.by_index(IndexKey::Task(target.into(), task.into()), after, limit)
+        Ok(self
+            .by_task_page(target, task, after, Page::count(limit))?
+            .events)
     }
 
     /// Events of one attempt, after `after`.
@@ -406,7 +562,9 @@ impl EventLog {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        self.by_index(IndexKey::Attempt(attempt.into()), after, limit)
+        Ok(self
+            .by_index(IndexKey::Attempt(attempt.into()), after, Page::count(limit))?
+            .events)
     }
 
     /// Walks the whole chain: sequences contiguous from 1, each `prev_hash` equal to
@@ -511,14 +669,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let live = {
             let log = EventLog::open(dir.path()).unwrap();
-            let mut started = draft("attempt.started", Some("t\"1"), Some("k"));
-            started.attempt = Some("a1".into());
+            let mut started = draft("attempt.started", Some("t\"1"), Some("ké"));
+            started.attempt = Some("1a2b3c4d".into());
             let mut failed = started.clone();
             failed.kind = "attempt.failed".into();
             failed.payload = serde_json::json!({"kind": "policy \"x\"", "message": "m"});
             let mut opened = started.clone();
             opened.kind = "pr.opened".into();
-            opened.payload = serde_json::json!({"pr": 12, "branch": "agent/é"});
+            opened.payload =
+                serde_json::json!({"pr": 12, "branch": "agent/task-exec-attempt-ké-1a2b3c4d"});
             log.append(vec![
                 started,
                 failed,
@@ -530,9 +689,12 @@ mod tests {
         };
         let reopened = EventLog::open(dir.path()).unwrap().projection().unwrap();
         assert_eq!(reopened, live);
-        let task = &live.targets["t\"1"].tasks["k"];
+        let task = &live.targets["t\"1"].tasks["ké"];
         assert_eq!(task.attempts[0].failure.as_deref(), Some("policy \"x\""));
-        assert_eq!(task.prs[0].branch.as_deref(), Some("agent/é"));
+        assert_eq!(
+            task.prs[0].branch.as_deref(),
+            Some("agent/task-exec-attempt-ké-1a2b3c4d")
+        );
         assert!(live.paused);
         assert_eq!(live.last_seq, 4);
     }

@@ -26,10 +26,12 @@ pub enum TokenError {
 pub fn read_token(source: &TokenSource) -> Result<String, TokenError> {
     let token = match source {
         TokenSource::Env(name) => std::env::var(name).unwrap_or_default(),
-        TokenSource::File(path) => std::fs::read_to_string(path).map_err(|e| TokenError::File {
-            path: path.clone(),
-            message: e.to_string(),
-        })?,
+        TokenSource::File(path) => {
+            crate::repofs::read_secret_file(path).map_err(|e| TokenError::File {
+                path: path.clone(),
+                message: e.to_string(),
+            })?
+        }
     };
     let token = token.trim().to_string();
     if token.is_empty() {

@@ -58,5 +58,7 @@ pub fn install(
     }
     let staged = staging.keep();
     fs::rename(&staged, &target).map_err(|e| format!("{}: {e}", target.display()))?;
-    read_entry(&target)
+    let handle = crate::repofs::RepoDir::open(&target, "the plugin registry")
+        .map_err(|e| format!("{}: {e}", target.display()))?;
+    read_entry(&handle, &target)
 }

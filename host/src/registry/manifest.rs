@@ -1,9 +1,10 @@
 //! `plugin.toml`: the manifest of a registry entry, its validation, and the WIT world
 //! compatibility rules.
 
+use crate::paths::RepoPath;
 use crate::policy::ExecutorLimits;
+use crate::repofs::{Kind, Limit, RepoDir};
 use serde::{Deserialize, Serialize};
-use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The WIT package executors implement.
@@ -152,10 +153,7 @@ pub fn validate(manifest_path: &Path, manifest: &Manifest) -> Result<(), String>
     let version = contract_version(&manifest.world, EXECUTOR_WORLD_NAME).ok_or_else(|| {
         bad(
             "world",
-            format!(
-                "`{}` is not `{EXECUTOR_PACKAGE}/{EXECUTOR_WORLD_NAME}@<version>`",
-                manifest.world
-            ),
+            format!("is not `{EXECUTOR_PACKAGE}/{EXECUTOR_WORLD_NAME}@<version>`"),
         )
     })?;
     check_contract_version(&version).map_err(|m| bad("world", m))?;
@@ -187,16 +185,100 @@ pub fn validate(manifest_path: &Path, manifest: &Manifest) -> Result<(), String>
     Ok(())
 }
 
-/// Parses a manifest file.
-pub fn parse(manifest_path: &Path, text: &str) -> Result<Manifest, String> {
-    toml::from_str(text).map_err(|e| format!("{}: {e}", manifest_path.display()))
+/// The largest `plugin.toml` read.
+pub const MAX_MANIFEST: Limit = Limit::new(64 << 10, "manifest size limit");
+
+/// The largest component (`<name>.wasm`) read.
+pub const MAX_COMPONENT: Limit = Limit::new(64 << 20, "component size limit");
+
+/// The keys a manifest may hold: the only names from the file an error repeats.
+const MANIFEST_KEYS: &[&str] = &[
+    "name",
+    "version",
+    "world",
+    "scopes",
+    "sha256",
+    "summary",
+    "signature",
+    "signed_by",
+    "limits",
+    "fuel",
+    "memory_mib",
+    "max_files_written",
+    "max_bytes_written",
+];
+
+/// A parser message with every quoted value replaced by `…` (`"…"`, `` `…` ``): only
+/// the manifest's own key names stay, nothing else from the file.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(['"', '`']) {
+        let quote = rest[start..].chars().next().unwrap_or('"');
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let Some(len) = after.find(quote) else {
+            out.push(quote);
+            out.push('…');
+            return out;
+        };
+        let inner = &after[..len];
+        out.push(quote);
+        if quote == '`' && MANIFEST_KEYS.contains(&inner) {
+            out.push_str(inner);
+        } else {
+            out.push('…');
+        }
+        out.push(quote);
+        rest = &after[len + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
-/// Reads and checks the entry in `dir` (`<name>/<version>/`).
-pub fn read_entry(dir: &Path) -> Result<Entry, String> {
+/// The manifest key assigned on the line holding byte `at`, if it is a known key.
+fn key_on_line(text: &str, at: usize) -> Option<&'static str> {
+    let start = text[..at.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let key = line.split('=').next()?.trim();
+    MANIFEST_KEYS.iter().copied().find(|k| *k == key)
+}
+
+/// Parses a manifest file. The error gives the line, column and (a known) field and
+/// the parser's message, never the offending line or a value from it.
+pub fn parse(manifest_path: &Path, text: &str) -> Result<Manifest, String> {
+    toml::from_str(text).map_err(|e| {
+        let message = without_values(e.message().lines().next().unwrap_or_default());
+        match e.span() {
+            Some(span) => {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                let field = key_on_line(text, span.start)
+                    .map(|k| format!(" field `{k}`:"))
+                    .unwrap_or_default();
+                format!(
+                    "{}: invalid TOML at line {line}, column {column}:{field} {message}",
+                    manifest_path.display()
+                )
+            }
+            None => format!("{}: invalid TOML: {message}", manifest_path.display()),
+        }
+    })
+}
+
+/// Reads and checks the entry in `dir` (`<name>/<version>/`), through `handle` on
+/// that directory: `plugin.toml` and the component must be regular files there, not
+/// links, and of bounded size.
+pub fn read_entry(handle: &RepoDir, dir: &Path) -> Result<Entry, String> {
     let manifest_path = dir.join("plugin.toml");
-    let text = fs::read_to_string(&manifest_path)
-        .map_err(|e| format!("{}: cannot read: {e}", manifest_path.display()))?;
+    let file = RepoPath::parse("plugin.toml").map_err(|e| e.to_string())?;
+    let bytes = handle
+        .read(&file, MAX_MANIFEST)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .ok_or_else(|| format!("{}: cannot read: no such file", manifest_path.display()))?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", manifest_path.display()))?;
     let manifest = parse(&manifest_path, &text)?;
     validate(&manifest_path, &manifest)?;
     let dir_name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
@@ -213,13 +295,26 @@ pub fn read_entry(dir: &Path) -> Result<Entry, String> {
             manifest.version
         ));
     }
-    let wasm = dir.join(format!("{}.wasm", manifest.name));
-    if !wasm.is_file() {
-        return Err(format!(
-            "{}: missing component {}",
-            manifest_path.display(),
-            wasm.display()
-        ));
+    let wasm_name = format!("{}.wasm", manifest.name);
+    let wasm = dir.join(&wasm_name);
+    let component = RepoPath::parse(&wasm_name).map_err(|e| e.to_string())?;
+    match handle.stat(&component) {
+        Ok(Some(meta)) if meta.kind == Kind::File => {}
+        Ok(Some(meta)) => {
+            return Err(format!(
+                "{}: the component `{wasm_name}` is {}, not a regular file",
+                dir.display(),
+                meta.kind.described()
+            ));
+        }
+        Ok(None) => {
+            return Err(format!(
+                "{}: missing component {}",
+                manifest_path.display(),
+                wasm.display()
+            ));
+        }
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
     }
     Ok(Entry {
         manifest,
@@ -257,6 +352,25 @@ mod tests {
         assert_eq!(
             contract_version("other:executor/executor-plugin@0.1.0", EXECUTOR_WORLD_NAME),
             None
+        );
+    }
+
+    #[test]
+    fn toml_errors_name_line_and_column_without_the_line() {
+        let text = "name = \"x\"\nversion = \"1.0.0\"\nsecret = host-file-content here\n";
+        let err = parse(Path::new("r/x/1.0.0/plugin.toml"), text).unwrap_err();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(!err.contains("host-file-content"), "{err}");
+        let err = parse(Path::new("p.toml"), "name = 5\nversion = \"1.0.0\"\n").unwrap_err();
+        assert!(err.contains("line 1"), "{err}");
+        assert_eq!(
+            without_values(r#"invalid "secret" value `name`, not `7` or `host_line`"#),
+            r#"invalid "…" value `name`, not `…` or `…`"#
+        );
+        let err = parse(Path::new("p.toml"), "name = \"x\"\nscopes = 7\n").unwrap_err();
+        assert!(
+            err.contains("field `scopes`") && !err.contains('7'),
+            "{err}"
         );
     }
 

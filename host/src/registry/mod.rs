@@ -14,12 +14,13 @@ pub use manifest::{EXECUTOR_WORLD, Entry, Manifest, ManifestLimits};
 
 use crate::backlog::Task;
 use crate::digest::sha256_hex;
+use crate::paths::RepoPath;
 use crate::policy::PluginPolicy;
+use crate::repofs::{Kind, RepoDir};
 use crate::sandbox::{LoadedComponent, Sandbox, SandboxError};
 use manifest::{EXECUTOR_INTERFACE, EXECUTOR_PACKAGE, EXECUTOR_WORLD_NAME, read_entry};
 use signing::SignatureStatus;
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The directory used when neither `--plugin-dir` nor `LEVIATHAN_PLUGIN_DIR` is set.
@@ -36,7 +37,7 @@ impl Entry {
             file: entry.wasm.clone(),
             message,
         };
-        let wasm = fs::read(&entry.wasm).map_err(|e| invalid(format!("cannot read: {e}")))?;
+        let wasm = read_component(entry).map_err(invalid)?;
         let actual = sha256_hex(&wasm);
         if !actual.eq_ignore_ascii_case(&entry.manifest.sha256) {
             return Err(invalid(format!(
@@ -81,10 +82,69 @@ impl Entry {
     }
 }
 
-fn is_hidden(path: &Path) -> bool {
-    path.file_name()
+/// The component's bytes, read through a handle on its entry directory: a regular
+/// file, not a link, at most [`manifest::MAX_COMPONENT`] bytes.
+fn read_component(entry: &Entry) -> Result<Vec<u8>, String> {
+    let name = entry
+        .wasm
+        .file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.'))
+        .and_then(|n| RepoPath::parse(n).ok())
+        .ok_or_else(|| "the component has no usable file name".to_string())?;
+    let dir = RepoDir::open(&entry.dir, "the plugin registry")
+        .map_err(|e| format!("cannot open {}: {e}", entry.dir.display()))?;
+    dir.read(&name, manifest::MAX_COMPONENT)
+        .map_err(|e| format!("cannot read: {e}"))?
+        .ok_or_else(|| "cannot read: the component is missing".to_string())
+}
+
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    name.to_str().is_some_and(|n| n.starts_with('.'))
+}
+
+/// The subdirectories of a registry level, by name; a link or other non-directory
+/// entry there is rejected with its reason (a registry entry is never reached through
+/// a link), files are ignored, hidden names skipped.
+fn subdirs(
+    handle: &RepoDir,
+    path: &Path,
+    rejected: &mut Vec<Rejected>,
+) -> Result<Vec<(PathBuf, RepoDir)>, String> {
+    let mut out = Vec::new();
+    for (name, kind) in handle.entries().map_err(|e| e.to_string())? {
+        if is_hidden(&name) {
+            continue;
+        }
+        let dir = path.join(&name);
+        match kind {
+            Kind::Dir => {}
+            Kind::Symlink => {
+                rejected.push(Rejected {
+                    dir,
+                    reason: "is a symbolic link; registry entries must be real directories".into(),
+                });
+                continue;
+            }
+            _ => continue,
+        }
+        let opened = name
+            .to_str()
+            .and_then(|n| RepoPath::parse(n).ok())
+            .map(|rel| handle.open_dir(&rel));
+        match opened {
+            Some(Ok(Some(sub))) => out.push((dir, sub)),
+            Some(Ok(None)) => {}
+            Some(Err(e)) => rejected.push(Rejected {
+                dir,
+                reason: e.to_string(),
+            }),
+            None => rejected.push(Rejected {
+                dir,
+                reason: "the directory name is not a usable path component".into(),
+            }),
+        }
+    }
+    Ok(out)
 }
 
 /// Checks that a component exports the executor interface once, at the contract
@@ -104,6 +164,20 @@ fn check_exports(exports: &[String], declared: &semver::Version) -> Result<(), S
         )),
         [v] => manifest::check_contract_version(v),
         _ => Err("the component exports several versions of the executor interface".into()),
+    }
+}
+
+/// The plugin name an `executor` field (`name` or `name@<requirement>`) asks for.
+fn executor_name(wanted: &str) -> &str {
+    wanted.split('@').next().unwrap_or(wanted).trim()
+}
+
+/// Whether `entry` could serve `task`: the plugin its `executor` field names, else one
+/// handling its scope (what [`Registry::route`] chooses among).
+pub fn is_candidate(entry: &Entry, task: &Task) -> bool {
+    match task.executor.as_deref() {
+        Some(wanted) => entry.manifest.name == executor_name(wanted),
+        None => entry.manifest.scopes.iter().any(|s| s == &task.scope),
     }
 }
 
@@ -176,39 +250,31 @@ impl Registry {
         }
     }
 
-    /// Reads every manifest under `dir`. Invalid entries are listed in `rejected`.
-    /// Hidden directories (an install in progress, `.install-*`) are skipped.
+    /// Reads every manifest under `dir` through a handle on it (no link inside the
+    /// registry is followed). Invalid entries are listed in `rejected`. Hidden
+    /// directories (an install in progress, `.install-*`) are skipped.
     pub fn scan(dir: &Path) -> Result<Registry, RegistryError> {
-        let unreadable = |e: std::io::Error| RegistryError::Unreadable {
+        let unreadable = |message: String| RegistryError::Unreadable {
             dir: dir.to_path_buf(),
-            message: e.to_string(),
+            message,
         };
+        let root =
+            RepoDir::open(dir, "the plugin registry").map_err(|e| unreadable(e.to_string()))?;
         let mut entries = Vec::new();
         let mut rejected = Vec::new();
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .map_err(unreadable)?
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        names.sort();
-        for name_dir in names.into_iter().filter(|p| p.is_dir() && !is_hidden(p)) {
-            let mut versions: Vec<_> = match fs::read_dir(&name_dir) {
-                Ok(rd) => rd
-                    .flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.is_dir() && !is_hidden(p))
-                    .collect(),
-                Err(e) => {
+        for (name_dir, name_handle) in subdirs(&root, dir, &mut rejected).map_err(unreadable)? {
+            let versions = match subdirs(&name_handle, &name_dir, &mut rejected) {
+                Ok(v) => v,
+                Err(reason) => {
                     rejected.push(Rejected {
                         dir: name_dir,
-                        reason: e.to_string(),
+                        reason,
                     });
                     continue;
                 }
             };
-            versions.sort();
-            for version_dir in versions {
-                match read_entry(&version_dir) {
+            for (version_dir, handle) in versions {
+                match read_entry(&handle, &version_dir) {
                     Ok(entry) => entries.push(entry),
                     Err(reason) => rejected.push(Rejected {
                         dir: version_dir,
@@ -233,9 +299,10 @@ impl Registry {
         Ok(registry)
     }
 
-    /// Rejects entries with a bad signature, unsigned or untrusted entries when the
-    /// policy requires signatures, and every entry claiming a scope that another
-    /// plugin also claims unless the policy's `routes` names the one to use.
+    /// Rejects entries with a bad signature, and unsigned or untrusted entries when the
+    /// policy requires signatures. Scope conflicts are settled later, among the
+    /// entries that load ([`Registry::reject_contested`]): a broken entry never
+    /// knocks out a working one.
     pub fn apply_policy(&mut self, policy: &PluginPolicy) {
         self.routes = policy.routes.clone();
         let mut kept = Vec::with_capacity(self.entries.len());
@@ -264,9 +331,15 @@ impl Registry {
                 }),
             }
         }
-        // Scopes claimed by more than one plugin name, without a tie-breaker.
+        self.entries = kept;
+    }
+
+    /// Rejects every entry claiming a scope that another plugin name also claims,
+    /// unless the policy's `routes` names the one to use. Called on the entries that
+    /// loaded, so only working plugins contest a scope; returns the ids rejected.
+    pub fn reject_contested(&mut self) -> Vec<String> {
         let mut claims: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for entry in &kept {
+        for entry in &self.entries {
             for scope in &entry.manifest.scopes {
                 let names = claims.entry(scope.as_str()).or_default();
                 if !names.contains(&entry.manifest.name.as_str()) {
@@ -279,7 +352,8 @@ impl Registry {
             .filter(|(scope, names)| names.len() > 1 && !self.routes.contains_key(*scope))
             .map(|(scope, names)| (scope.to_string(), names.join(", ")))
             .collect();
-        for entry in kept {
+        let mut removed = Vec::new();
+        for entry in std::mem::take(&mut self.entries) {
             let conflict = entry
                 .manifest
                 .scopes
@@ -288,6 +362,7 @@ impl Registry {
             match conflict {
                 Some((scope, names)) => {
                     self.signatures.remove(&entry.id());
+                    removed.push(entry.id());
                     self.rejected.push(Rejected {
                         dir: entry.dir.clone(),
                         reason: format!(
@@ -299,6 +374,7 @@ impl Registry {
                 None => self.entries.push(entry),
             }
         }
+        removed
     }
 
     fn installed(&self) -> String {
@@ -330,12 +406,12 @@ impl Registry {
     pub fn route(&self, task: &Task) -> Result<&Entry, RegistryError> {
         if let Some(wanted) = task.executor.as_deref() {
             let (name, req) = match wanted.split_once('@') {
-                Some((n, r)) => (
-                    n.trim(),
+                Some((_, r)) => (
+                    executor_name(wanted),
                     semver::VersionReq::parse(r.trim())
                         .map_err(|_| RegistryError::BadExecutorField(wanted.into()))?,
                 ),
-                None => (wanted.trim(), semver::VersionReq::STAR),
+                None => (executor_name(wanted), semver::VersionReq::STAR),
             };
             return self
                 .entries
@@ -380,6 +456,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn write_entry(root: &Path, name: &str, version: &str, scopes: &str) {
         let dir = root.join(name).join(version);

@@ -42,12 +42,25 @@ pub struct PluginSet {
 impl PluginSet {
     /// Scans `dir`, applies `policy` and loads every accepted entry. Components that
     /// `previous` already loaded with the same digest are reused, not recompiled. A
-    /// missing directory is an empty registry.
+    /// missing directory is an empty registry. Scope conflicts are settled among the
+    /// entries that loaded, so a broken entry never knocks out a working one.
     pub fn load(
         dir: &Path,
         policy: &PluginPolicy,
         sandbox: &Sandbox,
         previous: Option<&PluginSet>,
+    ) -> Result<PluginSet, RegistryError> {
+        PluginSet::load_matching(dir, policy, sandbox, previous, |_| true)
+    }
+
+    /// [`PluginSet::load`] of only the entries `wanted` selects (the candidates for
+    /// one task, for `exec`): the others are neither compiled nor listed.
+    pub fn load_matching(
+        dir: &Path,
+        policy: &PluginPolicy,
+        sandbox: &Sandbox,
+        previous: Option<&PluginSet>,
+        wanted: impl Fn(&Entry) -> bool,
     ) -> Result<PluginSet, RegistryError> {
         let mut registry = if dir.exists() {
             Registry::scan_with_policy(dir, policy)?
@@ -59,7 +72,10 @@ impl PluginSet {
         };
         let mut loaded = BTreeMap::new();
         let mut kept = Vec::with_capacity(registry.entries.len());
-        for entry in std::mem::take(&mut registry.entries) {
+        for entry in std::mem::take(&mut registry.entries)
+            .into_iter()
+            .filter(|e| wanted(e))
+        {
             let id = entry.id();
             let reused = previous.and_then(|p| p.loaded.get(&id)).filter(|p| {
                 p.entry.manifest.sha256 == entry.manifest.sha256 && p.entry.wasm == entry.wasm
@@ -92,6 +108,9 @@ impl PluginSet {
             }
         }
         registry.entries = kept;
+        for id in registry.reject_contested() {
+            loaded.remove(&id);
+        }
         Ok(PluginSet {
             registry,
             loaded,

@@ -23,7 +23,7 @@ pub struct Key(SigningKey);
 impl Key {
     /// Reads a key file written by [`Key::generate`].
     pub fn load(file: &Path) -> Result<Key, String> {
-        let text = std::fs::read_to_string(file)
+        let text = crate::repofs::read_secret_file(file)
             .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
         let seed = hex::decode(text.trim())
             .ok()

@@ -3,12 +3,14 @@
 //! half done (the remote branch is deleted when the PR could not be opened).
 
 use super::forge::{self, PullRequest, TargetForge};
-use crate::backlog::{BACKLOG_PATH, Backlog, Task};
+use crate::backlog::{BACKLOG_PATH, Backlog, Task, backlog_path};
+use crate::branches::branch_name;
 use crate::config::Target;
 use crate::events::attempts::{self, task_event as draft};
 use crate::events::{EventLog, StoreError};
 use crate::exec::{ExecReport, ExecRequest, exec_with_plugins};
 use crate::git::Clone;
+use crate::repofs::RepoDir;
 use crate::sandbox::Sandbox;
 use crate::writeback::{Completion, write_back};
 use serde_json::json;
@@ -40,11 +42,6 @@ pub fn attempt_id(target: &str, task: &str, seq: u64) -> String {
         h.update([0]);
     }
     hex::encode(h.finalize())[..8].to_string()
-}
-
-/// The branch of an attempt (the original Leviathan's naming).
-pub fn branch_name(task: &str, attempt: &str) -> String {
-    format!("agent/task-exec-attempt-{task}-{attempt}")
 }
 
 /// The commit message: deterministic for a task, executor and change.
@@ -180,6 +177,29 @@ fn pushed(
     )
 }
 
+/// The backlog write-back on the attempt's branch, through a capability handle on the
+/// clone: the backlog is read and replaced without following a link (a committed
+/// `.leviathan` link is refused, never written through), and the result must still
+/// parse before it is written.
+fn write_completion(clone: &Path, task: &Task, attempt: &str, branch: &str) -> Result<(), Failure> {
+    let backlog_file = clone.join(BACKLOG_PATH);
+    let failed = |message: String| ("writeback".to_string(), message);
+    let text = crate::backlog::read_text(clone).map_err(|e| failed(e.to_string()))?;
+    let completion = Completion {
+        attempt_id: attempt.into(),
+        branch_name: branch.into(),
+        completed_at: crate::clock::rfc3339(crate::clock::now_ms()),
+    };
+    let updated = write_back(&text, &task.id, &completion)
+        .map_err(|e| failed(format!("{}: {e}", backlog_file.display())))?;
+    // The write-back must still be a valid backlog before it is committed.
+    Backlog::from_text(&backlog_file, &updated).map_err(|e| failed(e.to_string()))?;
+    let dir = RepoDir::open(clone, "a target repository")
+        .map_err(|e| failed(format!("{}: {e}", clone.display())))?;
+    dir.write(&backlog_path(), updated.as_bytes())
+        .map_err(|e| failed(format!("{}: {e}", backlog_file.display())))
+}
+
 /// The attempt's work after `attempt.started`; an error is (kind, message).
 fn deliver(
     ctx: &AttemptContext,
@@ -201,33 +221,7 @@ fn deliver(
     if report.files.is_empty() {
         return Ok((report, None));
     }
-    let backlog_file = ctx.clone.dir().join(BACKLOG_PATH);
-    let text = std::fs::read_to_string(&backlog_file).map_err(|e| {
-        (
-            "writeback".to_string(),
-            format!("{}: {e}", backlog_file.display()),
-        )
-    })?;
-    let completion = Completion {
-        attempt_id: attempt.into(),
-        branch_name: branch.into(),
-        completed_at: crate::clock::rfc3339(crate::clock::now_ms()),
-    };
-    let updated = write_back(&text, &task.id, &completion).map_err(|e| {
-        (
-            "writeback".to_string(),
-            format!("{}: {e}", backlog_file.display()),
-        )
-    })?;
-    // The write-back must still be a valid backlog before it is committed.
-    Backlog::from_text(&backlog_file, &updated)
-        .map_err(|e| ("writeback".to_string(), e.to_string()))?;
-    std::fs::write(&backlog_file, updated).map_err(|e| {
-        (
-            "writeback".to_string(),
-            format!("{}: {e}", backlog_file.display()),
-        )
-    })?;
+    write_completion(ctx.clone.dir(), task, attempt, branch)?;
     let mut paths: Vec<String> = report.files.iter().map(|f| f.path.as_string()).collect();
     paths.push(BACKLOG_PATH.into());
     ctx.clone
@@ -270,6 +264,6 @@ mod tests {
         let id = attempt_id("t", "docs-1", 7);
         assert_eq!(id.len(), 8);
         let branch = branch_name("docs-1", &id);
-        assert_eq!(super::super::select::branch_task(&branch), Some("docs-1"));
+        assert_eq!(crate::branches::branch_task(&branch), Some("docs-1"));
     }
 }

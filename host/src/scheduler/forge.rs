@@ -3,8 +3,8 @@
 //! `prs close` act on them. The GitHub forge opens real PRs through the API client in
 //! [`crate::github`].
 
-use super::select::BRANCH_PREFIX;
 use crate::backlog::Task;
+use crate::branches::BRANCH_PREFIX;
 use crate::config::{Config, Forge, Target};
 use crate::events::EventLog;
 use crate::events::projection::{PrState, PrView};
@@ -320,6 +320,10 @@ pub enum LocalPrError {
     #[error("no open PR {pr} of target `{target}` in the event log")]
     NoPr { target: String, pr: String },
     #[error(
+        "PR {pr} of target `{target}` is not on one of the host's agent branches; refusing to touch it"
+    )]
+    NotAgentBranch { target: String, pr: String },
+    #[error(
         "target `{0}` uses the GitHub forge: its PRs are merged or closed on GitHub, and the next pass records it"
     )]
     NotLocal(String),
@@ -340,8 +344,10 @@ pub struct LocalPrOutcome {
 
 /// Merges (`merge`) or closes PR `pr` of a local-forge target: the branch is merged
 /// into the base with a merge commit and the base pushed, or just deleted; then
-/// `pr.merged` / `pr.closed`. Works in `<work_dir>/<target>-forge`, a clone of its
-/// own, so it never disturbs a scheduler pass working in `<work_dir>/<target>`.
+/// `pr.merged` / `pr.closed`, recorded as the host's on behalf of `by`. Only a PR the
+/// host opened from its own agent branch of the task is touched. Works in
+/// `<work_dir>/<target>-forge`, a clone of its own, so it never disturbs a scheduler
+/// pass working in `<work_dir>/<target>`.
 pub fn merge_or_close_local(
     config: &crate::config::Config,
     log: &EventLog,
@@ -349,6 +355,7 @@ pub fn merge_or_close_local(
     target_id: &str,
     pr: &str,
     merge: bool,
+    by: crate::events::Provenance,
 ) -> Result<LocalPrOutcome, LocalPrError> {
     let target = config
         .targets
@@ -366,6 +373,12 @@ pub fn merge_or_close_local(
         target: target_id.into(),
         pr: pr.into(),
     })?;
+    if !crate::branches::is_branch_of(&branch, &task) {
+        return Err(LocalPrError::NotAgentBranch {
+            target: target_id.into(),
+            pr: pr.into(),
+        });
+    }
     let clone = crate::git::Clone::prepare(
         &super::remote_url(config, target),
         &work_dir.join(format!("{target_id}-forge")),
@@ -386,7 +399,7 @@ pub fn merge_or_close_local(
     d.target = Some(target_id.into());
     d.task = Some(task.clone());
     d.payload = serde_json::json!({"pr": pr, "branch": branch, "commit": commit});
-    log.append(vec![d])?;
+    log.append_as(by, vec![d])?;
     Ok(LocalPrOutcome {
         task,
         branch,

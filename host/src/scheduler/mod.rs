@@ -292,7 +292,7 @@ impl Scheduler<'_> {
             .collect();
         let mut drafts = Vec::new();
         for pr in open.iter().filter(|o| !known.contains(&o.branch)) {
-            let Some(task) = select::branch_task(&pr.branch) else {
+            let Some(task) = crate::branches::branch_task(&pr.branch) else {
                 continue;
             };
             let number = pr.number.clone().unwrap_or_else(|| {
@@ -307,7 +307,7 @@ impl Scheduler<'_> {
             );
             d.task = Some(task.to_string());
             // The branch's 8 hex digits are its attempt id.
-            d.attempt = pr.branch.rsplit('-').next().map(String::from);
+            d.attempt = crate::branches::branch_attempt(&pr.branch).map(String::from);
             drafts.push(d);
         }
         if !drafts.is_empty() {

@@ -13,10 +13,11 @@
 
 use super::attempt::pr_opened;
 use super::forge::TargetForge;
+use crate::branches::{branch_name, is_attempt_id};
 use crate::config::Target;
 use crate::events::attempts::task_event as draft;
 use crate::events::projection::AttemptOutcome;
-use crate::events::{EventDraft, EventLog, StoreError};
+use crate::events::{EventDraft, EventLog, Origin, StoreError};
 use crate::git::Clone;
 use serde_json::json;
 
@@ -67,15 +68,23 @@ pub fn resume(
 ) -> Result<Result<Vec<String>, String>, StoreError> {
     let mut lines = Vec::new();
     for Interrupted { task, attempt } in interrupted(log, &target.id)? {
+        // The attempt's branch is computed from its task and id, never read from an
+        // event: only the host's own agent branch of this attempt is ever touched.
+        let started_branch = is_attempt_id(&attempt).then(|| branch_name(&task, &attempt));
         let events = log.by_attempt(&attempt, 0, 1000)?;
-        let started_branch = events
-            .iter()
-            .find(|e| e.kind == "attempt.started")
-            .and_then(|e| e.payload["branch"].as_str().map(String::from));
-        let pushed = events.iter().find(|e| e.kind == "attempt.pushed");
-        let (drafts, line) = match pushed {
-            Some(p) => {
-                match finish_pushed(log, target, forge, clone, &task, &attempt, &p.payload) {
+        let pushed = events.iter().find(|e| {
+            e.kind == "attempt.pushed"
+                && e.origin != Some(Origin::Client)
+                && e.target.as_deref() == Some(target.id.as_str())
+                && e.task.as_deref() == Some(task.as_str())
+                && started_branch.is_some()
+                && e.payload["branch"].as_str() == started_branch.as_deref()
+        });
+        let (drafts, line) = match (pushed, &started_branch) {
+            (Some(p), Some(branch)) => {
+                match finish_pushed(
+                    log, target, forge, clone, &task, &attempt, branch, &p.payload,
+                ) {
                     Ok(finished) => finished,
                     Err(message) => {
                         tracing::warn!(target_id = %target.id, %task, %attempt, %message, "an interrupted attempt waits for the forge");
@@ -83,7 +92,7 @@ pub fn resume(
                     }
                 }
             }
-            None => {
+            _ => {
                 if let Some(branch) = &started_branch {
                     delete_if_present(clone, branch);
                 }
@@ -108,6 +117,7 @@ pub fn resume(
     Ok(Ok(lines))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn finish_pushed(
     log: &EventLog,
     target: &Target,
@@ -115,11 +125,12 @@ fn finish_pushed(
     clone: &Clone,
     task: &str,
     attempt: &str,
+    branch: &str,
     pushed: &serde_json::Value,
 ) -> Result<(Vec<EventDraft>, String), String> {
     let text = |k: &str| pushed[k].as_str().unwrap_or_default().to_string();
-    let (branch, title, body) = (text("branch"), text("title"), text("body"));
-    match forge.open(target, log, &branch, &title, &body, attempt) {
+    let (title, body) = (text("title"), text("body"));
+    match forge.open(target, log, branch, &title, &body, attempt) {
         Ok(pr) => {
             let mut result = pushed["result"].clone();
             if result.is_object() {
@@ -132,14 +143,14 @@ fn finish_pushed(
             Ok((
                 vec![
                     draft("attempt.succeeded", &target.id, task, Some(attempt), result),
-                    pr_opened(target, task, attempt, &branch, &pr),
+                    pr_opened(target, task, attempt, branch, &pr),
                 ],
                 line,
             ))
         }
         Err(e) if e.transient => Err(e.message),
         Err(e) => {
-            delete_if_present(clone, &branch);
+            delete_if_present(clone, branch);
             Ok((
                 vec![draft(
                     "attempt.failed",

@@ -8,8 +8,7 @@ use crate::events::projection::{TargetView, TaskStatus};
 use crate::exec::checked_allowed_paths;
 use crate::policy::Policy;
 
-/// The prefix of every branch the host pushes.
-pub const BRANCH_PREFIX: &str = "agent/";
+use crate::branches::branch_task;
 
 /// Why a task was passed over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,15 +72,6 @@ pub enum Decision {
     Stop(TargetStop),
     Run(String),
     Nothing,
-}
-
-/// The task id an agent branch belongs to: `agent/task-exec-attempt-<id>-<8 hex>`
-/// (the original Leviathan's naming, kept).
-pub fn branch_task(branch: &str) -> Option<&str> {
-    let rest = branch.strip_prefix("agent/task-exec-attempt-")?;
-    let (task, suffix) = rest.rsplit_once('-')?;
-    (suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit()) && !task.is_empty())
-        .then_some(task)
 }
 
 /// What the scheduler knows about a target besides its backlog and policy.
@@ -311,15 +301,5 @@ mod tests {
         let mut off = policy.clone();
         off.autonomy_enabled = false;
         assert_eq!(gate(&off, false), Some(TargetStop::Disabled));
-    }
-
-    #[test]
-    fn branch_names_of_the_original_are_recognised() {
-        assert_eq!(
-            branch_task("agent/task-exec-attempt-docs-1-1a2b3c4d"),
-            Some("docs-1")
-        );
-        assert_eq!(branch_task("agent/task-exec-attempt-docs-1-xyz"), None);
-        assert_eq!(branch_task("feature/x"), None);
     }
 }

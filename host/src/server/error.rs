@@ -55,6 +55,26 @@ impl ApiError {
         }
     }
 
+    /// 403 about `field`: the caller may not write what it sent there.
+    pub fn forbidden_field(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    /// 503: the server is at a limit; try again shortly.
+    pub fn busy(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "busy",
+            message: message.into(),
+            field: None,
+        }
+    }
+
     /// 404 for `what`.
     pub fn not_found(what: String) -> ApiError {
         ApiError {
@@ -104,6 +124,11 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response
     }
 }
@@ -116,6 +141,9 @@ impl From<crate::events::StoreError> for ApiError {
                 field,
                 message,
             } => ApiError::bad_field(format!("[{index}].{field}"), message),
+            crate::events::StoreError::Forbidden { index, message } => {
+                ApiError::forbidden_field(format!("[{index}].type"), message)
+            }
             other => ApiError::internal(other),
         }
     }

@@ -3,10 +3,10 @@
 
 use super::auth::Principal;
 use super::{ApiError, AppState};
-use crate::events::EventDraft;
 use crate::events::projection::{
     AttemptView, Breaker, PrState, PrView, TargetView, TaskStatus, TaskView,
 };
+use crate::events::{EventDraft, Provenance};
 use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
@@ -158,8 +158,14 @@ pub async fn task(
                 "no task `{task}` of target `{target}` in the event log"
             ))
         })?;
-    let mut events = state.log.by_task(&target, &task, 0, usize::MAX)?;
-    let recent = events.split_off(events.len().saturating_sub(RECENT_EVENTS));
+    let recent = state.log.latest_by_task(
+        &target,
+        &task,
+        crate::events::Page {
+            count: RECENT_EVENTS,
+            bytes: super::routes_events::MAX_PAGE_BYTES,
+        },
+    )?;
     Ok(Json(json!({
         "target": target, "task": task, "state": view, "recent_events": recent,
     })))
@@ -229,7 +235,9 @@ async fn pause_or_resume(
     let mut draft = EventDraft::new(kind);
     draft.target = target.clone();
     draft.payload = json!({"by": caller.name, "reason": reason});
-    let events = state.append(vec![draft]).await?;
+    let events = state
+        .append(Provenance::operator(&caller.name), vec![draft])
+        .await?;
     let paused = state.log.with_projection(|p| match &target {
         Some(t) => p.targets.get(t).map(|t| t.paused).unwrap_or(false),
         None => p.paused,
@@ -274,7 +282,9 @@ pub async fn reset_breaker(
     let mut draft = EventDraft::new("circuit_breaker.closed");
     draft.target = Some(id.clone());
     draft.payload = json!({"reason": "reset", "by": caller.name});
-    let events = state.append(vec![draft]).await?;
+    let events = state
+        .append(Provenance::operator(&caller.name), vec![draft])
+        .await?;
     Ok(Json(
         json!({"seq": events[0].seq, "target": id, "circuit_breaker": {"open": false}}),
     ))

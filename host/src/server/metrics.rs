@@ -41,6 +41,9 @@ pub struct Metrics {
     last_seq: Gauge,
     sse_clients: Gauge,
     plugin_reload_seconds: Histogram,
+    connections_evicted: Counter,
+    connections_refused: Counter,
+    requests_shed: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -71,6 +74,9 @@ impl Metrics {
             last_seq: Gauge::default(),
             sse_clients: Gauge::default(),
             plugin_reload_seconds: latency_histogram(),
+            connections_evicted: Counter::default(),
+            connections_refused: Counter::default(),
+            requests_shed: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -133,14 +139,64 @@ impl Metrics {
             "Time to reload the plugin registry after a change settled",
             m.plugin_reload_seconds.clone(),
         );
+        registry.register(
+            "connections_evicted",
+            "Connections closed at the connection cap before they sent a request",
+            m.connections_evicted.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at once because the cap was reached by busy ones",
+            m.connections_refused.clone(),
+        );
+        registry.register(
+            "requests_shed",
+            "Requests answered 503 because the concurrency or stream limit was reached",
+            m.requests_shed.clone(),
+        );
         Metrics { registry, ..m }
     }
 
-    /// Counts an appended batch and what its events report.
-    pub fn observe_append(&self, events: &[Event], took: Duration) {
-        self.events_appended.inc_by(events.len() as u64);
+    /// The listener's counters (connections evicted, refused).
+    pub fn connection_stats(&self) -> super::listener::ConnectionStats {
+        super::listener::ConnectionStats {
+            evicted: self.connections_evicted.clone(),
+            refused: self.connections_refused.clone(),
+        }
+    }
+
+    /// Counts a request answered 503 at a limit.
+    pub fn shed(&self) {
+        self.requests_shed.inc();
+    }
+
+    /// Times one append through the API.
+    pub fn observe_append(&self, took: Duration) {
         self.append_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Starts the attempt counters at what the log already holds (so a restart does
+    /// not reset them).
+    pub fn start_from(&self, projection: &Projection) {
+        let (succeeded, failed) = projection.targets.values().fold((0, 0), |(s, f), t| {
+            (s + t.attempts_succeeded, f + t.attempts_failed)
+        });
+        for (outcome, n) in [("succeeded", succeeded), ("failed", failed)] {
+            self.attempts
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.into(),
+                })
+                .inc_by(n);
+        }
+    }
+
+    /// Counts durable events, whoever appended them, and what they report.
+    pub fn observe_events(&self, events: &[Event]) {
+        self.events_appended.inc_by(events.len() as u64);
         for e in events {
+            if e.origin == Some(crate::events::Origin::Client) {
+                continue;
+            }
             let outcome = match e.kind.as_str() {
                 "attempt.succeeded" => "succeeded",
                 "attempt.failed" => "failed",

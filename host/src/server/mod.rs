@@ -4,6 +4,8 @@
 pub mod auth;
 mod error;
 mod graph;
+pub mod limits;
+pub mod listener;
 pub mod metrics;
 mod observe;
 mod passes;
@@ -11,7 +13,7 @@ mod plugins;
 mod prs;
 mod routes_events;
 
-use crate::events::{Event, EventDraft, EventLog};
+use crate::events::{Event, EventDraft, EventLog, Provenance};
 use auth::Tokens;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -46,10 +48,59 @@ pub struct ServeOptions {
     pub config: Option<PathBuf>,
     /// Where the scheduler keeps its clones (default `<data-dir>-work`).
     pub work_dir: Option<PathBuf>,
+    /// Connection bounds (count, header-read and idle timeout).
+    pub connections: listener::ConnectionLimits,
+    /// Request bounds (in flight, streams, time to respond).
+    pub requests: limits::RequestLimits,
 }
 
 /// Largest request body accepted by default (1 MiB).
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+
+/// Default connection bounds: 1024 open connections, 10 s to send a request head.
+pub const DEFAULT_CONNECTIONS: listener::ConnectionLimits = listener::ConnectionLimits {
+    max_connections: 1024,
+    header_read_timeout: Duration::from_secs(10),
+};
+
+/// Default request bounds: 64 requests in flight, 128 event streams, 60 s per response.
+pub const DEFAULT_REQUESTS: limits::RequestLimits = limits::RequestLimits {
+    max_requests: 64,
+    max_streams: 128,
+    request_timeout: Duration::from_secs(60),
+};
+
+/// Descriptors kept back from the connection cap for the store, the registry
+/// watcher, git and the sandbox.
+const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// Raises the soft descriptor limit to the hard one and returns the connection cap
+/// that fits under it.
+fn fit_connections(wanted: usize) -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let Some(hard) = limit.maximum
+        && limit.current.is_some_and(|soft| soft < hard)
+    {
+        limit.current = Some(hard);
+        if setrlimit(Resource::Nofile, limit).is_err() {
+            limit = getrlimit(Resource::Nofile);
+        }
+    }
+    let fits = limit
+        .current
+        .map(|soft| soft.saturating_sub(RESERVED_DESCRIPTORS).max(16))
+        .unwrap_or(u64::MAX);
+    let cap = wanted.min(usize::try_from(fits).unwrap_or(usize::MAX));
+    if cap < wanted {
+        tracing::warn!(
+            wanted,
+            cap,
+            "the descriptor limit lowers the connection cap"
+        );
+    }
+    cap
+}
 
 /// What every handler shares.
 pub struct AppState {
@@ -64,6 +115,8 @@ pub struct AppState {
     pub autonomy_enabled: bool,
     /// The targets and clone directory, when `serve` runs with `--config`.
     pub forge: Option<Arc<ForgeContext>>,
+    /// The request limits.
+    pub gate: limits::Gate,
 }
 
 /// What the local forge's endpoints need.
@@ -91,14 +144,18 @@ pub enum ServeError {
 }
 
 impl AppState {
-    /// Appends durably (off the async threads) and counts it in the metrics.
-    pub async fn append(&self, drafts: Vec<EventDraft>) -> Result<Vec<Event>, ApiError> {
+    /// Appends durably as `by` (off the async threads) and counts it in the metrics.
+    pub async fn append(
+        &self,
+        by: Provenance,
+        drafts: Vec<EventDraft>,
+    ) -> Result<Vec<Event>, ApiError> {
         let log = self.log.clone();
         let started = Instant::now();
-        let events = tokio::task::spawn_blocking(move || log.append(drafts))
+        let events = tokio::task::spawn_blocking(move || log.append_as(by, drafts))
             .await
             .map_err(ApiError::internal)??;
-        self.metrics.observe_append(&events, started.elapsed());
+        self.metrics.observe_append(started.elapsed());
         Ok(events)
     }
 
@@ -119,6 +176,38 @@ impl AppState {
             Err(poisoned) => *poisoned.into_inner() = Arc::new(tokens),
         }
         Ok(count)
+    }
+}
+
+/// Counts every event that becomes durable in the metrics (the scheduler's passes,
+/// the registry watcher and the API append to one log), from the newest at start on.
+async fn count_events(state: Arc<AppState>, mut durable: watch::Receiver<u64>, mut cursor: u64) {
+    let mut stop = state.shutdown.clone();
+    let page = crate::events::Page {
+        count: 1000,
+        bytes: 4 << 20,
+    };
+    loop {
+        tokio::select! {
+            changed = durable.changed() => if changed.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        loop {
+            let log = state.log.clone();
+            let read = tokio::task::spawn_blocking(move || log.after_page(cursor, page)).await;
+            let Ok(Ok(paged)) = read else {
+                tracing::warn!("metrics could not read the newest events");
+                break;
+            };
+            let Some(last) = paged.events.last().map(|e| e.seq) else {
+                break;
+            };
+            state.metrics.observe_events(&paged.events);
+            cursor = last;
+            if !paged.more {
+                break;
+            }
+        }
     }
 }
 
@@ -155,6 +244,10 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .merge(api)
         .fallback(observe::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::observe,
@@ -206,6 +299,7 @@ pub fn serve(
                     work_dir: work_dir.clone(),
                 })
             }),
+            gate: limits::Gate::new(options.requests),
         });
         let listener = tokio::net::TcpListener::bind(&options.listen)
             .await
@@ -217,6 +311,11 @@ pub fn serve(
         // Handlers go in before the address is announced, so a signal sent as soon
         // as the server is up is never the default (fatal) one.
         let signals = Signals::install()?;
+        log.with_projection(|p| state.metrics.start_from(p))?;
+        // The cursor before the subscription: an event in between is read at the
+        // next change rather than missed.
+        let counted = log.last_seq();
+        tokio::spawn(count_events(state.clone(), log.subscribe(), counted));
         tracing::info!(%addr, events = log.last_seq(), "listening");
         on_listening(addr);
         plugins::start(
@@ -244,7 +343,7 @@ pub fn serve(
         let app = router(state.clone(), options.body_limit);
         let grace = options.shutdown_grace;
         let (mut term, mut int) = (signals.terminate, signals.interrupt);
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        tokio::spawn(async move {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
@@ -252,9 +351,20 @@ pub fn serve(
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = stop_tx.send(true);
         });
+        let connections = listener::ConnectionLimits {
+            max_connections: fit_connections(options.connections.max_connections),
+            ..options.connections
+        };
+        let server = listener::serve(
+            listener,
+            app,
+            connections,
+            state.metrics.connection_stats(),
+            state.shutdown.clone(),
+        );
         let mut stopping = state.shutdown.clone();
         tokio::select! {
-            result = server => result?,
+            () = server => {},
             _ = async {
                 let _ = stopping.wait_for(|s| *s).await;
                 tokio::time::sleep(grace).await;

@@ -1,8 +1,11 @@
 //! The local forge's pull requests through the API, for when `serve` holds the event
 //! log (`prs merge|close` on the command line cannot open it then).
 
+use super::auth::Principal;
 use super::{ApiError, AppState};
+use crate::events::Provenance;
 use crate::scheduler::forge::{LocalPrError, merge_or_close_local};
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -11,6 +14,7 @@ use std::sync::Arc;
 
 async fn act(
     state: Arc<AppState>,
+    caller: Principal,
     target: String,
     pr: String,
     merge: bool,
@@ -24,7 +28,8 @@ async fn act(
     let log = state.log.clone();
     let (t, p) = (target.clone(), pr.clone());
     let done = tokio::task::spawn_blocking(move || {
-        merge_or_close_local(&forge.config, &log, &forge.work_dir, &t, &p, merge)
+        let by = Provenance::host_for(caller.name);
+        merge_or_close_local(&forge.config, &log, &forge.work_dir, &t, &p, merge, by)
     })
     .await
     .map_err(ApiError::internal)?
@@ -32,6 +37,7 @@ async fn act(
         LocalPrError::NoTarget(_) | LocalPrError::NoPr { .. } => ApiError::not_found(e.to_string()),
         LocalPrError::Git(g) => ApiError::with_status(StatusCode::CONFLICT, g.to_string()),
         LocalPrError::NotLocal(_) => ApiError::with_status(StatusCode::CONFLICT, e.to_string()),
+        LocalPrError::NotAgentBranch { .. } => ApiError::forbidden(e.to_string()),
         LocalPrError::Store(s) => ApiError::internal(s),
     })?;
     Ok(Json(json!({
@@ -43,15 +49,17 @@ async fn act(
 /// `POST /api/v1/targets/{id}/prs/{pr}/merge`
 pub async fn merge(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Principal>,
     Path((target, pr)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    act(state, target, pr, true).await
+    act(state, caller, target, pr, true).await
 }
 
 /// `POST /api/v1/targets/{id}/prs/{pr}/close`
 pub async fn close(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Principal>,
     Path((target, pr)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    act(state, target, pr, false).await
+    act(state, caller, target, pr, false).await
 }

@@ -1,8 +1,10 @@
 //! `/api/v1/events`: paged reads, appends from clients, and the Server-Sent Events
 //! stream (resumable with `Last-Event-ID`).
 
+use super::auth::Principal;
 use super::{ApiError, AppState};
-use crate::events::{Event, EventDraft, EventLog, catalog};
+use crate::events::{Event, EventDraft, EventLog, Origin, Page, Paged, Provenance, catalog};
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -19,10 +21,16 @@ use tokio::sync::watch;
 /// Default and largest page of `GET /events`.
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
+/// Most bytes of stored events one page holds (past its first event): a page of
+/// large events ends early with `more: true`.
+pub const MAX_PAGE_BYTES: usize = 4 << 20;
 /// Largest batch one `POST /events` may carry.
 pub const MAX_BATCH: usize = 1000;
-/// Events read from the store per step of a stream.
-const STREAM_PAGE: usize = 256;
+/// Events read from the store per step of a stream, and their most bytes.
+const STREAM_PAGE: Page = Page {
+    count: 256,
+    bytes: 1 << 20,
+};
 
 /// The query of `GET /events`.
 #[derive(Debug, Deserialize)]
@@ -64,16 +72,19 @@ pub async fn list(
         ));
     }
     let log = &state.log;
-    let events = match (&q.target, &q.task) {
-        (Some(target), Some(task)) => log.by_task(target, task, q.after, limit)?,
-        (Some(target), None) => log.by_target(target, q.after, limit)?,
+    let page = Page {
+        count: limit,
+        bytes: MAX_PAGE_BYTES,
+    };
+    let Paged { events, more } = match (&q.target, &q.task) {
+        (Some(target), Some(task)) => log.by_task_page(target, task, q.after, page)?,
+        (Some(target), None) => log.by_target_page(target, q.after, page)?,
         (None, Some(_)) => {
             return Err(ApiError::bad_field("task", "needs `target` as well"));
         }
-        (None, None) => log.after(q.after, limit)?,
+        (None, None) => log.after_page(q.after, page)?,
     };
     let next_after = events.last().map(|e| e.seq).unwrap_or(q.after);
-    let more = events.len() == limit;
     Ok(Json(serde_json::json!({
         "events": events,
         "next_after": next_after,
@@ -119,10 +130,13 @@ pub fn parse_drafts(body: &[u8]) -> Result<Vec<EventDraft>, ApiError> {
                 return Err(ApiError::bad_field(format!("[{i}]"), "expected an object"));
             };
             if let Some(unknown) = object.keys().find(|k| !CLIENT_FIELDS.contains(&k.as_str())) {
-                return Err(ApiError::bad_field(
-                    at(unknown),
-                    "unknown field (expected type, target, task, attempt, payload)",
-                ));
+                let message = match unknown.as_str() {
+                    "actor" | "origin" => {
+                        "set by the server from the caller's token, never from the body"
+                    }
+                    _ => "unknown field (expected type, target, task, attempt, payload)",
+                };
+                return Err(ApiError::bad_field(at(unknown), message));
             }
             let mut reference = |field: &str| match object.remove(field) {
                 None | Some(serde_json::Value::Null) => Ok(None),
@@ -131,10 +145,15 @@ pub fn parse_drafts(body: &[u8]) -> Result<Vec<EventDraft>, ApiError> {
             };
             let kind =
                 reference("type")?.ok_or_else(|| ApiError::bad_field(at("type"), "is required"))?;
+            if kind.is_empty() {
+                return Err(ApiError::bad_field(at("type"), "must not be empty"));
+            }
             let target = reference("target")?;
             let task = reference("task")?;
             let attempt = reference("attempt")?;
             let kind = catalog::client_kind(&kind);
+            catalog::check_writer(Origin::Client, &kind)
+                .map_err(|message| ApiError::forbidden_field(at("type"), message))?;
             if let Some(field) =
                 catalog::missing_ref(&kind, target.is_some(), task.is_some(), attempt.is_some())
             {
@@ -154,15 +173,19 @@ pub fn parse_drafts(body: &[u8]) -> Result<Vec<EventDraft>, ApiError> {
         .collect()
 }
 
-/// `POST /api/v1/events`: one event or an array; replies with each `seq` and `hash`
-/// once the batch is durable.
+/// `POST /api/v1/events`: one event or an array of the client's own types; replies
+/// with each `seq` and `hash` once the batch is durable. The events are stored with
+/// `origin: client` and the caller's token name as `actor`.
 pub async fn append(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Principal>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|e| ApiError::with_status(e.status(), e.body_text()))?;
     let drafts = parse_drafts(&body)?;
-    let events = state.append(drafts).await?;
+    let events = state
+        .append(Provenance::client(&caller.name), drafts)
+        .await?;
     let stored: Vec<_> = events
         .iter()
         .map(|e| serde_json::json!({"seq": e.seq, "hash": e.hash, "type": e.kind}))
@@ -192,6 +215,7 @@ struct Cursor {
     target: Option<String>,
     buffer: VecDeque<Event>,
     _client: ClientGuard,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Counts a connected stream client for as long as it lives.
@@ -228,8 +252,8 @@ impl Cursor {
             }
             let durable = *self.durable.borrow_and_update();
             if durable > self.after {
-                let page = match self.log.after(self.after, STREAM_PAGE) {
-                    Ok(page) => page,
+                let page = match self.log.after_page(self.after, STREAM_PAGE) {
+                    Ok(page) => page.events,
                     Err(e) => {
                         tracing::error!(error = %e, "event stream ended");
                         let event = SseEvent::default().event("error").data(e.to_string());
@@ -268,6 +292,7 @@ pub async fn stream(
     q: Result<Query<StreamQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = query(q)?;
+    let permit = state.gate.stream(&state.metrics)?;
     let resume = match headers.get("last-event-id") {
         Some(v) => Some(
             v.to_str()
@@ -288,6 +313,7 @@ pub async fn stream(
         target: q.target,
         buffer: VecDeque::new(),
         _client: ClientGuard::new(state.clone()),
+        _permit: permit,
     };
     let events = futures_util::stream::unfold(cursor, |cursor| async move {
         cursor
@@ -310,13 +336,35 @@ mod tests {
 
     #[test]
     fn client_events_parse_with_namespacing() {
-        let drafts = parse_drafts(
-            br#"[{"type":"deploy.done","payload":{"a":1}},{"type":"scheduler.tick"}]"#,
-        )
-        .unwrap();
+        let drafts =
+            parse_drafts(br#"[{"type":"deploy.done","payload":{"a":1}},{"type":"client.x"}]"#)
+                .unwrap();
         assert_eq!(drafts[0].kind, "client.deploy.done");
         assert_eq!(drafts[0].payload["a"], 1);
-        assert_eq!(drafts[1].kind, "scheduler.tick");
+        assert_eq!(drafts[1].kind, "client.x");
+    }
+
+    #[test]
+    fn host_types_empty_types_and_actors_are_refused() {
+        for kind in [
+            "scheduler.tick",
+            "attempt.started",
+            "pr.opened",
+            "task.completed",
+            "circuit_breaker.closed",
+            "autonomy.paused",
+        ] {
+            let body = format!(
+                r#"[{{"type":"client.ok"}},{{"type":"{kind}","target":"t","task":"k","attempt":"a"}}]"#
+            );
+            let err = parse_drafts(body.as_bytes()).unwrap_err();
+            assert_eq!(err.status, axum::http::StatusCode::FORBIDDEN, "{kind}");
+            assert_eq!(err.field.as_deref(), Some("[1].type"), "{kind}");
+        }
+        assert_eq!(field_of(r#"{"type": ""}"#).as_deref(), Some("type"));
+        let err = parse_drafts(br#"{"type":"x","actor":"root"}"#).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("actor"));
+        assert!(err.message.contains("token"), "{}", err.message);
     }
 
     #[test]
@@ -332,7 +380,8 @@ mod tests {
         );
         assert_eq!(
             field_of(r#"{"type":"attempt.failed","target":"t","task":"k"}"#).as_deref(),
-            Some("attempt")
+            Some("type"),
+            "a host type is refused before its references are looked at"
         );
         assert_eq!(field_of(r#"[1]"#).as_deref(), Some("[0]"));
         assert!(parse_drafts(b"[]").is_err());
