@@ -4,7 +4,8 @@
 //! and in an existing log), idle and slow connections, huge pages, sparse files,
 //! malformed and linked registry entries, glob paths, ids git refuses. Everything runs
 //! through the real binary on real git repositories and real sockets; memory is bounded
-//! by running the binary under a data limit, never by timing.
+//! by running the binary under a data limit and sampling its peak resident set, never
+//! by timing.
 
 use leviathan_host::events::{Event, EventLog, GENESIS_HASH};
 use leviathan_tests::serve::{OPERATOR, Server, VIEWER};
@@ -47,7 +48,26 @@ fn limited() -> Command {
     c
 }
 
-/// Runs `command` to its end, failing the test if it takes longer than [`HANG`].
+/// The most resident memory any single run here may reach: an unbounded read or
+/// expansion passes it long before the data limit stops it (std turns a failed
+/// allocation inside `read_to_end` into an error, so only the peak shows the attempt).
+const PEAK_RSS: u64 = 256 << 20;
+
+/// The peak resident set (`VmHWM`) of process `pid` so far, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Runs `command` to its end, failing the test if it takes longer than [`HANG`] or its
+/// resident memory ever passes [`PEAK_RSS`] (sampled every few milliseconds).
 fn run(mut command: Command) -> Output {
     let mut child = command
         .stdout(Stdio::piped())
@@ -55,20 +75,28 @@ fn run(mut command: Command) -> Output {
         .spawn()
         .expect("the binary starts");
     let started = Instant::now();
+    let mut peak = 0;
     loop {
+        peak = peak.max(peak_rss(child.id()));
         if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
+            let out = child.wait_with_output().expect("output");
+            assert!(
+                peak < PEAK_RSS,
+                "peak resident memory {peak} bytes: {}",
+                text(&out)
+            );
+            return out;
         }
-        if started.elapsed() > HANG {
+        if started.elapsed() > HANG || peak >= PEAK_RSS {
             let _ = child.kill();
             let out = child.wait_with_output().expect("output");
             panic!(
-                "hung for {HANG:?}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                "hung for {:?} or grew to {peak} bytes: {}",
+                started.elapsed(),
+                text(&out)
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
