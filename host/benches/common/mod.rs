@@ -31,7 +31,7 @@ pub fn loop_event(i: u64) -> EventDraft {
         ),
         (3, false) => (
             "pr.opened",
-            serde_json::json!({"pr": cycle, "branch": format!("agent/task-exec-attempt-x-{cycle:08x}")}),
+            serde_json::json!({"pr": cycle, "branch": format!("agent/task-exec-attempt-{task}-{cycle:08x}")}),
         ),
         (4, false) => ("pr.merged", serde_json::json!({"pr": cycle})),
         _ => ("task.skipped", serde_json::json!({"reason": "inflight"})),

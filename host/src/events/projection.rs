@@ -93,18 +93,36 @@ fn scalar_text(raw: &serde_json::value::RawValue) -> Option<String> {
     }
 }
 
-impl Payload<'_> {
+/// One event's payload as the projection reads it: a raw payload is decoded at most
+/// once, on the first field asked for, however many checks and updates read it.
+struct Fields<'p, 'a> {
+    payload: &'p Payload<'a>,
+    decoded: std::cell::OnceCell<PayloadFields<'a>>,
+}
+
+impl<'a> Payload<'a> {
+    fn fields(&self) -> Fields<'_, 'a> {
+        Fields {
+            payload: self,
+            decoded: std::cell::OnceCell::new(),
+        }
+    }
+}
+
+impl Fields<'_, '_> {
     /// The payload's string (or number, as text) fields named in `keys`, in order.
     /// Only the keys [`PayloadFields`] knows can be read.
     fn strings<const N: usize>(&self, keys: [&str; N]) -> [Option<String>; N] {
-        match self {
+        match self.payload {
             Payload::Value(v) => keys.map(|k| match v.get(k) {
                 Some(serde_json::Value::String(s)) => Some(s.clone()),
                 Some(serde_json::Value::Number(n)) => Some(n.to_string()),
                 _ => None,
             }),
             Payload::Raw(raw) => {
-                let fields: PayloadFields = serde_json::from_str(raw.get()).unwrap_or_default();
+                let fields = self
+                    .decoded
+                    .get_or_init(|| serde_json::from_str(raw.get()).unwrap_or_default());
                 keys.map(|k| fields.raw(k).and_then(scalar_text))
             }
         }
@@ -243,6 +261,10 @@ impl Projection {
     /// event never; another only when it fits the host's own flow, and a version 1
     /// event (no origin) only when it also has the exact shape the host wrote.
     pub fn admits(&self, kind: &str, e: &EventView) -> bool {
+        self.admits_with(kind, e, &e.payload.fields())
+    }
+
+    fn admits_with(&self, kind: &str, e: &EventView, fields: &Fields) -> bool {
         let legacy = match e.origin {
             Some(Origin::Client) => return false,
             Some(_) => false,
@@ -273,7 +295,7 @@ impl Projection {
                 if !legacy {
                     return true;
                 }
-                let [via, branch] = e.payload.strings(["via", "branch"]);
+                let [via, branch] = fields.strings(["via", "branch"]);
                 match via.as_deref() {
                     Some("exec") => branch.is_none(),
                     Some("scheduler") => branch.as_deref() == Some(&branch_name(task, attempt)),
@@ -288,7 +310,7 @@ impl Projection {
             }
             "pr.opened" => {
                 let (Some(task), [Some(_), Some(branch)]) =
-                    (e.task, e.payload.strings(["pr", "branch"]))
+                    (e.task, fields.strings(["pr", "branch"]))
                 else {
                     return false;
                 };
@@ -299,7 +321,7 @@ impl Projection {
                 }
             }
             "pr.merged" | "pr.closed" => {
-                let [pr, branch] = e.payload.strings(["pr", "branch"]);
+                let [pr, branch] = fields.strings(["pr", "branch"]);
                 let (Some(pr), Some(target), Some(task)) = (pr, e.target, e.task) else {
                     return false;
                 };
@@ -325,7 +347,8 @@ impl Projection {
     pub fn apply(&mut self, e: &EventView) {
         self.last_seq = e.seq;
         let kind = canonical_kind(e.kind);
-        if !self.admits(kind, e) {
+        let fields = e.payload.fields();
+        if !self.admits_with(kind, e, &fields) {
             if e.origin != Some(Origin::Client) && super::catalog::lookup(kind).is_some() {
                 self.unverified_events += 1;
             }
@@ -339,7 +362,7 @@ impl Projection {
                 "autonomy.paused" => self.paused = true,
                 "autonomy.resumed" => self.paused = false,
                 "plugin.loaded" | "plugin.rejected" | "plugin.removed" => {
-                    self.apply_plugin(kind, e)
+                    self.apply_plugin(kind, &fields)
                 }
                 _ => {}
             }
@@ -391,13 +414,13 @@ impl Projection {
                 .map(|s| s.index),
             _ => None,
         });
-        let open_delta = apply_to_task(task, kind, e, slot);
+        let open_delta = apply_to_task(task, kind, e, &fields, slot);
         target.open_prs = target.open_prs.saturating_add_signed(open_delta);
     }
 
-    fn apply_plugin(&mut self, kind: &str, e: &EventView) {
+    fn apply_plugin(&mut self, kind: &str, fields: &Fields) {
         let [entry, plugin, sha256, reason] =
-            e.payload.strings(["entry", "plugin", "sha256", "reason"]);
+            fields.strings(["entry", "plugin", "sha256", "reason"]);
         let Some(entry) = entry else { return };
         match kind {
             "plugin.removed" => {
@@ -444,11 +467,17 @@ fn entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut
 
 /// Applies a task-level event; `slot` is the position of the attempt an outcome
 /// refers to. Returns the change in the target's open PRs.
-fn apply_to_task(task: &mut TaskView, kind: &str, e: &EventView, slot: Option<usize>) -> i32 {
+fn apply_to_task(
+    task: &mut TaskView,
+    kind: &str,
+    e: &EventView,
+    fields: &Fields,
+    slot: Option<usize>,
+) -> i32 {
     match kind {
         "task.selected" => task.status = TaskStatus::Selected,
         "task.skipped" => {
-            let [reason] = e.payload.strings(["reason"]);
+            let [reason] = fields.strings(["reason"]);
             task.last_skip = reason;
         }
         "task.blocked" => task.status = TaskStatus::Blocked,
@@ -473,7 +502,7 @@ fn apply_to_task(task: &mut TaskView, kind: &str, e: &EventView, slot: Option<us
             } else {
                 TaskStatus::Failed
             };
-            let [digest, failure] = e.payload.strings(["digest", "kind"]);
+            let [digest, failure] = fields.strings(["digest", "kind"]);
             if let Some(a) = slot.and_then(|i| task.attempts.get_mut(i)) {
                 a.finished_ms = Some(e.ts_ms);
                 if succeeded {
@@ -486,7 +515,7 @@ fn apply_to_task(task: &mut TaskView, kind: &str, e: &EventView, slot: Option<us
             }
         }
         "pr.opened" => {
-            let [pr, branch, url] = e.payload.strings(["pr", "branch", "url"]);
+            let [pr, branch, url] = fields.strings(["pr", "branch", "url"]);
             let Some(pr) = pr else { return 0 };
             task.status = TaskStatus::InReview;
             task.prs.push(PrView {
@@ -499,7 +528,7 @@ fn apply_to_task(task: &mut TaskView, kind: &str, e: &EventView, slot: Option<us
             return 1;
         }
         "pr.merged" | "pr.closed" => {
-            let [pr] = e.payload.strings(["pr"]);
+            let [pr] = fields.strings(["pr"]);
             let Some(view) = task
                 .prs
                 .iter_mut()
