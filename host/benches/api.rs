@@ -5,6 +5,8 @@
 //! docs/PERFORMANCE.md.
 
 #[allow(dead_code)]
+/// The event history shared with the event log's own benchmark.
+#[path = "../events/benches/common/mod.rs"]
 mod common;
 
 use common::{fill_loop, percentile};

@@ -1,11 +1,7 @@
-//! The `leviathan-host` command.
+//! The `leviathan-host` command: a thin binary over the host's crates; `cli/` holds
+//! the commands.
 
 mod cli;
-mod cli_api;
-mod cli_events;
-mod cli_plugins;
-mod cli_sched;
-mod scaffold;
 
 fn main() {
     std::process::exit(cli::main());

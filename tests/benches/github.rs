@@ -3,11 +3,11 @@
 //! every PR the host opens is merged before the next pass. Target: at most 6.
 //! Figures go to docs/PERFORMANCE.md.
 
-use leviathan_host::config::Config;
-use leviathan_host::events::EventLog;
-use leviathan_host::github::clients::GitHubClients;
-use leviathan_host::sandbox::{ArtifactCache, Sandbox};
-use leviathan_host::scheduler::Scheduler;
+use leviathan_domain::config::Config;
+use leviathan_events::EventLog;
+use leviathan_forge::github::clients::GitHubClients;
+use leviathan_sandbox::{ArtifactCache, Sandbox};
+use leviathan_scheduler::Scheduler;
 use leviathan_tests::github::FakeGitHub;
 use std::path::Path;
 use std::time::Instant;

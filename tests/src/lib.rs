@@ -5,8 +5,8 @@
 pub mod github;
 pub mod serve;
 
-use leviathan_host::exec::{ExecFailure, ExecReport, ExecRequest};
-use leviathan_host::sandbox::{ArtifactCache, Sandbox};
+use leviathan_sandbox::exec::{ExecFailure, ExecReport, ExecRequest};
+use leviathan_sandbox::{ArtifactCache, Sandbox};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -128,13 +128,9 @@ pub fn registry() -> &'static Path {
             ("hostile-guest", "tests/guests/hostile-guest/plugin.toml"),
         ] {
             let wasm = components.join(format!("{}.wasm", name.replace('-', "_")));
-            leviathan_host::registry::install(
-                &dir,
-                &wasm,
-                &root().join(manifest),
-                None,
-                |_| Ok(()),
-            )
+            leviathan_domain::registry::install(&dir, &wasm, &root().join(manifest), None, |_| {
+                Ok(())
+            })
             .unwrap_or_else(|e| panic!("installing {name}: {e}"));
         }
         dir
@@ -272,7 +268,7 @@ impl TestRepo {
             policy: policy.map(Path::to_path_buf),
             registry_dir: registry().to_path_buf(),
         };
-        leviathan_host::exec::exec(sandbox(), &request)
+        leviathan_sandbox::exec::exec(sandbox(), &request)
     }
 }
 

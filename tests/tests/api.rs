@@ -288,9 +288,9 @@ fn sse_delivers_live_and_resumes_with_last_event_id() {
 /// Appends the host's own events to `<dir>/data` as the scheduler would (clients
 /// cannot write these types), before a server opens the store.
 fn seed_log(dir: &Path, events: &Value) {
-    let drafts: Vec<leviathan_host::events::EventDraft> =
+    let drafts: Vec<leviathan_events::EventDraft> =
         serde_json::from_value(events.clone()).expect("drafts");
-    let log = leviathan_host::events::EventLog::open(&dir.join("data")).expect("store opens");
+    let log = leviathan_events::EventLog::open(&dir.join("data")).expect("store opens");
     log.append(drafts).expect("seeded");
 }
 
@@ -604,7 +604,7 @@ fn install_docs(plugins: &Path, work: &Path, tag: &str) -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    leviathan_host::digest::sha256_hex(&bytes)
+    leviathan_domain::digest::sha256_hex(&bytes)
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The compiled-artifact cache: hits after the first load, and a corrupted or
 //! foreign entry is recompiled and replaced, never trusted.
 
-use leviathan_host::sandbox::{ArtifactCache, CacheOutcome, Sandbox};
+use leviathan_sandbox::{ArtifactCache, CacheOutcome, Sandbox};
 
 #[test]
 fn cache_hits_and_corrupt_entries_are_replaced() {
@@ -18,7 +18,7 @@ fn cache_hits_and_corrupt_entries_are_replaced() {
     assert_eq!(second.cache, CacheOutcome::Hit);
     assert!(sandbox.describe(&second).is_ok(), "a cached artifact runs");
 
-    let digest = leviathan_host::digest::sha256_hex(&wasm);
+    let digest = leviathan_domain::digest::sha256_hex(&wasm);
     let artifact = cache
         .artifact_path(sandbox.engine(), &digest)
         .expect("cache path");
@@ -41,7 +41,7 @@ fn cache_hits_and_corrupt_entries_are_replaced() {
     std::fs::write(&artifact, b"not an artifact").expect("foreign bytes");
     std::fs::write(
         artifact.with_extension("cwasm.sha256"),
-        leviathan_host::digest::sha256_hex(b"not an artifact"),
+        leviathan_domain::digest::sha256_hex(b"not an artifact"),
     )
     .expect("matching sidecar");
     assert_eq!(

@@ -57,7 +57,7 @@ fn success_prints_the_report_and_exits_zero() {
     assert_eq!(file["bytes"], text.len() as u64);
     assert_eq!(
         file["sha256"],
-        leviathan_host::digest::sha256_hex(text.as_bytes())
+        leviathan_domain::digest::sha256_hex(text.as_bytes())
     );
     assert!(v["digest"].as_str().unwrap().starts_with("sha256:"));
     let (_, again) = exec(&repo, "docs-x", &[]);

@@ -1,7 +1,7 @@
 //! The event log through the real binary and real sled: append, verify, export,
 //! tamper detection, and crash safety under SIGKILL.
 
-use leviathan_host::events::{EventDraft, EventLog};
+use leviathan_events::{EventDraft, EventLog};
 use leviathan_tests::host_binary;
 use std::io::{BufRead, BufReader};
 use std::path::Path;

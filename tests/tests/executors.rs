@@ -1,6 +1,6 @@
 //! Both real executors, as components in the sandbox, on real git repositories.
 
-use leviathan_host::exec::ErrorKind;
+use leviathan_sandbox::exec::ErrorKind;
 use leviathan_tests::{TestRepo, backlog_with};
 use std::process::Command;
 
@@ -29,7 +29,7 @@ fn docs_task_writes_markdown_into_the_allowed_directory() {
     assert_eq!(report.files[0].bytes, text.len() as u64);
     assert_eq!(
         report.files[0].sha256,
-        leviathan_host::digest::sha256_hex(text.as_bytes())
+        leviathan_domain::digest::sha256_hex(text.as_bytes())
     );
     assert!(report.digest.starts_with("sha256:") && report.digest.len() == 71);
     assert_eq!(

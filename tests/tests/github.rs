@@ -2,7 +2,7 @@
 //! like GitHub (REST with pagination and rate-limit headers, GraphQL, and pushes
 //! through the real `git http-backend`), asserting the exact requests made.
 
-use leviathan_host::events::{Event, EventLog};
+use leviathan_events::{Event, EventLog};
 use leviathan_tests::github::{FakeGitHub, FakePull, Fault, FaultKind};
 use leviathan_tests::{git, host_binary, registry, root};
 use std::path::PathBuf;

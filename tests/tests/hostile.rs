@@ -1,7 +1,7 @@
 //! Hostile guests: each attack must fail its attempt cleanly, with the right error
 //! kind, leaving the worktree untouched, while the host keeps working.
 
-use leviathan_host::exec::{ErrorKind, ExecFailure};
+use leviathan_sandbox::exec::{ErrorKind, ExecFailure};
 use leviathan_tests::{TestRepo, backlog_with};
 
 fn attack(mode: &str, allowed: &[&str]) -> (TestRepo, ExecFailure) {

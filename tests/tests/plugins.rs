@@ -2,10 +2,10 @@
 //! CLI, signatures, scope conflicts, hot reload in `serve`, and an attempt holding a
 //! plugin set while its files are replaced and removed.
 
-use leviathan_host::policy::PluginPolicy;
-use leviathan_host::registry::set::PluginSet;
-use leviathan_host::registry::watch::{SharedPlugins, watch};
-use leviathan_host::sandbox::{ArtifactCache, Sandbox};
+use leviathan_domain::policy::PluginPolicy;
+use leviathan_sandbox::plugins::set::PluginSet;
+use leviathan_sandbox::plugins::watch::{SharedPlugins, watch};
+use leviathan_sandbox::{ArtifactCache, Sandbox};
 use leviathan_tests::{component, host_binary, root, variant};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -291,7 +291,7 @@ fn install_variant(reg: &Path, work: &Path, tag: &str) -> String {
     let file = work.join(format!("docs-{tag}.wasm"));
     std::fs::write(&file, variant(&std::fs::read(wasm).unwrap(), tag)).unwrap();
     install_file(reg, &file, &manifest, None);
-    leviathan_host::digest::sha256_hex(&std::fs::read(&file).unwrap())
+    leviathan_domain::digest::sha256_hex(&std::fs::read(&file).unwrap())
 }
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -441,7 +441,7 @@ fn plugins_new_scaffolds_a_crate_that_tests_builds_and_installs() {
 
 #[test]
 fn a_manifest_can_lower_the_limits_but_never_raise_them() {
-    use leviathan_host::exec::{ErrorKind, ExecRequest, exec};
+    use leviathan_sandbox::exec::{ErrorKind, ExecRequest, exec};
     use leviathan_tests::{TestRepo, backlog_with, sandbox};
     let work = tempfile::tempdir().unwrap();
     let (wasm, template) = component("docs-executor");

@@ -2,8 +2,8 @@
 //! git repositories: two targets, skip reasons, PRs, the write-back bytes, merge, a
 //! dependent task becoming runnable, attempt counting, the circuit breaker, pause.
 
-use leviathan_host::events::{Event, EventLog};
-use leviathan_host::writeback::{Completion, write_back};
+use leviathan_domain::writeback::{Completion, write_back};
+use leviathan_events::{Event, EventLog};
 use leviathan_tests::{Seed, bare_repo, git, host_binary, registry, root};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -7,7 +7,7 @@
 //! by running the binary under a data limit and sampling its peak resident set, never
 //! by timing.
 
-use leviathan_host::events::{Event, EventLog, GENESIS_HASH};
+use leviathan_events::{Event, EventLog, GENESIS_HASH};
 use leviathan_tests::serve::{OPERATOR, Server, VIEWER};
 use leviathan_tests::{Seed, backlog_with, bare_repo, git, host_binary, registry, root};
 use serde_json::{Value, json};
@@ -851,7 +851,7 @@ fn registry_errors_never_quote_files_and_linked_entries_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     let (wasm, manifest) = leviathan_tests::component("docs-executor");
-    leviathan_host::registry::install(&plugins, &wasm, &manifest, None, |_| Ok(())).unwrap();
+    leviathan_domain::registry::install(&plugins, &wasm, &manifest, None, |_| Ok(())).unwrap();
     let leaky = plugins.join("leaky/0.1.0");
     std::fs::create_dir_all(&leaky).unwrap();
     std::fs::write(

@@ -93,7 +93,19 @@ pub fn bench(extra: &[String]) -> Result<()> {
     build(Scope::Host)?;
     let mut command = cmd(
         "cargo",
-        &["bench", "-p", "leviathan-host", "-p", "leviathan-tests"],
+        &[
+            "bench",
+            "-p",
+            "leviathan-sandbox",
+            "-p",
+            "leviathan-events",
+            "-p",
+            "leviathan-scheduler",
+            "-p",
+            "leviathan-host",
+            "-p",
+            "leviathan-tests",
+        ],
     );
     if !extra.is_empty() {
         command.arg("--").args(extra);

@@ -2,7 +2,7 @@
 //! printing `ack <seq>` for every acknowledged (durable) event. The crash-safety
 //! test kills it with SIGKILL at an arbitrary moment.
 
-use leviathan_host::events::{EventDraft, EventLog};
+use leviathan_events::{EventDraft, EventLog};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 

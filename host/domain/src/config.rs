@@ -1,0 +1,424 @@
+//! The host configuration (issue #4): the targets the scheduler serves, each with its
+//! repository, forge, token source, policy, labels and merge setting. The original
+//! Leviathan's single-target `dev.yaml` (`target_id`, `target_repo_url`,
+//! `target_branch` beside the guardrails) is accepted as a one-target configuration
+//! whose policy is the file itself.
+
+use crate::policy::Policy;
+use crate::yaml::{self, Fields, InputError};
+use std::path::{Path, PathBuf};
+
+/// The public GitHub REST API.
+pub const GITHUB_API: &str = "https://api.github.com";
+
+/// Where pull requests are opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forge {
+    /// The embedded default: branches in a local repository, PR records in the event log.
+    Local,
+    /// GitHub (or GitHub Enterprise at `api_url`).
+    GitHub { api_url: String, token: TokenSource },
+}
+
+/// Where a forge token is read from; never inline in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    Env(String),
+    File(PathBuf),
+}
+
+/// One target repository.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub id: String,
+    /// A local path or `file://` URL (local forge), or `owner/name` (GitHub).
+    pub repository: String,
+    pub base_branch: String,
+    pub forge: Forge,
+    pub policy: Policy,
+    pub labels: Vec<String>,
+    pub auto_merge: bool,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: PathBuf,
+    /// Seconds between scheduler passes in `serve`.
+    pub interval_seconds: u64,
+    /// A cron schedule (UTC) for `serve`'s passes, instead of the interval.
+    pub schedule: Option<crate::cron::Cron>,
+    pub targets: Vec<Target>,
+}
+
+/// Where the host keeps its clones of the targets: `work_dir` when given, else
+/// `<data-dir>-work` beside the event store.
+pub fn work_dir_for(data_dir: &Path, work_dir: Option<PathBuf>) -> PathBuf {
+    work_dir.unwrap_or_else(|| {
+        let mut name = data_dir.as_os_str().to_owned();
+        name.push("-work");
+        PathBuf::from(name)
+    })
+}
+
+const TOP_KEYS: &[&str] = &["interval_seconds", "schedule", "targets"];
+const TARGET_KEYS: &[&str] = &[
+    "id",
+    "repository",
+    "base_branch",
+    "forge",
+    "github_api_url",
+    "token_env",
+    "token_file",
+    "policy",
+    "labels",
+    "auto_merge",
+];
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+impl Config {
+    /// Reads a configuration file: a `targets:` list, or an original `dev.yaml`.
+    pub fn load(file: &Path) -> Result<Config, InputError> {
+        let value = yaml::load(file)?;
+        let map = value.as_mapping().ok_or_else(|| InputError::Invalid {
+            file: file.into(),
+            context: String::new(),
+            message: "a configuration must be a mapping with `targets:`".into(),
+        })?;
+        let f = Fields {
+            file,
+            context: String::new(),
+            map,
+        };
+        if f.get("targets").is_none() && f.get("target_id").is_some() {
+            return Config::from_legacy(file, &f);
+        }
+        for key in map.keys() {
+            let name = yaml::scalar_text(key).unwrap_or_default();
+            if !TOP_KEYS.contains(&name.as_str()) {
+                return Err(f.error(
+                    &name,
+                    format!("unknown field; expected one of {}", TOP_KEYS.join(", ")),
+                ));
+            }
+        }
+        let items = match f.get("targets") {
+            Some(serde_norway::Value::Sequence(items)) if !items.is_empty() => items,
+            Some(_) => return Err(f.error("targets", "must be a non-empty list of targets")),
+            None => return Err(f.error("targets", "is required")),
+        };
+        let base = file.parent().unwrap_or(Path::new("."));
+        let mut targets: Vec<Target> = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let map = item.as_mapping().ok_or_else(|| InputError::Invalid {
+                file: file.into(),
+                context: format!("targets[{i}]: "),
+                message: format!("expected a mapping, found {}", yaml::describe(item)),
+            })?;
+            let tf = Fields {
+                file,
+                context: format!("targets[{i}]: "),
+                map,
+            };
+            let target = read_target(&tf, base)?;
+            if targets.iter().any(|t| t.id == target.id) {
+                return Err(tf.error("id", format!("`{}` is used by another target", target.id)));
+            }
+            targets.push(target);
+        }
+        let schedule = match f.opt_string("schedule")? {
+            None => None,
+            Some(_) if f.get("interval_seconds").is_some() => {
+                return Err(f.error(
+                    "schedule",
+                    "give either interval_seconds or schedule, not both",
+                ));
+            }
+            Some(text) => Some(
+                crate::cron::Cron::parse(&text).map_err(|e| f.error("schedule", e.to_string()))?,
+            ),
+        };
+        Ok(Config {
+            source: file.into(),
+            interval_seconds: interval(&f)?,
+            schedule,
+            targets,
+        })
+    }
+
+    /// The original single-target `dev.yaml`.
+    fn from_legacy(file: &Path, f: &Fields) -> Result<Config, InputError> {
+        let id = f.string("target_id")?;
+        if !valid_id(&id) {
+            return Err(f.error(
+                "target_id",
+                "use 1 to 64 characters of a-z, A-Z, 0-9, `-`, `_`, `.`",
+            ));
+        }
+        let url = f.string("target_repo_url")?;
+        let (repository, forge) = match github_repo(&url) {
+            Some(repo) => (
+                repo,
+                Forge::GitHub {
+                    api_url: GITHUB_API.into(),
+                    token: TokenSource::Env("GITHUB_TOKEN".into()),
+                },
+            ),
+            None => (url, Forge::Local),
+        };
+        let policy = Policy::load(file)?;
+        Ok(Config {
+            source: file.into(),
+            interval_seconds: interval(f)?,
+            schedule: None,
+            targets: vec![Target {
+                id,
+                repository,
+                base_branch: f
+                    .opt_string("target_branch")?
+                    .unwrap_or_else(|| "main".into()),
+                forge,
+                auto_merge: policy.auto_merge,
+                policy,
+                labels: vec!["leviathan".into()],
+            }],
+        })
+    }
+}
+
+fn interval(f: &Fields) -> Result<u64, InputError> {
+    match f.opt_u64("interval_seconds")? {
+        Some(0) => Err(f.error("interval_seconds", "must be at least 1")),
+        Some(s) => Ok(s),
+        None => Ok(300),
+    }
+}
+
+/// `owner/name` from a GitHub HTTPS or SSH URL.
+fn github_repo(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://github.com/")
+        .or_else(|| url.strip_prefix("git@github.com:"))?;
+    let rest = rest.trim_end_matches('/').trim_end_matches(".git");
+    let (owner, name) = rest.split_once('/')?;
+    (!owner.is_empty() && !name.is_empty() && !name.contains('/'))
+        .then(|| format!("{owner}/{name}"))
+}
+
+fn read_target(f: &Fields, base: &Path) -> Result<Target, InputError> {
+    for key in f.map.keys() {
+        let name = yaml::scalar_text(key).unwrap_or_default();
+        if name == "token" {
+            return Err(f.error(
+                "token",
+                "tokens are never written in the configuration; use token_env or token_file",
+            ));
+        }
+        if !TARGET_KEYS.contains(&name.as_str()) {
+            return Err(f.error(
+                &name,
+                format!("unknown field; expected one of {}", TARGET_KEYS.join(", ")),
+            ));
+        }
+    }
+    let id = f.string("id")?;
+    if !valid_id(&id) {
+        return Err(f.error(
+            "id",
+            "use 1 to 64 characters of a-z, A-Z, 0-9, `-`, `_`, `.`",
+        ));
+    }
+    let repository = f.string("repository")?;
+    let forge = match f.opt_string("forge")?.as_deref().unwrap_or("local") {
+        "local" => {
+            if f.get("token_env").is_some() || f.get("token_file").is_some() {
+                return Err(f.error("forge", "a local target takes no token"));
+            }
+            Forge::Local
+        }
+        "github" => {
+            let parts: Vec<&str> = repository.split('/').collect();
+            if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+                return Err(f.error("repository", "a GitHub target is `owner/name`"));
+            }
+            let api_url = f
+                .opt_string("github_api_url")?
+                .unwrap_or_else(|| GITHUB_API.into());
+            if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
+                return Err(f.error("github_api_url", "must be an http(s) URL"));
+            }
+            let token = match (f.opt_string("token_env")?, f.opt_string("token_file")?) {
+                (Some(var), None) => TokenSource::Env(var),
+                (None, Some(path)) => TokenSource::File(base.join(path)),
+                _ => {
+                    return Err(f.error(
+                        "token_env",
+                        "a GitHub target needs exactly one of token_env or token_file",
+                    ));
+                }
+            };
+            Forge::GitHub {
+                api_url: api_url.trim_end_matches('/').into(),
+                token,
+            }
+        }
+        other => {
+            return Err(f.error(
+                "forge",
+                format!("`{other}` is not a forge (local or github)"),
+            ));
+        }
+    };
+    let policy = match f.opt_string("policy")? {
+        Some(p) => Policy::load(&base.join(p))?,
+        None => Policy::default_policy(),
+    };
+    let auto_merge = f.opt_bool("auto_merge")?.unwrap_or(false);
+    Ok(Target {
+        id,
+        repository,
+        base_branch: f
+            .opt_string("base_branch")?
+            .unwrap_or_else(|| "main".into()),
+        forge,
+        policy,
+        labels: f.string_list("labels")?,
+        auto_merge,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(files: &[(&str, &str)]) -> Result<Config, InputError> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        Config::load(&dir.path().join(files[0].0))
+    }
+
+    #[test]
+    fn targets_with_both_forges() {
+        let config = load(&[
+            (
+                "leviathan.yaml",
+                "interval_seconds: 60\ntargets:\n  - id: local-one\n    repository: /srv/repos/one\n  - id: gh\n    repository: acme/widgets\n    forge: github\n    github_api_url: http://127.0.0.1:9000/api/v3/\n    token_file: gh.token\n    policy: strict.yaml\n    labels: [leviathan, docs]\n    auto_merge: true\n",
+            ),
+            ("strict.yaml", "max_open_prs: 3\n"),
+        ])
+        .unwrap();
+        assert_eq!(config.interval_seconds, 60);
+        let [one, gh] = &config.targets[..] else {
+            panic!()
+        };
+        assert_eq!(
+            (one.forge.clone(), one.base_branch.as_str(), one.auto_merge),
+            (Forge::Local, "main", false)
+        );
+        assert_eq!(one.policy.max_open_prs, 1);
+        let Forge::GitHub { api_url, token } = &gh.forge else {
+            panic!()
+        };
+        assert_eq!(api_url, "http://127.0.0.1:9000/api/v3");
+        assert!(matches!(token, TokenSource::File(p) if p.ends_with("gh.token")));
+        assert_eq!((gh.policy.max_open_prs, gh.auto_merge), (3, true));
+        assert_eq!(gh.labels, ["leviathan", "docs"]);
+    }
+
+    #[test]
+    fn the_original_dev_yaml_is_a_one_target_config() {
+        let config = load(&[(
+            "dev.yaml",
+            "target_id: radix\ntarget_repo_url: https://github.com/acme/radix.git\ntarget_branch: develop\nmax_open_prs: 1\nallowed_path_prefixes: [docs/]\n",
+        )])
+        .unwrap();
+        let t = &config.targets[0];
+        assert_eq!(
+            (t.id.as_str(), t.repository.as_str(), t.base_branch.as_str()),
+            ("radix", "acme/radix", "develop")
+        );
+        assert!(
+            matches!(&t.forge, Forge::GitHub { token: TokenSource::Env(v), .. } if v == "GITHUB_TOKEN")
+        );
+        assert_eq!(t.policy.allowed_path_prefixes.len(), 1);
+        let local =
+            load(&[("dev.yaml", "target_id: l\ntarget_repo_url: file:///srv/l\n")]).unwrap();
+        assert_eq!(local.targets[0].forge, Forge::Local);
+    }
+
+    #[test]
+    fn a_cron_schedule_replaces_the_interval() {
+        let c = load(&[(
+            "leviathan.yaml",
+            "schedule: '*/15 * * * 1-5'\ntargets:\n  - id: a\n    repository: r\n",
+        )])
+        .unwrap();
+        let cron = c.schedule.expect("a schedule");
+        assert_eq!(cron.as_str(), "*/15 * * * 1-5");
+        // Monday 2026-11-30T17:25:00Z: the next quarter hour is 17:30.
+        assert_eq!(cron.next_after(1_796_059_500), Some(1_796_059_800));
+    }
+
+    #[test]
+    fn errors_name_the_file_target_and_field() {
+        let cases = [
+            (
+                "targets:\n  - id: a\n    repository: x/y\n    forge: github\n    token: abc\n",
+                "targets[0]: ",
+                "token",
+            ),
+            (
+                "targets:\n  - id: a\n    repository: x\n    forge: github\n    token_env: T\n",
+                "targets[0]: ",
+                "repository",
+            ),
+            (
+                "targets:\n  - id: a\n    repository: x/y\n    forge: github\n",
+                "targets[0]: ",
+                "token_env",
+            ),
+            (
+                "targets:\n  - id: a\n    repository: r\n  - id: a\n    repository: s\n",
+                "targets[1]: ",
+                "id",
+            ),
+            (
+                "targets:\n  - id: a\n    repository: r\n    forge: gitlab\n",
+                "targets[0]: ",
+                "forge",
+            ),
+            (
+                "targets:\n  - id: a\n    repository: r\n    colour: red\n",
+                "targets[0]: ",
+                "colour",
+            ),
+            ("targets: []\n", "", "targets"),
+            (
+                "schedule: '61 * * * *'\ntargets:\n  - id: a\n    repository: r\n",
+                "",
+                "`schedule`: cron `61 * * * *`: minute",
+            ),
+            (
+                "interval_seconds: 5\nschedule: '@hourly'\ntargets:\n  - id: a\n    repository: r\n",
+                "",
+                "`schedule`: give either",
+            ),
+        ];
+        for (text, context, field) in cases {
+            let err = load(&[("leviathan.yaml", text)]).unwrap_err().to_string();
+            assert!(
+                err.contains("leviathan.yaml") && err.contains(context) && err.contains(field),
+                "{text}: {err}"
+            );
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The host's domain, shared by every other crate and free of heavy dependencies:
+//! repository paths and capability-scoped file access in untrusted trees, bounded YAML,
+//! the backlog and its write-back, policies, the targets configuration, the plugin
+//! registry's manifests, signatures, scan and routing, branch names, the clock and cron
+//! schedules.
+
+pub mod backlog;
+pub mod branches;
+pub mod clock;
+pub mod config;
+pub mod cron;
+pub mod digest;
+pub mod paths;
+pub mod policy;
+pub mod registry;
+pub mod repofs;
+pub mod writeback;
+pub mod yaml;

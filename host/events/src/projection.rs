@@ -1,0 +1,781 @@
+//! The in-memory projection of the log: targets → tasks → attempts → PRs, with the
+//! per-target counters the guardrails read (open PRs, consecutive failures, circuit
+//! breaker, paused). Rebuilt from the log when it is opened and updated on every
+//! append, so reads never scan the log.
+//!
+//! What it acts on: a client's event (`origin: client`) is stored and shown, never
+//! acted on. Every other event must also be consistent with the host's own flow: an
+//! outcome needs a running attempt of its target and task, a completion a succeeded
+//! attempt, a PR record one of the host's agent branches of its task, a merge or close
+//! an open record. Version 1 events carry no origin (clients could then write any
+//! type), so they must also have the exact shape the host itself wrote (see
+//! [`Projection::admits`]); the others are counted in `unverified_events` and ignored.
+
+use super::catalog::canonical_kind;
+use super::event::Origin;
+use leviathan_domain::branches::{branch_name, is_branch_of};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// The parts of an event the projection reads. The payload is parsed only for the
+/// few types whose payload matters, which keeps replay fast.
+pub struct EventView<'a> {
+    pub seq: u64,
+    pub ts_ms: u64,
+    pub kind: &'a str,
+    pub target: Option<&'a str>,
+    pub task: Option<&'a str>,
+    pub attempt: Option<&'a str>,
+    pub payload: Payload<'a>,
+    /// Who wrote it; `None` for a version 1 event.
+    pub origin: Option<Origin>,
+}
+
+/// A payload, decoded or still raw JSON.
+pub enum Payload<'a> {
+    Value(&'a serde_json::Value),
+    Raw(&'a serde_json::value::RawValue),
+}
+
+/// The payload fields the projection reads, borrowed raw from the stored bytes;
+/// everything else is skipped without being decoded.
+#[derive(Default, serde::Deserialize)]
+struct PayloadFields<'a> {
+    #[serde(borrow, default)]
+    reason: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    digest: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    kind: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    pr: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    branch: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    url: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    entry: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    plugin: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    sha256: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    via: Option<&'a serde_json::value::RawValue>,
+}
+
+impl PayloadFields<'_> {
+    fn raw(&self, key: &str) -> Option<&serde_json::value::RawValue> {
+        match key {
+            "reason" => self.reason,
+            "digest" => self.digest,
+            "kind" => self.kind,
+            "pr" => self.pr,
+            "branch" => self.branch,
+            "url" => self.url,
+            "entry" => self.entry,
+            "plugin" => self.plugin,
+            "sha256" => self.sha256,
+            "via" => self.via,
+            _ => None,
+        }
+    }
+}
+
+/// A string's text, or a number's; other JSON values are `None`.
+fn scalar_text(raw: &serde_json::value::RawValue) -> Option<String> {
+    let text = raw.get();
+    if text.starts_with('"') {
+        serde_json::from_str(text).ok()
+    } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        Some(text.to_string())
+    } else {
+        None
+    }
+}
+
+/// One event's payload as the projection reads it: a raw payload is decoded at most
+/// once, on the first field asked for, however many checks and updates read it.
+struct Fields<'p, 'a> {
+    payload: &'p Payload<'a>,
+    decoded: std::cell::OnceCell<PayloadFields<'a>>,
+}
+
+impl<'a> Payload<'a> {
+    fn fields(&self) -> Fields<'_, 'a> {
+        Fields {
+            payload: self,
+            decoded: std::cell::OnceCell::new(),
+        }
+    }
+}
+
+impl Fields<'_, '_> {
+    /// The payload's string (or number, as text) fields named in `keys`, in order.
+    /// Only the keys [`PayloadFields`] knows can be read.
+    fn strings<const N: usize>(&self, keys: [&str; N]) -> [Option<String>; N] {
+        match self.payload {
+            Payload::Value(v) => keys.map(|k| match v.get(k) {
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            }),
+            Payload::Raw(raw) => {
+                let fields = self
+                    .decoded
+                    .get_or_init(|| serde_json::from_str(raw.get()).unwrap_or_default());
+                keys.map(|k| fields.raw(k).and_then(scalar_text))
+            }
+        }
+    }
+}
+
+/// The whole graph.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Projection {
+    /// The last event applied.
+    pub last_seq: u64,
+    /// Host-wide pause (`autonomy.paused` without a target).
+    pub paused: bool,
+    /// When the last `scheduler.tick` happened (ms since the epoch).
+    pub last_tick_ms: Option<u64>,
+    pub targets: BTreeMap<String, TargetView>,
+    /// The plugin registry's entries as last recorded, by entry directory.
+    pub plugins: BTreeMap<String, PluginView>,
+    /// Events of the host's types that were not acted on because they do not fit the
+    /// host's own flow (forged in a version 1 log, or inconsistent).
+    pub unverified_events: u64,
+    /// Which target and task each attempt belongs to.
+    #[serde(skip)]
+    attempt_owner: HashMap<String, AttemptSlot>,
+}
+
+/// A registry entry as the `plugin.*` events describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginView {
+    /// `loaded` or `rejected`.
+    pub status: String,
+    pub plugin: Option<String>,
+    pub sha256: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// Where an attempt lives: its target, task and position in the task's attempts.
+#[derive(Debug, Clone, PartialEq)]
+struct AttemptSlot {
+    target: String,
+    task: String,
+    index: usize,
+}
+
+/// One target and its guardrail counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TargetView {
+    pub paused: bool,
+    pub open_prs: u32,
+    pub consecutive_failures: u32,
+    pub circuit_breaker: Breaker,
+    pub attempts_succeeded: u64,
+    pub attempts_failed: u64,
+    pub last_event_seq: u64,
+    pub tasks: BTreeMap<String, TaskView>,
+}
+
+/// A target's circuit breaker.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Breaker {
+    pub open: bool,
+    /// When it last opened (ms since the epoch).
+    pub opened_ms: Option<u64>,
+}
+
+/// What the log says about a task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Seen only in skips (or not at all).
+    #[default]
+    Pending,
+    Selected,
+    Running,
+    Succeeded,
+    Failed,
+    InReview,
+    Completed,
+    Blocked,
+}
+
+/// One task of a target.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TaskView {
+    pub status: TaskStatus,
+    /// The reason of the most recent `task.skipped`.
+    pub last_skip: Option<String>,
+    pub attempts: Vec<AttemptView>,
+    pub prs: Vec<PrView>,
+}
+
+/// How an attempt ended, or that it is still running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// One attempt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttemptView {
+    pub id: String,
+    pub outcome: AttemptOutcome,
+    pub started_ms: u64,
+    pub finished_ms: Option<u64>,
+    /// The failure kind (`policy`, `plugin`, …) of a failed attempt.
+    pub failure: Option<String>,
+    /// The change digest of a successful attempt.
+    pub digest: Option<String>,
+}
+
+/// The state of a pull request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrState {
+    Open,
+    Merged,
+    Closed,
+}
+
+/// One pull request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrView {
+    /// The forge's identifier (a number on GitHub).
+    pub pr: String,
+    pub branch: Option<String>,
+    pub url: Option<String>,
+    pub attempt: Option<String>,
+    pub state: PrState,
+}
+
+impl Projection {
+    /// Whether the projection acts on `e` (see the module documentation): a client's
+    /// event never; another only when it fits the host's own flow, and a version 1
+    /// event (no origin) only when it also has the exact shape the host wrote.
+    pub fn admits(&self, kind: &str, e: &EventView) -> bool {
+        self.admits_with(kind, e, &e.payload.fields())
+    }
+
+    fn admits_with(&self, kind: &str, e: &EventView, fields: &Fields) -> bool {
+        let legacy = match e.origin {
+            Some(Origin::Client) => return false,
+            Some(_) => false,
+            None => true,
+        };
+        let slot = |id: Option<&str>| {
+            let id = id?;
+            let s = self.attempt_owner.get(id)?;
+            (Some(s.target.as_str()) == e.target && Some(s.task.as_str()) == e.task)
+                .then(|| {
+                    self.targets
+                        .get(&s.target)?
+                        .tasks
+                        .get(&s.task)?
+                        .attempts
+                        .get(s.index)
+                })
+                .flatten()
+        };
+        match kind {
+            "attempt.started" => {
+                let (Some(task), Some(attempt)) = (e.task, e.attempt) else {
+                    return false;
+                };
+                if self.attempt_owner.contains_key(attempt) {
+                    return false;
+                }
+                if !legacy {
+                    return true;
+                }
+                let [via, branch] = fields.strings(["via", "branch"]);
+                match via.as_deref() {
+                    Some("exec") => branch.is_none(),
+                    Some("scheduler") => branch.as_deref() == Some(&branch_name(task, attempt)),
+                    _ => false,
+                }
+            }
+            "attempt.succeeded" | "attempt.failed" => {
+                slot(e.attempt).is_some_and(|a| a.outcome == AttemptOutcome::Running)
+            }
+            "task.completed" => {
+                slot(e.attempt).is_some_and(|a| a.outcome == AttemptOutcome::Succeeded)
+            }
+            "pr.opened" => {
+                let (Some(task), [Some(_), Some(branch)]) =
+                    (e.task, fields.strings(["pr", "branch"]))
+                else {
+                    return false;
+                };
+                if legacy {
+                    e.attempt.is_some_and(|a| branch == branch_name(task, a))
+                } else {
+                    is_branch_of(&branch, task)
+                }
+            }
+            "pr.merged" | "pr.closed" => {
+                let [pr, branch] = fields.strings(["pr", "branch"]);
+                let (Some(pr), Some(target), Some(task)) = (pr, e.target, e.task) else {
+                    return false;
+                };
+                if legacy && branch.is_none() {
+                    return false;
+                }
+                self.targets
+                    .get(target)
+                    .and_then(|t| t.tasks.get(task))
+                    .is_some_and(|t| {
+                        t.prs.iter().any(|p| {
+                            p.state == PrState::Open
+                                && p.pr == pr
+                                && branch.as_ref().is_none_or(|b| p.branch.as_ref() == Some(b))
+                        })
+                    })
+            }
+            _ => true,
+        }
+    }
+
+    /// Folds one event into the graph. Events must arrive in sequence order.
+    pub fn apply(&mut self, e: &EventView) {
+        self.last_seq = e.seq;
+        let kind = canonical_kind(e.kind);
+        let fields = e.payload.fields();
+        if !self.admits_with(kind, e, &fields) {
+            if e.origin != Some(Origin::Client) && super::catalog::lookup(kind).is_some() {
+                self.unverified_events += 1;
+            }
+            return;
+        }
+        if kind == "scheduler.tick" {
+            self.last_tick_ms = Some(e.ts_ms);
+        }
+        let Some(target_id) = e.target else {
+            match kind {
+                "autonomy.paused" => self.paused = true,
+                "autonomy.resumed" => self.paused = false,
+                "plugin.loaded" | "plugin.rejected" | "plugin.removed" => {
+                    self.apply_plugin(kind, &fields)
+                }
+                _ => {}
+            }
+            return;
+        };
+        let target = entry(&mut self.targets, target_id);
+        target.last_event_seq = e.seq;
+        match kind {
+            "autonomy.paused" => target.paused = true,
+            "autonomy.resumed" => target.paused = false,
+            "circuit_breaker.opened" => {
+                target.circuit_breaker = Breaker {
+                    open: true,
+                    opened_ms: Some(e.ts_ms),
+                }
+            }
+            "circuit_breaker.closed" => {
+                target.circuit_breaker.open = false;
+                target.consecutive_failures = 0;
+            }
+            "attempt.succeeded" => {
+                target.attempts_succeeded += 1;
+                target.consecutive_failures = 0;
+            }
+            "attempt.failed" => {
+                target.attempts_failed += 1;
+                target.consecutive_failures += 1;
+            }
+            _ => {}
+        }
+        let Some(task_id) = e.task else { return };
+        let task = entry(&mut target.tasks, task_id);
+        // An attempt's outcome finds it through its slot, in constant time, and only
+        // under the target and task that started it.
+        let slot = e.attempt.and_then(|id| match kind {
+            "attempt.started" => {
+                let slot = AttemptSlot {
+                    target: target_id.to_string(),
+                    task: task_id.to_string(),
+                    index: task.attempts.len(),
+                };
+                self.attempt_owner.insert(id.to_string(), slot);
+                None
+            }
+            "attempt.succeeded" | "attempt.failed" => self
+                .attempt_owner
+                .get(id)
+                .filter(|s| s.target == target_id && s.task == task_id)
+                .map(|s| s.index),
+            _ => None,
+        });
+        let open_delta = apply_to_task(task, kind, e, &fields, slot);
+        target.open_prs = target.open_prs.saturating_add_signed(open_delta);
+    }
+
+    fn apply_plugin(&mut self, kind: &str, fields: &Fields) {
+        let [entry, plugin, sha256, reason] =
+            fields.strings(["entry", "plugin", "sha256", "reason"]);
+        let Some(entry) = entry else { return };
+        match kind {
+            "plugin.removed" => {
+                self.plugins.remove(&entry);
+            }
+            _ => {
+                let loaded = kind == "plugin.loaded";
+                self.plugins.insert(
+                    entry,
+                    PluginView {
+                        status: if loaded { "loaded" } else { "rejected" }.into(),
+                        plugin,
+                        sha256,
+                        reason,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The target and task an attempt belongs to.
+    pub fn attempt_owner(&self, attempt: &str) -> Option<(&str, &str)> {
+        self.attempt_owner
+            .get(attempt)
+            .map(|s| (s.target.as_str(), s.task.as_str()))
+    }
+
+    /// How many targets have an open circuit breaker.
+    pub fn open_breakers(&self) -> usize {
+        self.targets
+            .values()
+            .filter(|t| t.circuit_breaker.open)
+            .count()
+    }
+}
+
+/// The value under `key`, created on first use; later lookups do not allocate.
+fn entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
+/// Applies a task-level event; `slot` is the position of the attempt an outcome
+/// refers to. Returns the change in the target's open PRs.
+fn apply_to_task(
+    task: &mut TaskView,
+    kind: &str,
+    e: &EventView,
+    fields: &Fields,
+    slot: Option<usize>,
+) -> i32 {
+    match kind {
+        "task.selected" => task.status = TaskStatus::Selected,
+        "task.skipped" => {
+            let [reason] = fields.strings(["reason"]);
+            task.last_skip = reason;
+        }
+        "task.blocked" => task.status = TaskStatus::Blocked,
+        "task.completed" => task.status = TaskStatus::Completed,
+        "attempt.started" => {
+            task.status = TaskStatus::Running;
+            if let Some(id) = e.attempt {
+                task.attempts.push(AttemptView {
+                    id: id.to_string(),
+                    outcome: AttemptOutcome::Running,
+                    started_ms: e.ts_ms,
+                    finished_ms: None,
+                    failure: None,
+                    digest: None,
+                });
+            }
+        }
+        "attempt.succeeded" | "attempt.failed" => {
+            let succeeded = kind == "attempt.succeeded";
+            task.status = if succeeded {
+                TaskStatus::Succeeded
+            } else {
+                TaskStatus::Failed
+            };
+            let [digest, failure] = fields.strings(["digest", "kind"]);
+            if let Some(a) = slot.and_then(|i| task.attempts.get_mut(i)) {
+                a.finished_ms = Some(e.ts_ms);
+                if succeeded {
+                    a.outcome = AttemptOutcome::Succeeded;
+                    a.digest = digest;
+                } else {
+                    a.outcome = AttemptOutcome::Failed;
+                    a.failure = failure;
+                }
+            }
+        }
+        "pr.opened" => {
+            let [pr, branch, url] = fields.strings(["pr", "branch", "url"]);
+            let Some(pr) = pr else { return 0 };
+            task.status = TaskStatus::InReview;
+            task.prs.push(PrView {
+                pr,
+                branch,
+                url,
+                attempt: e.attempt.map(str::to_string),
+                state: PrState::Open,
+            });
+            return 1;
+        }
+        "pr.merged" | "pr.closed" => {
+            let [pr] = fields.strings(["pr"]);
+            let Some(view) = task
+                .prs
+                .iter_mut()
+                .rev()
+                .find(|p| p.state == PrState::Open && Some(&p.pr) == pr.as_ref())
+            else {
+                return 0;
+            };
+            let was_open = view.state == PrState::Open;
+            if kind == "pr.merged" {
+                view.state = PrState::Merged;
+                task.status = TaskStatus::Completed;
+            } else {
+                view.state = PrState::Closed;
+                task.status = TaskStatus::Pending;
+            }
+            return if was_open { -1 } else { 0 };
+        }
+        _ => {}
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn view<'a>(
+        seq: u64,
+        kind: &'a str,
+        refs: [Option<&'a str>; 3],
+        payload: &'a serde_json::Value,
+    ) -> EventView<'a> {
+        EventView {
+            seq,
+            ts_ms: seq * 10,
+            kind,
+            target: refs[0],
+            task: refs[1],
+            attempt: refs[2],
+            payload: Payload::Value(payload),
+            origin: Some(Origin::Host),
+        }
+    }
+
+    fn legacy<'a>(
+        seq: u64,
+        kind: &'a str,
+        refs: [Option<&'a str>; 3],
+        payload: &'a serde_json::Value,
+    ) -> EventView<'a> {
+        EventView {
+            origin: None,
+            ..view(seq, kind, refs, payload)
+        }
+    }
+
+    #[test]
+    fn a_loop_through_pr_and_breaker() {
+        let mut p = Projection::default();
+        let null = json!(null);
+        let t = [Some("t1"), Some("k1"), Some("a1")];
+        p.apply(&view(1, "scheduler.tick", [None; 3], &null));
+        p.apply(&view(2, "attempt.started", t, &null));
+        let ok = json!({"digest": "d1"});
+        p.apply(&view(3, "attempt.succeeded", t, &ok));
+        let pr = json!({"pr": 7, "branch": "agent/task-exec-attempt-k1-1a2b3c4d"});
+        p.apply(&view(4, "pr.opened", t, &pr));
+        let target = &p.targets["t1"];
+        assert_eq!(target.open_prs, 1);
+        assert_eq!(target.tasks["k1"].status, TaskStatus::InReview);
+        assert_eq!(target.tasks["k1"].prs[0].pr, "7");
+        assert_eq!(target.tasks["k1"].attempts[0].digest.as_deref(), Some("d1"));
+        let merged = json!({"pr": "7"});
+        p.apply(&view(
+            5,
+            "pr.merged",
+            [Some("t1"), Some("k1"), None],
+            &merged,
+        ));
+        assert_eq!(p.targets["t1"].open_prs, 0);
+        assert_eq!(p.targets["t1"].tasks["k1"].status, TaskStatus::Completed);
+
+        let f = [Some("t1"), Some("k2"), Some("a2")];
+        p.apply(&view(6, "attempt.started", f, &null));
+        let failed = json!({"kind": "policy"});
+        p.apply(&view(7, "attempt.failed", f, &failed));
+        assert_eq!(p.targets["t1"].consecutive_failures, 1);
+        p.apply(&view(
+            8,
+            "circuit_breaker.opened",
+            [Some("t1"), None, None],
+            &null,
+        ));
+        assert_eq!(p.open_breakers(), 1);
+        p.apply(&view(
+            9,
+            "circuit_breaker.closed",
+            [Some("t1"), None, None],
+            &null,
+        ));
+        assert_eq!(p.open_breakers(), 0);
+        assert_eq!(p.targets["t1"].consecutive_failures, 0);
+        assert_eq!(
+            p.targets["t1"].tasks["k2"].attempts[0].failure.as_deref(),
+            Some("policy")
+        );
+        assert_eq!(p.attempt_owner("a2"), Some(("t1", "k2")));
+        assert_eq!(p.last_tick_ms, Some(10));
+        assert_eq!(p.last_seq, 9);
+    }
+
+    #[test]
+    fn an_outcome_only_attaches_to_the_attempt_its_target_and_task_started() {
+        let mut p = Projection::default();
+        let null = json!(null);
+        p.apply(&view(
+            1,
+            "attempt.started",
+            [Some("t1"), Some("k1"), Some("a")],
+            &null,
+        ));
+        let failed = json!({"kind": "plugin"});
+        p.apply(&view(
+            2,
+            "attempt.failed",
+            [Some("t2"), Some("k2"), Some("a")],
+            &failed,
+        ));
+        let a = &p.targets["t1"].tasks["k1"].attempts[0];
+        assert_eq!((a.outcome, a.finished_ms), (AttemptOutcome::Running, None));
+        assert!(
+            !p.targets.contains_key("t2"),
+            "an outcome of no attempt is not acted on"
+        );
+        assert_eq!(p.targets["t1"].consecutive_failures, 0);
+        p.apply(&view(
+            3,
+            "attempt.failed",
+            [Some("t1"), Some("k1"), Some("a")],
+            &failed,
+        ));
+        let a = &p.targets["t1"].tasks["k1"].attempts[0];
+        assert_eq!(
+            (a.outcome, a.failure.as_deref()),
+            (AttemptOutcome::Failed, Some("plugin"))
+        );
+    }
+
+    #[test]
+    fn pause_is_host_wide_or_per_target() {
+        let mut p = Projection::default();
+        let null = json!(null);
+        p.apply(&view(1, "autonomy.paused", [None; 3], &null));
+        assert!(p.paused);
+        p.apply(&view(2, "autonomy.paused", [Some("t"), None, None], &null));
+        p.apply(&view(3, "autonomy.resumed", [None; 3], &null));
+        assert!(!p.paused);
+        assert!(p.targets["t"].paused);
+    }
+
+    #[test]
+    fn client_events_are_never_acted_on() {
+        let mut p = Projection::default();
+        let null = json!(null);
+        let mut paused = view(1, "autonomy.paused", [None; 3], &null);
+        paused.origin = Some(Origin::Client);
+        p.apply(&paused);
+        assert!(!p.paused);
+        assert_eq!(p.last_seq, 1);
+        assert_eq!(
+            p.unverified_events, 0,
+            "a client event is not a forgery to count"
+        );
+    }
+
+    /// What the probe forged through the API of the version that took any type: none
+    /// of it fits what the host writes, so a version 1 log holding it replays without
+    /// acting on it; the host's own version 1 events still count.
+    #[test]
+    fn forged_version_1_events_replay_without_acting() {
+        let mut p = Projection::default();
+        let t = |task, attempt| [Some("t"), Some(task), attempt];
+        let forged_start = json!({"branch": "release"});
+        p.apply(&legacy(
+            1,
+            "attempt.started",
+            t("k", Some("a1")),
+            &forged_start,
+        ));
+        let forged_pr = json!({"pr": 9, "branch": "release"});
+        p.apply(&legacy(2, "pr.opened", t("k", Some("a1")), &forged_pr));
+        let done = json!({"reason": "forged"});
+        p.apply(&legacy(3, "task.completed", t("dep", None), &done));
+        let ok = json!({"digest": "d"});
+        p.apply(&legacy(4, "attempt.succeeded", t("k", Some("zz")), &ok));
+        let failed = json!({"kind": "x"});
+        p.apply(&legacy(5, "attempt.failed", t("k", Some("zz")), &failed));
+        assert_eq!(p.unverified_events, 5);
+        let target = &p.targets.get("t");
+        assert!(target.is_none_or(|t| t.tasks.is_empty() && t.consecutive_failures == 0));
+
+        // The host's own version 1 shapes.
+        let attempt = "1a2b3c4d";
+        let branch = leviathan_domain::branches::branch_name("k", attempt);
+        let started = json!({"via": "scheduler", "branch": branch});
+        p.apply(&legacy(
+            6,
+            "attempt.started",
+            t("k", Some(attempt)),
+            &started,
+        ));
+        p.apply(&legacy(7, "attempt.succeeded", t("k", Some(attempt)), &ok));
+        let opened = json!({"pr": "1", "branch": branch});
+        p.apply(&legacy(8, "pr.opened", t("k", Some(attempt)), &opened));
+        let merged = json!({"pr": "1", "branch": branch});
+        p.apply(&legacy(9, "pr.merged", t("k", None), &merged));
+        let task = &p.targets["t"].tasks["k"];
+        assert_eq!(task.status, TaskStatus::Completed);
+        assert_eq!(task.prs[0].state, PrState::Merged);
+        assert_eq!(p.unverified_events, 5);
+        // A merge of a PR that is no longer open, or of another branch, is refused.
+        p.apply(&legacy(10, "pr.merged", t("k", None), &merged));
+        assert_eq!(p.unverified_events, 6);
+    }
+
+    #[test]
+    fn host_events_must_fit_the_flow_too() {
+        let mut p = Projection::default();
+        let null = json!(null);
+        let t = [Some("t"), Some("k"), Some("a")];
+        p.apply(&view(1, "attempt.started", t, &null));
+        p.apply(&view(2, "attempt.started", t, &null));
+        assert_eq!(
+            p.targets["t"].tasks["k"].attempts.len(),
+            1,
+            "a duplicate start"
+        );
+        let pr = json!({"pr": 3, "branch": "main"});
+        p.apply(&view(3, "pr.opened", t, &pr));
+        assert!(
+            p.targets["t"].tasks["k"].prs.is_empty(),
+            "not an agent branch"
+        );
+        let merged = json!({});
+        p.apply(&view(4, "pr.merged", [Some("t"), Some("k"), None], &merged));
+        assert_eq!(p.unverified_events, 3);
+    }
+}

@@ -1,0 +1,325 @@
+//! Git through the `git` command: the operations an attempt needs on the host's own
+//! clone of a target (issue #4): fetch, branch from the base, commit the change, push,
+//! list and delete agent branches.
+//! A forge token reaches git through the child's environment (`GIT_CONFIG_*`), never
+//! through a URL, an argument or a log line.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A failed git command: what ran (without secrets) and what git said.
+#[derive(Debug, thiserror::Error)]
+#[error("git {args} in {dir}: {message}")]
+pub struct GitError {
+    pub dir: PathBuf,
+    pub args: String,
+    pub message: String,
+}
+
+/// The identity of the host's commits.
+pub const AUTHOR_NAME: &str = "leviathan-host";
+pub const AUTHOR_EMAIL: &str = "leviathan-host@localhost";
+
+/// The host's working clone of one target.
+pub struct Clone {
+    dir: PathBuf,
+    /// An HTTP `Authorization` header value for fetch and push, if the remote needs one.
+    auth_header: Option<String>,
+}
+
+impl Clone {
+    /// Clones `remote` into `dir`, or fetches into an existing clone, and leaves a
+    /// clean detached checkout of `origin/<base>`.
+    pub fn prepare(
+        remote: &str,
+        dir: &Path,
+        base: &str,
+        token: Option<&str>,
+    ) -> Result<Clone, GitError> {
+        let clone = Clone {
+            dir: dir.to_path_buf(),
+            auth_header: token.map(basic_auth),
+        };
+        if !dir.join(".git").is_dir() {
+            if let Some(parent) = dir.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| clone.error(&["clone"], e.to_string()))?;
+            }
+            let parent = dir.parent().unwrap_or(Path::new("."));
+            let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("clone");
+            clone.run_in(parent, &["clone", "--quiet", "--no-checkout", remote, name])?;
+        }
+        clone.run(&["fetch", "--quiet", "--prune", "origin"])?;
+        clone.run(&[
+            "checkout",
+            "--quiet",
+            "--force",
+            "--detach",
+            &format!("origin/{base}"),
+        ])?;
+        clone.run(&["clean", "--quiet", "-fdx"])?;
+        Ok(clone)
+    }
+
+    /// The clone's directory (the worktree executors read).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn error(&self, args: &[&str], message: String) -> GitError {
+        GitError {
+            dir: self.dir.clone(),
+            args: args.join(" "),
+            message,
+        }
+    }
+
+    fn command(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new("git");
+        c.arg("-C").arg(dir).args(args);
+        c.env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_AUTHOR_NAME", AUTHOR_NAME)
+            .env("GIT_AUTHOR_EMAIL", AUTHOR_EMAIL)
+            .env("GIT_COMMITTER_NAME", AUTHOR_NAME)
+            .env("GIT_COMMITTER_EMAIL", AUTHOR_EMAIL);
+        if let Some(header) = &self.auth_header {
+            c.env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+                .env("GIT_CONFIG_VALUE_0", header);
+        }
+        c
+    }
+
+    fn run_in(&self, dir: &Path, args: &[&str]) -> Result<String, GitError> {
+        let out = self
+            .command(dir, args)
+            .output()
+            .map_err(|e| self.error(args, format!("cannot run git: {e}")))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            return Err(self.error(args, stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn run(&self, args: &[&str]) -> Result<String, GitError> {
+        self.run_in(&self.dir, args)
+    }
+
+    /// Starts `branch` at `origin/<base>` and checks it out.
+    pub fn start_branch(&self, branch: &str, base: &str) -> Result<(), GitError> {
+        self.run(&[
+            "checkout",
+            "--quiet",
+            "-B",
+            branch,
+            &format!("origin/{base}"),
+        ])?;
+        Ok(())
+    }
+
+    /// Commits `paths` (repository-relative) with `message`; returns the commit id,
+    /// or `None` when they hold no change.
+    pub fn commit(&self, paths: &[String], message: &str) -> Result<Option<String>, GitError> {
+        let mut add = vec!["add", "--"];
+        add.extend(paths.iter().map(String::as_str));
+        self.run(&add)?;
+        let staged = self.run(&["diff", "--cached", "--name-only"])?;
+        if staged.trim().is_empty() {
+            return Ok(None);
+        }
+        self.run(&["commit", "--quiet", "--no-verify", "-m", message])?;
+        Ok(Some(self.run(&["rev-parse", "HEAD"])?.trim().to_string()))
+    }
+
+    /// Pushes `branch` to origin.
+    pub fn push(&self, branch: &str) -> Result<(), GitError> {
+        self.run(&[
+            "push",
+            "--quiet",
+            "origin",
+            &format!("{branch}:refs/heads/{branch}"),
+        ])?;
+        Ok(())
+    }
+
+    /// Merges `origin/<branch>` into `base` with a merge commit and pushes `base`
+    /// (the local forge's merge); returns the merge commit.
+    pub fn merge_to_base(
+        &self,
+        branch: &str,
+        base: &str,
+        message: &str,
+    ) -> Result<String, GitError> {
+        self.run(&["checkout", "--quiet", "-B", base, &format!("origin/{base}")])?;
+        self.run(&[
+            "merge",
+            "--quiet",
+            "--no-ff",
+            "--no-edit",
+            "-m",
+            message,
+            &format!("origin/{branch}"),
+        ])?;
+        self.run(&[
+            "push",
+            "--quiet",
+            "origin",
+            &format!("{base}:refs/heads/{base}"),
+        ])?;
+        Ok(self.run(&["rev-parse", "HEAD"])?.trim().to_string())
+    }
+
+    /// Deletes `branch` on origin (a cleanup after a failed attempt).
+    pub fn delete_remote(&self, branch: &str) -> Result<(), GitError> {
+        self.run(&["push", "--quiet", "origin", "--delete", branch])?;
+        Ok(())
+    }
+
+    /// The branches on origin whose names start with `prefix`, sorted.
+    pub fn remote_branches(&self, prefix: &str) -> Result<Vec<String>, GitError> {
+        let out = self.run(&["ls-remote", "--heads", "origin"])?;
+        let mut names: Vec<String> = out
+            .lines()
+            .filter_map(|l| {
+                l.split_once("refs/heads/")
+                    .map(|(_, n)| n.trim().to_string())
+            })
+            .filter(|n| n.starts_with(prefix))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// `Basic base64("x-access-token:" + token)`, the header GitHub accepts for pushes.
+fn basic_auth(token: &str) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let input = format!("x-access-token:{token}").into_bytes();
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(TABLE[((n >> shift) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    format!("Authorization: Basic {out}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A bare "remote" with one commit on `main`.
+    fn remote(root: &Path) -> PathBuf {
+        let seed = root.join("seed");
+        std::fs::create_dir_all(seed.join("docs")).unwrap();
+        std::fs::write(seed.join("docs/index.md"), "# Index\n").unwrap();
+        git(&seed, &["init", "--quiet", "-b", "main"]);
+        git(&seed, &["add", "."]);
+        git(
+            &seed,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "--quiet",
+                "-m",
+                "seed",
+            ],
+        );
+        let bare = root.join("remote.git");
+        git(
+            root,
+            &[
+                "clone",
+                "--quiet",
+                "--bare",
+                seed.to_str().unwrap(),
+                bare.to_str().unwrap(),
+            ],
+        );
+        bare
+    }
+
+    #[test]
+    fn branch_commit_push_list_and_delete_on_a_real_remote() {
+        let root = tempfile::tempdir().unwrap();
+        let bare = remote(root.path());
+        let work = root.path().join("work/target-a");
+        let clone = Clone::prepare(bare.to_str().unwrap(), &work, "main", None).unwrap();
+        let branch = "agent/task-exec-attempt-docs-1-0badcafe";
+        clone.start_branch(branch, "main").unwrap();
+        std::fs::write(work.join("docs/new.md"), "new\n").unwrap();
+        let commit = clone
+            .commit(&["docs/new.md".into()], "leviathan: docs-1")
+            .unwrap();
+        assert!(commit.is_some());
+        assert_eq!(
+            clone.commit(&["docs/new.md".into()], "again").unwrap(),
+            None,
+            "no change, no commit"
+        );
+        clone.push(branch).unwrap();
+        assert_eq!(clone.remote_branches("agent/").unwrap(), [branch]);
+        // A second prepare resets to the base, dropping stray files.
+        std::fs::write(work.join("stray.txt"), "x").unwrap();
+        let again = Clone::prepare(bare.to_str().unwrap(), &work, "main", None).unwrap();
+        assert!(!work.join("stray.txt").exists() && !work.join("docs/new.md").exists());
+        again.delete_remote(branch).unwrap();
+        assert!(again.remote_branches("agent/").unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_token_header_is_basic_auth_and_stays_out_of_errors() {
+        assert_eq!(
+            basic_auth("abc"),
+            "Authorization: Basic eC1hY2Nlc3MtdG9rZW46YWJj"
+        );
+        assert_eq!(
+            basic_auth("ab"),
+            "Authorization: Basic eC1hY2Nlc3MtdG9rZW46YWI="
+        );
+        assert_eq!(
+            basic_auth("abcd"),
+            "Authorization: Basic eC1hY2Nlc3MtdG9rZW46YWJjZA=="
+        );
+        let root = tempfile::tempdir().unwrap();
+        let err = Clone::prepare(
+            "/nonexistent/repo.git",
+            &root.path().join("w"),
+            "main",
+            Some("s3cr3t-token"),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(!err.contains("s3cr3t-token"), "{err}");
+        assert!(err.contains("clone"), "{err}");
+    }
+}

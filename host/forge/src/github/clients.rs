@@ -1,0 +1,140 @@
+//! GitHub clients shared across targets and passes: one per API URL and token, so
+//! the rate-limit budget a response reports is the one the next target sees. Tokens
+//! are read from their source on every pass (a rotated token gets a new client) and
+//! kept only as a SHA-256 in the cache key.
+
+use super::ratelimit::RetryPolicy;
+use super::{GitHub, GitHubError};
+use leviathan_domain::config::TokenSource;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Why a target's token could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token_env `{0}` is not set or empty")]
+    Env(String),
+    #[error("token_file {}: {message}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        message: String,
+    },
+}
+
+/// Reads a token from its source, trimmed.
+pub fn read_token(source: &TokenSource) -> Result<String, TokenError> {
+    let token = match source {
+        TokenSource::Env(name) => std::env::var(name).unwrap_or_default(),
+        TokenSource::File(path) => {
+            leviathan_domain::repofs::read_secret_file(path).map_err(|e| TokenError::File {
+                path: path.clone(),
+                message: e.to_string(),
+            })?
+        }
+    };
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        return Err(match source {
+            TokenSource::Env(name) => TokenError::Env(name.clone()),
+            TokenSource::File(path) => TokenError::File {
+                path: path.clone(),
+                message: "empty".into(),
+            },
+        });
+    }
+    Ok(token)
+}
+
+/// A client's key: the API URL and the SHA-256 of its token.
+type ClientKey = (String, [u8; 32]);
+
+/// The clients, created on first use.
+pub struct GitHubClients {
+    runtime: Mutex<Option<Arc<tokio::runtime::Runtime>>>,
+    clients: Mutex<HashMap<ClientKey, Arc<GitHub>>>,
+    policy: RetryPolicy,
+}
+
+impl Default for GitHubClients {
+    fn default() -> Self {
+        GitHubClients::new(RetryPolicy::default())
+    }
+}
+
+impl GitHubClients {
+    /// An empty cache whose clients follow `policy`.
+    pub fn new(policy: RetryPolicy) -> GitHubClients {
+        GitHubClients {
+            runtime: Mutex::new(None),
+            clients: Mutex::new(HashMap::new()),
+            policy,
+        }
+    }
+
+    fn runtime(&self, api_url: &str) -> Result<Arc<tokio::runtime::Runtime>, GitHubError> {
+        let mut slot = self.runtime.lock().map_err(|_| GitHubError::Setup {
+            api_url: api_url.into(),
+            message: "client cache poisoned".into(),
+        })?;
+        if let Some(rt) = slot.as_ref() {
+            return Ok(rt.clone());
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("github")
+            .build()
+            .map_err(|e| GitHubError::Setup {
+                api_url: api_url.into(),
+                message: e.to_string(),
+            })?;
+        let rt = Arc::new(rt);
+        *slot = Some(rt.clone());
+        Ok(rt)
+    }
+
+    /// The client for `api_url` with `token`.
+    pub fn client(&self, api_url: &str, token: &str) -> Result<Arc<GitHub>, GitHubError> {
+        let key: ClientKey = (api_url.to_string(), Sha256::digest(token.as_bytes()).into());
+        let mut clients = self.clients.lock().map_err(|_| GitHubError::Setup {
+            api_url: api_url.into(),
+            message: "client cache poisoned".into(),
+        })?;
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let client = Arc::new(GitHub::connect(
+            api_url,
+            token,
+            self.runtime(api_url)?,
+            self.policy.clone(),
+        )?);
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_come_from_a_file_or_the_environment_and_must_not_be_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("gh.token");
+        std::fs::write(&file, "  abc123\n").expect("write");
+        assert_eq!(
+            read_token(&TokenSource::File(file.clone())).expect("token"),
+            "abc123"
+        );
+        std::fs::write(&file, "\n").expect("write");
+        let err = read_token(&TokenSource::File(file)).expect_err("empty");
+        assert!(err.to_string().contains("gh.token: empty"), "{err}");
+        let err = read_token(&TokenSource::Env("LEVIATHAN_TEST_NO_SUCH_TOKEN".into()))
+            .expect_err("unset");
+        assert!(
+            err.to_string().contains("LEVIATHAN_TEST_NO_SUCH_TOKEN"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! Scheduler benchmark (run with `cargo xtask bench`): one `tick` over 200 local
+//! targets with 50 tasks each, time and peak RSS; attempts per minute end to end with
+//! the local forge. Figures go to docs/PERFORMANCE.md.
+
+use leviathan_domain::config::Config;
+use leviathan_events::EventLog;
+use leviathan_sandbox::{ArtifactCache, Sandbox};
+use leviathan_scheduler::Scheduler;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "b")
+        .env("GIT_AUTHOR_EMAIL", "b@b")
+        .env("GIT_COMMITTER_NAME", "b")
+        .env("GIT_COMMITTER_EMAIL", "b@b")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn backlog(tasks: usize) -> String {
+    let mut text = String::from("tasks:\n");
+    for i in 0..tasks {
+        text.push_str(&format!(
+            "  - id: docs-{i:02}\n    title: Guide number {i}\n    scope: docs\n    ready: true\n    allowed_paths: [docs/guide-{i:02}/]\n    acceptance_criteria:\n      - Covers part {i}\n"
+        ));
+    }
+    text
+}
+
+/// Peak resident set size of this process, in KiB (`VmHWM`).
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (targets, tasks) = if quick { (10, 50) } else { (200, 50) };
+    let work = tempfile::tempdir().expect("temp dir");
+    let seed = work.path().join("seed");
+    std::fs::create_dir_all(seed.join(".leviathan")).expect("seed");
+    std::fs::write(seed.join(".leviathan/backlog.yaml"), backlog(tasks)).expect("backlog");
+    git(&seed, &["init", "--quiet", "-b", "main"]);
+    git(&seed, &["add", "."]);
+    git(&seed, &["commit", "--quiet", "-m", "seed"]);
+    let mut config = String::from("targets:\n");
+    for t in 0..targets {
+        let bare = work.path().join(format!("t{t:03}.git"));
+        git(
+            work.path(),
+            &[
+                "clone",
+                "--quiet",
+                "--bare",
+                seed.to_str().expect("utf-8"),
+                bare.to_str().expect("utf-8"),
+            ],
+        );
+        config.push_str(&format!("  - id: t{t:03}\n    repository: t{t:03}.git\n"));
+    }
+    let config_file = work.path().join("leviathan.yaml");
+    std::fs::write(&config_file, config).expect("config");
+    let config = Config::load(&config_file).expect("config loads");
+    let log = EventLog::open(&work.path().join("data")).expect("log");
+    let sandbox =
+        Sandbox::new(ArtifactCache::new(Some(work.path().join("cache")))).expect("sandbox");
+    let registry = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/registry");
+    let github = leviathan_forge::github::clients::GitHubClients::default();
+    let scheduler = Scheduler {
+        config: &config,
+        log: &log,
+        sandbox: &sandbox,
+        registry_dir: registry,
+        work_dir: work.path().join("clones"),
+        plugins: None,
+        github: &github,
+    };
+    let rss_before = peak_rss_kib();
+    let started = Instant::now();
+    let reports = scheduler.tick().expect("tick");
+    let first = started.elapsed();
+    let opened = reports
+        .iter()
+        .filter(|r| r.outcome.contains("opened"))
+        .count();
+    assert_eq!(opened, targets, "{:?}", reports.first());
+    let started = Instant::now();
+    let reports = scheduler.tick().expect("second tick");
+    let second = started.elapsed();
+    assert!(
+        reports.iter().all(|r| r.outcome.contains("max_open_prs")),
+        "{:?}",
+        reports.first()
+    );
+    println!(
+        "tick over {targets} targets x {tasks} tasks, first pass (clone, {opened} attempts, PRs): {first:.2?} = {:.0} attempts/min end to end",
+        opened as f64 / first.as_secs_f64() * 60.0
+    );
+    println!("second pass (fetch, every target at max_open_prs): {second:.2?}");
+    println!(
+        "peak RSS of the process: {} MiB (before the passes: {} MiB); {} events",
+        peak_rss_kib() / 1024,
+        rss_before / 1024,
+        log.last_seq()
+    );
+}

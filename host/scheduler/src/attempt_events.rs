@@ -1,0 +1,88 @@
+//! Event drafts for one `exec` attempt: `attempt.started`, then `attempt.succeeded`
+//! or `attempt.failed` with the report or the error.
+
+use leviathan_events::EventDraft;
+use leviathan_sandbox::exec::{ExecFailure, ExecReport};
+use sha2::{Digest, Sha256};
+
+/// A fresh attempt id: `exec-` and 8 hex digits, unique per process and moment.
+pub fn new_attempt_id(task: &str) -> String {
+    let nanos = leviathan_domain::clock::now_nanos();
+    let mut h = Sha256::new();
+    h.update(task.as_bytes());
+    h.update(std::process::id().to_be_bytes());
+    h.update(nanos.to_be_bytes());
+    format!("exec-{}", &hex::encode(h.finalize())[..8])
+}
+
+/// An event about `task` of `target`, and about `attempt` when given.
+pub fn task_event(
+    kind: &str,
+    target: &str,
+    task: &str,
+    attempt: Option<&str>,
+    payload: serde_json::Value,
+) -> EventDraft {
+    EventDraft {
+        kind: kind.into(),
+        target: Some(target.into()),
+        task: Some(task.into()),
+        attempt: attempt.map(String::from),
+        payload,
+    }
+}
+
+fn draft(
+    kind: &str,
+    target: &str,
+    task: &str,
+    attempt: &str,
+    payload: serde_json::Value,
+) -> EventDraft {
+    task_event(kind, target, task, Some(attempt), payload)
+}
+
+/// `attempt.started` for `task` of `target`.
+pub fn started(target: &str, task: &str, attempt: &str) -> EventDraft {
+    draft(
+        "attempt.started",
+        target,
+        task,
+        attempt,
+        serde_json::json!({"via": "exec"}),
+    )
+}
+
+/// `attempt.succeeded` with the change set, or `attempt.failed` with the error kind.
+pub fn finished(
+    target: &str,
+    task: &str,
+    attempt: &str,
+    result: &Result<ExecReport, ExecFailure>,
+) -> EventDraft {
+    match result {
+        Ok(r) => draft(
+            "attempt.succeeded",
+            target,
+            task,
+            attempt,
+            serde_json::json!({
+                "executor": r.executor,
+                "digest": r.digest,
+                "files": r.files.iter().map(|f| serde_json::json!({
+                    "path": f.path.as_string(), "sha256": f.sha256, "bytes": f.bytes,
+                })).collect::<Vec<_>>(),
+                "fuel_used": r.stats.fuel_used,
+                "instantiate_us": r.stats.instantiate.as_micros() as u64,
+                "execute_us": r.stats.execute.as_micros() as u64,
+            }),
+        ),
+        Err(e) => draft(
+            "attempt.failed",
+            target,
+            task,
+            attempt,
+            serde_json::json!({"kind": e.kind.as_str(), "message": e.message}),
+        ),
+    }
+}

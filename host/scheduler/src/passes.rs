@@ -1,0 +1,129 @@
+//! Scheduler passes beside the API (`serve --config`): one right away, then one every
+//! `interval_seconds`; or, with a cron `schedule`, one at each of its minutes (UTC).
+//! A pass runs on its own thread with the server's event log and the plugin set in
+//! force when it starts; shutdown lets a running pass finish.
+
+use crate::Scheduler;
+use leviathan_domain::clock::now_secs;
+use leviathan_domain::config::Config;
+use leviathan_domain::cron::Cron;
+use leviathan_events::EventLog;
+use leviathan_sandbox::Sandbox;
+use leviathan_sandbox::plugins::set::PluginSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Sleeps in short steps until `done()` or a stop; whether it was not a stop.
+fn wait_until(stopping: &AtomicBool, done: impl Fn() -> bool) -> bool {
+    while !done() {
+        if stopping.load(Ordering::SeqCst) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    !stopping.load(Ordering::SeqCst)
+}
+
+/// Sleeps until the schedule's next minute; false when stopping first (or when the
+/// schedule never matches, which is logged).
+fn wait_for_cron(cron: &Cron, stopping: &AtomicBool) -> bool {
+    let Some(next) = cron.next_after(now_secs()) else {
+        tracing::error!(
+            schedule = cron.as_str(),
+            "the schedule never matches: no passes run"
+        );
+        wait_until(stopping, || false);
+        return false;
+    };
+    tracing::info!(
+        schedule = cron.as_str(),
+        next_epoch = next,
+        "next scheduler pass"
+    );
+    wait_until(stopping, || now_secs() >= next)
+}
+
+/// The running pass loop.
+pub struct Passes {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Passes {
+    /// Starts the loop.
+    /// `plugins` gives the hot-reloaded plugin set at the start of each pass (`None`
+    /// while it is still loading: the pass then scans the registry directory).
+    pub fn start(
+        config: Config,
+        log: Arc<EventLog>,
+        sandbox: Arc<Sandbox>,
+        registry_dir: PathBuf,
+        work_dir: PathBuf,
+        plugins: impl Fn() -> Option<Arc<PluginSet>> + Send + 'static,
+    ) -> std::io::Result<Passes> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("scheduler".into())
+            .spawn(move || {
+                let interval = Duration::from_secs(config.interval_seconds);
+                // One set of GitHub clients for every pass: the rate-limit budgets
+                // carry over.
+                let github = leviathan_forge::github::clients::GitHubClients::default();
+                while !stopping.load(Ordering::SeqCst) {
+                    if let Some(cron) = &config.schedule
+                        && !wait_for_cron(cron, &stopping)
+                    {
+                        break;
+                    }
+                    let started = Instant::now();
+                    let scheduler = Scheduler {
+                        config: &config,
+                        log: &log,
+                        sandbox: &sandbox,
+                        registry_dir: registry_dir.clone(),
+                        work_dir: work_dir.clone(),
+                        plugins: plugins(),
+                        github: &github,
+                    };
+                    match scheduler.tick() {
+                        Ok(reports) => {
+                            for r in reports {
+                                tracing::info!(target_id = %r.target, outcome = %r.outcome, "pass");
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "scheduler pass failed"),
+                    }
+                    if config.schedule.is_none() {
+                        wait_until(&stopping, || started.elapsed() >= interval);
+                    }
+                }
+            })?;
+        Ok(Passes {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops after the running pass, waiting for it up to `grace`.
+    pub fn stop(mut self, grace: Duration) {
+        self.stop.store(true, Ordering::SeqCst);
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let deadline = Instant::now() + grace;
+        while !thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        } else {
+            tracing::warn!(
+                "a scheduler pass is still running at shutdown; its events so far are durable"
+            );
+        }
+    }
+}

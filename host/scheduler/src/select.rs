@@ -1,0 +1,305 @@
+//! Task selection for one target: the guardrails in order and the first runnable task
+//! in backlog order, with the reason every passed-over task was skipped. Pure: it
+//! reads the backlog, the policy, what the event log says about the target, and the
+//! agent branches open on the remote.
+
+use leviathan_domain::backlog::{Backlog, Task};
+use leviathan_domain::policy::Policy;
+use leviathan_events::projection::{TargetView, TaskStatus};
+use leviathan_sandbox::exec::checked_allowed_paths;
+
+use leviathan_domain::branches::branch_task;
+
+/// Why a task was passed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    NotReady,
+    Status,
+    Deps,
+    Scope,
+    Inflight,
+    Attempts,
+}
+
+impl SkipReason {
+    /// The reason as recorded in `task.skipped`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::NotReady => "not_ready",
+            SkipReason::Status => "status",
+            SkipReason::Deps => "deps",
+            SkipReason::Scope => "scope",
+            SkipReason::Inflight => "inflight",
+            SkipReason::Attempts => "attempts",
+        }
+    }
+}
+
+/// Why a whole target was passed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetStop {
+    Disabled,
+    Paused,
+    MaxOpenPrs,
+    CircuitOpen,
+}
+
+impl TargetStop {
+    /// The reason as recorded in `target.skipped`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetStop::Disabled => "disabled",
+            TargetStop::Paused => "paused",
+            TargetStop::MaxOpenPrs => "max_open_prs",
+            TargetStop::CircuitOpen => "circuit_open",
+        }
+    }
+}
+
+/// What to do with a target this pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Tasks passed over, in backlog order, with why.
+    pub skips: Vec<(String, SkipReason, String)>,
+    /// Tasks that reached `max_attempts_per_task` and are not yet recorded as blocked.
+    pub newly_blocked: Vec<String>,
+    pub decision: Decision,
+}
+
+/// The outcome of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Stop(TargetStop),
+    Run(String),
+    Nothing,
+}
+
+/// What the scheduler knows about a target besides its backlog and policy.
+pub struct TargetState<'a> {
+    /// The target in the event log, if it has events.
+    pub view: Option<&'a TargetView>,
+    /// The agent branches on the remote: every one is an open PR of the host's.
+    pub open_branches: &'a [String],
+}
+
+fn completed(backlog: &Backlog, view: Option<&TargetView>, id: &str) -> Option<bool> {
+    let task = backlog.task(id)?;
+    let by_log = view
+        .and_then(|v| v.tasks.get(id))
+        .is_some_and(|t| t.status == TaskStatus::Completed);
+    Some(task.status.as_deref() == Some("completed") || by_log)
+}
+
+fn check(
+    task: &Task,
+    backlog: &Backlog,
+    policy: &Policy,
+    state: &TargetState,
+) -> Result<(), (SkipReason, String)> {
+    // Status first: a completed task also has `ready: false` after its write-back.
+    let logged = state.view.and_then(|v| v.tasks.get(&task.id));
+    match task.status.as_deref() {
+        None | Some("pending") => {}
+        Some(other) => return Err((SkipReason::Status, format!("status `{other}`"))),
+    }
+    if logged.is_some_and(|t| t.status == TaskStatus::Completed) {
+        return Err((SkipReason::Status, "completed (event log)".into()));
+    }
+    if !task.ready {
+        return Err((SkipReason::NotReady, "not `ready: true`".into()));
+    }
+    for dep in &task.dependencies {
+        match completed(backlog, state.view, dep) {
+            None => {
+                return Err((
+                    SkipReason::Deps,
+                    format!("dependency `{dep}` does not exist"),
+                ));
+            }
+            Some(false) => {
+                return Err((
+                    SkipReason::Deps,
+                    format!("dependency `{dep}` is not completed"),
+                ));
+            }
+            Some(true) => {}
+        }
+    }
+    if let Err(e) = checked_allowed_paths(&backlog.source, task, policy) {
+        return Err((SkipReason::Scope, e.message));
+    }
+    if let Some(branch) = state
+        .open_branches
+        .iter()
+        .find(|b| branch_task(b) == Some(task.id.as_str()))
+    {
+        return Err((SkipReason::Inflight, format!("open PR on `{branch}`")));
+    }
+    let attempts = logged.map(|t| t.attempts.len() as u64).unwrap_or(0);
+    if attempts >= policy.max_attempts_per_task {
+        return Err((
+            SkipReason::Attempts,
+            format!(
+                "{attempts} attempts of at most {}",
+                policy.max_attempts_per_task
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The checks that need no repository: autonomy switched off, or paused.
+pub fn gate(policy: &Policy, paused: bool) -> Option<TargetStop> {
+    if !policy.autonomy_enabled {
+        Some(TargetStop::Disabled)
+    } else if paused {
+        Some(TargetStop::Paused)
+    } else {
+        None
+    }
+}
+
+/// Plans one pass over a target that passed [`gate`].
+pub fn plan(backlog: &Backlog, policy: &Policy, state: &TargetState) -> Plan {
+    let stop = |reason| Plan {
+        skips: Vec::new(),
+        newly_blocked: Vec::new(),
+        decision: Decision::Stop(reason),
+    };
+    let open = state.open_branches.len() as u64;
+    if open >= policy.max_open_prs {
+        return stop(TargetStop::MaxOpenPrs);
+    }
+    if state.view.is_some_and(|v| v.circuit_breaker.open) {
+        return stop(TargetStop::CircuitOpen);
+    }
+    let mut plan = Plan {
+        skips: Vec::new(),
+        newly_blocked: Vec::new(),
+        decision: Decision::Nothing,
+    };
+    for task in &backlog.tasks {
+        match check(task, backlog, policy, state) {
+            Ok(()) => {
+                plan.decision = Decision::Run(task.id.clone());
+                break;
+            }
+            Err((reason, detail)) => {
+                let already_blocked = state
+                    .view
+                    .and_then(|v| v.tasks.get(&task.id))
+                    .is_some_and(|t| t.status == TaskStatus::Blocked);
+                if reason == SkipReason::Attempts && !already_blocked {
+                    plan.newly_blocked.push(task.id.clone());
+                }
+                plan.skips.push((task.id.clone(), reason, detail));
+            }
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leviathan_events::projection::{AttemptOutcome, AttemptView, Breaker};
+    use std::path::Path;
+
+    fn backlog(text: &str) -> Backlog {
+        Backlog::from_text(Path::new(".leviathan/backlog.yaml"), text).unwrap()
+    }
+
+    const BACKLOG: &str = "tasks:
+  - {id: not-ready, title: a, scope: docs, ready: false, allowed_paths: [docs/]}
+  - {id: done, title: b, scope: docs, ready: true, status: completed, allowed_paths: [docs/]}
+  - {id: waits, title: c, scope: docs, ready: true, dependencies: [not-ready], allowed_paths: [docs/]}
+  - {id: outside, title: d, scope: docs, ready: true, allowed_paths: [ops/]}
+  - {id: flying, title: e, scope: docs, ready: true, allowed_paths: [docs/]}
+  - {id: tried, title: f, scope: docs, ready: true, allowed_paths: [docs/]}
+  - {id: next, title: g, scope: docs, ready: true, dependencies: [done], allowed_paths: [docs/]}
+  - {id: later, title: h, scope: docs, ready: true, allowed_paths: [docs/]}
+";
+
+    fn view_with_attempts(task: &str, n: usize) -> TargetView {
+        let mut view = TargetView::default();
+        let t = view.tasks.entry(task.into()).or_default();
+        for i in 0..n {
+            t.attempts.push(AttemptView {
+                id: format!("a{i}"),
+                outcome: AttemptOutcome::Failed,
+                started_ms: 0,
+                finished_ms: Some(1),
+                failure: Some("plugin".into()),
+                digest: None,
+            });
+        }
+        view
+    }
+
+    #[test]
+    fn every_passed_over_task_has_its_reason_and_the_first_runnable_wins() {
+        let mut policy = Policy::default_policy();
+        policy.max_open_prs = 5;
+        let view = view_with_attempts("tried", 2);
+        let branches = vec!["agent/task-exec-attempt-flying-0badcafe".to_string()];
+        let state = TargetState {
+            view: Some(&view),
+            open_branches: &branches,
+        };
+        let plan = plan(&backlog(BACKLOG), &policy, &state);
+        let reasons: Vec<(&str, &str)> = plan
+            .skips
+            .iter()
+            .map(|(t, r, _)| (t.as_str(), r.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("not-ready", "not_ready"),
+                ("done", "status"),
+                ("waits", "deps"),
+                ("outside", "scope"),
+                ("flying", "inflight"),
+                ("tried", "attempts"),
+            ]
+        );
+        assert_eq!(plan.newly_blocked, ["tried"]);
+        assert_eq!(plan.decision, Decision::Run("next".into()));
+    }
+
+    #[test]
+    fn target_guardrails_come_first() {
+        let policy = Policy::default_policy();
+        let b = backlog(BACKLOG);
+        let none: Vec<String> = Vec::new();
+        assert_eq!(gate(&policy, true), Some(TargetStop::Paused));
+        assert_eq!(gate(&policy, false), None);
+        let one = vec!["agent/task-exec-attempt-x-12345678".to_string()];
+        let full = TargetState {
+            view: None,
+            open_branches: &one,
+        };
+        assert_eq!(
+            plan(&b, &policy, &full).decision,
+            Decision::Stop(TargetStop::MaxOpenPrs)
+        );
+        let broken = TargetView {
+            circuit_breaker: Breaker {
+                open: true,
+                opened_ms: Some(1),
+            },
+            ..TargetView::default()
+        };
+        let open = TargetState {
+            view: Some(&broken),
+            open_branches: &none,
+        };
+        assert_eq!(
+            plan(&b, &policy, &open).decision,
+            Decision::Stop(TargetStop::CircuitOpen)
+        );
+        let mut off = policy.clone();
+        off.autonomy_enabled = false;
+        assert_eq!(gate(&off, false), Some(TargetStop::Disabled));
+    }
+}

@@ -1,0 +1,291 @@
+//! Reads of the projection (`/graph`, `/targets`, `/tasks`, `/autonomy`) and the
+//! operator actions that append to the log (pause, resume, circuit-breaker reset).
+
+use super::auth::Principal;
+use super::{ApiError, AppState};
+use axum::Extension;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use leviathan_events::projection::{
+    AttemptView, Breaker, PrState, PrView, TargetView, TaskStatus, TaskView,
+};
+use leviathan_events::{EventDraft, Provenance};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A task in summary: counts, its last attempt and its open PRs; the full history
+/// is at `/tasks/{target}/{task}`.
+#[derive(Serialize)]
+struct TaskSummary<'a> {
+    status: TaskStatus,
+    last_skip: &'a Option<String>,
+    attempts: usize,
+    last_attempt: Option<&'a AttemptView>,
+    prs: usize,
+    open_prs: Vec<&'a PrView>,
+}
+
+impl<'a> From<&'a TaskView> for TaskSummary<'a> {
+    fn from(t: &'a TaskView) -> TaskSummary<'a> {
+        TaskSummary {
+            status: t.status,
+            last_skip: &t.last_skip,
+            attempts: t.attempts.len(),
+            last_attempt: t.attempts.last(),
+            prs: t.prs.len(),
+            open_prs: t.prs.iter().filter(|p| p.state == PrState::Open).collect(),
+        }
+    }
+}
+
+/// A JSON reply serialised straight from borrowed data.
+fn json_bytes(value: &impl Serialize) -> Result<Response, ApiError> {
+    let bytes = serde_json::to_vec(value).map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}
+
+/// The whole graph in summary.
+#[derive(Serialize)]
+struct GraphSummary<'a> {
+    last_seq: u64,
+    paused: bool,
+    last_tick_ms: Option<u64>,
+    targets: Vec<TargetSummary<'a>>,
+}
+
+/// A target's counters, optionally with its tasks in summary.
+#[derive(Serialize)]
+struct TargetSummary<'a> {
+    id: &'a str,
+    paused: bool,
+    open_prs: u32,
+    consecutive_failures: u32,
+    circuit_breaker: &'a Breaker,
+    attempts_succeeded: u64,
+    attempts_failed: u64,
+    last_event_seq: u64,
+    task_count: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tasks: Option<BTreeMap<&'a str, TaskSummary<'a>>>,
+}
+
+fn summarise<'a>(id: &'a str, t: &'a TargetView, with_tasks: bool) -> TargetSummary<'a> {
+    TargetSummary {
+        id,
+        paused: t.paused,
+        open_prs: t.open_prs,
+        consecutive_failures: t.consecutive_failures,
+        circuit_breaker: &t.circuit_breaker,
+        attempts_succeeded: t.attempts_succeeded,
+        attempts_failed: t.attempts_failed,
+        last_event_seq: t.last_event_seq,
+        task_count: t.tasks.len(),
+        tasks: with_tasks.then(|| {
+            t.tasks
+                .iter()
+                .map(|(k, v)| (k.as_str(), TaskSummary::from(v)))
+                .collect()
+        }),
+    }
+}
+
+/// `GET /api/v1/graph`: every target with its tasks in summary.
+pub async fn graph(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    state.log.with_projection(|p| {
+        json_bytes(&GraphSummary {
+            last_seq: p.last_seq,
+            paused: p.paused,
+            last_tick_ms: p.last_tick_ms,
+            targets: p
+                .targets
+                .iter()
+                .map(|(id, t)| summarise(id, t, true))
+                .collect(),
+        })
+    })?
+}
+
+/// `GET /api/v1/targets`: the targets' counters.
+pub async fn targets(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let value = state.log.with_projection(|p| {
+        let targets: Vec<_> = p
+            .targets
+            .iter()
+            .map(|(id, t)| summarise(id, t, false))
+            .collect();
+        json!({"targets": targets})
+    })?;
+    Ok(Json(value))
+}
+
+/// `GET /api/v1/targets/{id}`: one target with its tasks in summary.
+pub async fn target(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state
+        .log
+        .with_projection(|p| p.targets.get(&id).map(|t| json!(summarise(&id, t, true))))?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no target `{id}` in the event log")))
+}
+
+/// How many of a task's newest events `GET /tasks/{target}/{task}` includes.
+const RECENT_EVENTS: usize = 100;
+
+/// `GET /api/v1/tasks/{target}/{task}`: every attempt and PR of a task, and its
+/// latest events.
+pub async fn task(
+    State(state): State<Arc<AppState>>,
+    Path((target, task)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let view = state
+        .log
+        .with_projection(|p| {
+            p.targets
+                .get(&target)
+                .and_then(|t| t.tasks.get(&task))
+                .map(|t| json!(t))
+        })?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no task `{task}` of target `{target}` in the event log"
+            ))
+        })?;
+    let recent = state.log.latest_by_task(
+        &target,
+        &task,
+        leviathan_events::Page {
+            count: RECENT_EVENTS,
+            bytes: super::routes_events::MAX_PAGE_BYTES,
+        },
+    )?;
+    Ok(Json(json!({
+        "target": target, "task": task, "state": view, "recent_events": recent,
+    })))
+}
+
+/// `GET /api/v1/autonomy`: paused or not, and each target's guardrail state.
+pub async fn autonomy(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let value = state.log.with_projection(|p| {
+        let targets: BTreeMap<_, _> = p
+            .targets
+            .iter()
+            .map(|(id, t)| {
+                (
+                    id.as_str(),
+                    json!({
+                        "paused": t.paused,
+                        "circuit_breaker": t.circuit_breaker,
+                        "consecutive_failures": t.consecutive_failures,
+                        "open_prs": t.open_prs,
+                    }),
+                )
+            })
+            .collect();
+        json!({
+            "enabled": state.autonomy_enabled,
+            "paused": p.paused,
+            "last_tick_ms": p.last_tick_ms,
+            "circuit_breakers_open": p.open_breakers(),
+            "targets": targets,
+        })
+    })?;
+    Ok(Json(value))
+}
+
+/// The optional body of pause and resume: `{"target"?, "reason"?}`.
+fn action_body(body: &[u8]) -> Result<(Option<String>, Option<String>), ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok((None, None));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let Value::Object(object) = value else {
+        return Err(ApiError::bad_request("expected an object"));
+    };
+    if let Some(unknown) = object.keys().find(|k| *k != "target" && *k != "reason") {
+        return Err(ApiError::bad_field(
+            unknown.as_str(),
+            "unknown field (expected target, reason)",
+        ));
+    }
+    let text = |field: &str| match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad_field(field, "expected a string")),
+    };
+    Ok((text("target")?, text("reason")?))
+}
+
+async fn pause_or_resume(
+    state: Arc<AppState>,
+    caller: Principal,
+    body: Result<Bytes, BytesRejection>,
+    kind: &str,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body.map_err(|e| ApiError::with_status(e.status(), e.body_text()))?;
+    let (target, reason) = action_body(&body)?;
+    let mut draft = EventDraft::new(kind);
+    draft.target = target.clone();
+    draft.payload = json!({"by": caller.name, "reason": reason});
+    let events = state
+        .append(Provenance::operator(&caller.name), vec![draft])
+        .await?;
+    let paused = state.log.with_projection(|p| match &target {
+        Some(t) => p.targets.get(t).map(|t| t.paused).unwrap_or(false),
+        None => p.paused,
+    })?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({"seq": events[0].seq, "target": target, "paused": paused})),
+    ))
+}
+
+/// `POST /api/v1/autonomy/pause`: stop runs host-wide, or for `{"target": …}`.
+pub async fn pause(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Principal>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    pause_or_resume(state, caller, body, "autonomy.paused").await
+}
+
+/// `POST /api/v1/autonomy/resume`: the reverse of pause.
+pub async fn resume(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Principal>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    pause_or_resume(state, caller, body, "autonomy.resumed").await
+}
+
+/// `POST /api/v1/targets/{id}/circuit-breaker/reset`: close the breaker and clear
+/// the failure count.
+pub async fn reset_breaker(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let known = state.log.with_projection(|p| p.targets.contains_key(&id))?;
+    if !known {
+        return Err(ApiError::not_found(format!(
+            "no target `{id}` in the event log"
+        )));
+    }
+    let mut draft = EventDraft::new("circuit_breaker.closed");
+    draft.target = Some(id.clone());
+    draft.payload = json!({"reason": "reset", "by": caller.name});
+    let events = state
+        .append(Provenance::operator(&caller.name), vec![draft])
+        .await?;
+    Ok(Json(
+        json!({"seq": events[0].seq, "target": id, "circuit_breaker": {"open": false}}),
+    ))
+}

@@ -1,0 +1,347 @@
+//! Command-line interface: argument parsing, logging set-up and report printing.
+
+mod api;
+mod events;
+mod plugins;
+mod scaffold;
+mod sched;
+
+use clap::{Parser, Subcommand};
+use leviathan_domain::registry::Registry;
+use leviathan_sandbox::exec::{ErrorKind, ExecFailure, ExecReport, ExecRequest, exec};
+use leviathan_sandbox::{ArtifactCache, Sandbox};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "leviathan-host",
+    version,
+    about = "Runs backlog tasks in sandboxed WebAssembly executors under policy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one task of a worktree's `.leviathan/backlog.yaml` and write its files (no commit).
+    Exec {
+        /// The target worktree.
+        #[arg(long)]
+        repo: PathBuf,
+        /// The task id.
+        #[arg(long)]
+        task: String,
+        /// Policy file (the `dev.yaml` format); default: the embedded policies/dev.yaml.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Plugin registry directory; default: $LEVIATHAN_PLUGIN_DIR or plugins/registry.
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
+        /// Print exactly one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Record the attempt in the event log in this directory (sled).
+        #[arg(long, env = "LEVIATHAN_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Inspect and manage the plugin registry.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCommand),
+    /// Read, verify, export and append to the event log.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+    /// One scheduler pass over every configured target, then exit.
+    Tick {
+        /// The configuration (targets) file; the original dev.yaml is a one-target config.
+        #[arg(long, env = "LEVIATHAN_CONFIG")]
+        config: PathBuf,
+        #[arg(long, env = "LEVIATHAN_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Where the host keeps its clones of the targets (default: `<data-dir>-work`).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
+    },
+    /// The local forge's pull requests.
+    #[command(subcommand)]
+    Prs(sched::PrsCommand),
+    /// Run the control-plane API (HTTP) over the event log.
+    Serve {
+        /// Address to bind; a port of 0 picks a free one (printed on start).
+        #[arg(long, default_value = "127.0.0.1:8000", env = "LEVIATHAN_LISTEN")]
+        listen: String,
+        /// The event store directory (sled).
+        #[arg(long, env = "LEVIATHAN_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Bearer tokens (YAML: `tokens:` list of {name, role, token | sha256}); re-read on SIGHUP.
+        #[arg(long, env = "LEVIATHAN_TOKENS_FILE")]
+        tokens_file: PathBuf,
+        /// Plugin registry directory (watched; changes load without a restart);
+        /// default: $LEVIATHAN_PLUGIN_DIR or plugins/registry.
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
+        /// Policy file for the `plugins:` settings (trusted keys, signatures, routes).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Milliseconds a registry change must be quiet before it is reloaded.
+        #[arg(long, default_value_t = 300)]
+        reload_debounce_ms: u64,
+        /// Largest request body in bytes.
+        #[arg(long, default_value_t = leviathan_server::DEFAULT_BODY_LIMIT)]
+        body_limit: usize,
+        /// Seconds shutdown waits for in-flight requests.
+        #[arg(long, default_value_t = 10)]
+        shutdown_grace_secs: u64,
+        /// The targets configuration: run scheduler passes on its `interval_seconds`.
+        #[arg(long, env = "LEVIATHAN_CONFIG")]
+        config: Option<PathBuf>,
+        /// Where the scheduler keeps its clones (default: `<data-dir>-work`).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// Most connections open at once; at the cap a new connection evicts the
+        /// oldest one that has not sent a request.
+        #[arg(long, default_value_t = leviathan_server::DEFAULT_CONNECTIONS.max_connections)]
+        max_connections: usize,
+        /// Seconds a connection has to send a request head; also the keep-alive idle time.
+        #[arg(long, default_value_t = leviathan_server::DEFAULT_CONNECTIONS.header_read_timeout.as_secs())]
+        header_timeout_secs: u64,
+        /// Most API requests in flight; more are answered 503 with Retry-After.
+        #[arg(long, default_value_t = leviathan_server::DEFAULT_REQUESTS.max_requests)]
+        max_requests: usize,
+        /// Most event streams (SSE) open at once.
+        #[arg(long, default_value_t = leviathan_server::DEFAULT_REQUESTS.max_streams)]
+        max_streams: usize,
+        /// Seconds to produce a response before it is answered 503.
+        #[arg(long, default_value_t = leviathan_server::DEFAULT_REQUESTS.request_timeout.as_secs())]
+        request_timeout_secs: u64,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let serving = matches!(cli.command, Command::Serve { .. });
+    init_tracing(if serving { "info" } else { "warn" });
+    match cli.command {
+        Command::Serve {
+            listen,
+            data_dir,
+            tokens_file,
+            plugin_dir,
+            policy,
+            reload_debounce_ms,
+            body_limit,
+            shutdown_grace_secs,
+            config,
+            work_dir,
+            max_connections,
+            header_timeout_secs,
+            max_requests,
+            max_streams,
+            request_timeout_secs,
+        } => {
+            use std::time::Duration;
+            let options = leviathan_server::ServeOptions {
+                connections: leviathan_server::listener::ConnectionLimits {
+                    max_connections: max_connections.max(1),
+                    header_read_timeout: Duration::from_secs(header_timeout_secs.max(1)),
+                },
+                requests: leviathan_server::limits::RequestLimits {
+                    max_requests: max_requests.max(1),
+                    max_streams,
+                    request_timeout: Duration::from_secs(request_timeout_secs.max(1)),
+                },
+                listen,
+                data_dir,
+                tokens_file,
+                plugin_dir: plugin_dir.unwrap_or_else(Registry::default_dir),
+                policy,
+                reload_debounce: std::time::Duration::from_millis(reload_debounce_ms),
+                body_limit,
+                shutdown_grace: std::time::Duration::from_secs(shutdown_grace_secs),
+                config,
+                work_dir,
+            };
+            let result = leviathan_server::serve(
+                options,
+                |addr| {
+                    use std::io::Write;
+                    println!("listening on http://{addr}");
+                    let _ = std::io::stdout().flush();
+                },
+                start_passes,
+            );
+            match result {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
+        Command::Exec {
+            repo,
+            task,
+            policy,
+            plugin_dir,
+            json,
+            data_dir,
+        } => {
+            let request = ExecRequest {
+                repo,
+                task_id: task,
+                policy,
+                registry_dir: plugin_dir.unwrap_or_else(Registry::default_dir),
+            };
+            let result = recorded(data_dir.as_deref(), &request, |request| {
+                Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir()))
+                    .map_err(|e| ExecFailure {
+                        kind: ErrorKind::ExecutorFailed,
+                        message: e.to_string(),
+                    })
+                    .and_then(|sandbox| exec(&sandbox, request))
+            });
+            print_exec(&result, json);
+            match result {
+                Ok(_) => 0,
+                Err(e) => e.kind.exit_code(),
+            }
+        }
+        Command::Tick {
+            config,
+            data_dir,
+            work_dir,
+            plugin_dir,
+        } => exit_code(sched::tick(&config, &data_dir, work_dir, plugin_dir)),
+        Command::Prs(command) => exit_code(sched::prs(command)),
+        Command::Events(command) => exit_code(events::run(command)),
+        Command::Plugins(command) => exit_code(plugins::run(command)),
+    }
+}
+
+/// A command's exit code: its own on success; on an error, the error (with its
+/// causes) on stderr and 1.
+fn exit_code(result: anyhow::Result<i32>) -> i32 {
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        1
+    })
+}
+
+/// The scheduler's passes beside the API, on the server's log, sandbox and plugins.
+fn start_passes(
+    shared: leviathan_server::Shared,
+) -> std::io::Result<leviathan_server::StopBackground> {
+    let passes = leviathan_scheduler::passes::Passes::start(
+        shared.config,
+        shared.log,
+        shared.sandbox,
+        shared.registry_dir,
+        shared.work_dir,
+        shared.plugins,
+    )?;
+    Ok(Box::new(move |grace| passes.stop(grace)))
+}
+
+/// Runs `run`, recording `attempt.started` and its outcome in the event log at
+/// `data_dir` when one is given. A log that cannot be opened fails the attempt before
+/// it starts; one that cannot record the outcome is reported on stderr.
+fn recorded(
+    data_dir: Option<&std::path::Path>,
+    request: &ExecRequest,
+    run: impl FnOnce(&ExecRequest) -> Result<ExecReport, ExecFailure>,
+) -> Result<ExecReport, ExecFailure> {
+    use leviathan_events::EventLog;
+    use leviathan_scheduler::attempt_events as attempts;
+    let Some(dir) = data_dir else {
+        return run(request);
+    };
+    let target = std::fs::canonicalize(&request.repo)
+        .unwrap_or_else(|_| request.repo.clone())
+        .to_string_lossy()
+        .into_owned();
+    let attempt = attempts::new_attempt_id(&request.task_id);
+    let log = EventLog::open(dir)
+        .and_then(|log| {
+            log.append(vec![attempts::started(&target, &request.task_id, &attempt)])?;
+            Ok(log)
+        })
+        .map_err(|e| ExecFailure {
+            kind: ErrorKind::ExecutorFailed,
+            message: format!("cannot record the attempt: {e}"),
+        })?;
+    let result = run(request);
+    let outcome = attempts::finished(&target, &request.task_id, &attempt, &result);
+    if let Err(e) = log.append(vec![outcome]) {
+        eprintln!("warning: attempt {attempt}: outcome not recorded: {e}");
+    }
+    result
+}
+
+/// Logs go to stderr, filtered by `LEVIATHAN_LOG` (default `default_level`), as JSON
+/// lines when `LEVIATHAN_LOG_FORMAT=json`.
+fn init_tracing(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEVIATHAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false);
+    if std::env::var("LEVIATHAN_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().with_current_span(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn print_exec(result: &Result<ExecReport, ExecFailure>, json: bool) {
+    match (result, json) {
+        (Ok(report), true) => {
+            let files: Vec<_> = report
+                .files
+                .iter()
+                .map(|f| serde_json::json!({"path": f.path.as_string(), "sha256": f.sha256, "bytes": f.bytes}))
+                .collect();
+            let value = serde_json::json!({
+                "task": report.task, "executor": report.executor, "files": files, "digest": report.digest,
+            });
+            println!("{value}");
+        }
+        (Err(e), true) => {
+            println!(
+                "{}",
+                serde_json::json!({"error": {"kind": e.kind.as_str(), "message": e.message}})
+            );
+        }
+        (Ok(report), false) => {
+            println!(
+                "task {}: {} ({})",
+                report.task, report.summary, report.executor
+            );
+            if report.files.is_empty() {
+                println!("  no changes: the worktree already holds the output");
+            }
+            for f in &report.files {
+                println!(
+                    "  wrote {}  ({} bytes, sha256 {})",
+                    f.path.as_string(),
+                    f.bytes,
+                    f.sha256
+                );
+            }
+            println!("  change digest {}", report.digest);
+        }
+        (Err(e), false) => {
+            eprintln!("error ({}): {}", e.kind.as_str(), e.message);
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! `leviathan-host tick` (one scheduler pass) and `leviathan-host prs …` (the local
+//! forge's pull requests).
+
+use anyhow::Result;
+use clap::Subcommand;
+use leviathan_domain::config::Config;
+use leviathan_domain::registry::Registry;
+use leviathan_events::EventLog;
+use leviathan_events::Provenance;
+use leviathan_events::projection::PrState;
+use leviathan_forge::pull_requests::merge_or_close_local;
+use leviathan_sandbox::{ArtifactCache, Sandbox};
+
+/// The actor of what an operator does on the command line.
+pub const CLI_ACTOR: &str = "cli";
+use leviathan_domain::config::work_dir_for as work_dir;
+use leviathan_scheduler::Scheduler;
+use std::path::{Path, PathBuf};
+
+/// One pass over every target; prints a line per target.
+pub fn tick(
+    config: &Path,
+    data_dir: &Path,
+    work: Option<PathBuf>,
+    plugin_dir: Option<PathBuf>,
+) -> Result<i32> {
+    let config = Config::load(config)?;
+    let log = EventLog::open(data_dir)?;
+    let sandbox = Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir()))?;
+    let github = leviathan_forge::github::clients::GitHubClients::default();
+    let scheduler = Scheduler {
+        config: &config,
+        log: &log,
+        sandbox: &sandbox,
+        registry_dir: plugin_dir.unwrap_or_else(Registry::default_dir),
+        work_dir: work_dir(data_dir, work),
+        plugins: None,
+        github: &github,
+    };
+    for report in scheduler.tick()? {
+        println!("{}: {}", report.target, report.outcome);
+    }
+    Ok(0)
+}
+
+#[derive(Subcommand)]
+pub enum PrsCommand {
+    /// The open pull requests of the local forge.
+    List {
+        #[arg(long, env = "LEVIATHAN_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Merge a local PR into its target's base branch.
+    Merge {
+        #[arg(long, env = "LEVIATHAN_CONFIG")]
+        config: PathBuf,
+        #[arg(long, env = "LEVIATHAN_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        target: String,
+        pr: String,
+    },
+    /// Close a local PR without merging (its branch is deleted).
+    Close {
+        #[arg(long, env = "LEVIATHAN_CONFIG")]
+        config: PathBuf,
+        #[arg(long, env = "LEVIATHAN_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        target: String,
+        pr: String,
+    },
+}
+
+/// Runs a `prs` command.
+pub fn prs(command: PrsCommand) -> Result<i32> {
+    match command {
+        PrsCommand::List { data_dir } => {
+            let log = EventLog::open(&data_dir)?;
+            let rows = log.with_projection(|p| {
+                let mut rows = Vec::new();
+                for (target, t) in &p.targets {
+                    for (task, view) in &t.tasks {
+                        for pr in view.prs.iter().filter(|x| x.state == PrState::Open) {
+                            rows.push(format!(
+                                "{target:<16} {:<6} {task:<24} {}",
+                                pr.pr,
+                                pr.branch.as_deref().unwrap_or("")
+                            ));
+                        }
+                    }
+                }
+                rows
+            })?;
+            println!("{:<16} {:<6} {:<24} BRANCH", "TARGET", "PR", "TASK");
+            for row in rows {
+                println!("{row}");
+            }
+            Ok(0)
+        }
+        PrsCommand::Merge {
+            config,
+            data_dir,
+            work_dir: work,
+            target,
+            pr,
+        } => act(&config, &data_dir, work, &target, &pr, true),
+        PrsCommand::Close {
+            config,
+            data_dir,
+            work_dir: work,
+            target,
+            pr,
+        } => act(&config, &data_dir, work, &target, &pr, false),
+    }
+}
+
+fn act(
+    config: &Path,
+    data_dir: &Path,
+    work: Option<PathBuf>,
+    target_id: &str,
+    pr: &str,
+    merge: bool,
+) -> Result<i32> {
+    let config = Config::load(config)?;
+    let log = EventLog::open(data_dir)?;
+    let done = merge_or_close_local(
+        &config,
+        &log,
+        &work_dir(data_dir, work),
+        target_id,
+        pr,
+        merge,
+        Provenance::host_for(CLI_ACTOR),
+    )?;
+    match &done.commit {
+        Some(commit) => {
+            let base = config
+                .targets
+                .iter()
+                .find(|t| t.id == target_id)
+                .map(|t| t.base_branch.as_str())
+                .unwrap_or("the base");
+            println!("merged PR {pr} ({}) into {base} at {commit}", done.branch);
+        }
+        None => println!("closed PR {pr} ({})", done.branch),
+    }
+    Ok(0)
+}
