@@ -225,5 +225,25 @@ pub fn demo() -> Result<()> {
         "   {}",
         output(cmd(&binary, &["events", "verify", "--data-dir"]).arg(&data))?
     );
+    let tokens = demo.join("tokens.yaml");
+    fs::write(
+        &tokens,
+        format!(
+            "# The demo's console login (an operator) and a read-only viewer.\ntokens:\n  - {{name: demo-operator, role: operator, token: {DEMO_TOKEN}}}\n  - {{name: demo-viewer, role: viewer, token: demo-viewer-token-0001}}\n"
+        ),
+    )?;
+    println!("\n== the operator console on the demo's data: run this, open the address it prints");
+    println!("   and log in with the token {DEMO_TOKEN}\n");
+    println!(
+        "   {binary} serve --listen 127.0.0.1:8080 --data-dir {} --tokens-file {} --config {} --plugin-dir {}",
+        data.display(),
+        tokens.display(),
+        demo.join("leviathan.yaml").display(),
+        registry_dir().display()
+    );
+    println!("   # then open http://127.0.0.1:8080/console");
     Ok(())
 }
+
+/// The operator token the demo's tokens file holds, for logging in to the console.
+const DEMO_TOKEN: &str = "demo-operator-token-0001";

@@ -23,19 +23,19 @@ fn ensure_pytest() -> Result<()> {
     Ok(())
 }
 
-/// Makes `promtool` available when Debian's `prometheus` package can be installed;
-/// returns whether it is. The API test checks `/metrics` with it when it is.
-fn ensure_promtool() -> bool {
-    let has = |bin: &str| {
-        cmd(bin, &["--version"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    };
-    if has("promtool") {
-        return true;
-    }
-    let install = ["install", "-y", "--no-install-recommends", "prometheus"];
+/// Whether `bin --version` runs.
+fn has(bin: &str) -> bool {
+    cmd(bin, &["--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Installs Debian `packages` with apt-get (as root, or through `sudo -n`),
+/// refreshing the package lists once if the first try fails; whether it worked.
+fn apt_install(packages: &[&str]) -> bool {
+    let mut install = vec!["install", "-y", "--no-install-recommends"];
+    install.extend(packages);
     let as_root = cmd("id", &["-u"])
         .output()
         .map(|o| o.stdout.starts_with(b"0"))
@@ -51,11 +51,30 @@ fn ensure_promtool() -> bool {
         c.env("DEBIAN_FRONTEND", "noninteractive");
         run(&mut c).is_ok()
     };
-    let installed = attempt(&install) || (attempt(&["update"]) && attempt(&install));
-    if !installed {
+    attempt(&install) || (attempt(&["update"]) && attempt(&install))
+}
+
+/// Makes `promtool` available when Debian's `prometheus` package can be installed;
+/// returns whether it is. The API test checks `/metrics` with it when it is.
+fn ensure_promtool() -> bool {
+    if has("promtool") {
+        return true;
+    }
+    if !apt_install(&["prometheus"]) {
         eprintln!("xtask: promtool is not installable here; /metrics is checked without it");
     }
     has("promtool")
+}
+
+/// Installs Debian's `chromium` and `chromium-driver` (one version) for the
+/// console's browser test, which fails under `CI=true` without them.
+fn ensure_chromium() {
+    if has("chromium") && has("chromedriver") {
+        return;
+    }
+    if !apt_install(&["chromium", "chromium-driver"]) {
+        eprintln!("xtask: chromium is not installable here; the console's browser test needs it");
+    }
 }
 
 /// `cargo clippy` with warnings as errors; `scope` selects target and packages.
@@ -81,6 +100,7 @@ pub fn test() -> Result<()> {
     }
     clippy(&wasm_scope)?;
     ensure_pytest()?;
+    ensure_chromium();
     let mut tests = cmd("cargo", &["test", "--release", "--workspace"]);
     if ensure_promtool() {
         tests.env("LEVIATHAN_REQUIRE_PROMTOOL", "1");

@@ -76,4 +76,11 @@ impl Indexes {
         let seqs = self.seqs(key);
         seqs[seqs.len().saturating_sub(n)..].to_vec()
     }
+
+    /// Up to `limit` sequence numbers under `key` below `before`, newest first.
+    pub fn before(&self, key: &IndexKey, before: u64, limit: usize) -> Vec<u64> {
+        let seqs = self.seqs(key);
+        let end = seqs.partition_point(|s| *s < before);
+        seqs[..end].iter().rev().take(limit).copied().collect()
+    }
 }

@@ -61,6 +61,10 @@ struct PayloadFields<'a> {
     sha256: Option<&'a serde_json::value::RawValue>,
     #[serde(borrow, default)]
     via: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    by: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    message: Option<&'a serde_json::value::RawValue>,
 }
 
 impl PayloadFields<'_> {
@@ -76,6 +80,8 @@ impl PayloadFields<'_> {
             "plugin" => self.plugin,
             "sha256" => self.sha256,
             "via" => self.via,
+            "by" => self.by,
+            "message" => self.message,
             _ => None,
         }
     }
@@ -141,12 +147,70 @@ pub struct Projection {
     pub targets: BTreeMap<String, TargetView>,
     /// The plugin registry's entries as last recorded, by entry directory.
     pub plugins: BTreeMap<String, PluginView>,
+    /// Who paused the whole host, why and when (while it is paused).
+    pub pause: Option<PauseNote>,
+    /// The newest failed attempts, newest last (at most [`RECENT_FAILURES`]).
+    pub recent_failures: std::collections::VecDeque<FailureNote>,
     /// Events of the host's types that were not acted on because they do not fit the
     /// host's own flow (forged in a version 1 log, or inconsistent).
     pub unverified_events: u64,
     /// Which target and task each attempt belongs to.
     #[serde(skip)]
     attempt_owner: HashMap<String, AttemptSlot>,
+}
+
+/// How many failed attempts [`Projection::recent_failures`] keeps.
+pub const RECENT_FAILURES: usize = 20;
+/// The most bytes of a message a note keeps (cut on a character boundary).
+pub const NOTE_BYTES: usize = 512;
+
+/// Who paused, why and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PauseNote {
+    pub seq: u64,
+    pub ts_ms: u64,
+    pub by: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// How a target's latest pass ended: skipped with a reason, or an attempt's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PassNote {
+    pub seq: u64,
+    pub ts_ms: u64,
+    /// `skipped`, `succeeded` or `failed`.
+    pub outcome: String,
+    /// The skip reason or the failure kind.
+    pub reason: Option<String>,
+    /// The skip's or failure's message, bounded.
+    pub message: Option<String>,
+}
+
+/// One failed attempt, with its reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailureNote {
+    pub seq: u64,
+    pub ts_ms: u64,
+    pub target: String,
+    pub task: String,
+    pub attempt: String,
+    pub kind: Option<String>,
+    pub message: Option<String>,
+}
+
+/// `text` cut to at most [`NOTE_BYTES`] on a character boundary.
+fn bounded(text: Option<String>) -> Option<String> {
+    text.map(|mut t| {
+        if t.len() > NOTE_BYTES {
+            let mut end = NOTE_BYTES;
+            while !t.is_char_boundary(end) {
+                end -= 1;
+            }
+            t.truncate(end);
+            t.push('…');
+        }
+        t
+    })
 }
 
 /// A registry entry as the `plugin.*` events describe it.
@@ -177,6 +241,10 @@ pub struct TargetView {
     pub attempts_succeeded: u64,
     pub attempts_failed: u64,
     pub last_event_seq: u64,
+    /// Who paused the target, why and when (while it is paused).
+    pub pause: Option<PauseNote>,
+    /// How its latest pass ended, when the log says.
+    pub last_pass: Option<PassNote>,
     pub tasks: BTreeMap<String, TaskView>,
 }
 
@@ -234,6 +302,8 @@ pub struct AttemptView {
     pub failure: Option<String>,
     /// The change digest of a successful attempt.
     pub digest: Option<String>,
+    /// The failure's message, bounded to [`NOTE_BYTES`].
+    pub message: Option<String>,
 }
 
 /// The state of a pull request.
@@ -359,8 +429,14 @@ impl Projection {
         }
         let Some(target_id) = e.target else {
             match kind {
-                "autonomy.paused" => self.paused = true,
-                "autonomy.resumed" => self.paused = false,
+                "autonomy.paused" => {
+                    self.paused = true;
+                    self.pause = Some(pause_note(e, &fields));
+                }
+                "autonomy.resumed" => {
+                    self.paused = false;
+                    self.pause = None;
+                }
                 "plugin.loaded" | "plugin.rejected" | "plugin.removed" => {
                     self.apply_plugin(kind, &fields)
                 }
@@ -371,8 +447,24 @@ impl Projection {
         let target = entry(&mut self.targets, target_id);
         target.last_event_seq = e.seq;
         match kind {
-            "autonomy.paused" => target.paused = true,
-            "autonomy.resumed" => target.paused = false,
+            "autonomy.paused" => {
+                target.paused = true;
+                target.pause = Some(pause_note(e, &fields));
+            }
+            "autonomy.resumed" => {
+                target.paused = false;
+                target.pause = None;
+            }
+            "target.skipped" => {
+                let [reason, message] = fields.strings(["reason", "message"]);
+                target.last_pass = Some(PassNote {
+                    seq: e.seq,
+                    ts_ms: e.ts_ms,
+                    outcome: "skipped".into(),
+                    reason,
+                    message: bounded(message).filter(|m| !m.is_empty()),
+                });
+            }
             "circuit_breaker.opened" => {
                 target.circuit_breaker = Breaker {
                     open: true,
@@ -386,10 +478,40 @@ impl Projection {
             "attempt.succeeded" => {
                 target.attempts_succeeded += 1;
                 target.consecutive_failures = 0;
+                target.last_pass = Some(PassNote {
+                    seq: e.seq,
+                    ts_ms: e.ts_ms,
+                    outcome: "succeeded".into(),
+                    reason: None,
+                    message: None,
+                });
             }
             "attempt.failed" => {
                 target.attempts_failed += 1;
                 target.consecutive_failures += 1;
+                let [failure, message] = fields.strings(["kind", "message"]);
+                let message = bounded(message);
+                target.last_pass = Some(PassNote {
+                    seq: e.seq,
+                    ts_ms: e.ts_ms,
+                    outcome: "failed".into(),
+                    reason: failure.clone(),
+                    message: message.clone(),
+                });
+                if let (Some(task), Some(attempt)) = (e.task, e.attempt) {
+                    if self.recent_failures.len() == RECENT_FAILURES {
+                        self.recent_failures.pop_front();
+                    }
+                    self.recent_failures.push_back(FailureNote {
+                        seq: e.seq,
+                        ts_ms: e.ts_ms,
+                        target: target_id.to_string(),
+                        task: task.to_string(),
+                        attempt: attempt.to_string(),
+                        kind: failure,
+                        message,
+                    });
+                }
             }
             _ => {}
         }
@@ -457,6 +579,17 @@ impl Projection {
     }
 }
 
+/// Who paused, why and when, from an `autonomy.paused` event.
+fn pause_note(e: &EventView, fields: &Fields) -> PauseNote {
+    let [by, reason] = fields.strings(["by", "reason"]);
+    PauseNote {
+        seq: e.seq,
+        ts_ms: e.ts_ms,
+        by: bounded(by),
+        reason: bounded(reason),
+    }
+}
+
 /// The value under `key`, created on first use; later lookups do not allocate.
 fn entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
     if !map.contains_key(key) {
@@ -492,6 +625,7 @@ fn apply_to_task(
                     finished_ms: None,
                     failure: None,
                     digest: None,
+                    message: None,
                 });
             }
         }
@@ -502,7 +636,7 @@ fn apply_to_task(
             } else {
                 TaskStatus::Failed
             };
-            let [digest, failure] = fields.strings(["digest", "kind"]);
+            let [digest, failure, message] = fields.strings(["digest", "kind", "message"]);
             if let Some(a) = slot.and_then(|i| task.attempts.get_mut(i)) {
                 a.finished_ms = Some(e.ts_ms);
                 if succeeded {
@@ -511,6 +645,7 @@ fn apply_to_task(
                 } else {
                     a.outcome = AttemptOutcome::Failed;
                     a.failure = failure;
+                    a.message = bounded(message);
                 }
             }
         }
@@ -585,6 +720,52 @@ mod tests {
             origin: None,
             ..view(seq, kind, refs, payload)
         }
+    }
+
+    #[test]
+    fn pauses_passes_and_failures_keep_their_reasons() {
+        let mut p = Projection::default();
+        let pause = json!({"by": "ops", "reason": "maintenance"});
+        p.apply(&view(1, "autonomy.paused", [None, None, None], &pause));
+        let note = p.pause.clone().unwrap();
+        assert_eq!(
+            (note.by.as_deref(), note.reason.as_deref()),
+            (Some("ops"), Some("maintenance"))
+        );
+        p.apply(&view(2, "autonomy.resumed", [None, None, None], &json!({})));
+        assert!(p.pause.is_none() && !p.paused);
+        let skip = json!({"reason": "max_open_prs", "message": "1 open of at most 1"});
+        p.apply(&view(3, "target.skipped", [Some("t"), None, None], &skip));
+        let pass = p.targets["t"].last_pass.clone().unwrap();
+        assert_eq!(
+            (pass.outcome.as_str(), pass.reason.as_deref()),
+            ("skipped", Some("max_open_prs"))
+        );
+        let null = serde_json::Value::Null;
+        let long = json!({"kind": "limit", "message": "x".repeat(2000)});
+        for i in 0..(RECENT_FAILURES as u64 + 2) {
+            let id = format!("a{i}");
+            p.apply(&view(
+                10 + 2 * i,
+                "attempt.started",
+                [Some("t"), Some("k"), Some(&id)],
+                &null,
+            ));
+            p.apply(&view(
+                11 + 2 * i,
+                "attempt.failed",
+                [Some("t"), Some("k"), Some(&id)],
+                &long,
+            ));
+        }
+        assert_eq!(p.recent_failures.len(), RECENT_FAILURES);
+        let newest = p.recent_failures.back().unwrap();
+        assert_eq!(newest.attempt, format!("a{}", RECENT_FAILURES + 1));
+        assert_eq!(newest.kind.as_deref(), Some("limit"));
+        assert!(newest.message.as_ref().unwrap().len() <= NOTE_BYTES + '…'.len_utf8());
+        assert_eq!(p.targets["t"].last_pass.as_ref().unwrap().outcome, "failed");
+        let attempt = p.targets["t"].tasks["k"].attempts.last().unwrap();
+        assert!(attempt.message.as_ref().unwrap().starts_with("xxx"));
     }
 
     #[test]

@@ -530,6 +530,34 @@ impl EventLog {
         Ok(events)
     }
 
+    /// The newest events below `before` (of `target`, when given), newest first,
+    /// within `page`; `more` when older ones remain.
+    pub fn newest_page(
+        &self,
+        target: Option<&str>,
+        before: u64,
+        page: Page,
+    ) -> Result<Paged, StoreError> {
+        let before = before.min(self.last_seq().saturating_add(1));
+        let seqs: Vec<u64> = match target {
+            Some(t) => self
+                .shared
+                .indexes
+                .read()
+                .map_err(|_| StoreError::Poisoned)?
+                .before(
+                    &IndexKey::Target(t.into()),
+                    before,
+                    page.count.saturating_add(1),
+                ),
+            None => (1..before)
+                .rev()
+                .take(page.count.saturating_add(1))
+                .collect(),
+        };
+        self.read_seqs(seqs, page)
+    }
+
     /// Events of one target, after `after`.
     pub fn by_target(
         &self,
@@ -662,6 +690,27 @@ mod tests {
             0,
             "prefixes match whole names"
         );
+    }
+
+    #[test]
+    fn newest_pages_walk_back_from_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        let drafts = (0..7)
+            .map(|i| draft("e", Some(if i % 2 == 0 { "even" } else { "odd" }), None))
+            .collect();
+        log.append(drafts).unwrap();
+        let seqs = |p: &Paged| p.events.iter().map(|e| e.seq).collect::<Vec<_>>();
+        let first = log.newest_page(None, u64::MAX, Page::count(3)).unwrap();
+        assert_eq!((seqs(&first), first.more), (vec![7, 6, 5], true));
+        let last = log.newest_page(None, 3, Page::count(3)).unwrap();
+        assert_eq!((seqs(&last), last.more), (vec![2, 1], false));
+        let even = log.newest_page(Some("even"), 7, Page::count(2)).unwrap();
+        assert_eq!((seqs(&even), even.more), (vec![5, 3], true));
+        let none = log
+            .newest_page(Some("nobody"), u64::MAX, Page::count(2))
+            .unwrap();
+        assert!(none.events.is_empty() && !none.more);
     }
 
     #[test]

@@ -192,6 +192,138 @@ impl Clone {
     }
 }
 
+/// A git command for reading a repository at `dir`, without a pager, external diff
+/// drivers or text conversion, and without asking for credentials.
+fn reader(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("git");
+    c.arg("-C")
+        .arg(dir)
+        .args(["-c", "core.pager=cat"])
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+/// Runs a read command and returns at most `max` bytes of its output, and whether
+/// there was more (the command is stopped then).
+fn read_bounded(dir: &Path, args: &[&str], max: usize) -> Result<(Vec<u8>, bool), GitError> {
+    use std::io::Read;
+    let error = |message: String| GitError {
+        dir: dir.to_path_buf(),
+        args: args.join(" "),
+        message,
+    };
+    let mut child = reader(dir, args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| error(format!("cannot run git: {e}")))?;
+    let mut out = Vec::new();
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| error("no output".into()))?;
+    stdout
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| error(e.to_string()))?;
+    let truncated = out.len() > max;
+    if truncated {
+        out.truncate(max);
+        let _ = child.kill();
+        let _ = child.wait();
+        return Ok((out, true));
+    }
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = (&mut e).take(4096).read_to_string(&mut stderr);
+    }
+    let status = child.wait().map_err(|e| error(e.to_string()))?;
+    if !status.success() {
+        return Err(error(stderr.trim().to_string()));
+    }
+    Ok((out, false))
+}
+
+/// The file at `path` in commit `rev` of the repository at `dir`, read from git's
+/// objects (the worktree is never touched): `None` when there is none; refused when
+/// it is not a regular file (a symlink, a submodule) or holds more than `max` bytes.
+pub fn read_blob(
+    dir: &Path,
+    rev: &str,
+    path: &str,
+    max: usize,
+) -> Result<Option<Vec<u8>>, GitError> {
+    let refused = |message: &str| GitError {
+        dir: dir.to_path_buf(),
+        args: format!("ls-tree {rev} -- {path}"),
+        message: message.into(),
+    };
+    let spec = format!("{rev}^{{commit}}");
+    let (listing, _) = read_bounded(dir, &["ls-tree", "-z", "-l", &spec, "--", path], 4096)?;
+    let Some(entry) = listing.split(|b| *b == 0).find(|e| !e.is_empty()) else {
+        return Ok(None);
+    };
+    let entry = String::from_utf8_lossy(entry);
+    let mut fields = entry.split_whitespace();
+    let (mode, kind, oid, size) = (fields.next(), fields.next(), fields.next(), fields.next());
+    if !matches!(mode, Some("100644" | "100755")) || kind != Some("blob") {
+        return Err(refused("not a regular file"));
+    }
+    let size: usize = size.and_then(|s| s.parse().ok()).unwrap_or(usize::MAX);
+    if size > max {
+        return Err(refused(&format!("larger than {max} bytes")));
+    }
+    let oid = oid.ok_or_else(|| refused("no object id"))?;
+    let (bytes, truncated) = read_bounded(dir, &["cat-file", "blob", oid], max)?;
+    if truncated {
+        return Err(refused(&format!("larger than {max} bytes")));
+    }
+    Ok(Some(bytes))
+}
+
+/// A unified diff, and whether it was cut at its byte bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diff {
+    pub text: String,
+    pub truncated: bool,
+}
+
+/// The unified diff of `branch` against its merge base with `base` in the repository
+/// at `dir` (no external diff or text conversion), at most `max` bytes of it.
+pub fn diff(dir: &Path, base: &str, branch: &str, max: usize) -> Result<Diff, GitError> {
+    let range = format!("{base}...{branch}");
+    let (bytes, truncated) = read_bounded(
+        dir,
+        &[
+            "diff",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--no-color",
+            "--no-renames",
+            &range,
+            "--",
+        ],
+        max,
+    )?;
+    Ok(Diff {
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+        truncated,
+    })
+}
+
+/// Whether `rev` names a commit in the repository at `dir`.
+pub fn has_commit(dir: &Path, rev: &str) -> bool {
+    let spec = format!("{rev}^{{commit}}");
+    reader(dir, &["rev-parse", "--verify", "--quiet", &spec])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// `Basic base64("x-access-token:" + token)`, the header GitHub accepts for pushes.
 fn basic_auth(token: &str) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -332,7 +332,8 @@ pub struct LocalPrOutcome {
 /// `pr.merged` / `pr.closed`, recorded as the host's on behalf of `by`. Only a PR the
 /// host opened from its own agent branch of the task is touched. Works in
 /// `<work_dir>/<target>-forge`, a clone of its own, so it never disturbs a scheduler
-/// pass working in `<work_dir>/<target>`.
+/// pass working in `<work_dir>/<target>`. An operator's `reason` goes into the event.
+#[allow(clippy::too_many_arguments)]
 pub fn merge_or_close_local(
     config: &leviathan_domain::config::Config,
     log: &EventLog,
@@ -341,6 +342,7 @@ pub fn merge_or_close_local(
     pr: &str,
     merge: bool,
     by: leviathan_events::Provenance,
+    reason: Option<&str>,
 ) -> Result<LocalPrOutcome, LocalPrError> {
     let target = config
         .targets
@@ -384,6 +386,9 @@ pub fn merge_or_close_local(
     d.target = Some(target_id.into());
     d.task = Some(task.clone());
     d.payload = serde_json::json!({"pr": pr, "branch": branch, "commit": commit});
+    if let Some(reason) = reason {
+        d.payload["reason"] = serde_json::json!(reason);
+    }
     log.append_as(by, vec![d])?;
     Ok(LocalPrOutcome {
         task,

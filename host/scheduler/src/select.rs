@@ -199,6 +199,56 @@ pub fn plan(backlog: &Backlog, policy: &Policy, state: &TargetState) -> Plan {
     plan
 }
 
+/// Where a task stands if a pass ran now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// It is the task the pass would run.
+    Runs,
+    /// It could run, but an earlier task in backlog order runs first (one attempt
+    /// per target and pass).
+    Behind(String),
+    /// It is passed over, with why.
+    Skipped(SkipReason, String),
+}
+
+/// What [`explain`] finds: the target's stop with its detail, if any, and every
+/// task's standing in backlog order.
+pub type Explained = (Option<(TargetStop, String)>, Vec<(String, Standing)>);
+
+/// What a pass would decide now, for the operator: the target's stop, if any, and
+/// every task's standing, each checked on its own with the same rules as [`plan`].
+pub fn explain(backlog: &Backlog, policy: &Policy, state: &TargetState, paused: bool) -> Explained {
+    let open = state.open_branches.len() as u64;
+    let stop = match gate(policy, paused) {
+        Some(stop) => Some((stop, String::new())),
+        None if open >= policy.max_open_prs => Some((
+            TargetStop::MaxOpenPrs,
+            format!("{open} open of at most {}", policy.max_open_prs),
+        )),
+        None if state.view.is_some_and(|v| v.circuit_breaker.open) => {
+            Some((TargetStop::CircuitOpen, String::new()))
+        }
+        None => None,
+    };
+    let mut first: Option<&str> = None;
+    let tasks = backlog
+        .tasks
+        .iter()
+        .map(|task| {
+            let standing = match (check(task, backlog, policy, state), first) {
+                (Err((reason, detail)), _) => Standing::Skipped(reason, detail),
+                (Ok(()), Some(earlier)) => Standing::Behind(earlier.to_string()),
+                (Ok(()), None) => {
+                    first = Some(&task.id);
+                    Standing::Runs
+                }
+            };
+            (task.id.clone(), standing)
+        })
+        .collect();
+    (stop, tasks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +281,7 @@ mod tests {
                 finished_ms: Some(1),
                 failure: Some("plugin".into()),
                 digest: None,
+                message: None,
             });
         }
         view
@@ -265,6 +316,39 @@ mod tests {
         );
         assert_eq!(plan.newly_blocked, ["tried"]);
         assert_eq!(plan.decision, Decision::Run("next".into()));
+    }
+
+    #[test]
+    fn explain_gives_every_task_the_reasons_a_pass_would() {
+        let mut policy = Policy::default_policy();
+        policy.max_open_prs = 5;
+        let view = view_with_attempts("tried", 2);
+        let branches = vec!["agent/task-exec-attempt-flying-0badcafe".to_string()];
+        let state = TargetState {
+            view: Some(&view),
+            open_branches: &branches,
+        };
+        let b = backlog(BACKLOG);
+        let (stop, tasks) = explain(&b, &policy, &state, false);
+        assert_eq!(stop, None);
+        let plan = plan(&b, &policy, &state);
+        for (task, reason, _) in &plan.skips {
+            let standing = &tasks.iter().find(|(t, _)| t == task).unwrap().1;
+            assert!(
+                matches!(standing, Standing::Skipped(r, _) if r == reason),
+                "{task}: {standing:?}"
+            );
+        }
+        assert_eq!(tasks[6], ("next".to_string(), Standing::Runs));
+        assert_eq!(
+            tasks[7],
+            ("later".to_string(), Standing::Behind("next".into()))
+        );
+        let (stop, _) = explain(&b, &policy, &state, true);
+        assert_eq!(stop.map(|s| s.0), Some(TargetStop::Paused));
+        policy.max_open_prs = 1;
+        let (stop, _) = explain(&b, &policy, &state, false);
+        assert_eq!(stop.map(|s| s.0), Some(TargetStop::MaxOpenPrs));
     }
 
     #[test]

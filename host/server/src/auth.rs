@@ -120,15 +120,25 @@ impl Tokens {
     /// The caller `presented` identifies. Every entry is compared, in constant time,
     /// whether or not an earlier one matched.
     pub fn check(&self, presented: &str) -> Option<Principal> {
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.check_digest(&token_digest(presented))
+    }
+
+    /// The caller whose token has SHA-256 `digest` (what a console session keeps
+    /// instead of the token), compared like [`Tokens::check`].
+    pub fn check_digest(&self, digest: &[u8; 32]) -> Option<Principal> {
         let mut found = None;
         for e in &self.entries {
-            if bool::from(e.sha256.ct_eq(&digest)) {
+            if bool::from(e.sha256.ct_eq(digest)) {
                 found = Some(e.principal.clone());
             }
         }
         found
     }
+}
+
+/// The SHA-256 digest of a presented token.
+pub fn token_digest(presented: &str) -> [u8; 32] {
+    Sha256::digest(presented.as_bytes()).into()
 }
 
 fn entry(fields: &Fields) -> Result<Entry, InputError> {

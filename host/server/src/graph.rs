@@ -224,14 +224,20 @@ fn action_body(body: &[u8]) -> Result<(Option<String>, Option<String>), ApiError
     Ok((text("target")?, text("reason")?))
 }
 
-async fn pause_or_resume(
-    state: Arc<AppState>,
-    caller: Principal,
-    body: Result<Bytes, BytesRejection>,
-    kind: &str,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let body = body.map_err(|e| ApiError::with_status(e.status(), e.body_text()))?;
-    let (target, reason) = action_body(&body)?;
+/// Records a pause (`pause`) or resume of the host or of `target` by `caller`;
+/// returns the event's sequence and whether it is paused now.
+pub(crate) async fn record_pause(
+    state: &AppState,
+    caller: &Principal,
+    target: Option<String>,
+    reason: Option<String>,
+    pause: bool,
+) -> Result<(u64, bool), ApiError> {
+    let kind = if pause {
+        "autonomy.paused"
+    } else {
+        "autonomy.resumed"
+    };
     let mut draft = EventDraft::new(kind);
     draft.target = target.clone();
     draft.payload = json!({"by": caller.name, "reason": reason});
@@ -242,9 +248,21 @@ async fn pause_or_resume(
         Some(t) => p.targets.get(t).map(|t| t.paused).unwrap_or(false),
         None => p.paused,
     })?;
+    Ok((events[0].seq, paused))
+}
+
+async fn pause_or_resume(
+    state: Arc<AppState>,
+    caller: Principal,
+    body: Result<Bytes, BytesRejection>,
+    pause: bool,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body.map_err(|e| ApiError::with_status(e.status(), e.body_text()))?;
+    let (target, reason) = action_body(&body)?;
+    let (seq, paused) = record_pause(&state, &caller, target.clone(), reason, pause).await?;
     Ok((
         StatusCode::OK,
-        Json(json!({"seq": events[0].seq, "target": target, "paused": paused})),
+        Json(json!({"seq": seq, "target": target, "paused": paused})),
     ))
 }
 
@@ -254,7 +272,7 @@ pub async fn pause(
     Extension(caller): Extension<Principal>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    pause_or_resume(state, caller, body, "autonomy.paused").await
+    pause_or_resume(state, caller, body, true).await
 }
 
 /// `POST /api/v1/autonomy/resume`: the reverse of pause.
@@ -263,7 +281,7 @@ pub async fn resume(
     Extension(caller): Extension<Principal>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    pause_or_resume(state, caller, body, "autonomy.resumed").await
+    pause_or_resume(state, caller, body, false).await
 }
 
 /// `POST /api/v1/targets/{id}/circuit-breaker/reset`: close the breaker and clear
@@ -273,19 +291,34 @@ pub async fn reset_breaker(
     Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let known = state.log.with_projection(|p| p.targets.contains_key(&id))?;
+    let seq = record_breaker_reset(&state, &caller, &id, None).await?;
+    Ok(Json(
+        json!({"seq": seq, "target": id, "circuit_breaker": {"open": false}}),
+    ))
+}
+
+/// Records an operator's reset of `id`'s circuit breaker (with the console's
+/// `reason`, when given); returns the event's sequence.
+pub(crate) async fn record_breaker_reset(
+    state: &AppState,
+    caller: &Principal,
+    id: &str,
+    reason: Option<String>,
+) -> Result<u64, ApiError> {
+    let known = state.log.with_projection(|p| p.targets.contains_key(id))?;
     if !known {
         return Err(ApiError::not_found(format!(
             "no target `{id}` in the event log"
         )));
     }
     let mut draft = EventDraft::new("circuit_breaker.closed");
-    draft.target = Some(id.clone());
+    draft.target = Some(id.to_string());
     draft.payload = json!({"reason": "reset", "by": caller.name});
+    if let Some(note) = reason {
+        draft.payload["note"] = json!(note);
+    }
     let events = state
         .append(Provenance::operator(&caller.name), vec![draft])
         .await?;
-    Ok(Json(
-        json!({"seq": events[0].seq, "target": id, "circuit_breaker": {"open": false}}),
-    ))
+    Ok(events[0].seq)
 }

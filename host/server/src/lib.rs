@@ -1,7 +1,9 @@
 //! The control-plane API (axum): versioned JSON under `/api/v1`, health and metrics,
-//! bearer-token auth, request ids, graceful shutdown.
+//! bearer-token auth, request ids, graceful shutdown; the operator console under
+//! `/console`.
 
 pub mod auth;
+pub mod console;
 mod error;
 mod graph;
 pub mod limits;
@@ -51,6 +53,8 @@ pub struct ServeOptions {
     pub connections: listener::ConnectionLimits,
     /// Request bounds (in flight, streams, time to respond).
     pub requests: limits::RequestLimits,
+    /// How long console sessions live.
+    pub sessions: console::session::SessionLimits,
 }
 
 /// What `serve` shares with the work it runs beside the API (the scheduler's passes,
@@ -71,6 +75,47 @@ pub struct Shared {
 /// How to stop the work `serve` runs beside the API at shutdown, letting it finish
 /// within the grace period.
 pub type StopBackground = Box<dyn FnOnce(Duration) + Send>;
+
+/// What the work beside the API hands back: how to stop it, and how the scheduler
+/// would decide for a target now (the console's "why it waits").
+pub struct Background {
+    pub stop: StopBackground,
+    pub explain: Option<ExplainWaits>,
+}
+
+/// Where each task of a backlog stands if a pass ran now, as the scheduler decides
+/// it: `(backlog, policy, the target in the log, its open agent branches, paused)`.
+pub type ExplainWaits = Arc<
+    dyn Fn(
+            &leviathan_domain::backlog::Backlog,
+            &leviathan_domain::policy::Policy,
+            Option<&leviathan_events::projection::TargetView>,
+            &[String],
+            bool,
+        ) -> Waits
+        + Send
+        + Sync,
+>;
+
+/// The scheduler's view of a target's tasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Waits {
+    /// The reason (and detail) that holds the whole target back, if one does.
+    pub stop: Option<(String, String)>,
+    /// Every task in backlog order.
+    pub tasks: Vec<TaskWait>,
+}
+
+/// Where one task stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskWait {
+    pub task: String,
+    /// The skip reason (`deps`, `inflight`, …), when the pass would pass it over.
+    pub skipped: Option<String>,
+    pub detail: String,
+    /// The earlier task that would run first, when this one could run too.
+    pub behind: Option<String>,
+}
 
 /// Largest request body accepted by default (1 MiB).
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
@@ -135,6 +180,10 @@ pub struct AppState {
     pub forge: Option<Arc<ForgeContext>>,
     /// The request limits.
     pub gate: limits::Gate,
+    /// The console's sessions and login limit.
+    pub console: console::ConsoleState,
+    /// The scheduler's decision rule, once the passes have started.
+    pub explain: std::sync::OnceLock<ExplainWaits>,
 }
 
 /// What the local forge's endpoints need.
@@ -189,6 +238,10 @@ impl AppState {
     pub fn reload_tokens(&self) -> Result<usize, leviathan_domain::yaml::InputError> {
         let tokens = Tokens::load(&self.tokens_file)?;
         let count = tokens.len();
+        let ended = self.console.sessions.retain_valid(&tokens);
+        if ended > 0 {
+            tracing::info!(sessions = ended, "console sessions of removed tokens ended");
+        }
         match self.tokens.write() {
             Ok(mut t) => *t = Arc::new(tokens),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(tokens),
@@ -260,6 +313,7 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .route("/readyz", get(observe::readyz))
         .route("/metrics", get(observe::metrics))
         .merge(api)
+        .merge(console::router())
         .fallback(observe::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -280,7 +334,7 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
 pub fn serve(
     options: ServeOptions,
     on_listening: impl FnOnce(SocketAddr),
-    background: impl FnOnce(Shared) -> std::io::Result<StopBackground>,
+    background: impl FnOnce(Shared) -> std::io::Result<Background>,
 ) -> Result<(), ServeError> {
     let tokens = Tokens::load(&options.tokens_file)?;
     let policy = match &options.policy {
@@ -321,6 +375,8 @@ pub fn serve(
                 })
             }),
             gate: limits::Gate::new(options.requests),
+            console: console::ConsoleState::new(options.sessions),
+            explain: std::sync::OnceLock::new(),
         });
         let listener = tokio::net::TcpListener::bind(&options.listen)
             .await
@@ -350,14 +406,18 @@ pub fn serve(
         let passes = match config {
             Some(config) => {
                 let plugin_state = state.clone();
-                Some(background(Shared {
+                let started = background(Shared {
                     config,
                     log: log.clone(),
                     sandbox: sandbox.clone(),
                     registry_dir: options.plugin_dir.clone(),
                     work_dir,
                     plugins: Box::new(move || plugin_state.plugins.current()),
-                })?)
+                })?;
+                if let Some(explain) = started.explain {
+                    let _ = state.explain.set(explain);
+                }
+                Some(started.stop)
             }
             None => None,
         };

@@ -92,8 +92,8 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             _ = shutdown.wait_for(|stop| *stop) => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of descriptors, or a connection reset before it was taken.
                 tracing::warn!(error = %e, "accept failed; backing off");
@@ -114,6 +114,7 @@ pub async fn serve(
         let id = t.next;
         let task = tokio::spawn(connection(
             stream,
+            peer,
             app.clone(),
             limits,
             served.clone(),
@@ -140,8 +141,15 @@ pub async fn serve(
     }
 }
 
+/// The address a request came from, added to every request as an extension (the
+/// console's login limit counts failures per address).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+#[allow(clippy::too_many_arguments)]
 async fn connection(
     stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
     app: Router,
     limits: ConnectionLimits,
     served: Arc<AtomicBool>,
@@ -150,8 +158,9 @@ async fn connection(
     id: u64,
 ) {
     let tower = TowerToHyperService::new(app);
-    let service = hyper::service::service_fn(move |req| {
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
         served.store(true, Ordering::Relaxed);
+        req.extensions_mut().insert(PeerAddr(peer));
         hyper::service::Service::call(&tower, req)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -116,7 +116,9 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 /// The loaded plugins and the rejected entries of a set.
-fn plugin_summary(set: &leviathan_sandbox::plugins::set::PluginSet) -> serde_json::Value {
+pub(crate) fn plugin_summary(
+    set: &leviathan_sandbox::plugins::set::PluginSet,
+) -> serde_json::Value {
     let loaded: Vec<_> = set
         .loaded
         .values()

@@ -12,13 +12,16 @@ use leviathan_forge::pull_requests::{LocalPrError, merge_or_close_local};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-async fn act(
+/// Merges or closes a local-forge PR as `caller`, with the operator's `reason` in
+/// the event (the API's endpoints and the console's action share it).
+pub(crate) async fn merge_or_close(
     state: Arc<AppState>,
     caller: Principal,
     target: String,
     pr: String,
     merge: bool,
-) -> Result<Json<Value>, ApiError> {
+    reason: Option<String>,
+) -> Result<Value, ApiError> {
     let Some(forge) = state.forge.clone() else {
         return Err(ApiError::with_status(
             StatusCode::CONFLICT,
@@ -29,7 +32,16 @@ async fn act(
     let (t, p) = (target.clone(), pr.clone());
     let done = tokio::task::spawn_blocking(move || {
         let by = Provenance::host_for(caller.name);
-        merge_or_close_local(&forge.config, &log, &forge.work_dir, &t, &p, merge, by)
+        merge_or_close_local(
+            &forge.config,
+            &log,
+            &forge.work_dir,
+            &t,
+            &p,
+            merge,
+            by,
+            reason.as_deref(),
+        )
     })
     .await
     .map_err(ApiError::internal)?
@@ -40,10 +52,10 @@ async fn act(
         LocalPrError::NotAgentBranch { .. } => ApiError::forbidden(e.to_string()),
         LocalPrError::Store(s) => ApiError::internal(s),
     })?;
-    Ok(Json(json!({
+    Ok(json!({
         "target": target, "pr": pr, "task": done.task, "branch": done.branch,
         "state": if merge { "merged" } else { "closed" }, "commit": done.commit,
-    })))
+    }))
 }
 
 /// `POST /api/v1/targets/{id}/prs/{pr}/merge`
@@ -52,7 +64,9 @@ pub async fn merge(
     Extension(caller): Extension<Principal>,
     Path((target, pr)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    act(state, caller, target, pr, true).await
+    merge_or_close(state, caller, target, pr, true, None)
+        .await
+        .map(Json)
 }
 
 /// `POST /api/v1/targets/{id}/prs/{pr}/close`
@@ -61,5 +75,7 @@ pub async fn close(
     Extension(caller): Extension<Principal>,
     Path((target, pr)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    act(state, caller, target, pr, false).await
+    merge_or_close(state, caller, target, pr, false, None)
+        .await
+        .map(Json)
 }

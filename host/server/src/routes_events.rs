@@ -213,6 +213,9 @@ struct Cursor {
     shutdown: watch::Receiver<bool>,
     after: u64,
     target: Option<String>,
+    /// Whether each event is sent under its type (the API) or unnamed (the
+    /// console's `onmessage`).
+    named: bool,
     buffer: VecDeque<Event>,
     _client: ClientGuard,
     _permit: tokio::sync::OwnedSemaphorePermit,
@@ -234,12 +237,14 @@ impl Drop for ClientGuard {
     }
 }
 
-fn sse_event(event: &Event) -> SseEvent {
+fn sse_event(event: &Event, named: bool) -> SseEvent {
     let data = serde_json::to_string(event).unwrap_or_default();
-    SseEvent::default()
-        .id(event.seq.to_string())
-        .event(event.kind.clone())
-        .data(data)
+    let sse = SseEvent::default().id(event.seq.to_string()).data(data);
+    if named {
+        sse.event(event.kind.clone())
+    } else {
+        sse
+    }
 }
 
 impl Cursor {
@@ -248,7 +253,7 @@ impl Cursor {
     async fn next(mut self) -> Option<(SseEvent, Cursor)> {
         loop {
             if let Some(event) = self.buffer.pop_front() {
-                return Some((sse_event(&event), self));
+                return Some((sse_event(&event, self.named), self));
             }
             let durable = *self.durable.borrow_and_update();
             if durable > self.after {
@@ -291,6 +296,16 @@ pub async fn stream(
     headers: HeaderMap,
     q: Result<Query<StreamQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    open_stream(state, headers, q, true)
+}
+
+/// The stream of [`stream`]; `named` sends each event under its type.
+pub(crate) fn open_stream(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<StreamQuery>, QueryRejection>,
+    named: bool,
+) -> Result<Response, ApiError> {
     let q = query(q)?;
     let permit = state.gate.stream(&state.metrics)?;
     let resume = match headers.get("last-event-id") {
@@ -311,6 +326,7 @@ pub async fn stream(
         shutdown: state.shutdown.clone(),
         after,
         target: q.target,
+        named,
         buffer: VecDeque::new(),
         _client: ClientGuard::new(state.clone()),
         _permit: permit,

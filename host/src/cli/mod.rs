@@ -117,6 +117,12 @@ enum Command {
         /// Seconds to produce a response before it is answered 503.
         #[arg(long, default_value_t = leviathan_server::DEFAULT_REQUESTS.request_timeout.as_secs())]
         request_timeout_secs: u64,
+        /// Minutes a console session may go unused before it ends.
+        #[arg(long, default_value_t = leviathan_server::console::session::DEFAULT_SESSIONS.idle.as_secs() / 60)]
+        session_idle_mins: u64,
+        /// Hours after login a console session ends, used or not.
+        #[arg(long, default_value_t = leviathan_server::console::session::DEFAULT_SESSIONS.absolute.as_secs() / 3600)]
+        session_max_hours: u64,
     },
 }
 
@@ -148,6 +154,8 @@ pub fn main() -> i32 {
             max_requests,
             max_streams,
             request_timeout_secs,
+            session_idle_mins,
+            session_max_hours,
         } => {
             use std::time::Duration;
             let options = leviathan_server::ServeOptions {
@@ -170,6 +178,10 @@ pub fn main() -> i32 {
                 shutdown_grace: std::time::Duration::from_secs(shutdown_grace_secs),
                 config,
                 work_dir,
+                sessions: leviathan_server::console::session::SessionLimits {
+                    idle: Duration::from_secs(session_idle_mins.max(1) * 60),
+                    absolute: Duration::from_secs(session_max_hours.max(1) * 3600),
+                },
             };
             let result = leviathan_server::serve(
                 options,
@@ -237,10 +249,9 @@ fn exit_code(result: anyhow::Result<i32>) -> i32 {
     })
 }
 
-/// The scheduler's passes beside the API, on the server's log, sandbox and plugins.
-fn start_passes(
-    shared: leviathan_server::Shared,
-) -> std::io::Result<leviathan_server::StopBackground> {
+/// The scheduler's passes beside the API, on the server's log, sandbox and plugins,
+/// and its decision rule for the console's "why it waits".
+fn start_passes(shared: leviathan_server::Shared) -> std::io::Result<leviathan_server::Background> {
     let passes = leviathan_scheduler::passes::Passes::start(
         shared.config,
         shared.log,
@@ -249,7 +260,47 @@ fn start_passes(
         shared.work_dir,
         shared.plugins,
     )?;
-    Ok(Box::new(move |grace| passes.stop(grace)))
+    Ok(leviathan_server::Background {
+        stop: Box::new(move |grace| passes.stop(grace)),
+        explain: Some(std::sync::Arc::new(explain_waits)),
+    })
+}
+
+/// [`leviathan_scheduler::select::explain`] in the server's terms.
+fn explain_waits(
+    backlog: &leviathan_domain::backlog::Backlog,
+    policy: &leviathan_domain::policy::Policy,
+    view: Option<&leviathan_events::projection::TargetView>,
+    open_branches: &[String],
+    paused: bool,
+) -> leviathan_server::Waits {
+    use leviathan_scheduler::select::{Standing, TargetState, explain};
+    let state = TargetState {
+        view,
+        open_branches,
+    };
+    let (stop, tasks) = explain(backlog, policy, &state, paused);
+    leviathan_server::Waits {
+        stop: stop.map(|(s, detail)| (s.as_str().to_string(), detail)),
+        tasks: tasks
+            .into_iter()
+            .map(|(task, standing)| {
+                let mut wait = leviathan_server::TaskWait {
+                    task,
+                    ..Default::default()
+                };
+                match standing {
+                    Standing::Runs => {}
+                    Standing::Behind(first) => wait.behind = Some(first),
+                    Standing::Skipped(reason, detail) => {
+                        wait.skipped = Some(reason.as_str().to_string());
+                        wait.detail = detail;
+                    }
+                }
+                wait
+            })
+            .collect(),
+    }
 }
 
 /// Runs `run`, recording `attempt.started` and its outcome in the event log at

@@ -135,6 +135,7 @@ fn act(
         pr,
         merge,
         Provenance::host_for(CLI_ACTOR),
+        None,
     )?;
     match &done.commit {
         Some(commit) => {

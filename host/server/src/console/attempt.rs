@@ -1,0 +1,309 @@
+//! An attempt: the timeline of its events, what it ran and produced, its failure
+//! with the reason, and the diff of its branch (bounded, with a download).
+
+use super::layout::{self, Live, Tone, badge, encode, time};
+use super::{Authed, error_page, respond};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use leviathan_events::Event;
+use leviathan_events::projection::{AttemptOutcome, AttemptView, PrView};
+use maud::{Markup, html};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Most bytes of a diff shown on the page.
+const PAGE_DIFF: usize = 256 << 10;
+/// Most bytes of a diff download.
+const DOWNLOAD_DIFF: usize = 16 << 20;
+/// Most events of one attempt listed.
+const MAX_EVENTS: usize = 500;
+
+/// An attempt's outcome as a badge.
+pub fn outcome_badge(a: &AttemptView) -> Markup {
+    match a.outcome {
+        AttemptOutcome::Running => badge(Tone::Warn, "running"),
+        AttemptOutcome::Succeeded => badge(Tone::Good, "succeeded"),
+        AttemptOutcome::Failed => badge(
+            Tone::Bad,
+            &format!(
+                "failed: {}",
+                a.failure.as_deref().unwrap_or("no kind recorded")
+            ),
+        ),
+    }
+}
+
+/// What the console knows of one attempt.
+struct Found {
+    task: String,
+    view: AttemptView,
+    pr: Option<PrView>,
+    events: Vec<Event>,
+}
+
+fn find(state: &AppState, target: &str, attempt: &str) -> Result<Option<Found>, String> {
+    let found = state
+        .log
+        .with_projection(|p| {
+            let (t, task) = p.attempt_owner(attempt)?;
+            if t != target {
+                return None;
+            }
+            let task_view = p.targets.get(t)?.tasks.get(task)?;
+            let view = task_view.attempts.iter().find(|a| a.id == attempt)?.clone();
+            let pr = task_view
+                .prs
+                .iter()
+                .rev()
+                .find(|p| p.attempt.as_deref() == Some(attempt))
+                .cloned();
+            Some((task.to_string(), view, pr))
+        })
+        .map_err(|e| e.to_string())?;
+    let Some((task, view, pr)) = found else {
+        return Ok(None);
+    };
+    let events = state
+        .log
+        .by_attempt(attempt, 0, MAX_EVENTS)
+        .map_err(|e| e.to_string())?;
+    Ok(Some(Found {
+        task,
+        view,
+        pr,
+        events,
+    }))
+}
+
+/// The branch an attempt worked on, from its PR or its `attempt.started`.
+fn branch_of(found: &Found) -> Option<String> {
+    found
+        .pr
+        .as_ref()
+        .and_then(|p| p.branch.clone())
+        .or_else(|| {
+            found
+                .events
+                .iter()
+                .find(|e| e.kind == "attempt.started")
+                .and_then(|e| e.payload.get("branch")?.as_str().map(String::from))
+        })
+}
+
+/// The diff of `branch` against the target's base in the host's clone.
+fn branch_diff(
+    state: &AppState,
+    target: &str,
+    branch: &str,
+    max: usize,
+) -> Result<leviathan_forge::git::Diff, String> {
+    let Some((forge, t)) = state.forge.as_ref().and_then(|f| {
+        f.config
+            .targets
+            .iter()
+            .find(|t| t.id == target)
+            .map(|t| (f, t))
+    }) else {
+        return Err("the target is not in the configuration".into());
+    };
+    let clone = forge.work_dir.join(target);
+    let head = format!("origin/{branch}");
+    if !leviathan_forge::git::has_commit(&clone, &head) {
+        return Err(
+            "the branch is no longer on the forge (merged or closed), or not fetched yet".into(),
+        );
+    }
+    leviathan_forge::git::diff(&clone, &format!("origin/{}", t.base_branch), &head, max)
+        .map_err(|e| format!("git diff failed: {}", e.message))
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn facts(found: &Found, now: u64) -> Markup {
+    let outcome = found
+        .events
+        .iter()
+        .rev()
+        .find(|e| e.kind == "attempt.succeeded" || e.kind == "attempt.failed");
+    let payload = outcome.map(|e| &e.payload);
+    let field = |k: &str| payload.and_then(|p| p.get(k)).map(text);
+    let a = &found.view;
+    html! {
+        dl.facts {
+            dt { "Task" } dd { code { (found.task) } }
+            dt { "Outcome" } dd { (outcome_badge(a)) }
+            dt { "Started" } dd { (time(a.started_ms, now)) }
+            dt { "Finished" } dd { @match a.finished_ms { Some(ms) => (time(ms, now)), None => span.muted { "not yet" } } }
+            dt { "Executor" } dd { (field("executor").unwrap_or_else(|| "not recorded".into())) }
+            dt { "Change digest" } dd { code { (a.digest.clone().or_else(|| field("digest")).unwrap_or_else(|| "none".into())) } }
+            dt { "Fuel used" } dd { (field("fuel_used").unwrap_or_else(|| "not recorded".into())) }
+            dt { "Time" } dd {
+                @match (field("instantiate_us"), field("execute_us")) {
+                    (Some(i), Some(x)) => { "instantiate " (i) " µs, execute " (x) " µs" }
+                    _ => span.muted { "not recorded" },
+                }
+            }
+            dt { "Component digest, base commit, memory, stderr" } dd.muted { "not recorded by this version of the host" }
+            @if a.outcome == AttemptOutcome::Failed {
+                dt { "Error kind" } dd { (badge(Tone::Bad, a.failure.as_deref().unwrap_or("no kind recorded"))) }
+                dt { "Reason" } dd.error { (field("message").or_else(|| a.message.clone()).unwrap_or_else(|| "no message recorded".into())) }
+            }
+            dt { "Pull request" } dd {
+                @match &found.pr {
+                    Some(pr) => {
+                        "PR " (pr.pr) " "
+                        @if let Some(url) = &pr.url { (layout::external_link(url, "open on the forge")) }
+                    }
+                    None => span.muted { "none" },
+                }
+            }
+        }
+        @if let Some(files) = payload.and_then(|p| p.get("files")).and_then(Value::as_array) {
+            h2 { "Files" }
+            table {
+                thead { tr { th scope="col" { "Path" } th scope="col" { "Bytes" } th scope="col" { "SHA-256" } } }
+                tbody {
+                    @for f in files {
+                        tr {
+                            td { code { (f.get("path").map(text).unwrap_or_default()) } }
+                            td { (f.get("bytes").map(text).unwrap_or_default()) }
+                            td { code { (f.get("sha256").map(text).unwrap_or_default()) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn timeline(events: &[Event], now: u64) -> Markup {
+    html! {
+        h2 { "Timeline" }
+        ol {
+            @for e in events {
+                li {
+                    (time(e.ts_ms, now)) " " code { (e.kind) } " "
+                    span.muted { "#" (e.seq) " by " (e.actor.as_deref().unwrap_or("host")) }
+                }
+            }
+        }
+    }
+}
+
+fn diff_view(diff: &leviathan_forge::git::Diff) -> Markup {
+    html! {
+        pre.diff {
+            @for line in diff.text.lines() {
+                @if line.starts_with('+') && !line.starts_with("+++") { span.add { (line) } "\n" }
+                @else if line.starts_with('-') && !line.starts_with("---") { span.del { (line) } "\n" }
+                @else { (line) "\n" }
+            }
+        }
+        @if diff.truncated { p.notice { "The diff is longer than the page shows; download it for the whole." } }
+    }
+}
+
+/// `GET /console/targets/{id}/attempts/{attempt}`
+pub async fn attempt(
+    State(state): State<Arc<AppState>>,
+    Authed(session): Authed,
+    Path((target, attempt)): Path<(String, String)>,
+) -> Response {
+    tokio::task::spawn_blocking(move || {
+        let now = leviathan_domain::clock::now_ms();
+        let last_seq = state.log.last_seq();
+        let found = match find(&state, &target, &attempt) {
+            Ok(Some(f)) => f,
+            Ok(None) => return error_page(StatusCode::NOT_FOUND, Some(&session), "There is no such attempt of this target."),
+            Err(_) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&session), "The event log could not be read."),
+        };
+        let branch = branch_of(&found);
+        let diff = branch.as_deref().map(|b| branch_diff(&state, &target, b, PAGE_DIFF));
+        let download = format!(
+            "/console/targets/{}/attempts/{}/diff",
+            encode(&target),
+            encode(&attempt)
+        );
+        let body = html! {
+            h1 { "Attempt " code { (attempt) } }
+            p { "Target " a href=(format!("/console/targets/{}", encode(&target))) { (target) } }
+            (facts(&found, now))
+            h2 { "Diff" }
+            @match (&branch, &diff) {
+                (None, _) => p.muted { "This attempt pushed no branch." },
+                (Some(b), Some(Ok(d))) => {
+                    p { "Branch " code { (b) } " · " a href=(download) download { "Download the whole diff" } }
+                    (diff_view(d))
+                }
+                (Some(b), Some(Err(e))) => p.notice { "Branch " code { (b) } ": " (e) },
+                (Some(_), None) => {}
+            }
+            (timeline(&found.events, now))
+        };
+        respond(layout::page(&format!("Attempt {attempt}"), Some(&session), Live::Render, last_seq, body))
+    })
+    .await
+    .unwrap_or_else(|_| error_page(StatusCode::INTERNAL_SERVER_ERROR, None, "The page failed to render."))
+}
+
+/// `GET /console/targets/{id}/attempts/{attempt}/diff`: the whole diff as a file.
+pub async fn download(
+    State(state): State<Arc<AppState>>,
+    Authed(session): Authed,
+    Path((target, attempt)): Path<(String, String)>,
+) -> Response {
+    tokio::task::spawn_blocking(move || {
+        let found = match find(&state, &target, &attempt) {
+            Ok(Some(f)) => f,
+            _ => {
+                return error_page(
+                    StatusCode::NOT_FOUND,
+                    Some(&session),
+                    "There is no such attempt of this target.",
+                );
+            }
+        };
+        let Some(branch) = branch_of(&found) else {
+            return error_page(
+                StatusCode::NOT_FOUND,
+                Some(&session),
+                "This attempt pushed no branch.",
+            );
+        };
+        match branch_diff(&state, &target, &branch, DOWNLOAD_DIFF) {
+            Ok(diff) => {
+                let mut r = (
+                    [(header::CONTENT_TYPE, "text/x-diff; charset=utf-8")],
+                    diff.text,
+                )
+                    .into_response();
+                let name: String = attempt
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .collect();
+                if let Ok(v) =
+                    HeaderValue::from_str(&format!("attachment; filename=\"{name}.diff\""))
+                {
+                    r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+                }
+                r
+            }
+            Err(e) => error_page(StatusCode::NOT_FOUND, Some(&session), &e),
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            None,
+            "The download failed.",
+        )
+    })
+}

@@ -1,0 +1,289 @@
+//! The overview: autonomy state, every target's guardrails and last pass, task
+//! counts and the latest failures.
+
+use super::layout::{self, Live, Tone, badge, encode, time};
+use super::{Authed, respond};
+use crate::AppState;
+use axum::extract::State;
+use axum::response::Response;
+use leviathan_domain::config::{Config, Forge, Target};
+use leviathan_events::projection::{PassNote, Projection, TargetView, TaskStatus};
+use maud::{Markup, html};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Every target the console knows: the configured ones in configuration order,
+/// then any other the log holds.
+pub fn known_targets<'a>(
+    config: Option<&'a Config>,
+    p: &'a Projection,
+) -> Vec<(&'a str, Option<&'a Target>, Option<&'a TargetView>)> {
+    let mut out: Vec<_> = config
+        .map(|c| {
+            c.targets
+                .iter()
+                .map(|t| (t.id.as_str(), Some(t), p.targets.get(&t.id)))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (id, view) in &p.targets {
+        if !out.iter().any(|(known, _, _)| known == id) {
+            out.push((id.as_str(), None, Some(view)));
+        }
+    }
+    out
+}
+
+/// A task status as a badge.
+pub fn status_badge(status: TaskStatus) -> Markup {
+    let (tone, word) = match status {
+        TaskStatus::Pending => (Tone::Neutral, "pending"),
+        TaskStatus::Selected => (Tone::Neutral, "selected"),
+        TaskStatus::Running => (Tone::Warn, "running"),
+        TaskStatus::Succeeded => (Tone::Good, "succeeded"),
+        TaskStatus::Failed => (Tone::Bad, "failed"),
+        TaskStatus::InReview => (Tone::Warn, "in review"),
+        TaskStatus::Completed => (Tone::Good, "completed"),
+        TaskStatus::Blocked => (Tone::Bad, "blocked"),
+    };
+    badge(tone, word)
+}
+
+/// The status words in display order, for counts.
+const STATUSES: [(TaskStatus, &str); 8] = [
+    (TaskStatus::Pending, "pending"),
+    (TaskStatus::Selected, "selected"),
+    (TaskStatus::Running, "running"),
+    (TaskStatus::Succeeded, "succeeded"),
+    (TaskStatus::Failed, "failed"),
+    (TaskStatus::InReview, "in review"),
+    (TaskStatus::Completed, "completed"),
+    (TaskStatus::Blocked, "blocked"),
+];
+
+/// A target's breaker as a badge.
+pub fn breaker_badge(view: Option<&TargetView>) -> Markup {
+    match view {
+        Some(v) if v.circuit_breaker.open => badge(Tone::Bad, "breaker open"),
+        _ => badge(Tone::Good, "breaker closed"),
+    }
+}
+
+/// How a pass ended, with its reason.
+pub fn pass_outcome(pass: Option<&PassNote>, now: u64) -> Markup {
+    html! {
+        @match pass {
+            None => span.muted { "no pass recorded" },
+            Some(p) => {
+                @let tone = match p.outcome.as_str() {
+                    "succeeded" => Tone::Good,
+                    "failed" => Tone::Bad,
+                    _ => Tone::Warn,
+                };
+                (badge(tone, &p.outcome))
+                @if let Some(r) = &p.reason { " " code { (r) } }
+                @if let Some(m) = &p.message { " " span.muted { (m) } }
+                br; (time(p.ts_ms, now))
+            }
+        }
+    }
+}
+
+/// When the next pass is due, from the configuration's schedule or interval.
+fn next_pass(config: Option<&Config>, last_tick_ms: Option<u64>, now: u64) -> Markup {
+    let Some(config) = config else {
+        return html! { span.muted { "no passes (serve runs without --config)" } };
+    };
+    let due = match &config.schedule {
+        Some(cron) => cron.next_after(now / 1000).map(|s| s.saturating_mul(1000)),
+        None => Some(
+            last_tick_ms
+                .map(|t| t + config.interval_seconds * 1000)
+                .unwrap_or(now)
+                .max(now),
+        ),
+    };
+    match due {
+        Some(ms) => time(ms, now),
+        None => html! { span.muted { "not scheduled" } },
+    }
+}
+
+/// Autonomy: running, paused (by whom, why), disabled by policy, or unknown.
+fn autonomy(
+    state: &AppState,
+    session: &super::session::Session,
+    p: Option<&Projection>,
+    now: u64,
+) -> Markup {
+    html! {
+        section.card aria-labelledby="autonomy-h" {
+            h3 #autonomy-h { "Autonomy" }
+            @match p {
+                None => {
+                    (badge(Tone::Bad, "unknown"))
+                    p.error { "The event log could not be read, so the state is not known." }
+                }
+                Some(p) if p.paused => {
+                    (badge(Tone::Warn, "paused"))
+                    @if let Some(note) = &p.pause {
+                        p {
+                            "by " strong { (note.by.as_deref().unwrap_or("unknown")) } ", "
+                            (time(note.ts_ms, now))
+                            @if let Some(r) = &note.reason { br; "reason: " (r) }
+                        }
+                    }
+                    (layout::action_link(session, "resume", "", "Resume autonomy"))
+                }
+                Some(_) if !state.autonomy_enabled => {
+                    (badge(Tone::Neutral, "disabled by policy"))
+                    p.muted { "No target's policy has autonomy_enabled." }
+                }
+                Some(_) => {
+                    (badge(Tone::Good, "running"))
+                    p {}
+                    (layout::action_link(session, "pause", "", "Pause autonomy"))
+                }
+            }
+        }
+    }
+}
+
+/// The forge of a configured target, in words.
+pub fn forge_name(target: Option<&Target>) -> &'static str {
+    match target.map(|t| &t.forge) {
+        Some(Forge::Local) => "local",
+        Some(Forge::GitHub { .. }) => "GitHub",
+        None => "not configured",
+    }
+}
+
+fn body(state: &AppState, session: &super::session::Session, p: Option<&Projection>) -> Markup {
+    let now = leviathan_domain::clock::now_ms();
+    let config = state.forge.as_ref().map(|f| &f.config);
+    html! {
+        h1 { "Overview" }
+        div.cards {
+            (autonomy(state, session, p, now))
+            @if let Some(p) = p {
+                section.card aria-labelledby="tasks-h" {
+                    h3 #tasks-h { "Tasks by state" }
+                    @let counts = task_counts(p);
+                    ul {
+                        @for (status, word) in STATUSES {
+                            @let n = counts.get(word).copied().unwrap_or(0);
+                            @if n > 0 { li { (status_badge(status)) " " (n) } }
+                        }
+                        @if counts.is_empty() { li.muted { "no tasks in the event log yet" } }
+                    }
+                }
+                section.card aria-labelledby="breakers-h" {
+                    h3 #breakers-h { "Circuit breakers" }
+                    @let open = p.open_breakers();
+                    @if open == 0 { (badge(Tone::Good, "all closed")) } @else { (badge(Tone::Bad, &format!("{open} open"))) }
+                }
+            }
+        }
+        @if let Some(p) = p {
+            h2 { "Targets" }
+            @let targets = known_targets(config, p);
+            @if targets.is_empty() {
+                (layout::notice("No targets: serve runs without --config and the event log names none."))
+            } @else {
+                table {
+                    thead { tr {
+                        th scope="col" { "Target" } th scope="col" { "Forge" } th scope="col" { "Open PRs" }
+                        th scope="col" { "Breaker" } th scope="col" { "Last pass" } th scope="col" { "Next pass" }
+                        th scope="col" { "GitHub budget" }
+                    } }
+                    tbody {
+                        @for (id, target, view) in targets {
+                            tr {
+                                td {
+                                    a href=(format!("/console/targets/{}", encode(id))) { (id) }
+                                    @if view.is_some_and(|v| v.paused) { " " (badge(Tone::Warn, "paused")) }
+                                }
+                                td { (forge_name(target)) }
+                                td {
+                                    (view.map(|v| v.open_prs).unwrap_or(0))
+                                    @if let Some(t) = target { " / " (t.policy.max_open_prs) }
+                                }
+                                td { (breaker_badge(view)) }
+                                td { (pass_outcome(view.and_then(|v| v.last_pass.as_ref()), now)) }
+                                td { (next_pass(config, p.last_tick_ms, now)) }
+                                td {
+                                    @match target.map(|t| &t.forge) {
+                                        Some(Forge::GitHub { .. }) => span.muted { "not reported" },
+                                        _ => span.muted { "n/a" },
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Latest failures" }
+            @if p.recent_failures.is_empty() {
+                p.muted { "No failed attempts." }
+            } @else {
+                table {
+                    thead { tr {
+                        th scope="col" { "When" } th scope="col" { "Target" } th scope="col" { "Task" }
+                        th scope="col" { "Attempt" } th scope="col" { "Reason" }
+                    } }
+                    tbody {
+                        @for f in p.recent_failures.iter().rev() {
+                            tr {
+                                td { (time(f.ts_ms, now)) }
+                                td { a href=(format!("/console/targets/{}", encode(&f.target))) { (f.target) } }
+                                td { (f.task) }
+                                td { a href=(format!("/console/targets/{}/attempts/{}", encode(&f.target), encode(&f.attempt))) { (f.attempt) } }
+                                td {
+                                    (badge(Tone::Bad, f.kind.as_deref().unwrap_or("failed")))
+                                    " " (f.message.as_deref().unwrap_or("no message recorded"))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Tasks by status word across every target.
+fn task_counts(p: &Projection) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for t in p.targets.values() {
+        for task in t.tasks.values() {
+            let word = STATUSES
+                .iter()
+                .find(|(s, _)| *s == task.status)
+                .map(|(_, w)| *w)
+                .unwrap_or("pending");
+            *counts.entry(word).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// Renders the overview for `session` (the bench calls this directly).
+pub fn render(state: &AppState, session: &super::session::Session) -> Response {
+    let last_seq = state.log.last_seq();
+    let page = state
+        .log
+        .with_projection(|p| body(state, session, Some(p)))
+        .unwrap_or_else(|_| body(state, session, None));
+    respond(layout::page(
+        "Overview",
+        Some(session),
+        Live::Render,
+        last_seq,
+        page,
+    ))
+}
+
+/// `GET /console`
+pub async fn overview(State(state): State<Arc<AppState>>, Authed(session): Authed) -> Response {
+    render(&state, &session)
+}

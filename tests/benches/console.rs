@@ -1,0 +1,180 @@
+//! Console benchmark (run with `cargo xtask bench`): the time the real `serve`
+//! takes to answer the overview and a target page over loopback (render included)
+//! with 1,000,000 events across 200 targets, and the console's page weight.
+//! `--quick` uses 50,000 events. Figures go to docs/PERFORMANCE.md.
+
+use leviathan_events::{EventDraft, EventLog};
+use leviathan_tests::serve::{OPERATOR, Server};
+use leviathan_tests::{Seed, bare_repo};
+use std::time::{Duration, Instant};
+
+const TARGETS: u64 = 200;
+const TASKS: u64 = 50;
+
+/// Event `i` of a synthetic loop history over [`TARGETS`] × [`TASKS`] tasks: per
+/// cycle `task.selected`, `attempt.started`, then success (a PR opened and merged)
+/// or, every fourth cycle, a failure and a skip.
+fn event(i: u64) -> EventDraft {
+    let cycle = i / 5;
+    let target = format!("target-{:03}", cycle % TARGETS);
+    let task = format!("task-{:03}", (cycle / TARGETS) % TASKS);
+    let attempt = format!("att-{cycle:08x}");
+    let failed = cycle % 4 == 3;
+    let (kind, payload) = match (i % 5, failed) {
+        (0, _) => ("task.selected", serde_json::Value::Null),
+        (1, _) => ("attempt.started", serde_json::json!({"via": "scheduler"})),
+        (2, false) => (
+            "attempt.succeeded",
+            serde_json::json!({"executor": "docs-executor@0.1.0",
+            "digest": format!("{cycle:064x}"), "fuel_used": 91826}),
+        ),
+        (2, true) => (
+            "attempt.failed",
+            serde_json::json!({"kind": "timeout", "message": "attempt exceeded 900 s"}),
+        ),
+        (3, false) => (
+            "pr.opened",
+            serde_json::json!({"pr": cycle.to_string(),
+            "branch": format!("agent/task-exec-attempt-{task}-{cycle:08x}")}),
+        ),
+        (4, false) => ("pr.merged", serde_json::json!({"pr": cycle.to_string()})),
+        _ => (
+            "task.skipped",
+            serde_json::json!({"reason": "inflight", "detail": "open PR"}),
+        ),
+    };
+    EventDraft {
+        kind: kind.into(),
+        target: Some(target),
+        task: Some(task),
+        attempt: (!i.is_multiple_of(5)).then_some(attempt),
+        payload,
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let at = ((sorted.len() as f64 - 1.0) * p / 100.0).round() as usize;
+    sorted[at.min(sorted.len() - 1)]
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let events: u64 = if quick { 50_000 } else { 1_000_000 };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let started = Instant::now();
+    {
+        let log = EventLog::open(&dir.path().join("data")).expect("open");
+        let mut i = 0;
+        while i < events {
+            let end = (i + 1000).min(events);
+            log.append((i..end).map(event).collect()).expect("append");
+            i = end;
+        }
+    }
+    println!(
+        "console bench: {events} events over {TARGETS} targets written in {:.1?}",
+        started.elapsed()
+    );
+    // Every target configured (no pass runs: the schedule is once a year), the first
+    // with its backlog cloned where serve reads it.
+    let mut backlog = String::from("tasks:\n");
+    for t in 0..TASKS {
+        let deps = if t > 0 {
+            format!("[task-{:03}]", t - 1)
+        } else {
+            "[]".into()
+        };
+        backlog.push_str(&format!(
+            "  - id: task-{t:03}\n    title: Guide {t}\n    description: Part {t} of the guide.\n    scope: docs\n    ready: true\n    dependencies: {deps}\n    allowed_paths: [docs/]\n    acceptance_criteria: [Covers part {t}]\n"
+        ));
+    }
+    let bare = bare_repo(
+        dir.path(),
+        "repo",
+        &[Seed::Text(".leviathan/backlog.yaml", &backlog)],
+    );
+    let mut config = String::from("schedule: \"0 0 1 1 *\"\ntargets:\n");
+    for t in 0..TARGETS {
+        config.push_str(&format!(
+            "  - id: target-{t:03}\n    repository: repo.git\n"
+        ));
+    }
+    std::fs::write(dir.path().join("leviathan.yaml"), config).expect("config");
+    let clone = dir.path().join("data-work/target-000");
+    std::fs::create_dir_all(clone.parent().expect("parent")).expect("mkdir");
+    leviathan_tests::git(
+        dir.path(),
+        &[
+            "clone",
+            "--quiet",
+            &bare.display().to_string(),
+            &clone.display().to_string(),
+        ],
+    );
+    let config = dir.path().join("leviathan.yaml").display().to_string();
+    let opened = Instant::now();
+    let server = Server::start(dir.path(), &["--config", &config], &[]);
+    println!(
+        "serve listening after {:.1?} (replay included)",
+        opened.elapsed()
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let login = agent
+        .post(format!("{}/console/login", server.base))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Sec-Fetch-Site", "same-origin")
+        .send(format!("token={OPERATOR}"))
+        .expect("login");
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let fetch = |path: &str| -> (Duration, usize) {
+        let started = Instant::now();
+        let mut r = agent
+            .get(format!("{}{path}", server.base))
+            .header("Cookie", &cookie)
+            .call()
+            .expect("page");
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        let body = r.body_mut().read_to_string().expect("body");
+        (started.elapsed(), body.len())
+    };
+    let samples = if quick { 30 } else { 200 };
+    let mut weight = 0;
+    for (name, path) in [
+        ("overview", "/console"),
+        ("target page", "/console/targets/target-000"),
+    ] {
+        for _ in 0..5 {
+            fetch(path);
+        }
+        let mut times: Vec<f64> = Vec::with_capacity(samples);
+        let mut bytes = 0;
+        for _ in 0..samples {
+            let (took, len) = fetch(path);
+            times.push(took.as_secs_f64() * 1000.0);
+            bytes = len;
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{name}: p50 {:.2} ms, p99 {:.2} ms over {samples} requests; {bytes} bytes of HTML",
+            percentile(&times, 50.0),
+            percentile(&times, 99.0)
+        );
+        weight = weight.max(bytes);
+    }
+    let css = fetch("/console/assets/console.css").1;
+    let js = fetch("/console/assets/console.js").1;
+    println!(
+        "page weight: largest page {weight} B + CSS {css} B + JS {js} B = {} B (no third-party code)",
+        weight + css + js
+    );
+}
