@@ -3,6 +3,10 @@
 //! with 1,000,000 events across 200 targets, and the console's page weight.
 //! `--quick` uses 50,000 events. Figures go to docs/PERFORMANCE.md.
 
+#[allow(dead_code)]
+#[path = "../../host/events/benches/common/mod.rs"]
+mod common;
+
 use leviathan_events::{EventDraft, EventLog};
 use leviathan_tests::serve::{OPERATOR, Server};
 use leviathan_tests::{Seed, bare_repo};
@@ -11,50 +15,11 @@ use std::time::{Duration, Instant};
 const TARGETS: u64 = 200;
 const TASKS: u64 = 50;
 
-/// Event `i` of a synthetic loop history over [`TARGETS`] × [`TASKS`] tasks: per
-/// cycle `task.selected`, `attempt.started`, then success (a PR opened and merged)
-/// or, every fourth cycle, a failure and a skip.
+/// The event benches' synthetic loop history, spread over [`TARGETS`] targets.
 fn event(i: u64) -> EventDraft {
-    let cycle = i / 5;
-    let target = format!("target-{:03}", cycle % TARGETS);
-    let task = format!("task-{:03}", (cycle / TARGETS) % TASKS);
-    let attempt = format!("att-{cycle:08x}");
-    let failed = cycle % 4 == 3;
-    let (kind, payload) = match (i % 5, failed) {
-        (0, _) => ("task.selected", serde_json::Value::Null),
-        (1, _) => ("attempt.started", serde_json::json!({"via": "scheduler"})),
-        (2, false) => (
-            "attempt.succeeded",
-            serde_json::json!({"executor": "docs-executor@0.1.0",
-            "digest": format!("{cycle:064x}"), "fuel_used": 91826}),
-        ),
-        (2, true) => (
-            "attempt.failed",
-            serde_json::json!({"kind": "timeout", "message": "attempt exceeded 900 s"}),
-        ),
-        (3, false) => (
-            "pr.opened",
-            serde_json::json!({"pr": cycle.to_string(),
-            "branch": format!("agent/task-exec-attempt-{task}-{cycle:08x}")}),
-        ),
-        (4, false) => ("pr.merged", serde_json::json!({"pr": cycle.to_string()})),
-        _ => (
-            "task.skipped",
-            serde_json::json!({"reason": "inflight", "detail": "open PR"}),
-        ),
-    };
-    EventDraft {
-        kind: kind.into(),
-        target: Some(target),
-        task: Some(task),
-        attempt: (!i.is_multiple_of(5)).then_some(attempt),
-        payload,
-    }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let at = ((sorted.len() as f64 - 1.0) * p / 100.0).round() as usize;
-    sorted[at.min(sorted.len() - 1)]
+    let mut draft = common::loop_event(i);
+    draft.target = Some(format!("target-{:03}", (i / 5) % TARGETS));
+    draft
 }
 
 fn main() {
@@ -166,8 +131,8 @@ fn main() {
         times.sort_by(f64::total_cmp);
         println!(
             "{name}: p50 {:.2} ms, p99 {:.2} ms over {samples} requests; {bytes} bytes of HTML",
-            percentile(&times, 50.0),
-            percentile(&times, 99.0)
+            common::percentile(&times, 50.0),
+            common::percentile(&times, 99.0)
         );
         weight = weight.max(bytes);
     }

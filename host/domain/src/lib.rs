@@ -2,7 +2,7 @@
 //! repository paths and capability-scoped file access in untrusted trees, bounded YAML,
 //! the backlog and its write-back, policies, the targets configuration, the plugin
 //! registry's manifests, signatures, scan and routing, branch names, the clock and cron
-//! schedules.
+//! schedules, percent-encoding.
 
 pub mod backlog;
 pub mod branches;
@@ -11,6 +11,7 @@ pub mod config;
 pub mod cron;
 pub mod digest;
 pub mod paths;
+pub mod percent;
 pub mod policy;
 pub mod registry;
 pub mod repofs;

@@ -287,12 +287,17 @@ mod tests {
         view
     }
 
-    #[test]
-    fn every_passed_over_task_has_its_reason_and_the_first_runnable_wins() {
+    /// A policy allowing 5 open PRs, `tried` with 2 failed attempts, `flying` in flight.
+    fn fixture() -> (Policy, TargetView, Vec<String>) {
         let mut policy = Policy::default_policy();
         policy.max_open_prs = 5;
-        let view = view_with_attempts("tried", 2);
         let branches = vec!["agent/task-exec-attempt-flying-0badcafe".to_string()];
+        (policy, view_with_attempts("tried", 2), branches)
+    }
+
+    #[test]
+    fn every_passed_over_task_has_its_reason_and_the_first_runnable_wins() {
+        let (policy, view, branches) = fixture();
         let state = TargetState {
             view: Some(&view),
             open_branches: &branches,
@@ -320,10 +325,7 @@ mod tests {
 
     #[test]
     fn explain_gives_every_task_the_reasons_a_pass_would() {
-        let mut policy = Policy::default_policy();
-        policy.max_open_prs = 5;
-        let view = view_with_attempts("tried", 2);
-        let branches = vec!["agent/task-exec-attempt-flying-0badcafe".to_string()];
+        let (mut policy, view, branches) = fixture();
         let state = TargetState {
             view: Some(&view),
             open_branches: &branches,

@@ -506,17 +506,9 @@ impl GitHub {
     }
 }
 
-/// Percent-escapes a query value.
+/// Percent-escapes a query value (`/` kept, as GitHub's branch filters expect).
 fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    leviathan_domain::percent::encode(s, b"/")
 }
 
 #[cfg(test)]

@@ -162,15 +162,7 @@ pub fn external_link(url: &str, label: &str) -> Markup {
 
 /// A path segment (or query value) percent-encoded for a URL the host builds.
 pub fn encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    leviathan_domain::percent::encode(value, b"")
 }
 
 /// Whether `session` may act (operators only).
