@@ -76,6 +76,9 @@ fn main() {
             &clone.display().to_string(),
         ],
     );
+    let replay = Instant::now();
+    drop(EventLog::open(&dir.path().join("data")).expect("reopen"));
+    println!("replay of the store in-process: {:.1?}", replay.elapsed());
     let config = dir.path().join("leviathan.yaml").display().to_string();
     let opened = Instant::now();
     let server = Server::start(dir.path(), &["--config", &config], &[]);

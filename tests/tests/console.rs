@@ -715,7 +715,7 @@ fn the_console_in_a_real_browser() {
             &client,
             "the merge on the page",
             20,
-            "return [...document.querySelectorAll('td')].some(td => td.innerText.trim() === '✓ merged')",
+            "return [...document.querySelectorAll('td')].some(td => td.innerText.trim() === '✓ completed')",
         )
         .await;
         // The next pass runs the dependent task, which shows up on its own too.

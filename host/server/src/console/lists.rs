@@ -77,6 +77,9 @@ fn pr_rows<'a>(
     }
 }
 
+/// Most rows of the pull-request list.
+const MAX_PR_ROWS: usize = 200;
+
 #[derive(Deserialize)]
 pub struct PrQuery {
     state: Option<String>,
@@ -120,7 +123,7 @@ pub async fn prs(
             .filter(|(_, _, pr)| wanted.is_none_or(|w| pr.state == w));
         let mut rows: Vec<_> = rows.collect();
         let total = rows.len();
-        rows.truncate(1000);
+        rows.truncate(MAX_PR_ROWS);
         (total, pr_rows(Some(&session), rows.into_iter()))
     }) else {
         return error_page(
@@ -150,7 +153,7 @@ pub async fn prs(
             button type="submit" { "Filter" }
         }
         @if total == 0 { p.muted { "No pull requests match." } } @else {
-            p.muted { (total) " pull requests" @if total > 1000 { ", the first 1000 shown" } }
+            p.muted { (total) " pull requests" @if total > MAX_PR_ROWS { ", the first " (MAX_PR_ROWS) " shown: filter by target or state for the rest" } }
             (table)
         }
     };

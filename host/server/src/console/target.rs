@@ -14,6 +14,9 @@ use leviathan_events::projection::{PrState, TargetView, TaskStatus};
 use maud::{Markup, html};
 use std::sync::Arc;
 
+/// Most attempts listed on a target's page (the newest).
+const MAX_ROWS: usize = 50;
+
 /// The target's backlog on its base branch, read from git's objects in the host's
 /// clone (never from the worktree, which a pass may have on an agent branch).
 pub fn base_backlog(work_dir: &std::path::Path, target: &Target) -> Result<Backlog, String> {
@@ -196,11 +199,14 @@ fn attempts_and_prs(id: &str, view: &TargetView, now: u64) -> Markup {
         .flat_map(|(task, t)| t.attempts.iter().map(move |a| (task, a)))
         .collect();
     attempts.sort_by_key(|(_, a)| std::cmp::Reverse(a.started_ms));
-    let prs: Vec<_> = view
+    let all_prs = view.tasks.values().map(|t| t.prs.len()).sum::<usize>();
+    let open_prs: Vec<_> = view
         .tasks
         .iter()
         .flat_map(|(task, t)| t.prs.iter().map(move |p| (task, p)))
+        .filter(|(_, p)| p.state == PrState::Open)
         .collect();
+    let shown_attempts = attempts.len().min(MAX_ROWS);
     html! {
         h2 { "Attempts" }
         @if attempts.is_empty() { p.muted { "No attempts yet." } } @else {
@@ -210,7 +216,7 @@ fn attempts_and_prs(id: &str, view: &TargetView, now: u64) -> Markup {
                     th scope="col" { "Outcome" }
                 } }
                 tbody {
-                    @for (task, a) in attempts.iter().take(100) {
+                    @for (task, a) in attempts.iter().take(MAX_ROWS) {
                         tr {
                             td { a href=(format!("/console/targets/{}/attempts/{}", encode(id), encode(&a.id))) { (a.id) } }
                             td { code { (task) } }
@@ -221,10 +227,14 @@ fn attempts_and_prs(id: &str, view: &TargetView, now: u64) -> Markup {
                 }
             }
         }
-        h2 { "Pull requests" }
-        @if prs.is_empty() { p.muted { "No pull requests yet." } } @else {
-            (super::lists::pr_table(id, prs.into_iter()))
+        @if shown_attempts < attempts.len() {
+            p.muted { "The newest " (shown_attempts) " of " (attempts.len()) " attempts." }
         }
+        h2 { "Open pull requests" }
+        @if open_prs.is_empty() { p.muted { "No open pull request." } } @else {
+            (super::lists::pr_table(id, open_prs.into_iter()))
+        }
+        p { a href=(format!("/console/prs?target={}", encode(id))) { "All " (all_prs) " pull requests of this target" } }
     }
 }
 
