@@ -687,7 +687,7 @@ fn the_console_in_a_real_browser() {
 
         // 1. Login: a wrong token is refused; the cookie is out of the script's reach.
         login(&client, &base, "not-the-right-token-000").await;
-        assert!(body_text(&client).await.contains("not valid"));
+        until(&client, "the refused login", 20, "return document.body.innerText.includes('not valid')").await;
         screenshot(&client, "login").await;
         client.find(Locator::Id("token")).await.unwrap().send_keys(OPERATOR).await.unwrap();
         client.find(Locator::Css("form.stack button[type=submit]")).await.unwrap().click().await.unwrap();
@@ -715,7 +715,7 @@ fn the_console_in_a_real_browser() {
             &client,
             "the merge on the page",
             20,
-            "return [...document.querySelectorAll('td')].some(td => td.innerText.trim() === '✓ completed')",
+            "return [...document.querySelectorAll('tbody tr')].some(tr => tr.cells.length > 3 && tr.cells[1].innerText.trim() === 'xss-docs' && tr.cells[3].innerText.includes('completed'))",
         )
         .await;
         // The next pass runs the dependent task, which shows up on its own too.

@@ -5,6 +5,7 @@
 
 mod build;
 mod demo;
+mod ops;
 mod run;
 mod test;
 
@@ -23,7 +24,8 @@ fn dispatch() -> Result<()> {
         Some("build") => build::build(build::Scope::Host),
         Some("demo") => demo::demo(),
         Some("test") => test::test(),
+        Some("ops") => ops::check(),
         Some("bench") => test::bench(&args[1..]),
-        _ => bail!("usage: cargo xtask <build|demo|test|bench>"),
+        _ => bail!("usage: cargo xtask <build|demo|test|ops|bench>"),
     }
 }

@@ -99,10 +99,12 @@ pub fn test() -> Result<()> {
         wasm_scope.extend(["-p", package]);
     }
     clippy(&wasm_scope)?;
+    let promtool = ensure_promtool();
+    crate::ops::check()?;
     ensure_pytest()?;
     ensure_chromium();
     let mut tests = cmd("cargo", &["test", "--release", "--workspace"]);
-    if ensure_promtool() {
+    if promtool {
         tests.env("LEVIATHAN_REQUIRE_PROMTOOL", "1");
     }
     run(&mut tests)

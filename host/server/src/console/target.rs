@@ -74,6 +74,16 @@ struct Row {
     why: Option<(Tone, String)>,
 }
 
+impl Row {
+    /// Completed, by the log or by the backlog: "not ready" would be noise.
+    fn done(&self) -> bool {
+        match self.status {
+            Some(s) => s == TaskStatus::Completed,
+            None => self.backlog_status.as_deref() == Some("completed"),
+        }
+    }
+}
+
 fn rows(
     state: &AppState,
     target: &Target,
@@ -180,7 +190,7 @@ fn backlog_table(rows: &[Row]) -> Markup {
                                 (None, Some(other)) => (badge(Tone::Neutral, other)),
                                 (None, None) => (badge(Tone::Neutral, "pending")),
                             }
-                            @if !r.ready { " " span.muted { "not ready" } }
+                            @if !r.ready && !r.done() { " " span.muted { "not ready" } }
                         }
                         td {
                             @if let Some((tone, why)) = &r.why { (badge(*tone, why)) }
