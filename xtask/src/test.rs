@@ -1,34 +1,19 @@
 //! `cargo xtask test` (every check) and `cargo xtask bench`.
 
 use crate::build::{PLUGINS, Scope, TEST_GUESTS, WASM_TARGET, build};
-use crate::run::{cmd, run};
+use crate::run::{cmd, has, pip_install, run};
 use anyhow::Result;
 
 /// Makes sure `python3 -m pytest` works (the tests executor's output is run by it).
 fn ensure_pytest() -> Result<()> {
-    let has = cmd("python3", &["-c", "import pytest"])
+    let installed = cmd("python3", &["-c", "import pytest"])
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    if has {
+    if installed {
         return Ok(());
     }
-    let install = ["-m", "pip", "install", "--quiet", "--user", "pytest"];
-    if run(&mut cmd("python3", &install)).is_err() {
-        // A Debian-managed Python refuses user installs without this flag (PEP 668).
-        let mut forced = install.to_vec();
-        forced.push("--break-system-packages");
-        run(&mut cmd("python3", &forced))?;
-    }
-    Ok(())
-}
-
-/// Whether `bin --version` runs.
-fn has(bin: &str) -> bool {
-    cmd(bin, &["--version"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    pip_install(&["--user", "pytest"])
 }
 
 /// Installs Debian `packages` with apt-get (as root, or through `sudo -n`),
