@@ -133,3 +133,67 @@ fn the_monitoring_component_carries_the_same_rules() {
     assert_eq!(component["kind"].as_str(), Some("PrometheusRule"));
     assert_eq!(component["spec"]["groups"], rules["groups"]);
 }
+
+/// The `--flag` names in `text` (up to `=` or whitespace).
+fn flags(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(|l| l.split(|c: char| c.is_whitespace() || c == '"' || c == '\\'))
+        .filter(|w| w.starts_with("--"))
+        .map(|w| w.split('=').next().unwrap_or(w).to_string())
+        .collect()
+}
+
+#[test]
+fn the_deployments_pass_only_flags_serve_has() {
+    let help = std::process::Command::new(leviathan_tests::host_binary())
+        .args(["serve", "--help"])
+        .output()
+        .expect("leviathan-host runs");
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let statefulset = read("ops/k8s/base/statefulset.yaml");
+    let unit = read("ops/systemd/leviathan-host.service");
+    let cmd = instructions(&read("ops/Dockerfile"))
+        .into_iter()
+        .rfind(|i| i.starts_with("CMD "))
+        .expect("a CMD");
+    let exec_start = unit
+        .split("ExecStart=")
+        .nth(1)
+        .and_then(|rest| rest.split("\nExecReload").next())
+        .expect("an ExecStart");
+    for (file, used) in [
+        ("statefulset.yaml", flags(&statefulset)),
+        ("leviathan-host.service", flags(exec_start)),
+        ("Dockerfile CMD", flags(&cmd)),
+    ] {
+        assert!(!used.is_empty(), "{file}: flags found");
+        for flag in used {
+            assert!(
+                help.contains(&format!("{flag} "))
+                    || help.contains(&format!("{flag}\n"))
+                    || help.contains(&format!("{flag} <")),
+                "{file}: `{flag}` is not a flag of `leviathan-host serve`"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_systemd_unit_is_hardened() {
+    let unit = read("ops/systemd/leviathan-host.service");
+    for line in [
+        "ProtectSystem=strict",
+        "StateDirectory=leviathan",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "ProtectHome=yes",
+        "CapabilityBoundingSet=\n",
+    ] {
+        assert!(unit.contains(line), "{line}");
+    }
+    assert!(
+        unit.contains("User=leviathan") || unit.contains("DynamicUser=yes"),
+        "a fixed or dynamic user, never root"
+    );
+}
