@@ -95,6 +95,7 @@ fn yaml(path: &str) -> Value {
 #[test]
 fn every_alert_is_labelled_annotated_and_has_a_runbook() {
     let rules = yaml("ops/alerts/leviathan.rules.yaml");
+    let tests = read("ops/alerts/leviathan.tests.yaml");
     let mut alerts = 0;
     for group in rules["groups"].as_sequence().unwrap() {
         for rule in group["rules"].as_sequence().unwrap() {
@@ -116,7 +117,6 @@ fn every_alert_is_labelled_annotated_and_has_a_runbook() {
                 path.starts_with("docs/runbooks/") && root().join(path).is_file(),
                 "{name}: runbook {path} exists"
             );
-            let tests = read("ops/alerts/leviathan.tests.yaml");
             assert!(
                 tests.matches(&format!("alertname: {name}\n")).count() >= 2,
                 "{name}: a firing and a not-firing case"

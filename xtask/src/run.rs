@@ -67,7 +67,12 @@ fn describe(command: &Command) -> String {
 
 /// Whether `bin --version` runs.
 pub fn has(bin: &str) -> bool {
-    cmd(bin, &["--version"])
+    runs(bin, &["--version"])
+}
+
+/// Whether `bin args` runs and exits zero.
+pub fn runs(bin: &str, args: &[&str]) -> bool {
+    cmd(bin, args)
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
