@@ -205,49 +205,76 @@ fn exec_records_started_and_outcome_events() {
     assert_eq!(log.by_task(&target, "bad", 0, 10).unwrap().len(), 2);
 }
 
-#[test]
-fn import_maps_the_original_store_and_a_bad_line_imports_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let file = dir.path().join("old.ndjson");
-    let good = [
-        r#"{"event_id":"e1","event_type":"attempt.created","timestamp":"2025-01-02T03:04:05Z","payload":{"target_id":"radix","task_id":"docs-1","attempt_id":"att-1"}}"#,
-        r#"{"event_id":"e2","event_type":"attempt.succeeded","payload":{"target_id":"radix","task_id":"docs-1","attempt_id":"att-1","digest":"d"}}"#,
-        r#"{"event_id":"e3","event_type":"pr.created","target_id":"radix","task_id":"docs-1","attempt_id":"att-1","payload":{"pr_number":12,"branch_name":"agent/task-exec-attempt-docs-1-1a2b3c4d"}}"#,
-        r#"{"event_id":"e4","event_type":"graph.node_added","payload":{"node":"n1"}}"#,
-    ];
-    std::fs::write(
-        &file,
-        format!(
-            "{}\n{{\"event_type\":\"attempt.failed\"}}\n",
-            good.join("\n")
-        ),
-    )
-    .unwrap();
-    let out = events_cmd(&data, &["import", file.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("old.ndjson:5") && err.contains("target_id"),
-        "{err}"
-    );
-    assert_eq!(
-        EventLog::open(&data).unwrap().last_seq(),
-        0,
-        "a refused import appended events"
-    );
+/// `line` with a space after every `,` and `:` outside strings, as Python's default
+/// `json.dumps` separators write it.
+fn respace(line: &str) -> String {
+    let (mut out, mut in_string, mut escaped) = (String::new(), false, false);
+    for c in line.chars() {
+        out.push(c);
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            ',' | ':' if !in_string => out.push(' '),
+            _ => {}
+        }
+    }
+    out
+}
 
-    std::fs::write(&file, good.join("\n")).unwrap();
-    let out = events_cmd(&data, &["import", file.to_str().unwrap()]);
+/// A journal the original's own model wrote (tests/fixtures/original/make_journal.py).
+const JOURNAL: &str = include_str!("../fixtures/original/journal.ndjson");
+/// Its event count and head hash, as the original computed them.
+const JOURNAL_HEAD: &str = include_str!("../fixtures/original/journal.head");
+
+fn journal_head() -> (&'static str, &'static str) {
+    JOURNAL_HEAD.trim().split_once(' ').unwrap()
+}
+
+fn stdout(out: &std::process::Output) -> String {
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "imported 4 events as 1..=4"
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn an_original_journal_imports_whole_and_verify_continues_its_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("events.ndjson");
+    std::fs::write(&file, JOURNAL).unwrap();
+    let (count, head) = journal_head();
+
+    let out = stdout(&events_cmd(&data, &["import", file.to_str().unwrap()]));
+    assert!(out.contains("imported 10 events as 1..=10"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "original chain verified: {count} events, head {head}"
+        )),
+        "{out}"
     );
+    assert!(
+        out.contains("task.completed: 1 kept as legacy (no target_id (required for `task.completed`): 1), never acted on"),
+        "{out}"
+    );
+    assert!(
+        out.contains("attempt.started: 1 as `attempt.started`, 1 kept as legacy"),
+        "{out}"
+    );
+
+    let out = stdout(&events_cmd(&data, &["verify"]));
+    assert!(out.starts_with("ok: 11 events, hash chain intact"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "events 1..=10 imported from {}: original chain verified up to {head}, then ours",
+            file.display()
+        )),
+        "{out}"
+    );
+
     let again = events_cmd(&data, &["import", file.to_str().unwrap()]);
     assert_eq!(
         again.status.code(),
@@ -256,27 +283,137 @@ fn import_maps_the_original_store_and_a_bad_line_imports_nothing() {
     );
 
     let log = EventLog::open(&data).unwrap();
-    assert_eq!(log.verify(), Ok(4));
-    let graph = log.projection().unwrap();
-    let task = &graph.targets["radix"].tasks["docs-1"];
-    assert_eq!(graph.targets["radix"].open_prs, 1);
-    assert_eq!(task.prs[0].pr, "12");
-    assert_eq!(task.attempts[0].digest.as_deref(), Some("d"));
-    let kinds: Vec<String> = log
-        .after(0, 10)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let events = log.after(0, 20).unwrap();
     assert_eq!(
-        kinds,
-        [
-            "attempt.started",
-            "attempt.succeeded",
-            "pr.opened",
-            "legacy.graph.node_added"
-        ]
+        events.len(),
+        11,
+        "every event the original stored, then the record"
     );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.origin == Some(leviathan_events::Origin::Import))
+    );
+    let record = &events[10];
+    assert_eq!(record.kind, "import.completed");
+    assert_eq!(record.payload["original_head"], head);
+    // The loose `task.completed` is kept, never acted on: the task is not done, while
+    // the imported attempt and PR that carry their references are.
+    assert_eq!(events[8].kind, "legacy.task.completed");
+    let graph = log.projection().unwrap();
+    let task = &graph.targets["radix"].tasks["docs-api"];
+    assert_eq!(graph.targets["radix"].open_prs, 1);
+    assert_eq!(task.prs[0].pr, "64");
+    assert_ne!(
+        task.status,
+        leviathan_events::projection::TaskStatus::Completed,
+        "a legacy event was acted on"
+    );
+    assert_eq!(
+        task.attempts[0].outcome,
+        leviathan_events::projection::AttemptOutcome::Succeeded
+    );
+}
+
+#[test]
+fn a_tampered_dropped_or_reordered_journal_imports_nothing_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<&str> = JOURNAL.lines().collect();
+    let edit = |n: usize, from: &str, to: &str| {
+        let mut l: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+        assert!(l[n].contains(from), "{from}");
+        l[n] = l[n].replacen(from, to, 1);
+        l.join("\n")
+    };
+    let without = |n: usize| {
+        let mut l = lines.clone();
+        l.remove(n);
+        l.join("\n")
+    };
+    let swapped = |a: usize, b: usize| {
+        let mut l = lines.clone();
+        l.swap(a, b);
+        l.join("\n")
+    };
+    for (name, text, line, id) in [
+        (
+            "payload",
+            edit(2, "\"attempt_number\":1", "\"attempt_number\":2"),
+            3,
+            "5b0c1d2e-0003",
+        ),
+        (
+            "float",
+            edit(1, "\"ratio\":0.1", "\"ratio\":0.2"),
+            2,
+            "5b0c1d2e-0002",
+        ),
+        ("non-ASCII", edit(1, "café", "cafe"), 2, "5b0c1d2e-0002"),
+        ("timestamp", edit(3, "+05:30", "+05:00"), 4, "5b0c1d2e-0004"),
+        (
+            "actor",
+            edit(8, "\"actor_id\":null", "\"actor_id\":\"x\""),
+            9,
+            "5b0c1d2e-0009",
+        ),
+        ("dropped", without(4), 5, "5b0c1d2e-0006"),
+        (
+            "dropped last but one",
+            without(8),
+            9,
+            "invalidation-attempt-7f3a-1769763609.5",
+        ),
+        ("swapped", swapped(5, 6), 6, "5b0c1d2e-0007"),
+        ("first missing", without(0), 1, "5b0c1d2e-0002"),
+    ] {
+        let data = dir.path().join(format!("data-{}", name.replace(' ', "-")));
+        let file = dir.path().join("journal.ndjson");
+        std::fs::write(&file, &text).unwrap();
+        let out = events_cmd(&data, &["import", file.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(
+            err.contains(&format!("journal.ndjson:{line}: "))
+                && err.contains(&format!("event {id}: ")),
+            "{name}: {err}"
+        );
+        assert!(err.contains("--allow-broken-chain"), "{name}: {err}");
+        assert_eq!(
+            EventLog::open(&data).unwrap().last_seq(),
+            0,
+            "{name}: a refused import appended events"
+        );
+
+        let out = stdout(&events_cmd(
+            &data,
+            &["import", "--allow-broken-chain", file.to_str().unwrap()],
+        ));
+        assert!(
+            out.contains(&format!("original chain BROKEN at line {line} (event {id}")),
+            "{name}: {out}"
+        );
+        let out = stdout(&events_cmd(&data, &["verify"]));
+        assert!(
+            out.contains("original chain NOT verified (imported with --allow-broken-chain; first break at line"),
+            "{name}: {out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "it vouches for its first {} events only",
+                line - 1
+            )),
+            "{name}: {out}"
+        );
+    }
+
+    // Re-spacing a line is no tampering: the original hashed the values, not the
+    // line's text.
+    let data = dir.path().join("data-respaced");
+    let file = dir.path().join("respaced.ndjson");
+    let respaced: Vec<String> = lines.iter().map(|l| respace(l)).collect();
+    std::fs::write(&file, respaced.join("\n")).unwrap();
+    let out = stdout(&events_cmd(&data, &["import", file.to_str().unwrap()]));
+    assert!(out.contains("original chain verified: 10 events"), "{out}");
 }
 
 #[test]

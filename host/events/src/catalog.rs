@@ -165,6 +165,11 @@ pub const CATALOG: &[EventType] = &[
         Refs::None,
         "a registry entry went away; payload: entry",
     ),
+    ty(
+        "import.completed",
+        Refs::None,
+        "closes a segment imported from the original's journal (the `events` before it); payload: file, events, chain (verified or broken), verified_events, original_head, first_break, report",
+    ),
 ];
 
 /// The namespace for types a client sends that the catalogue does not know.
@@ -288,21 +293,27 @@ pub fn map_legacy_kind(name: &str) -> String {
         _ => "",
     };
     if mapped.is_empty() {
-        let cleaned: String = name
-            .chars()
-            .map(|c| {
-                let c = c.to_ascii_lowercase();
-                if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        format!("{LEGACY_NAMESPACE}{cleaned}")
+        legacy_kind(name)
     } else {
         mapped.to_string()
     }
+}
+
+/// `name` under the legacy namespace, lower-cased, with any character outside
+/// `[a-z0-9._-]` replaced by `_`.
+pub fn legacy_kind(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{LEGACY_NAMESPACE}{cleaned}")
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod commit;
 mod event;
 pub mod import;
 mod index;
+pub mod original;
 pub mod projection;
 mod store;
 

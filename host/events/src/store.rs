@@ -599,6 +599,12 @@ impl EventLog {
     /// the previous event's hash, each hash matching its content. Returns the number
     /// of events, or the first sequence that does not verify.
     pub fn verify(&self) -> Result<u64, VerifyError> {
+        self.verify_each(|_| {})
+    }
+
+    /// [`EventLog::verify`], handing each verified event to `each` on the way (one
+    /// pass over the log, e.g. to collect the import records it holds).
+    pub fn verify_each(&self, mut each: impl FnMut(&Event)) -> Result<u64, VerifyError> {
         let mut expected = 1u64;
         let mut prev = GENESIS_HASH.to_string();
         for item in self.shared.tree.scan_prefix([b'e']) {
@@ -635,6 +641,7 @@ impl EventLog {
                     reason: "content does not match its hash (altered)".into(),
                 });
             }
+            each(&event);
             prev = event.hash;
             expected += 1;
         }

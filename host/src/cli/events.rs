@@ -1,5 +1,6 @@
 //! `leviathan-host events …`: append to, read, verify and export the event log.
 
+use super::custody;
 use super::sched::CLI_ACTOR;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
@@ -51,8 +52,13 @@ pub enum EventsCommand {
         /// Allow importing into a log that already holds events.
         #[arg(long)]
         into_nonempty: bool,
+        /// Import a journal whose hash chain is known to be broken; the log records
+        /// where it broke. Without it, the first break refuses the whole file.
+        #[arg(long)]
+        allow_broken_chain: bool,
     },
-    /// Check the whole hash chain; exit 1 naming the first bad sequence.
+    /// Check the whole hash chain; exit 1 naming the first bad sequence. Imported
+    /// segments are listed with how far the original's own chain vouches for them.
     Verify {
         #[arg(long, env = "LEVIATHAN_DATA_DIR")]
         data_dir: PathBuf,
@@ -160,6 +166,7 @@ pub fn run(command: EventsCommand) -> Result<i32> {
             data_dir,
             file,
             into_nonempty,
+            allow_broken_chain,
         } => {
             let text = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin()).context("reading stdin")?
@@ -170,7 +177,8 @@ pub fn run(command: EventsCommand) -> Result<i32> {
                 )
                 .with_context(|| format!("{} is not UTF-8", file.display()))?
             };
-            let drafts = import::parse_ndjson(&file.display().to_string(), &text)?;
+            let journal =
+                import::read_journal(&file.display().to_string(), &text, allow_broken_chain)?;
             let log = open(&data_dir)?;
             if log.last_seq() > 0 && !into_nonempty {
                 bail!(
@@ -179,20 +187,23 @@ pub fn run(command: EventsCommand) -> Result<i32> {
                     log.last_seq()
                 );
             }
-            let count = drafts.len();
-            let events = log.append_as(Provenance::import(), drafts)?;
-            let range = match (events.first(), events.last()) {
-                (Some(a), Some(b)) => format!(" as {}..={}", a.seq, b.seq),
-                _ => String::new(),
-            };
-            println!("imported {count} events{range}");
+            if journal.drafts.is_empty() {
+                println!("nothing to import: {} holds no events", file.display());
+                return Ok(0);
+            }
+            let events = log.append_as(Provenance::import(), journal.drafts.clone())?;
+            custody::print_import(&journal, events.first().map_or(0, |e| e.seq));
             Ok(0)
         }
         EventsCommand::Verify { data_dir } => {
             let log = open(&data_dir)?;
-            match log.verify() {
+            let mut segments = Vec::new();
+            match log.verify_each(|e| segments.extend(custody::Segment::of(e))) {
                 Ok(count) => {
                     println!("ok: {count} events, hash chain intact");
+                    for segment in &segments {
+                        println!("{}", segment.describe());
+                    }
                     Ok(0)
                 }
                 Err(e) => {

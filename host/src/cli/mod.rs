@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing, logging set-up and report printing.
 
 mod api;
+mod custody;
 mod events;
 mod plugins;
 mod scaffold;
