@@ -444,7 +444,8 @@ fn promtool() -> Option<&'static str> {
 #[test]
 fn tokens_reload_on_sighup_and_a_broken_file_keeps_the_old_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[], &[]);
+    // Polling off: only the signal can reload here.
+    let server = Server::start(dir.path(), &["--tokens-poll-ms", "0"], &[]);
     let tokens = dir.path().join("tokens.yaml");
     let fresh = "fresh-operator-token-42";
     write_tokens(&tokens, &[("new-ops", "operator", fresh)]);
@@ -476,6 +477,94 @@ fn tokens_reload_on_sighup_and_a_broken_file_keeps_the_old_ones() {
     }
     assert_eq!(server.get("/api/v1/graph", Some(fresh)).0, 200);
     assert!(server.log().contains("role"), "the error names the field");
+}
+
+/// Lays out `dir` as the kubelet mounts a Secret: `tokens.yaml -> ..data/tokens.yaml`,
+/// `..data -> <version>`; an update writes a new version directory and swaps `..data`
+/// by a rename, so the file the path resolves to changes without any write to it.
+fn kubelet_secret_version(dir: &Path, version: &str, entries: &[(&str, &str, &str)]) {
+    let versioned = dir.join(version);
+    std::fs::create_dir_all(&versioned).unwrap();
+    write_tokens(&versioned.join("tokens.yaml"), entries);
+    let next = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(version, &next).unwrap();
+    std::fs::rename(&next, dir.join("..data")).unwrap();
+    let link = dir.join("tokens.yaml");
+    if std::fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink("..data/tokens.yaml", &link).unwrap();
+    }
+}
+
+fn until_status(server: &Server, token: &str, status: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while server.get("/api/v1/graph", Some(token)).0 != status {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn tokens_reload_when_a_mounted_secret_or_the_file_changes_without_a_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    kubelet_secret_version(
+        dir.path(),
+        "..2026_12_04_v1",
+        &[("ops", "operator", OPERATOR), ("dash", "viewer", VIEWER)],
+    );
+    let server = Server::start(dir.path(), &["--tokens-poll-ms", "100"], &[]);
+    assert_eq!(server.get("/api/v1/graph", Some(VIEWER)).0, 200);
+
+    // A Secret update: the viewer's token rotated.
+    let rotated = "rotated-viewer-token-77";
+    kubelet_secret_version(
+        dir.path(),
+        "..2026_12_04_v2",
+        &[("ops", "operator", OPERATOR), ("dash", "viewer", rotated)],
+    );
+    until_status(&server, rotated, 200, "the rotated token never worked");
+    assert_eq!(
+        server.get("/api/v1/graph", Some(VIEWER)).0,
+        401,
+        "the old token still works"
+    );
+
+    // A broken version keeps the tokens in force and says why.
+    let versioned = dir.path().join("..2026_12_04_v3");
+    std::fs::create_dir_all(&versioned).unwrap();
+    std::fs::write(
+        versioned.join("tokens.yaml"),
+        "tokens: [{name: x, role: root, token: abcdefghijklmnopqrstuvwxyz}]\n",
+    )
+    .unwrap();
+    let next = dir.path().join("..data_tmp");
+    std::os::unix::fs::symlink("..2026_12_04_v3", &next).unwrap();
+    std::fs::rename(&next, dir.path().join("..data")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !server.log().contains("tokens file not reloaded") {
+        assert!(
+            Instant::now() < deadline,
+            "the broken file was not reported"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(server.get("/api/v1/graph", Some(rotated)).0, 200);
+
+    // The link replaced by a plain file, then that file edited in place.
+    let plain = dir.path().join("tokens.yaml");
+    std::fs::remove_file(&plain).unwrap();
+    write_tokens(&plain, &[("ops", "operator", OPERATOR)]);
+    until_status(
+        &server,
+        rotated,
+        401,
+        "the removed viewer token still works",
+    );
+    assert_eq!(server.get("/api/v1/graph", Some(OPERATOR)).0, 200);
+    let edited = "edited-in-place-operator-9";
+    write_tokens(&plain, &[("ops", "operator", edited)]);
+    until_status(&server, edited, 200, "an edit in place was not seen");
+    assert_eq!(server.get("/api/v1/graph", Some(OPERATOR)).0, 401);
+    assert!(server.stop().success());
 }
 
 #[test]

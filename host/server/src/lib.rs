@@ -35,6 +35,9 @@ pub struct ServeOptions {
     pub data_dir: PathBuf,
     /// The bearer tokens file (YAML).
     pub tokens_file: PathBuf,
+    /// How often the tokens file is checked for a change (a mounted Secret's update,
+    /// an edit); zero leaves reloading to SIGHUP alone.
+    pub tokens_poll: Duration,
     /// The plugin registry directory (loaded at start, then watched).
     pub plugin_dir: PathBuf,
     /// Policy file for the `plugins:` settings; default: the built-in policy.
@@ -403,6 +406,9 @@ pub fn serve(
             options.reload_debounce,
         );
         tokio::spawn(reload_on_sighup(state.clone(), signals.hangup));
+        if !options.tokens_poll.is_zero() {
+            tokio::spawn(reload_on_change(state.clone(), options.tokens_poll));
+        }
         let passes = match config {
             Some(config) => {
                 let plugin_state = state.clone();
@@ -485,11 +491,52 @@ impl Signals {
 
 async fn reload_on_sighup(state: Arc<AppState>, mut hup: tokio::signal::unix::Signal) {
     while hup.recv().await.is_some() {
-        match state.reload_tokens() {
-            Ok(count) => tracing::info!(tokens = count, "tokens file reloaded"),
-            Err(e) => {
-                tracing::error!(error = %e, "tokens file not reloaded; the previous tokens stay in force")
-            }
+        reload_and_log(&state, "SIGHUP");
+    }
+}
+
+/// Re-reads the tokens file, logging the outcome; a broken file keeps the old tokens.
+fn reload_and_log(state: &AppState, why: &str) {
+    match state.reload_tokens() {
+        Ok(count) => tracing::info!(tokens = count, why, "tokens file reloaded"),
+        Err(e) => tracing::error!(
+            error = %e,
+            why,
+            "tokens file not reloaded; the previous tokens stay in force"
+        ),
+    }
+}
+
+/// What identifies the tokens file's current content without reading it: device,
+/// inode, size and modification time of what the path resolves to. A kubelet Secret
+/// update (a new directory behind the `..data` symlink), a rename over the file and an
+/// edit in place each change it.
+fn file_identity(path: &std::path::Path) -> Option<(u64, u64, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+/// Reloads the tokens whenever the file's identity changes, checked every `every`
+/// (nobody sends signals into a pod). A file that is briefly missing during an update
+/// keeps the tokens in force and is reloaded once it is back.
+async fn reload_on_change(state: Arc<AppState>, every: Duration) {
+    let mut seen = file_identity(&state.tokens_file);
+    let mut stop = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|stopping| *stopping) => return,
         }
+        let now = file_identity(&state.tokens_file);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        if seen.is_none() {
+            tracing::warn!("tokens file missing; the previous tokens stay in force");
+            continue;
+        }
+        reload_and_log(&state, "file changed");
     }
 }

@@ -77,7 +77,7 @@ enum Command {
         /// The event store directory (sled).
         #[arg(long, env = "LEVIATHAN_DATA_DIR")]
         data_dir: PathBuf,
-        /// Bearer tokens (YAML: `tokens:` list of {name, role, token | sha256}); re-read on SIGHUP.
+        /// Bearer tokens (YAML: `tokens:` list of {name, role, token | sha256}); re-read on SIGHUP and when the file changes.
         #[arg(long, env = "LEVIATHAN_TOKENS_FILE")]
         tokens_file: PathBuf,
         /// Plugin registry directory (watched; changes load without a restart);
@@ -90,6 +90,10 @@ enum Command {
         /// Milliseconds a registry change must be quiet before it is reloaded.
         #[arg(long, default_value_t = 300)]
         reload_debounce_ms: u64,
+        /// Milliseconds between checks of the tokens file for a change (a mounted
+        /// Secret's update, an edit); 0 reloads on SIGHUP only.
+        #[arg(long, default_value_t = 2000, env = "LEVIATHAN_TOKENS_POLL_MS")]
+        tokens_poll_ms: u64,
         /// Largest request body in bytes.
         #[arg(long, default_value_t = leviathan_server::DEFAULT_BODY_LIMIT)]
         body_limit: usize,
@@ -146,6 +150,7 @@ pub fn main() -> i32 {
             plugin_dir,
             policy,
             reload_debounce_ms,
+            tokens_poll_ms,
             body_limit,
             shutdown_grace_secs,
             config,
@@ -172,6 +177,7 @@ pub fn main() -> i32 {
                 listen,
                 data_dir,
                 tokens_file,
+                tokens_poll: Duration::from_millis(tokens_poll_ms),
                 plugin_dir: plugin_dir.unwrap_or_else(Registry::default_dir),
                 policy,
                 reload_debounce: std::time::Duration::from_millis(reload_debounce_ms),
