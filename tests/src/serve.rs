@@ -161,6 +161,16 @@ impl Server {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
+
+    /// Waits up to 15 s for `text` in the server's log; panics with `what` if it never
+    /// comes.
+    pub fn wait_for_log(&self, text: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.log().contains(text) {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for Server {

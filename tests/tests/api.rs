@@ -467,14 +467,10 @@ fn tokens_reload_on_sighup_and_a_broken_file_keeps_the_old_ones() {
     )
     .unwrap();
     server.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.log().contains("tokens file not reloaded") {
-        assert!(
-            Instant::now() < deadline,
-            "the broken file was not reported"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.wait_for_log(
+        "tokens file not reloaded",
+        "the broken file was not reported",
+    );
     assert_eq!(server.get("/api/v1/graph", Some(fresh)).0, 200);
     assert!(server.log().contains("role"), "the error names the field");
 }
@@ -482,10 +478,10 @@ fn tokens_reload_on_sighup_and_a_broken_file_keeps_the_old_ones() {
 /// Lays out `dir` as the kubelet mounts a Secret: `tokens.yaml -> ..data/tokens.yaml`,
 /// `..data -> <version>`; an update writes a new version directory and swaps `..data`
 /// by a rename, so the file the path resolves to changes without any write to it.
-fn kubelet_secret_version(dir: &Path, version: &str, entries: &[(&str, &str, &str)]) {
+fn kubelet_secret_version(dir: &Path, version: &str, write: impl FnOnce(&Path)) {
     let versioned = dir.join(version);
     std::fs::create_dir_all(&versioned).unwrap();
-    write_tokens(&versioned.join("tokens.yaml"), entries);
+    write(&versioned.join("tokens.yaml"));
     let next = dir.join("..data_tmp");
     std::os::unix::fs::symlink(version, &next).unwrap();
     std::fs::rename(&next, dir.join("..data")).unwrap();
@@ -506,21 +502,23 @@ fn until_status(server: &Server, token: &str, status: u16, what: &str) {
 #[test]
 fn tokens_reload_when_a_mounted_secret_or_the_file_changes_without_a_signal() {
     let dir = tempfile::tempdir().unwrap();
-    kubelet_secret_version(
-        dir.path(),
-        "..2026_12_04_v1",
-        &[("ops", "operator", OPERATOR), ("dash", "viewer", VIEWER)],
-    );
+    kubelet_secret_version(dir.path(), "..2026_12_04_v1", |f| {
+        write_tokens(
+            f,
+            &[("ops", "operator", OPERATOR), ("dash", "viewer", VIEWER)],
+        )
+    });
     let server = Server::start(dir.path(), &["--tokens-poll-ms", "100"], &[]);
     assert_eq!(server.get("/api/v1/graph", Some(VIEWER)).0, 200);
 
     // A Secret update: the viewer's token rotated.
     let rotated = "rotated-viewer-token-77";
-    kubelet_secret_version(
-        dir.path(),
-        "..2026_12_04_v2",
-        &[("ops", "operator", OPERATOR), ("dash", "viewer", rotated)],
-    );
+    kubelet_secret_version(dir.path(), "..2026_12_04_v2", |f| {
+        write_tokens(
+            f,
+            &[("ops", "operator", OPERATOR), ("dash", "viewer", rotated)],
+        )
+    });
     until_status(&server, rotated, 200, "the rotated token never worked");
     assert_eq!(
         server.get("/api/v1/graph", Some(VIEWER)).0,
@@ -529,24 +527,17 @@ fn tokens_reload_when_a_mounted_secret_or_the_file_changes_without_a_signal() {
     );
 
     // A broken version keeps the tokens in force and says why.
-    let versioned = dir.path().join("..2026_12_04_v3");
-    std::fs::create_dir_all(&versioned).unwrap();
-    std::fs::write(
-        versioned.join("tokens.yaml"),
-        "tokens: [{name: x, role: root, token: abcdefghijklmnopqrstuvwxyz}]\n",
-    )
-    .unwrap();
-    let next = dir.path().join("..data_tmp");
-    std::os::unix::fs::symlink("..2026_12_04_v3", &next).unwrap();
-    std::fs::rename(&next, dir.path().join("..data")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !server.log().contains("tokens file not reloaded") {
-        assert!(
-            Instant::now() < deadline,
-            "the broken file was not reported"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    kubelet_secret_version(dir.path(), "..2026_12_04_v3", |f| {
+        std::fs::write(
+            f,
+            "tokens: [{name: x, role: root, token: abcdefghijklmnopqrstuvwxyz}]\n",
+        )
+        .unwrap()
+    });
+    server.wait_for_log(
+        "tokens file not reloaded",
+        "the broken file was not reported",
+    );
     assert_eq!(server.get("/api/v1/graph", Some(rotated)).0, 200);
 
     // The link replaced by a plain file, then that file edited in place.

@@ -965,10 +965,9 @@ fn ids_git_refuses_and_numeric_tokens_are_refused_without_echo() {
     )
     .unwrap();
     server.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.log().contains("tokens file not reloaded") {
-        assert!(Instant::now() < deadline, "the reload error was not logged");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.wait_for_log(
+        "tokens file not reloaded",
+        "the reload error was not logged",
+    );
     assert!(!server.log().contains(digits), "{}", server.log());
 }
