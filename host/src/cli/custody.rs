@@ -4,14 +4,19 @@
 use leviathan_events::Event;
 use leviathan_events::import::{IMPORT_COMPLETED, Journal};
 
-/// Prints what an import did: its range, how far the original's chain verified, and
-/// per original type what was imported as-is and what was kept as legacy, and why.
-pub fn print_import(journal: &Journal, first_seq: u64) {
-    let count = journal.events() as u64;
-    let last = first_seq + count - 1;
+/// Prints what an import did: its range (`appended`: the journal's events, then the
+/// import record), how far the original's chain verified, and per original type what
+/// was imported as-is and what was kept as legacy, and why.
+pub fn print_import(journal: &Journal, appended: &[Event]) {
+    let (Some(first), Some(record)) = (appended.first(), appended.last()) else {
+        return;
+    };
+    let count = appended.len() - 1;
     println!(
-        "imported {count} events as {first_seq}..={last}, closed by `{IMPORT_COMPLETED}` at {}",
-        last + 1
+        "imported {count} events as {}..={}, closed by `{IMPORT_COMPLETED}` at {}",
+        first.seq,
+        record.seq - 1,
+        record.seq
     );
     let head = journal.chain.head.as_deref().unwrap_or("(none)");
     match &journal.chain.first_break {

@@ -177,7 +177,7 @@ pub fn run(command: EventsCommand) -> Result<i32> {
                 )
                 .with_context(|| format!("{} is not UTF-8", file.display()))?
             };
-            let journal =
+            let mut journal =
                 import::read_journal(&file.display().to_string(), &text, allow_broken_chain)?;
             let log = open(&data_dir)?;
             if log.last_seq() > 0 && !into_nonempty {
@@ -191,8 +191,10 @@ pub fn run(command: EventsCommand) -> Result<i32> {
                 println!("nothing to import: {} holds no events", file.display());
                 return Ok(0);
             }
-            let events = log.append_as(Provenance::import(), journal.drafts.clone())?;
-            custody::print_import(&journal, events.first().map_or(0, |e| e.seq));
+            // The drafts go to the log; the chain check and the report stay to print.
+            let drafts = std::mem::take(&mut journal.drafts);
+            let appended = log.append_as(Provenance::import(), drafts)?;
+            custody::print_import(&journal, &appended);
             Ok(0)
         }
         EventsCommand::Verify { data_dir } => {
