@@ -14,12 +14,14 @@ const CRATES: &[(&str, u32, &[&str])] = &[
     ("leviathan-events", 1, &["sled"]),
     ("leviathan-forge", 2, &["octocrab"]),
     ("leviathan-scheduler", 3, &[]),
+    ("leviathan-console", 3, &["maud"]),
     (
         "leviathan-server",
-        3,
+        4,
         &["axum", "hyper", "hyper-util", "prometheus-client"],
     ),
-    ("leviathan-host", 4, &["clap"]),
+    ("leviathan-cli", 4, &["ureq"]),
+    ("leviathan-host", 5, &[]),
 ];
 
 /// Every workspace package's normal dependencies, by name.
@@ -84,4 +86,10 @@ fn each_crate_depends_only_on_lower_layers_and_owns_its_heavy_dependencies() {
     assert!(deps["leviathan-scheduler"].contains(&"leviathan-sandbox".to_string()));
     assert!(!deps["leviathan-server"].contains(&"leviathan-scheduler".to_string()));
     assert!(deps["leviathan-forge"].contains(&"leviathan-events".to_string()));
+    // The commands other than `serve` sit below the binary and never see the server.
+    assert!(!deps["leviathan-cli"].contains(&"leviathan-server".to_string()));
+    assert!(deps["leviathan-host"].contains(&"leviathan-cli".to_string()));
+    // The console sits below the server and knows neither it nor the scheduler.
+    assert!(deps["leviathan-server"].contains(&"leviathan-console".to_string()));
+    assert!(!deps["leviathan-console"].contains(&"leviathan-scheduler".to_string()));
 }

@@ -1,7 +1,7 @@
 //! The deployment material's checks (issue #14): the alert rules with promtool, the
 //! image's Dockerfile with hadolint, every Kustomize overlay rendered alone and with
 //! every optional component, and the core objects of each render validated with
-//! `kubernetes-validate --strict`.
+//! `kubernetes-validate --strict`, and `leviathan-host check` on every render.
 //! A missing tool is an error, never a skip.
 
 use crate::run::{cmd, has, output, pip_install, root, run, runs};
@@ -86,18 +86,33 @@ fn check_alerts() -> Result<()> {
     run(cmd("promtool", &["test", "rules"]).arg(alerts.join("leviathan.tests.yaml")))
 }
 
-/// The alert rules, hadolint on the Dockerfile, every render, and schema validation
-/// of the renders that hold only core objects (the components add custom resources,
-/// whose schemas kubernetes-validate does not have).
+/// The alert rules, hadolint on the Dockerfile, every render, schema validation of
+/// the renders that hold only core objects (the components add custom resources,
+/// whose schemas kubernetes-validate does not have), and `leviathan-host check` on
+/// every render and on the repository's configuration and registry. Needs the host
+/// built (it runs after the build).
 pub fn check() -> Result<()> {
     ensure_tools()?;
     check_alerts()?;
     let dockerfile = root().join("ops/Dockerfile");
     run(cmd("hadolint", &[]).arg(&dockerfile))?;
-    for (file, with_components) in render_all()? {
+    let renders = render_all()?;
+    for (file, with_components) in &renders {
         if !with_components {
-            run(cmd("kubernetes-validate", &["--strict", "--quiet"]).arg(&file))?;
+            run(cmd("kubernetes-validate", &["--strict", "--quiet"]).arg(file))?;
         }
     }
-    Ok(())
+    let config = root().join("ops/k8s/base/config");
+    let mut check = cmd(&crate::build::host_binary().to_string_lossy(), &["check"]);
+    for (file, _) in &renders {
+        check.arg("--rendered").arg(file);
+    }
+    check
+        .arg("--plugin-dir")
+        .arg(crate::build::registry_dir())
+        .arg("--config")
+        .arg(config.join("targets.yaml"))
+        .arg("--policy")
+        .arg(config.join("policy.yaml"));
+    run(&mut check)
 }

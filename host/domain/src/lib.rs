@@ -2,7 +2,7 @@
 //! repository paths and capability-scoped file access in untrusted trees, bounded YAML,
 //! the backlog and its write-back, policies, the targets configuration, the plugin
 //! registry's manifests, signatures, scan and routing, branch names, the clock and cron
-//! schedules, percent-encoding.
+//! schedules, percent-encoding, the API's bearer tokens file.
 
 pub mod backlog;
 pub mod branches;
@@ -15,5 +15,6 @@ pub mod percent;
 pub mod policy;
 pub mod registry;
 pub mod repofs;
+pub mod tokens;
 pub mod writeback;
 pub mod yaml;

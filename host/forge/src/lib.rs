@@ -5,3 +5,10 @@
 pub mod git;
 pub mod github;
 pub mod pull_requests;
+
+/// The targets and where the host keeps their clones: what the local forge's
+/// endpoints and the console's diffs read.
+pub struct ForgeContext {
+    pub config: leviathan_domain::config::Config,
+    pub work_dir: std::path::PathBuf,
+}

@@ -1,9 +1,13 @@
 //! The control-plane API (axum): versioned JSON under `/api/v1`, health and metrics,
-//! bearer-token auth, request ids, graceful shutdown; the operator console under
-//! `/console`.
+//! bearer-token auth, request ids, graceful shutdown; the operator console (the
+//! `leviathan-console` crate) mounted under `/console`.
 
-pub mod auth;
-pub mod console;
+pub use leviathan_console as console;
+pub use leviathan_console::{ExplainWaits, TaskWait, Waits};
+pub use leviathan_domain::tokens as auth;
+pub use leviathan_forge::ForgeContext;
+
+mod console_host;
 mod error;
 mod graph;
 pub mod limits;
@@ -86,40 +90,6 @@ pub struct Background {
     pub explain: Option<ExplainWaits>,
 }
 
-/// Where each task of a backlog stands if a pass ran now, as the scheduler decides
-/// it: `(backlog, policy, the target in the log, its open agent branches, paused)`.
-pub type ExplainWaits = Arc<
-    dyn Fn(
-            &leviathan_domain::backlog::Backlog,
-            &leviathan_domain::policy::Policy,
-            Option<&leviathan_events::projection::TargetView>,
-            &[String],
-            bool,
-        ) -> Waits
-        + Send
-        + Sync,
->;
-
-/// The scheduler's view of a target's tasks.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Waits {
-    /// The reason (and detail) that holds the whole target back, if one does.
-    pub stop: Option<(String, String)>,
-    /// Every task in backlog order.
-    pub tasks: Vec<TaskWait>,
-}
-
-/// Where one task stands.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TaskWait {
-    pub task: String,
-    /// The skip reason (`deps`, `inflight`, …), when the pass would pass it over.
-    pub skipped: Option<String>,
-    pub detail: String,
-    /// The earlier task that would run first, when this one could run too.
-    pub behind: Option<String>,
-}
-
 /// Largest request body accepted by default (1 MiB).
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 
@@ -187,12 +157,6 @@ pub struct AppState {
     pub console: console::ConsoleState,
     /// The scheduler's decision rule, once the passes have started.
     pub explain: std::sync::OnceLock<ExplainWaits>,
-}
-
-/// What the local forge's endpoints need.
-pub struct ForgeContext {
-    pub config: leviathan_domain::config::Config,
-    pub work_dir: PathBuf,
 }
 
 /// Errors that stop `serve` from starting.
@@ -316,7 +280,7 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .route("/readyz", get(observe::readyz))
         .route("/metrics", get(observe::metrics))
         .merge(api)
-        .merge(console::router())
+        .merge(console_host::routes())
         .fallback(observe::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(

@@ -143,8 +143,7 @@ pub async fn serve(
 
 /// The address a request came from, added to every request as an extension (the
 /// console's login limit counts failures per address).
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub std::net::SocketAddr);
+pub use leviathan_console::PeerAddr;
 
 #[allow(clippy::too_many_arguments)]
 async fn connection(

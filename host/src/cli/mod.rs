@@ -1,16 +1,9 @@
-//! Command-line interface: argument parsing, logging set-up and report printing.
-
-mod api;
-mod custody;
-mod events;
-mod plugins;
-mod scaffold;
-mod sched;
+//! Command-line interface: the command tree, and `serve` wired to the server and
+//! the scheduler's passes. Every other command lives in `leviathan-cli`.
 
 use clap::{Parser, Subcommand};
+use leviathan_cli::{events, exit_code, init_tracing, plugins, sched};
 use leviathan_domain::registry::Registry;
-use leviathan_sandbox::exec::{ErrorKind, ExecFailure, ExecReport, ExecRequest, exec};
-use leviathan_sandbox::{ArtifactCache, Sandbox};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -69,6 +62,24 @@ enum Command {
     /// The local forge's pull requests.
     #[command(subcommand)]
     Prs(sched::PrsCommand),
+    /// Check the deployment's and the project's invariants (docs/DEPLOYMENT.md).
+    Check {
+        /// Rendered manifests (`kubectl kustomize` output): files, or directories of `*.yaml`.
+        #[arg(long, default_value = "target/ops/rendered")]
+        rendered: Vec<PathBuf>,
+        /// Plugin registry directory; default: $LEVIATHAN_PLUGIN_DIR or plugins/registry.
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
+        /// A targets configuration to load.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A policy file to load.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Print one JSON object per check.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the control-plane API (HTTP) over the event log.
     Serve {
         /// Address to bind; a port of 0 picks a free one (printed on start).
@@ -214,27 +225,7 @@ pub fn main() -> i32 {
             plugin_dir,
             json,
             data_dir,
-        } => {
-            let request = ExecRequest {
-                repo,
-                task_id: task,
-                policy,
-                registry_dir: plugin_dir.unwrap_or_else(Registry::default_dir),
-            };
-            let result = recorded(data_dir.as_deref(), &request, |request| {
-                Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir()))
-                    .map_err(|e| ExecFailure {
-                        kind: ErrorKind::ExecutorFailed,
-                        message: e.to_string(),
-                    })
-                    .and_then(|sandbox| exec(&sandbox, request))
-            });
-            print_exec(&result, json);
-            match result {
-                Ok(_) => 0,
-                Err(e) => e.kind.exit_code(),
-            }
-        }
+        } => leviathan_cli::exec_task(repo, task, policy, plugin_dir, json, data_dir),
         Command::Tick {
             config,
             data_dir,
@@ -244,16 +235,22 @@ pub fn main() -> i32 {
         Command::Prs(command) => exit_code(sched::prs(command)),
         Command::Events(command) => exit_code(events::run(command)),
         Command::Plugins(command) => exit_code(plugins::run(command)),
+        Command::Check {
+            rendered,
+            plugin_dir,
+            config,
+            policy,
+            json,
+        } => exit_code(leviathan_cli::check::run(
+            &leviathan_cli::check::Inputs {
+                rendered,
+                plugin_dir,
+                config,
+                policy,
+            },
+            json,
+        )),
     }
-}
-
-/// A command's exit code: its own on success; on an error, the error (with its
-/// causes) on stderr and 1.
-fn exit_code(result: anyhow::Result<i32>) -> i32 {
-    result.unwrap_or_else(|e| {
-        eprintln!("error: {e:#}");
-        1
-    })
 }
 
 /// The scheduler's passes beside the API, on the server's log, sandbox and plugins,
@@ -307,99 +304,5 @@ fn explain_waits(
                 wait
             })
             .collect(),
-    }
-}
-
-/// Runs `run`, recording `attempt.started` and its outcome in the event log at
-/// `data_dir` when one is given. A log that cannot be opened fails the attempt before
-/// it starts; one that cannot record the outcome is reported on stderr.
-fn recorded(
-    data_dir: Option<&std::path::Path>,
-    request: &ExecRequest,
-    run: impl FnOnce(&ExecRequest) -> Result<ExecReport, ExecFailure>,
-) -> Result<ExecReport, ExecFailure> {
-    use leviathan_events::EventLog;
-    use leviathan_scheduler::attempt_events as attempts;
-    let Some(dir) = data_dir else {
-        return run(request);
-    };
-    let target = std::fs::canonicalize(&request.repo)
-        .unwrap_or_else(|_| request.repo.clone())
-        .to_string_lossy()
-        .into_owned();
-    let attempt = attempts::new_attempt_id(&request.task_id);
-    let log = EventLog::open(dir)
-        .and_then(|log| {
-            log.append(vec![attempts::started(&target, &request.task_id, &attempt)])?;
-            Ok(log)
-        })
-        .map_err(|e| ExecFailure {
-            kind: ErrorKind::ExecutorFailed,
-            message: format!("cannot record the attempt: {e}"),
-        })?;
-    let result = run(request);
-    let outcome = attempts::finished(&target, &request.task_id, &attempt, &result);
-    if let Err(e) = log.append(vec![outcome]) {
-        eprintln!("warning: attempt {attempt}: outcome not recorded: {e}");
-    }
-    result
-}
-
-/// Logs go to stderr, filtered by `LEVIATHAN_LOG` (default `default_level`), as JSON
-/// lines when `LEVIATHAN_LOG_FORMAT=json`.
-fn init_tracing(default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LEVIATHAN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .with_target(false);
-    if std::env::var("LEVIATHAN_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().with_current_span(true).init();
-    } else {
-        builder.init();
-    }
-}
-
-fn print_exec(result: &Result<ExecReport, ExecFailure>, json: bool) {
-    match (result, json) {
-        (Ok(report), true) => {
-            let files: Vec<_> = report
-                .files
-                .iter()
-                .map(|f| serde_json::json!({"path": f.path.as_string(), "sha256": f.sha256, "bytes": f.bytes}))
-                .collect();
-            let value = serde_json::json!({
-                "task": report.task, "executor": report.executor, "files": files, "digest": report.digest,
-            });
-            println!("{value}");
-        }
-        (Err(e), true) => {
-            println!(
-                "{}",
-                serde_json::json!({"error": {"kind": e.kind.as_str(), "message": e.message}})
-            );
-        }
-        (Ok(report), false) => {
-            println!(
-                "task {}: {} ({})",
-                report.task, report.summary, report.executor
-            );
-            if report.files.is_empty() {
-                println!("  no changes: the worktree already holds the output");
-            }
-            for f in &report.files {
-                println!(
-                    "  wrote {}  ({} bytes, sha256 {})",
-                    f.path.as_string(),
-                    f.bytes,
-                    f.sha256
-                );
-            }
-            println!("  change digest {}", report.digest);
-        }
-        (Err(e), false) => {
-            eprintln!("error ({}): {}", e.kind.as_str(), e.message);
-        }
     }
 }

@@ -2,7 +2,7 @@
 //! caller, the token's digest, the CSRF token, idle and absolute expiry), and the
 //! rate limit on failed logins.
 
-use crate::auth::{Principal, Tokens};
+use leviathan_domain::tokens::{Principal, Tokens};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -200,7 +200,7 @@ impl LoginLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Role;
+    use leviathan_domain::tokens::Role;
 
     fn principal(name: &str) -> Principal {
         Principal {

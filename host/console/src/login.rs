@@ -1,17 +1,15 @@
 //! Logging in with an API token (which starts a server-side session) and out.
 
 use super::layout::{self, Live};
-use super::{Authed, SESSION_COOKIE, error_page, respond, same_origin, session_id};
-use crate::AppState;
-use crate::auth::token_digest;
-use crate::listener::PeerAddr;
-use axum::Form;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use super::session::Session;
+use super::web::{ConsoleRequest, Response, redirect};
+use super::{SESSION_COOKIE, error_page, respond, same_origin, session_id};
+use crate::host::ConsoleHost;
+use http::StatusCode;
+use http::header::{self, HeaderValue};
+use leviathan_domain::tokens::token_digest;
 use maud::html;
 use serde::Deserialize;
-use std::sync::Arc;
 
 /// Where to go after logging in: only a console path of this host.
 pub fn safe_next(next: Option<&str>) -> String {
@@ -53,14 +51,17 @@ fn login_page(next: &str, message: Option<&str>) -> Response {
 }
 
 /// `GET /console/login`
-pub async fn form(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Query(q): Query<NextQuery>,
-) -> Response {
+pub fn form(state: &dyn ConsoleHost, req: &ConsoleRequest) -> Response {
+    let Some(q) = req.query::<NextQuery>() else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            None,
+            "The query could not be read.",
+        );
+    };
     let next = safe_next(q.next.as_deref());
-    if session_id(&headers).is_some_and(|id| state.console.sessions.get(&id).is_some()) {
-        return Redirect::to(&next).into_response();
+    if session_id(&req.headers).is_some_and(|id| state.console().sessions.get(&id).is_some()) {
+        return redirect(&next);
     }
     login_page(&next, None)
 }
@@ -72,20 +73,15 @@ pub struct LoginForm {
 }
 
 /// `POST /console/login`
-pub async fn submit(
-    State(state): State<Arc<AppState>>,
-    peer: Option<axum::Extension<PeerAddr>>,
-    headers: HeaderMap,
-    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    if !same_origin(&headers) {
+pub fn submit(state: &dyn ConsoleHost, req: &ConsoleRequest) -> Response {
+    if !same_origin(&req.headers) {
         return error_page(
             StatusCode::FORBIDDEN,
             None,
             "Refused: the login did not come from the console's own page.",
         );
     }
-    let Ok(Form(form)) = form else {
+    let Some(form) = req.form::<LoginForm>() else {
         return error_page(
             StatusCode::BAD_REQUEST,
             None,
@@ -93,10 +89,11 @@ pub async fn submit(
         );
     };
     let next = safe_next(form.next.as_deref());
-    let address = peer
-        .map(|p| p.0.0.ip())
+    let address = req
+        .peer
+        .map(|p| p.0.ip())
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let limiter = &state.console.logins;
+    let limiter = &state.console().logins;
     if !limiter.allows(address) {
         let mut r = login_page(
             &next,
@@ -115,11 +112,11 @@ pub async fn submit(
     };
     tracing::info!(caller = %principal.name, "console login");
     let id = state
-        .console
+        .console()
         .sessions
         .create(principal, token_digest(token));
     let cookie = format!("{SESSION_COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Strict");
-    let mut response = Redirect::to(&next).into_response();
+    let mut response = redirect(&next);
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
@@ -133,19 +130,21 @@ pub struct LogoutForm {
 }
 
 /// `POST /console/logout`
-pub async fn logout(
-    State(state): State<Arc<AppState>>,
-    Authed(session): Authed,
-    headers: HeaderMap,
-    Form(form): Form<LogoutForm>,
-) -> Response {
-    if let Err(refused) = super::check_form(&session, &headers, &form.csrf) {
-        return refused.page(Some(&session));
+pub fn logout(state: &dyn ConsoleHost, session: &Session, req: &ConsoleRequest) -> Response {
+    let Some(form) = req.form::<LogoutForm>() else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            Some(session),
+            "The form could not be read.",
+        );
+    };
+    if let Err(refused) = super::check_form(session, &req.headers, &form.csrf) {
+        return refused.page(Some(session));
     }
-    if let Some(id) = session_id(&headers) {
-        state.console.sessions.end(&id);
+    if let Some(id) = session_id(&req.headers) {
+        state.console().sessions.end(&id);
     }
-    let mut response = Redirect::to("/console/login").into_response();
+    let mut response = redirect("/console/login");
     let clear = format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
     if let Ok(value) = HeaderValue::from_str(&clear) {
         response.headers_mut().insert(header::SET_COOKIE, value);

@@ -3,7 +3,7 @@
 //! times, links. maud escapes every value; nothing here opts out.
 
 use super::session::Session;
-use crate::auth::Role;
+use leviathan_domain::tokens::Role;
 use maud::{DOCTYPE, Markup, html};
 
 /// How the script keeps a view current.

@@ -1,7 +1,7 @@
 //! Bearer tokens from a YAML file (`--tokens-file`): roles, hashed storage and
 //! constant-time checks. Tokens are never logged; only their names are.
 
-use leviathan_domain::yaml::{self, Fields, InputError};
+use crate::yaml::{self, Fields, InputError};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::Path;

@@ -3,16 +3,15 @@
 
 use super::layout::{self, Live, Tone, badge, encode, time};
 use super::overview::{breaker_badge, forge_name, pass_outcome, status_badge};
-use super::{Authed, error_page, respond};
-use crate::{AppState, Waits};
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use super::session::Session;
+use super::web::Response;
+use super::{error_page, respond};
+use crate::host::{ConsoleHost, Host, Waits};
+use http::StatusCode;
 use leviathan_domain::backlog::{BACKLOG_PATH, Backlog, MAX_BACKLOG};
 use leviathan_domain::config::Target;
 use leviathan_events::projection::{PrState, TargetView, TaskStatus};
 use maud::{Markup, html};
-use std::sync::Arc;
 
 /// Most attempts listed on a target's page (the newest).
 const MAX_ROWS: usize = 50;
@@ -85,7 +84,7 @@ impl Row {
 }
 
 fn rows(
-    state: &AppState,
+    state: &dyn ConsoleHost,
     target: &Target,
     backlog: &Backlog,
     view: Option<&TargetView>,
@@ -103,12 +102,10 @@ fn rows(
         .unwrap_or_default();
     let paused = host_paused || view.is_some_and(|v| v.paused);
     let waits: Option<Waits> = state
-        .explain
-        .get()
+        .explain()
         .map(|explain| explain(backlog, &target.policy, view, &open_branches, paused));
     let plugins = state
-        .plugins
-        .current()
+        .plugins()
         .filter(|set| set.rules == target.policy.plugins);
     backlog
         .tasks
@@ -249,15 +246,14 @@ fn attempts_and_prs(id: &str, view: &TargetView, now: u64) -> Markup {
 }
 
 /// Renders target `id` for `session` (the bench calls this directly).
-pub fn render(state: &AppState, session: &super::session::Session, id: &str) -> Response {
+pub fn render(state: &dyn ConsoleHost, session: &super::session::Session, id: &str) -> Response {
     let now = leviathan_domain::clock::now_ms();
-    let last_seq = state.log.last_seq();
+    let last_seq = state.log().last_seq();
     let target = state
-        .forge
-        .as_ref()
+        .forge()
         .and_then(|f| f.config.targets.iter().find(|t| t.id == id).map(|t| (f, t)));
     let Ok((view, host_paused)) = state
-        .log
+        .log()
         .with_projection(|p| (p.targets.get(id).cloned(), p.paused))
     else {
         return error_page(
@@ -323,12 +319,8 @@ pub fn render(state: &AppState, session: &super::session::Session, id: &str) -> 
 }
 
 /// `GET /console/targets/{id}`
-pub async fn target(
-    State(state): State<Arc<AppState>>,
-    Authed(session): Authed,
-    Path(id): Path<String>,
-) -> Response {
-    tokio::task::spawn_blocking(move || render(&state, &session, &id))
+pub async fn target(state: Host, session: Session, id: String) -> Response {
+    tokio::task::spawn_blocking(move || render(&*state, &session, &id))
         .await
         .unwrap_or_else(|_| {
             error_page(

@@ -2,15 +2,13 @@
 //! counts and the latest failures.
 
 use super::layout::{self, Live, Tone, badge, encode, time};
-use super::{Authed, respond};
-use crate::AppState;
-use axum::extract::State;
-use axum::response::Response;
+use super::respond;
+use super::web::Response;
+use crate::host::ConsoleHost;
 use leviathan_domain::config::{Config, Forge, Target};
 use leviathan_events::projection::{PassNote, Projection, TargetView, TaskStatus};
 use maud::{Markup, html};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// Every target the console knows: the configured ones in configuration order,
 /// then any other the log holds.
@@ -111,7 +109,7 @@ fn next_pass(config: Option<&Config>, last_tick_ms: Option<u64>, now: u64) -> Ma
 
 /// Autonomy: running, paused (by whom, why), disabled by policy, or unknown.
 fn autonomy(
-    state: &AppState,
+    state: &dyn ConsoleHost,
     session: &super::session::Session,
     p: Option<&Projection>,
     now: u64,
@@ -135,7 +133,7 @@ fn autonomy(
                     }
                     (layout::action_link(session, "resume", "", "Resume autonomy"))
                 }
-                Some(_) if !state.autonomy_enabled => {
+                Some(_) if !state.autonomy_enabled() => {
                     (badge(Tone::Neutral, "disabled by policy"))
                     p.muted { "No target's policy has autonomy_enabled." }
                 }
@@ -158,9 +156,13 @@ pub fn forge_name(target: Option<&Target>) -> &'static str {
     }
 }
 
-fn body(state: &AppState, session: &super::session::Session, p: Option<&Projection>) -> Markup {
+fn body(
+    state: &dyn ConsoleHost,
+    session: &super::session::Session,
+    p: Option<&Projection>,
+) -> Markup {
     let now = leviathan_domain::clock::now_ms();
-    let config = state.forge.as_ref().map(|f| &f.config);
+    let config = state.forge().map(|f| &f.config);
     html! {
         h1 { "Overview" }
         div.cards {
@@ -267,11 +269,11 @@ fn task_counts(p: &Projection) -> BTreeMap<&'static str, usize> {
     counts
 }
 
-/// Renders the overview for `session` (the bench calls this directly).
-pub fn render(state: &AppState, session: &super::session::Session) -> Response {
-    let last_seq = state.log.last_seq();
+/// `GET /console`: renders the overview for `session` (the bench calls this directly).
+pub fn render(state: &dyn ConsoleHost, session: &super::session::Session) -> Response {
+    let last_seq = state.log().last_seq();
     let page = state
-        .log
+        .log()
         .with_projection(|p| body(state, session, Some(p)))
         .unwrap_or_else(|_| body(state, session, None));
     respond(layout::page(
@@ -281,9 +283,4 @@ pub fn render(state: &AppState, session: &super::session::Session) -> Response {
         last_seq,
         page,
     ))
-}
-
-/// `GET /console`
-pub async fn overview(State(state): State<Arc<AppState>>, Authed(session): Authed) -> Response {
-    render(&state, &session)
 }

@@ -3,17 +3,15 @@
 
 use super::layout::{self, Live, Tone, badge, encode, time};
 use super::session::Session;
-use super::{Authed, error_page, filter_value, respond};
-use crate::AppState;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use super::web::{ConsoleRequest, Response};
+use super::{error_page, filter_value, respond};
+use crate::host::ConsoleHost;
+use http::StatusCode;
 use leviathan_events::Page;
 use leviathan_events::projection::{PrState, PrView};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
-use std::sync::Arc;
 
 /// A PR state as a badge.
 fn pr_badge(state: PrState) -> Markup {
@@ -87,12 +85,8 @@ pub struct PrQuery {
 }
 
 /// `GET /console/prs?state=&target=`
-pub async fn prs(
-    State(state): State<Arc<AppState>>,
-    Authed(session): Authed,
-    q: Result<Query<PrQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Ok(Query(q)) = q else {
+pub fn prs(state: &dyn ConsoleHost, session: Session, req: &ConsoleRequest) -> Response {
+    let Some(q) = req.query::<PrQuery>() else {
         return error_page(StatusCode::BAD_REQUEST, Some(&session), "Unknown filter.");
     };
     let wanted = match filter_value(q.state).as_deref() {
@@ -109,8 +103,8 @@ pub async fn prs(
         }
     };
     let target = filter_value(q.target);
-    let last_seq = state.log.last_seq();
-    let Ok(table) = state.log.with_projection(|p| {
+    let last_seq = state.log().last_seq();
+    let Ok(table) = state.log().with_projection(|p| {
         let rows = p
             .targets
             .iter()
@@ -196,18 +190,14 @@ fn summary(payload: &Value) -> String {
 }
 
 /// `GET /console/events?target=&type=&before=`
-pub async fn events(
-    State(state): State<Arc<AppState>>,
-    Authed(session): Authed,
-    q: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Ok(Query(q)) = q else {
+pub fn events(state: &dyn ConsoleHost, session: Session, req: &ConsoleRequest) -> Response {
+    let Some(q) = req.query::<EventQuery>() else {
         return error_page(StatusCode::BAD_REQUEST, Some(&session), "Unknown filter.");
     };
     let target = filter_value(q.target);
     let kind = filter_value(q.kind);
     let now = leviathan_domain::clock::now_ms();
-    let last_seq = state.log.last_seq();
+    let last_seq = state.log().last_seq();
     // Newest first, from `before` down; a type filter reads on (up to a bound)
     // until a page is full. `cursor` ends at the oldest event looked at.
     let mut cursor = q.before.unwrap_or(u64::MAX);
@@ -218,7 +208,7 @@ pub async fn events(
             count: EVENTS_PER_PAGE,
             bytes: 1 << 20,
         };
-        let Ok(paged) = state.log.newest_page(target.as_deref(), cursor, page) else {
+        let Ok(paged) = state.log().newest_page(target.as_deref(), cursor, page) else {
             return error_page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 Some(&session),
@@ -300,10 +290,10 @@ pub async fn events(
 }
 
 /// `GET /console/plugins`
-pub async fn plugins(State(state): State<Arc<AppState>>, Authed(session): Authed) -> Response {
-    let last_seq = state.log.last_seq();
-    let set = state.plugins.current();
-    let summary = set.as_deref().map(crate::observe::plugin_summary);
+pub fn plugins(state: &dyn ConsoleHost, session: Session) -> Response {
+    let last_seq = state.log().last_seq();
+    let set = state.plugins();
+    let summary = set.as_deref().map(|set| state.plugin_summary(set));
     let list = |key: &str| -> Vec<Value> {
         summary
             .as_ref()

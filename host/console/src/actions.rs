@@ -4,15 +4,12 @@
 
 use super::layout::{self, Live, encode};
 use super::session::Session;
-use super::{Authed, Refused, check_form, error_page, filter_value, respond};
-use crate::AppState;
-use axum::Form;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use super::web::{ConsoleRequest, Response, redirect};
+use super::{Refused, check_form, error_page, filter_value, respond};
+use crate::host::{ActionRequest, Host};
+use http::StatusCode;
 use maud::html;
 use serde::Deserialize;
-use std::sync::Arc;
 
 /// Longest reason accepted, in characters.
 const MAX_REASON: usize = 500;
@@ -116,15 +113,18 @@ fn resolve(
 }
 
 /// `GET /console/actions/{action}?target=&pr=`: the confirm step.
-pub async fn confirm(
-    Authed(session): Authed,
-    Path(name): Path<String>,
-    Query(q): Query<ActionQuery>,
-) -> Response {
+pub fn confirm(session: Session, name: &str, req: &ConsoleRequest) -> Response {
     if let Some(refused) = refuse_viewer(&session) {
         return refused;
     }
-    let (action, target, pr) = match resolve(&name, q.target, q.pr) {
+    let Some(q) = req.query::<ActionQuery>() else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            Some(&session),
+            "The query could not be read.",
+        );
+    };
+    let (action, target, pr) = match resolve(name, q.target, q.pr) {
         Ok(resolved) => resolved,
         Err(refused) => return refused.page(Some(&session)),
     };
@@ -161,27 +161,21 @@ pub struct ActionForm {
 }
 
 /// `POST /console/actions/{action}`: performs a confirmed action.
-pub async fn perform(
-    State(state): State<Arc<AppState>>,
-    Authed(session): Authed,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,
-) -> Response {
+pub async fn perform(state: Host, session: Session, name: &str, req: &ConsoleRequest) -> Response {
     if let Some(refused) = refuse_viewer(&session) {
         return refused;
     }
-    let Ok(Form(form)) = form else {
+    let Some(form) = req.form::<ActionForm>() else {
         return error_page(
             StatusCode::BAD_REQUEST,
             Some(&session),
             "The form could not be read.",
         );
     };
-    if let Err(refused) = check_form(&session, &headers, &form.csrf) {
+    if let Err(refused) = check_form(&session, &req.headers, &form.csrf) {
         return refused.page(Some(&session));
     }
-    let (action, target, pr) = match resolve(&name, form.target, form.pr) {
+    let (action, target, pr) = match resolve(name, form.target, form.pr) {
         Ok(resolved) => resolved,
         Err(refused) => return refused.page(Some(&session)),
     };
@@ -194,39 +188,30 @@ pub async fn perform(
         );
     }
     let caller = session.principal.clone();
-    let done = match action {
-        Action::Pause | Action::Resume => crate::graph::record_pause(
-            &state,
-            &caller,
-            target.clone(),
-            Some(reason),
-            action == Action::Pause,
-        )
-        .await
-        .map(|_| ()),
-        Action::ResetBreaker => {
-            let t = target.as_deref().unwrap_or_default();
-            crate::graph::record_breaker_reset(&state, &caller, t, Some(reason))
-                .await
-                .map(|_| ())
-        }
-        Action::Merge | Action::Close => crate::prs::merge_or_close(
-            state.clone(),
-            caller,
-            target.clone().unwrap_or_default(),
-            pr.unwrap_or_default(),
-            action == Action::Merge,
-            Some(reason),
-        )
-        .await
-        .map(|_| ()),
+    let request = match action {
+        Action::Pause | Action::Resume => ActionRequest::Pause {
+            target: target.clone(),
+            paused: action == Action::Pause,
+            reason,
+        },
+        Action::ResetBreaker => ActionRequest::ResetBreaker {
+            target: target.clone().unwrap_or_default(),
+            reason,
+        },
+        Action::Merge | Action::Close => ActionRequest::Settle {
+            target: target.clone().unwrap_or_default(),
+            pr: pr.unwrap_or_default(),
+            merge: action == Action::Merge,
+            reason,
+        },
     };
+    let done = state.act(caller, request).await;
     match done {
         Ok(()) => {
             let to = target.as_deref().map_or("/console".to_string(), |t| {
                 format!("/console/targets/{}", encode(t))
             });
-            Redirect::to(&to).into_response()
+            redirect(&to)
         }
         Err(e) => error_page(e.status, Some(&session), &e.message),
     }

@@ -2,16 +2,16 @@
 //! with the reason, and the diff of its branch (bounded, with a download).
 
 use super::layout::{self, Live, Tone, badge, encode, time};
-use super::{Authed, error_page, respond};
-use crate::AppState;
-use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use super::session::Session;
+use super::web::{Response, with_body};
+use super::{error_page, respond};
+use crate::host::{ConsoleHost, Host};
+use http::StatusCode;
+use http::header::{self, HeaderValue};
 use leviathan_events::Event;
 use leviathan_events::projection::{AttemptOutcome, AttemptView, PrView};
 use maud::{Markup, html};
 use serde_json::Value;
-use std::sync::Arc;
 
 /// Most bytes of a diff shown on the page.
 const PAGE_DIFF: usize = 256 << 10;
@@ -43,9 +43,9 @@ struct Found {
     events: Vec<Event>,
 }
 
-fn find(state: &AppState, target: &str, attempt: &str) -> Result<Option<Found>, String> {
+fn find(state: &dyn ConsoleHost, target: &str, attempt: &str) -> Result<Option<Found>, String> {
     let found = state
-        .log
+        .log()
         .with_projection(|p| {
             let (t, task) = p.attempt_owner(attempt)?;
             if t != target {
@@ -66,7 +66,7 @@ fn find(state: &AppState, target: &str, attempt: &str) -> Result<Option<Found>, 
         return Ok(None);
     };
     let events = state
-        .log
+        .log()
         .by_attempt(attempt, 0, MAX_EVENTS)
         .map_err(|e| e.to_string())?;
     Ok(Some(Found {
@@ -94,12 +94,12 @@ fn branch_of(found: &Found) -> Option<String> {
 
 /// The diff of `branch` against the target's base in the host's clone.
 fn branch_diff(
-    state: &AppState,
+    state: &dyn ConsoleHost,
     target: &str,
     branch: &str,
     max: usize,
 ) -> Result<leviathan_forge::git::Diff, String> {
-    let Some((forge, t)) = state.forge.as_ref().and_then(|f| {
+    let Some((forge, t)) = state.forge().and_then(|f| {
         f.config
             .targets
             .iter()
@@ -211,21 +211,17 @@ fn diff_view(diff: &leviathan_forge::git::Diff) -> Markup {
 }
 
 /// `GET /console/targets/{id}/attempts/{attempt}`
-pub async fn attempt(
-    State(state): State<Arc<AppState>>,
-    Authed(session): Authed,
-    Path((target, attempt)): Path<(String, String)>,
-) -> Response {
+pub async fn attempt(state: Host, session: Session, target: String, attempt: String) -> Response {
     tokio::task::spawn_blocking(move || {
         let now = leviathan_domain::clock::now_ms();
-        let last_seq = state.log.last_seq();
-        let found = match find(&state, &target, &attempt) {
+        let last_seq = state.log().last_seq();
+        let found = match find(&*state, &target, &attempt) {
             Ok(Some(f)) => f,
             Ok(None) => return error_page(StatusCode::NOT_FOUND, Some(&session), "There is no such attempt of this target."),
             Err(_) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&session), "The event log could not be read."),
         };
         let branch = branch_of(&found);
-        let diff = branch.as_deref().map(|b| branch_diff(&state, &target, b, PAGE_DIFF));
+        let diff = branch.as_deref().map(|b| branch_diff(&*state, &target, b, PAGE_DIFF));
         let download = format!(
             "/console/targets/{}/attempts/{}/diff",
             encode(&target),
@@ -254,13 +250,9 @@ pub async fn attempt(
 }
 
 /// `GET /console/targets/{id}/attempts/{attempt}/diff`: the whole diff as a file.
-pub async fn download(
-    State(state): State<Arc<AppState>>,
-    Authed(session): Authed,
-    Path((target, attempt)): Path<(String, String)>,
-) -> Response {
+pub async fn download(state: Host, session: Session, target: String, attempt: String) -> Response {
     tokio::task::spawn_blocking(move || {
-        let found = match find(&state, &target, &attempt) {
+        let found = match find(&*state, &target, &attempt) {
             Ok(Some(f)) => f,
             _ => {
                 return error_page(
@@ -277,13 +269,9 @@ pub async fn download(
                 "This attempt pushed no branch.",
             );
         };
-        match branch_diff(&state, &target, &branch, DOWNLOAD_DIFF) {
+        match branch_diff(&*state, &target, &branch, DOWNLOAD_DIFF) {
             Ok(diff) => {
-                let mut r = (
-                    [(header::CONTENT_TYPE, "text/x-diff; charset=utf-8")],
-                    diff.text,
-                )
-                    .into_response();
+                let mut r = with_body(StatusCode::OK, "text/x-diff; charset=utf-8", diff.text);
                 let name: String = attempt
                     .chars()
                     .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
