@@ -350,6 +350,27 @@ fn projection_after_restart_equals_the_one_before_and_operator_actions() {
         metrics.contains("leviathan_circuit_breakers_open 1"),
         "{metrics}"
     );
+    // Per target, for an alert that names the target.
+    for series in [
+        "leviathan_target_circuit_breaker_open{target=\"web\"} 1",
+        "leviathan_target_circuit_breaker_open{target=\"api\"} 0",
+        // No --config: no passes, so no "no pass for long" alert either.
+        "leviathan_scheduler_running 0",
+        "leviathan_plugin_reload_failures_total 0",
+    ] {
+        assert!(metrics.contains(series), "{series}: {metrics}");
+    }
+    let gauge = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: {metrics}"))
+    };
+    let (free, size) = (
+        gauge("leviathan_data_volume_free_bytes"),
+        gauge("leviathan_data_volume_size_bytes"),
+    );
+    assert!(free > 0 && size >= free, "free {free} of {size}");
     // Attempts count the whole log; events, what this process appended since start.
     assert!(
         metrics.contains("leviathan_attempts_total{outcome=\"succeeded\"} 1"),

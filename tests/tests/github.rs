@@ -473,3 +473,102 @@ fn api_failures_fail_the_attempt_and_an_exhausted_budget_is_not_hammered() {
     );
     assert_eq!(hub.take_requests(), vec![LIST.to_string()]);
 }
+
+/// The numeric value of the series `name` (with its labels, exactly) in Prometheus text.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[test]
+fn serve_reports_the_passes_and_the_github_budget_in_its_metrics() {
+    let hub = Hub::new(&[("widgets", "acme/widgets", "")]);
+    hub.fake.set_remaining(4321);
+    let config = hub.path("leviathan.yaml");
+    let registry = registry().display().to_string();
+    let server = leviathan_tests::serve::Server::start(
+        hub.dir.path(),
+        &[
+            "--config",
+            &config.display().to_string(),
+            "--plugin-dir",
+            &registry,
+        ],
+        &[
+            (TOKEN_ENV, TOKEN),
+            (
+                "LEVIATHAN_CACHE_DIR",
+                &root().join("target/test-cache").display().to_string(),
+            ),
+        ],
+    );
+    let api = hub.fake.api_url.trim_end_matches('/').to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let metrics = loop {
+        let (_, body) = server.get("/metrics", None);
+        let text = body.as_str().unwrap_or_default().to_string();
+        let passed = sample(
+            &text,
+            "leviathan_scheduler_last_pass_completed_timestamp_seconds",
+        )
+        .is_some_and(|t| t > 0.0);
+        if passed && !hub.agent_pulls().is_empty() {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pass completed with a PR: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(sample(&metrics, "leviathan_scheduler_running"), Some(1.0));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let last = sample(
+        &metrics,
+        "leviathan_scheduler_last_pass_completed_timestamp_seconds",
+    )
+    .expect("last pass");
+    assert!((now - last).abs() < 300.0, "last pass {last}, now {now}");
+    let label = format!("{{api_url=\"{api}\"}}");
+    // The fake counts the budget down from what it was set to.
+    let remaining = sample(
+        &metrics,
+        &format!("leviathan_github_rate_limit_remaining{label}"),
+    )
+    .unwrap_or_else(|| panic!("remaining for {api}: {metrics}"));
+    assert!(remaining > 0.0 && remaining <= 4321.0, "{remaining}");
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!("leviathan_github_rate_limit_limit{label}")
+        ),
+        Some(5000.0)
+    );
+    // Opening and labelling the PR are content-creating requests.
+    let created = sample(
+        &metrics,
+        &format!("leviathan_github_content_requests_total{label}"),
+    )
+    .expect("content requests");
+    assert!(created >= 2.0, "{created}");
+    assert_eq!(
+        sample(
+            &metrics,
+            "leviathan_target_circuit_breaker_open{target=\"widgets\"}"
+        ),
+        Some(0.0)
+    );
+    assert!(
+        !metrics.contains(TOKEN),
+        "the token leaked into the metrics"
+    );
+    assert!(server.stop().success());
+}

@@ -8,11 +8,12 @@ use leviathan_domain::clock::now_secs;
 use leviathan_domain::config::Config;
 use leviathan_domain::cron::Cron;
 use leviathan_events::EventLog;
+use leviathan_forge::github::clients::GitHubClients;
 use leviathan_sandbox::Sandbox;
 use leviathan_sandbox::plugins::set::PluginSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,35 @@ fn wait_for_cron(cron: &Cron, stopping: &AtomicBool) -> bool {
 pub struct Passes {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    status: PassStatus,
+}
+
+/// How the pass loop is doing, for the server's metrics: when a pass last ran to
+/// its end, how many failed (the log could not be read or written), and what the
+/// GitHub identities have left.
+#[derive(Clone)]
+pub struct PassStatus {
+    /// Milliseconds since the epoch when a pass last completed; 0 before the first.
+    last_completed_ms: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    github: Arc<GitHubClients>,
+}
+
+impl PassStatus {
+    /// When a pass last ran to its end (ms since the epoch).
+    pub fn last_completed_ms(&self) -> Option<u64> {
+        Some(self.last_completed_ms.load(Ordering::SeqCst)).filter(|ms| *ms > 0)
+    }
+
+    /// Passes that ended in an error of the log.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Each GitHub client's budget and content requests.
+    pub fn github(&self) -> Vec<leviathan_forge::github::clients::Usage> {
+        self.github.usage()
+    }
 }
 
 impl Passes {
@@ -66,13 +96,18 @@ impl Passes {
     ) -> std::io::Result<Passes> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        // One set of GitHub clients for every pass: the rate-limit budgets carry over.
+        let status = PassStatus {
+            last_completed_ms: Arc::new(AtomicU64::new(0)),
+            failed: Arc::new(AtomicU64::new(0)),
+            github: Arc::new(GitHubClients::default()),
+        };
+        let reported = status.clone();
         let thread = std::thread::Builder::new()
             .name("scheduler".into())
             .spawn(move || {
                 let interval = Duration::from_secs(config.interval_seconds);
-                // One set of GitHub clients for every pass: the rate-limit budgets
-                // carry over.
-                let github = leviathan_forge::github::clients::GitHubClients::default();
+                let github = reported.github.clone();
                 while !stopping.load(Ordering::SeqCst) {
                     if let Some(cron) = &config.schedule
                         && !wait_for_cron(cron, &stopping)
@@ -94,8 +129,14 @@ impl Passes {
                             for r in reports {
                                 tracing::info!(target_id = %r.target, outcome = %r.outcome, "pass");
                             }
+                            reported
+                                .last_completed_ms
+                                .store(leviathan_domain::clock::now_ms(), Ordering::SeqCst);
                         }
-                        Err(e) => tracing::error!(error = %e, "scheduler pass failed"),
+                        Err(e) => {
+                            reported.failed.fetch_add(1, Ordering::SeqCst);
+                            tracing::error!(error = %e, "scheduler pass failed");
+                        }
                     }
                     if config.schedule.is_none() {
                         wait_until(&stopping, || started.elapsed() >= interval);
@@ -105,7 +146,13 @@ impl Passes {
         Ok(Passes {
             stop,
             thread: Some(thread),
+            status,
         })
+    }
+
+    /// How the loop is doing (a handle that stays valid after `stop`).
+    pub fn status(&self) -> PassStatus {
+        self.status.clone()
     }
 
     /// Stops after the running pass, waiting for it up to `grace`.

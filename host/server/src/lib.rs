@@ -88,7 +88,23 @@ pub type StopBackground = Box<dyn FnOnce(Duration) + Send>;
 pub struct Background {
     pub stop: StopBackground,
     pub explain: Option<ExplainWaits>,
+    /// How the work is doing, read at each scrape of `/metrics`.
+    pub health: Option<HealthProbe>,
 }
+
+/// How the scheduler's passes are doing, as `/metrics` reports it.
+#[derive(Debug, Clone, Default)]
+pub struct BackgroundHealth {
+    /// When a pass last ran to its end (ms since the epoch).
+    pub last_pass_completed_ms: Option<u64>,
+    /// Passes that ended in an error.
+    pub passes_failed: u64,
+    /// Each GitHub identity's budget and content requests.
+    pub github: Vec<leviathan_forge::github::clients::Usage>,
+}
+
+/// Reads the background work's health.
+pub type HealthProbe = Arc<dyn Fn() -> BackgroundHealth + Send + Sync>;
 
 /// Largest request body accepted by default (1 MiB).
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
@@ -157,6 +173,10 @@ pub struct AppState {
     pub console: console::ConsoleState,
     /// The scheduler's decision rule, once the passes have started.
     pub explain: std::sync::OnceLock<ExplainWaits>,
+    /// The passes' health, once they have started.
+    pub health: std::sync::OnceLock<HealthProbe>,
+    /// The event store's directory (its volume's free space is a metric).
+    pub data_dir: PathBuf,
 }
 
 /// Errors that stop `serve` from starting.
@@ -344,6 +364,8 @@ pub fn serve(
             gate: limits::Gate::new(options.requests),
             console: console::ConsoleState::new(options.sessions),
             explain: std::sync::OnceLock::new(),
+            health: std::sync::OnceLock::new(),
+            data_dir: options.data_dir.clone(),
         });
         let listener = tokio::net::TcpListener::bind(&options.listen)
             .await
@@ -386,6 +408,9 @@ pub fn serve(
                 })?;
                 if let Some(explain) = started.explain {
                     let _ = state.explain.set(explain);
+                }
+                if let Some(health) = started.health {
+                    let _ = state.health.set(health);
                 }
                 Some(started.stop)
             }

@@ -8,6 +8,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Labels of an API request.
@@ -16,6 +19,76 @@ pub struct RequestLabels {
     pub route: String,
     pub method: String,
     pub status: u16,
+}
+
+/// Labels of a target's series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    target: String,
+}
+
+/// Labels of a GitHub API's series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabels {
+    api_url: String,
+}
+
+/// What a scrape reads besides the projection: the passes' health, the plugin
+/// watch, the data volume.
+#[derive(Debug, Clone, Default)]
+pub struct Scrape {
+    /// `None` without scheduler passes (`serve` without `--config`).
+    pub health: Option<crate::BackgroundHealth>,
+    pub plugin_reload_failures: u64,
+    /// Rejected registry entries in the set in force (`None` while loading).
+    pub plugins_rejected: Option<u64>,
+    /// The data directory's volume: (free bytes for the host, size in bytes).
+    pub data_volume: Option<(u64, u64)>,
+}
+
+impl Scrape {
+    /// Reads what `state` knows now.
+    pub fn of(state: &crate::AppState) -> Scrape {
+        Scrape {
+            health: state.health.get().map(|probe| probe()),
+            plugin_reload_failures: state.plugins.reload_failures(),
+            plugins_rejected: state
+                .plugins
+                .current()
+                .map(|set| set.registry.rejected.len() as u64),
+            data_volume: volume(&state.data_dir),
+        }
+    }
+}
+
+/// Free bytes (for an unprivileged user) and size of the volume holding `dir`.
+fn volume(dir: &std::path::Path) -> Option<(u64, u64)> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    let unit = if st.f_frsize > 0 {
+        st.f_frsize
+    } else {
+        st.f_bsize
+    };
+    Some((
+        st.f_bavail.saturating_mul(unit),
+        st.f_blocks.saturating_mul(unit),
+    ))
+}
+
+/// One GitHub API's identities taken together.
+#[derive(Default)]
+struct ApiUsage {
+    /// The budget of the identity with the fewest requests left.
+    lowest: Option<leviathan_forge::github::ratelimit::Budget>,
+    content_requests: u64,
+}
+
+/// Raises `counter` to `total` (a count kept elsewhere); `seen` is what it holds.
+fn advance(counter: &Counter, seen: &AtomicU64, total: u64) {
+    let before = seen.swap(total, Ordering::Relaxed);
+    if total > before {
+        counter.inc_by(total - before);
+    }
 }
 
 /// Labels of a finished attempt.
@@ -44,6 +117,21 @@ pub struct Metrics {
     connections_evicted: Counter,
     connections_refused: Counter,
     requests_shed: Counter,
+    target_breaker_open: Family<TargetLabels, Gauge>,
+    scheduler_running: Gauge,
+    last_pass_completed: Gauge,
+    passes_failed: Counter,
+    passes_failed_seen: AtomicU64,
+    plugin_reload_failures: Counter,
+    plugin_reload_failures_seen: AtomicU64,
+    plugins_rejected: Gauge,
+    data_free_bytes: Gauge,
+    data_size_bytes: Gauge,
+    github_remaining: Family<ApiLabels, Gauge>,
+    github_limit: Family<ApiLabels, Gauge>,
+    github_reset: Family<ApiLabels, Gauge>,
+    github_content_requests: Family<ApiLabels, Counter>,
+    github_content_seen: Mutex<BTreeMap<String, u64>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -77,6 +165,21 @@ impl Metrics {
             connections_evicted: Counter::default(),
             connections_refused: Counter::default(),
             requests_shed: Counter::default(),
+            target_breaker_open: Family::default(),
+            scheduler_running: Gauge::default(),
+            last_pass_completed: Gauge::default(),
+            passes_failed: Counter::default(),
+            passes_failed_seen: AtomicU64::new(0),
+            plugin_reload_failures: Counter::default(),
+            plugin_reload_failures_seen: AtomicU64::new(0),
+            plugins_rejected: Gauge::default(),
+            data_free_bytes: Gauge::default(),
+            data_size_bytes: Gauge::default(),
+            github_remaining: Family::default(),
+            github_limit: Family::default(),
+            github_reset: Family::default(),
+            github_content_requests: Family::default(),
+            github_content_seen: Mutex::new(BTreeMap::new()),
             registry: Registry::default(),
         };
         registry.register(
@@ -154,7 +257,134 @@ impl Metrics {
             "Requests answered 503 because the concurrency or stream limit was reached",
             m.requests_shed.clone(),
         );
+        registry.register(
+            "target_circuit_breaker_open",
+            "Whether a target's circuit breaker is open (1) or closed (0)",
+            m.target_breaker_open.clone(),
+        );
+        registry.register(
+            "scheduler_running",
+            "Whether scheduler passes run in this process (serve --config)",
+            m.scheduler_running.clone(),
+        );
+        registry.register(
+            "scheduler_last_pass_completed_timestamp_seconds",
+            "When a scheduler pass last ran to its end (Unix seconds; 0 before the first)",
+            m.last_pass_completed.clone(),
+        );
+        registry.register(
+            "scheduler_passes_failed",
+            "Scheduler passes that ended in an error of the event log",
+            m.passes_failed.clone(),
+        );
+        registry.register(
+            "plugin_reload_failures",
+            "Reloads of the plugin registry that failed (the previous set stayed in force)",
+            m.plugin_reload_failures.clone(),
+        );
+        registry.register(
+            "plugins_rejected",
+            "Registry entries the plugin set in force rejected",
+            m.plugins_rejected.clone(),
+        );
+        registry.register(
+            "data_volume_free_bytes",
+            "Bytes free for the host on the event store's volume",
+            m.data_free_bytes.clone(),
+        );
+        registry.register(
+            "data_volume_size_bytes",
+            "Size of the event store's volume in bytes",
+            m.data_size_bytes.clone(),
+        );
+        registry.register(
+            "github_rate_limit_remaining",
+            "GitHub primary rate limit: requests left in the window (the lowest of the API's identities)",
+            m.github_remaining.clone(),
+        );
+        registry.register(
+            "github_rate_limit_limit",
+            "GitHub primary rate limit: the window's size",
+            m.github_limit.clone(),
+        );
+        registry.register(
+            "github_rate_limit_reset_timestamp_seconds",
+            "GitHub primary rate limit: when the window resets (Unix seconds)",
+            m.github_reset.clone(),
+        );
+        registry.register(
+            "github_content_requests",
+            "GitHub requests that may create content (what the secondary limits of 80 a minute and 500 an hour count)",
+            m.github_content_requests.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Sets the series of a scrape that do not come from the projection.
+    fn observe_scrape(&self, scrape: &Scrape) {
+        advance(
+            &self.plugin_reload_failures,
+            &self.plugin_reload_failures_seen,
+            scrape.plugin_reload_failures,
+        );
+        if let Some(rejected) = scrape.plugins_rejected {
+            self.plugins_rejected.set(rejected as i64);
+        }
+        if let Some((free, size)) = scrape.data_volume {
+            self.data_free_bytes.set(free as i64);
+            self.data_size_bytes.set(size as i64);
+        }
+        let Some(health) = &scrape.health else {
+            self.scheduler_running.set(0);
+            return;
+        };
+        self.scheduler_running.set(1);
+        self.last_pass_completed.set(
+            health
+                .last_pass_completed_ms
+                .map_or(0, |ms| (ms / 1000) as i64),
+        );
+        advance(
+            &self.passes_failed,
+            &self.passes_failed_seen,
+            health.passes_failed,
+        );
+        // Several identities on one API: the lowest budget, the summed requests.
+        let mut by_api: BTreeMap<&str, ApiUsage> = BTreeMap::new();
+        for u in &health.github {
+            let e = by_api.entry(&u.api_url).or_default();
+            if let Some(r) = u.budget.remaining
+                && e.lowest.and_then(|b| b.remaining).is_none_or(|low| r < low)
+            {
+                e.lowest = Some(u.budget);
+            }
+            e.content_requests += u.content_requests;
+        }
+        let mut seen = self
+            .github_content_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (api, usage) in by_api {
+            let labels = ApiLabels {
+                api_url: api.to_string(),
+            };
+            let budget = usage.lowest.unwrap_or_default();
+            for (family, value) in [
+                (&self.github_remaining, budget.remaining),
+                (&self.github_limit, budget.limit),
+                (&self.github_reset, budget.reset_epoch),
+            ] {
+                if let Some(v) = value {
+                    family.get_or_create(&labels).set(v as i64);
+                }
+            }
+            let total = usage.content_requests;
+            let before = seen.insert(api.to_string(), total).unwrap_or(0);
+            let counter = self.github_content_requests.get_or_create(&labels);
+            if total > before {
+                counter.inc_by(total - before);
+            }
+        }
     }
 
     /// The listener's counters (connections evicted, refused).
@@ -238,10 +468,24 @@ impl Metrics {
         &self.sse_clients
     }
 
-    /// The OpenMetrics text exposition, gauges refreshed from `projection`.
-    pub fn render(&self, projection: &Projection) -> Result<String, std::fmt::Error> {
+    /// The OpenMetrics text exposition, gauges refreshed from `projection` and
+    /// `scrape`.
+    pub fn render(
+        &self,
+        projection: &Projection,
+        scrape: &Scrape,
+    ) -> Result<String, std::fmt::Error> {
         self.breakers_open.set(projection.open_breakers() as i64);
         self.last_seq.set(projection.last_seq as i64);
+        self.target_breaker_open.clear();
+        for (target, view) in &projection.targets {
+            self.target_breaker_open
+                .get_or_create(&TargetLabels {
+                    target: target.clone(),
+                })
+                .set(i64::from(view.circuit_breaker.open));
+        }
+        self.observe_scrape(scrape);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
@@ -286,6 +530,72 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use leviathan_forge::github::clients::Usage;
+    use leviathan_forge::github::ratelimit::Budget;
+
+    fn usage(api: &str, remaining: u64, content: u64) -> Usage {
+        Usage {
+            api_url: api.into(),
+            budget: Budget {
+                remaining: Some(remaining),
+                reset_epoch: Some(1_900_000_000),
+                limit: Some(5000),
+            },
+            content_requests: content,
+        }
+    }
+
+    fn scrape(m: &Metrics, s: &Scrape) -> String {
+        m.render(&Projection::default(), s).expect("renders")
+    }
+
+    #[test]
+    fn a_scrape_reports_the_lowest_budget_and_counts_content_requests_once() {
+        let m = Metrics::new();
+        let mut s = Scrape {
+            health: Some(crate::BackgroundHealth {
+                last_pass_completed_ms: Some(1_800_000_000_500),
+                passes_failed: 2,
+                github: vec![usage("https://a", 900, 3), usage("https://a", 40, 4)],
+            }),
+            plugin_reload_failures: 1,
+            plugins_rejected: Some(2),
+            data_volume: Some((100, 1000)),
+        };
+        let text = scrape(&m, &s);
+        for series in [
+            "leviathan_scheduler_running 1",
+            "leviathan_scheduler_last_pass_completed_timestamp_seconds 1800000000",
+            "leviathan_scheduler_passes_failed_total 2",
+            "leviathan_github_rate_limit_remaining{api_url=\"https://a\"} 40",
+            "leviathan_github_rate_limit_limit{api_url=\"https://a\"} 5000",
+            "leviathan_github_content_requests_total{api_url=\"https://a\"} 7",
+            "leviathan_plugin_reload_failures_total 1",
+            "leviathan_plugins_rejected 2",
+            "leviathan_data_volume_free_bytes 100",
+        ] {
+            assert!(text.contains(series), "{series}: {text}");
+        }
+        // The next scrape adds only what is new; a count never goes back.
+        if let Some(h) = s.health.as_mut() {
+            h.github = vec![usage("https://a", 900, 5), usage("https://a", 39, 4)];
+        }
+        let text = scrape(&m, &s);
+        assert!(
+            text.contains("leviathan_github_content_requests_total{api_url=\"https://a\"} 9"),
+            "{text}"
+        );
+        assert!(
+            text.contains("leviathan_github_rate_limit_remaining{api_url=\"https://a\"} 39"),
+            "{text}"
+        );
+        assert!(
+            text.contains("leviathan_scheduler_passes_failed_total 2"),
+            "{text}"
+        );
+        s.health = None;
+        assert!(scrape(&m, &s).contains("leviathan_scheduler_running 0"));
+    }
 
     #[test]
     fn prometheus_text_names_counters_by_their_total_series() {

@@ -186,7 +186,7 @@ pub async fn metrics(
 ) -> Result<Response, ApiError> {
     let text = state
         .log
-        .with_projection(|p| state.metrics.render(p))?
+        .with_projection(|p| state.metrics.render(p, &super::metrics::Scrape::of(&state)))?
         .map_err(ApiError::internal)?;
     let wants_openmetrics = headers
         .get(header::ACCEPT)

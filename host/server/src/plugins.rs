@@ -29,6 +29,15 @@ impl PluginStatus {
     pub fn current(&self) -> Option<Arc<PluginSet>> {
         self.shared.get().map(|s| s.current())
     }
+
+    /// Reloads of the watched registry that failed so far.
+    pub fn reload_failures(&self) -> u64 {
+        self.watch
+            .lock()
+            .ok()
+            .and_then(|w| w.as_ref().map(|w| w.failures()))
+            .unwrap_or(0)
+    }
 }
 
 fn same(view: Option<&PluginView>, state: &EntryState) -> bool {

@@ -264,9 +264,17 @@ fn start_passes(shared: leviathan_server::Shared) -> std::io::Result<leviathan_s
         shared.work_dir,
         shared.plugins,
     )?;
+    let status = passes.status();
     Ok(leviathan_server::Background {
         stop: Box::new(move |grace| passes.stop(grace)),
         explain: Some(std::sync::Arc::new(explain_waits)),
+        health: Some(std::sync::Arc::new(move || {
+            leviathan_server::BackgroundHealth {
+                last_pass_completed_ms: status.last_completed_ms(),
+                passes_failed: status.failed(),
+                github: status.github(),
+            }
+        })),
     })
 }
 

@@ -114,6 +114,35 @@ impl GitHubClients {
     }
 }
 
+/// What one GitHub identity has left, as the host last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    pub api_url: String,
+    pub budget: super::ratelimit::Budget,
+    /// Requests sent that may create content (GitHub's secondary limits count these).
+    pub content_requests: u64,
+}
+
+impl GitHubClients {
+    /// Every client's budget and content requests (one entry per API URL and token;
+    /// the token itself is never part of it).
+    pub fn usage(&self) -> Vec<Usage> {
+        let Ok(clients) = self.clients.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<Usage> = clients
+            .values()
+            .map(|c| Usage {
+                api_url: c.api_url().to_string(),
+                budget: c.budget(),
+                content_requests: c.content_requests(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.api_url.cmp(&b.api_url));
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

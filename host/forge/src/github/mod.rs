@@ -14,6 +14,7 @@ use ratelimit::{Budget, RetryPolicy, Verdict, classify};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 pub use urls::RepoRef;
 
@@ -124,6 +125,10 @@ pub struct GitHub {
     runtime: std::sync::Arc<tokio::runtime::Runtime>,
     policy: RetryPolicy,
     budget: Mutex<Budget>,
+    /// Requests sent that may create content (every REST method but GET and HEAD,
+    /// and GraphQL, which carries the mutations): what GitHub's secondary limits
+    /// (80 a minute, 500 an hour) count.
+    content_requests: AtomicU64,
 }
 
 fn github_message(body: &str) -> String {
@@ -183,7 +188,18 @@ impl GitHub {
             runtime,
             policy,
             budget: Mutex::new(Budget::default()),
+            content_requests: AtomicU64::new(0),
         })
+    }
+
+    /// The API this client talks to.
+    pub fn api_url(&self) -> &str {
+        &self.api_url
+    }
+
+    /// How many requests that may create content it has sent.
+    pub fn content_requests(&self) -> u64 {
+        self.content_requests.load(Ordering::Relaxed)
     }
 
     /// The primary budget as last reported.
@@ -255,6 +271,9 @@ impl GitHub {
                 if let Ok(mut b) = self.budget.lock() {
                     b.remaining = None;
                 }
+            }
+            if graphql || !matches!(method, Method::GET | Method::HEAD) {
+                self.content_requests.fetch_add(1, Ordering::Relaxed);
             }
             let (status, headers, reply) = match self.send_once(graphql, &method, path, body).await
             {

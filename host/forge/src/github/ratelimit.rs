@@ -37,6 +37,8 @@ pub struct Budget {
     pub remaining: Option<u64>,
     /// When the window resets, in seconds since the epoch.
     pub reset_epoch: Option<u64>,
+    /// The window's size (`x-ratelimit-limit`), when a response said.
+    pub limit: Option<u64>,
 }
 
 impl Budget {
@@ -47,6 +49,9 @@ impl Budget {
         }
         if let Some(v) = number(headers, "x-ratelimit-reset") {
             self.reset_epoch = Some(v);
+        }
+        if let Some(v) = number(headers, "x-ratelimit-limit") {
+            self.limit = Some(v);
         }
     }
 

@@ -7,6 +7,7 @@ use crate::Sandbox;
 use leviathan_domain::policy::PluginPolicy;
 use notify::Watcher as _;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
@@ -45,6 +46,15 @@ impl SharedPlugins {
 pub struct Watch {
     watcher: Option<notify::RecommendedWatcher>,
     thread: Option<JoinHandle<()>>,
+    failures: Arc<AtomicU64>,
+}
+
+impl Watch {
+    /// Reloads that failed (the registry could not be read, or the set not built);
+    /// the set in force stays.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for Watch {
@@ -76,6 +86,8 @@ pub fn watch(
 ) -> Result<Watch, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let (tx, rx) = mpsc::channel::<()>();
+    let failures = Arc::new(AtomicU64::new(0));
+    let failed = failures.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok_and(|e| !e.kind.is_access()) {
             let _ = tx.send(());
@@ -109,7 +121,10 @@ pub fn watch(
                         });
                         shared.replace(set);
                     }
-                    Err(e) => tracing::error!(error = %e, "plugin registry not reloaded"),
+                    Err(e) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, "plugin registry not reloaded");
+                    }
                 }
             }
         })
@@ -117,5 +132,6 @@ pub fn watch(
     Ok(Watch {
         watcher: Some(watcher),
         thread: Some(thread),
+        failures,
     })
 }
