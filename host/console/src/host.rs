@@ -40,6 +40,10 @@ pub trait ConsoleHost: Send + Sync + 'static {
     fn plugin_summary(&self, set: &PluginSet) -> serde_json::Value;
     /// The API tokens in force.
     fn tokens(&self) -> Arc<Tokens>;
+    /// What each GitHub identity the scheduler used has left (empty without passes).
+    fn github_usage(&self) -> Vec<leviathan_forge::github::clients::Usage> {
+        Vec::new()
+    }
     /// Performs a confirmed console action as `caller`, recording it like the API does.
     fn act(
         self: Arc<Self>,

@@ -7,6 +7,7 @@ use super::web::Response;
 use crate::host::ConsoleHost;
 use leviathan_domain::config::{Config, Forge, Target};
 use leviathan_events::projection::{PassNote, Projection, TargetView, TaskStatus};
+use leviathan_forge::github::clients::Usage;
 use maud::{Markup, html};
 use std::collections::BTreeMap;
 
@@ -156,12 +157,43 @@ pub fn forge_name(target: Option<&Target>) -> &'static str {
     }
 }
 
+/// The lowest primary budget among the identities on `api_url`, as a badge with
+/// the time to its reset.
+fn github_budget(usage: &[Usage], api_url: &str, now_ms: u64) -> Markup {
+    let api_url = api_url.trim_end_matches('/');
+    let lowest = usage
+        .iter()
+        .filter(|u| u.api_url == api_url)
+        .filter_map(|u| Some((u.budget.remaining?, u.budget)))
+        .min_by_key(|(remaining, _)| *remaining);
+    let Some((remaining, budget)) = lowest else {
+        return html! { span.muted { "no request yet" } };
+    };
+    let tone = match budget.limit {
+        Some(limit) if remaining * 10 < limit => Tone::Bad,
+        Some(limit) if remaining * 4 < limit => Tone::Warn,
+        _ => Tone::Good,
+    };
+    let words = match budget.limit {
+        Some(limit) => format!("{remaining} / {limit} left"),
+        None => format!("{remaining} left"),
+    };
+    let reset_in = budget
+        .reset_epoch
+        .map(|reset| reset.saturating_mul(1000).saturating_sub(now_ms) / 60_000);
+    html! {
+        (badge(tone, &words))
+        @if let Some(minutes) = reset_in { " " span.muted { "resets in " (minutes) " min" } }
+    }
+}
+
 fn body(
     state: &dyn ConsoleHost,
     session: &super::session::Session,
     p: Option<&Projection>,
 ) -> Markup {
     let now = leviathan_domain::clock::now_ms();
+    let github = state.github_usage();
     let config = state.forge().map(|f| &f.config);
     html! {
         h1 { "Overview" }
@@ -215,7 +247,7 @@ fn body(
                                 td { (next_pass(config, p.last_tick_ms, now)) }
                                 td {
                                     @match target.map(|t| &t.forge) {
-                                        Some(Forge::GitHub { .. }) => span.muted { "not reported" },
+                                        Some(Forge::GitHub { api_url, .. }) => (github_budget(&github, api_url, now)),
                                         _ => span.muted { "n/a" },
                                     }
                                 }
@@ -283,4 +315,45 @@ pub fn render(state: &dyn ConsoleHost, session: &super::session::Session) -> Res
         last_seq,
         page,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leviathan_forge::github::ratelimit::Budget;
+
+    fn usage(api: &str, remaining: u64) -> Usage {
+        Usage {
+            api_url: api.into(),
+            budget: Budget {
+                remaining: Some(remaining),
+                reset_epoch: Some(1_000_600),
+                limit: Some(5000),
+            },
+            content_requests: 0,
+        }
+    }
+
+    #[test]
+    fn the_github_budget_is_the_lowest_identity_on_the_target_api() {
+        let all = [
+            usage("https://ghe.example/api/v3", 4000),
+            usage("https://ghe.example/api/v3", 400),
+            usage("https://api.github.com", 3),
+        ];
+        let cell = github_budget(&all, "https://ghe.example/api/v3/", 1_000_000_000).into_string();
+        assert!(
+            cell.contains("badge bad") && cell.contains("400 / 5000 left"),
+            "{cell}"
+        );
+        assert!(cell.contains("resets in 10 min"), "{cell}");
+        let fine =
+            github_budget(&all[..1], "https://ghe.example/api/v3", 1_000_000_000).into_string();
+        assert!(
+            fine.contains("badge good") && fine.contains("4000 / 5000 left"),
+            "{fine}"
+        );
+        let none = github_budget(&all, "https://other.example", 0).into_string();
+        assert!(none.contains("no request yet"), "{none}");
+    }
 }

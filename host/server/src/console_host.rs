@@ -52,6 +52,13 @@ impl ConsoleHost for AppState {
         AppState::tokens(self)
     }
 
+    fn github_usage(&self) -> Vec<leviathan_forge::github::clients::Usage> {
+        self.health
+            .get()
+            .map(|probe| probe().github)
+            .unwrap_or_default()
+    }
+
     fn act(
         self: Arc<Self>,
         caller: Principal,
