@@ -43,6 +43,8 @@ frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'
 pub struct ConsoleState {
     pub sessions: Sessions,
     pub logins: LoginLimiter,
+    /// Each target's parsed base backlog, by base commit.
+    pub backlogs: target::BacklogCache,
 }
 
 impl ConsoleState {
@@ -50,6 +52,7 @@ impl ConsoleState {
         ConsoleState {
             sessions: Sessions::new(limits),
             logins: LoginLimiter::default(),
+            backlogs: target::BacklogCache::default(),
         }
     }
 }

@@ -12,24 +12,67 @@ use leviathan_domain::backlog::{BACKLOG_PATH, Backlog, MAX_BACKLOG};
 use leviathan_domain::config::Target;
 use leviathan_events::projection::{PrState, TargetView, TaskStatus};
 use maud::{Markup, html};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// Most attempts listed on a target's page (the newest).
 const MAX_ROWS: usize = 50;
 
 /// The target's backlog on its base branch, read from git's objects in the host's
-/// clone (never from the worktree, which a pass may have on an agent branch).
-pub fn base_backlog(work_dir: &std::path::Path, target: &Target) -> Result<Backlog, String> {
+/// clone (never from the worktree, which a pass may have on an agent branch). The
+/// parsed backlog is kept per target by base commit, so a render costs one `git
+/// rev-parse` until a pass fetches a new base.
+pub fn base_backlog(
+    cache: &BacklogCache,
+    work_dir: &std::path::Path,
+    target: &Target,
+) -> BacklogRead {
     let clone = work_dir.join(&target.id);
     let base = format!("origin/{}", target.base_branch);
-    if !leviathan_forge::git::has_commit(&clone, &base) {
+    let Some(commit) = leviathan_forge::git::commit_of(&clone, &base) else {
         return Err("the host has not cloned this target yet (no pass has run)".into());
+    };
+    if let Some(hit) = cache.get(&target.id, &commit) {
+        return hit;
     }
+    let read = read_backlog(&clone, &commit, &base).map(Arc::new);
+    cache.put(&target.id, commit, read.clone());
+    read
+}
+
+/// Reads and parses the backlog at `commit` (named `base` in messages).
+fn read_backlog(clone: &std::path::Path, commit: &str, base: &str) -> Result<Backlog, String> {
     let bytes =
-        leviathan_forge::git::read_blob(&clone, &base, BACKLOG_PATH, MAX_BACKLOG.bytes as usize)
+        leviathan_forge::git::read_blob(clone, commit, BACKLOG_PATH, MAX_BACKLOG.bytes as usize)
             .map_err(|e| format!("{BACKLOG_PATH} on {base}: {}", e.message))?
             .ok_or_else(|| format!("{base} has no {BACKLOG_PATH}"))?;
     let text = String::from_utf8(bytes).map_err(|_| format!("{BACKLOG_PATH} is not UTF-8"))?;
     Backlog::from_text(std::path::Path::new(BACKLOG_PATH), &text).map_err(|e| e.to_string())
+}
+
+/// Each target's parsed base backlog (or why it could not be read), with the commit
+/// it was read at: one entry per target, replaced when the base moves.
+#[derive(Default)]
+pub struct BacklogCache {
+    entries: Mutex<HashMap<String, (String, BacklogRead)>>,
+}
+
+/// A parsed backlog, or why it could not be read.
+type BacklogRead = Result<Arc<Backlog>, String>;
+
+impl BacklogCache {
+    fn get(&self, target: &str, commit: &str) -> Option<BacklogRead> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(target)
+            .filter(|(at, _)| at == commit)
+            .map(|(_, read)| read.clone())
+    }
+
+    fn put(&self, target: &str, commit: String, read: BacklogRead) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.insert(target.to_string(), (commit, read));
+    }
 }
 
 /// Why a target-level stop holds every task back, in words.
@@ -269,7 +312,8 @@ pub fn render(state: &dyn ConsoleHost, session: &super::session::Session, id: &s
             "There is no such target.",
         );
     }
-    let backlog = target.map(|(forge, t)| base_backlog(&forge.work_dir, t));
+    let backlog =
+        target.map(|(forge, t)| base_backlog(&state.console().backlogs, &forge.work_dir, t));
     let rows = match (&backlog, target) {
         (Some(Ok(b)), Some((_, t))) => Some(rows(state, t, b, view.as_ref(), host_paused)),
         _ => None,
@@ -329,4 +373,84 @@ pub async fn target(state: Host, session: Session, id: String) -> Response {
                 "The page failed to render.",
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leviathan_domain::config::Forge;
+    use leviathan_domain::policy::Policy;
+    use std::path::Path;
+    use std::process::Command;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn commit_backlog(repo: &Path, tasks: &[&str]) {
+        let mut text = String::from("tasks:\n");
+        for t in tasks {
+            text.push_str(&format!("  - id: {t}\n    title: {t}\n    scope: docs\n    ready: true\n    allowed_paths: [docs/]\n"));
+        }
+        std::fs::create_dir_all(repo.join(".leviathan")).expect("mkdir");
+        std::fs::write(repo.join(BACKLOG_PATH), text).expect("write");
+        git(repo, &["add", "-A"]);
+        git(repo, &["commit", "-q", "-m", "backlog"]);
+    }
+
+    #[test]
+    fn the_base_backlog_is_read_once_per_base_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let origin = dir.path().join("origin");
+        std::fs::create_dir_all(&origin).expect("mkdir");
+        git(&origin, &["init", "-q", "-b", "main"]);
+        commit_backlog(&origin, &["a"]);
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(&work).expect("mkdir");
+        let target = Target {
+            id: "t".into(),
+            repository: origin.display().to_string(),
+            base_branch: "main".into(),
+            forge: Forge::Local,
+            policy: Policy::default_policy(),
+            labels: Vec::new(),
+            auto_merge: false,
+        };
+        let cache = BacklogCache::default();
+        assert!(
+            base_backlog(&cache, &work, &target).is_err(),
+            "not cloned yet"
+        );
+        git(&work, &["clone", "-q", &origin.display().to_string(), "t"]);
+        let first = base_backlog(&cache, &work, &target).expect("backlog");
+        assert_eq!(first.tasks.len(), 1);
+        let again = base_backlog(&cache, &work, &target).expect("backlog");
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the same commit is not read again"
+        );
+        // The base moves (a pass fetches): the new backlog is read.
+        commit_backlog(&origin, &["a", "b"]);
+        git(&work.join("t"), &["fetch", "-q", "origin"]);
+        let moved = base_backlog(&cache, &work, &target).expect("backlog");
+        assert_eq!(moved.tasks.len(), 2);
+    }
 }

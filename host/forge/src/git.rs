@@ -314,6 +314,15 @@ pub fn diff(dir: &Path, base: &str, branch: &str, max: usize) -> Result<Diff, Gi
     })
 }
 
+/// The commit id `rev` names in the repository at `dir`, or `None` when it names no
+/// commit (one git process).
+pub fn commit_of(dir: &Path, rev: &str) -> Option<String> {
+    let spec = format!("{rev}^{{commit}}");
+    let (out, _) = read_bounded(dir, &["rev-parse", "--verify", "--quiet", &spec], 128).ok()?;
+    let id = String::from_utf8(out).ok()?.trim().to_string();
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+}
+
 /// Whether `rev` names a commit in the repository at `dir`.
 pub fn has_commit(dir: &Path, rev: &str) -> bool {
     let spec = format!("{rev}^{{commit}}");
