@@ -122,7 +122,14 @@ async fn signed_in(
     write: bool,
 ) -> Response {
     match path {
-        ["console"] if read => overview::render(&*host, &session),
+        ["console"] if read => match req.query::<overview::OverviewQuery>() {
+            Some(q) => overview::render(&*host, &session, q.page.unwrap_or(1)),
+            None => error_page(
+                StatusCode::BAD_REQUEST,
+                Some(&session),
+                "`page` is a page number.",
+            ),
+        },
         ["console", "logout"] if write => login::logout(&*host, &session, &req),
         ["console", "targets", id] if read => target::target(host, session, id.to_string()).await,
         ["console", "targets", id, "attempts", attempt] if read => {

@@ -187,10 +187,30 @@ fn github_budget(usage: &[Usage], api_url: &str, now_ms: u64) -> Markup {
     }
 }
 
+/// Targets listed on one page of the overview (about 600 bytes each), so the page
+/// stays under 100 KB however many targets there are.
+pub const TARGETS_PER_PAGE: usize = 100;
+
+/// The `?page=` of the overview (1-based).
+#[derive(serde::Deserialize)]
+pub struct OverviewQuery {
+    pub page: Option<usize>,
+}
+
+/// Page `page` (1-based, clamped) of `all`, the page and the number of pages.
+fn page_of<T>(all: &[T], page: usize) -> (&[T], usize, usize) {
+    let pages = all.len().div_ceil(TARGETS_PER_PAGE).max(1);
+    let page = page.clamp(1, pages);
+    let from = (page - 1) * TARGETS_PER_PAGE;
+    let to = (from + TARGETS_PER_PAGE).min(all.len());
+    (&all[from..to], page, pages)
+}
+
 fn body(
     state: &dyn ConsoleHost,
     session: &super::session::Session,
     p: Option<&Projection>,
+    page: usize,
 ) -> Markup {
     let now = leviathan_domain::clock::now_ms();
     let github = state.github_usage();
@@ -220,7 +240,15 @@ fn body(
         }
         @if let Some(p) = p {
             h2 { "Targets" }
-            @let targets = known_targets(config, p);
+            @let all = known_targets(config, p);
+            @let (targets, page, pages) = page_of(&all, page);
+            @if pages > 1 {
+                p.pager {
+                    "Targets " ((page - 1) * TARGETS_PER_PAGE + 1) "–" ((page - 1) * TARGETS_PER_PAGE + targets.len()) " of " (all.len())
+                    @if page > 1 { " · " a rel="prev" href=(format!("/console?page={}", page - 1)) { "previous" } }
+                    @if page < pages { " · " a rel="next" href=(format!("/console?page={}", page + 1)) { "next" } }
+                }
+            }
             @if targets.is_empty() {
                 (layout::notice("No targets: serve runs without --config and the event log names none."))
             } @else {
@@ -231,7 +259,7 @@ fn body(
                         th scope="col" { "GitHub budget" }
                     } }
                     tbody {
-                        @for (id, target, view) in targets {
+                        @for &(id, target, view) in targets {
                             tr {
                                 td {
                                     a href=(format!("/console/targets/{}", encode(id))) { (id) }
@@ -302,18 +330,18 @@ fn task_counts(p: &Projection) -> BTreeMap<&'static str, usize> {
 }
 
 /// `GET /console`: renders the overview for `session` (the bench calls this directly).
-pub fn render(state: &dyn ConsoleHost, session: &super::session::Session) -> Response {
+pub fn render(state: &dyn ConsoleHost, session: &super::session::Session, page: usize) -> Response {
     let last_seq = state.log().last_seq();
-    let page = state
+    let markup = state
         .log()
-        .with_projection(|p| body(state, session, Some(p)))
-        .unwrap_or_else(|_| body(state, session, None));
+        .with_projection(|p| body(state, session, Some(p), page))
+        .unwrap_or_else(|_| body(state, session, None, page));
     respond(layout::page(
         "Overview",
         Some(session),
         Live::Render,
         last_seq,
-        page,
+        markup,
     ))
 }
 
@@ -332,6 +360,19 @@ mod tests {
             },
             content_requests: 0,
         }
+    }
+
+    #[test]
+    fn targets_are_paged_and_a_page_out_of_range_is_clamped() {
+        let all: Vec<usize> = (0..250).collect();
+        let (first, page, pages) = page_of(&all, 1);
+        assert_eq!((first.len(), first[0], page, pages), (100, 0, 1, 3));
+        let (last, page, _) = page_of(&all, 3);
+        assert_eq!((last.len(), last[0], page), (50, 200, 3));
+        assert_eq!(page_of(&all, 99).1, 3);
+        assert_eq!(page_of(&all, 0).1, 1);
+        let none: Vec<usize> = Vec::new();
+        assert_eq!(page_of(&none, 5), (&none[..], 1, 1));
     }
 
     #[test]
