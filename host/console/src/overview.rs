@@ -160,12 +160,11 @@ pub fn forge_name(target: Option<&Target>) -> &'static str {
 /// The lowest primary budget among the identities on `api_url`, as a badge with
 /// the time to its reset.
 fn github_budget(usage: &[Usage], api_url: &str, now_ms: u64) -> Markup {
-    let api_url = api_url.trim_end_matches('/');
-    let lowest = usage
-        .iter()
-        .filter(|u| u.api_url == api_url)
-        .filter_map(|u| Some((u.budget.remaining?, u.budget)))
-        .min_by_key(|(remaining, _)| *remaining);
+    let apis = leviathan_forge::github::clients::by_api(usage);
+    let lowest = apis
+        .get(api_url.trim_end_matches('/'))
+        .and_then(|api| api.lowest)
+        .and_then(|b| Some((b.remaining?, b)));
     let Some((remaining, budget)) = lowest else {
         return html! { span.muted { "no request yet" } };
     };

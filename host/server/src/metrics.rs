@@ -75,14 +75,6 @@ fn volume(dir: &std::path::Path) -> Option<(u64, u64)> {
     ))
 }
 
-/// One GitHub API's identities taken together.
-#[derive(Default)]
-struct ApiUsage {
-    /// The budget of the identity with the fewest requests left.
-    lowest: Option<leviathan_forge::github::ratelimit::Budget>,
-    content_requests: u64,
-}
-
 /// Raises `counter` to `total` (a count kept elsewhere); `seen` is what it holds.
 fn advance(counter: &Counter, seen: &AtomicU64, total: u64) {
     let before = seen.swap(total, Ordering::Relaxed);
@@ -350,16 +342,7 @@ impl Metrics {
             health.passes_failed,
         );
         // Several identities on one API: the lowest budget, the summed requests.
-        let mut by_api: BTreeMap<&str, ApiUsage> = BTreeMap::new();
-        for u in &health.github {
-            let e = by_api.entry(&u.api_url).or_default();
-            if let Some(r) = u.budget.remaining
-                && e.lowest.and_then(|b| b.remaining).is_none_or(|low| r < low)
-            {
-                e.lowest = Some(u.budget);
-            }
-            e.content_requests += u.content_requests;
-        }
+        let by_api = leviathan_forge::github::clients::by_api(&health.github);
         let mut seen = self
             .github_content_seen
             .lock()

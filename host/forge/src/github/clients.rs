@@ -143,6 +143,29 @@ impl GitHubClients {
     }
 }
 
+/// One API's identities taken together: the budget of the one with the fewest
+/// requests left, and the content requests of all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiUsage {
+    pub lowest: Option<super::ratelimit::Budget>,
+    pub content_requests: u64,
+}
+
+/// `usage` by API URL.
+pub fn by_api(usage: &[Usage]) -> std::collections::BTreeMap<&str, ApiUsage> {
+    let mut out: std::collections::BTreeMap<&str, ApiUsage> = std::collections::BTreeMap::new();
+    for u in usage {
+        let e = out.entry(u.api_url.as_str()).or_default();
+        if let Some(r) = u.budget.remaining
+            && e.lowest.and_then(|b| b.remaining).is_none_or(|low| r < low)
+        {
+            e.lowest = Some(u.budget);
+        }
+        e.content_requests += u.content_requests;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
