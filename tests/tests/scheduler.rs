@@ -770,3 +770,108 @@ fn a_policy_violation_fails_the_attempt_and_leaves_nothing_behind() {
     );
     assert!(!events.iter().any(|e| e.kind == "pr.opened"));
 }
+
+/// An in-process pass over the config at `dir` on `log` (what `tick` does).
+fn pass_in_process(dir: &Path, log: &EventLog) -> Vec<String> {
+    let config = leviathan_domain::config::Config::load(&dir.join("leviathan.yaml")).unwrap();
+    let sandbox = leviathan_sandbox::Sandbox::new(leviathan_sandbox::ArtifactCache::new(Some(
+        root().join("target/test-cache"),
+    )))
+    .unwrap();
+    let github = leviathan_forge::github::clients::GitHubClients::default();
+    let scheduler = leviathan_scheduler::Scheduler {
+        config: &config,
+        log,
+        sandbox: &sandbox,
+        registry_dir: registry().to_path_buf(),
+        work_dir: dir.join("work"),
+        plugins: None,
+        github: &github,
+    };
+    scheduler
+        .tick()
+        .unwrap()
+        .into_iter()
+        .map(|r| format!("{}: {}", r.target, r.outcome))
+        .collect()
+}
+
+/// A pass and a local merge of the same target never interleave: a pass that met the
+/// merged PR's branch already deleted while the log still held the PR open ran the
+/// merged task a second time (the console's browser test caught it once in CI).
+#[test]
+fn a_pass_and_a_local_merge_of_one_target_take_turns() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    let world = World::new();
+    std::fs::write(
+        world.path("leviathan.yaml"),
+        "targets:\n  - id: alpha\n    repository: alpha.git\n",
+    )
+    .unwrap();
+    let log = Arc::new(EventLog::open(&world.path("data")).unwrap());
+    let alpha_events_after = |seq: u64| {
+        log.after(seq, 10_000)
+            .unwrap()
+            .iter()
+            .filter(|e| e.target.as_deref() == Some("alpha"))
+            .count()
+    };
+    let dir = world.path("");
+    let first = pass_in_process(&dir, &log);
+    assert!(first[0].contains("a-docs: PR 1 opened"), "{first:?}");
+
+    // A pass waits while the target's PRs are being changed.
+    let held = leviathan_forge::serial::lock("alpha");
+    let before = log.last_seq();
+    let pass = {
+        let (dir, log) = (dir.clone(), log.clone());
+        std::thread::spawn(move || pass_in_process(&dir, &log))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        alpha_events_after(before),
+        0,
+        "the pass waited for the target"
+    );
+    drop(held);
+    let second = pass.join().unwrap();
+    assert!(second[0].contains("max_open_prs"), "{second:?}");
+
+    // A merge waits while a pass holds the target.
+    let held = leviathan_forge::serial::lock("alpha");
+    let before = log.last_seq();
+    let merge = {
+        let (dir, log) = (dir.clone(), log.clone());
+        std::thread::spawn(move || {
+            let config =
+                leviathan_domain::config::Config::load(&dir.join("leviathan.yaml")).unwrap();
+            leviathan_forge::pull_requests::merge_or_close_local(
+                &config,
+                &log,
+                &dir.join("work"),
+                "alpha",
+                "1",
+                true,
+                leviathan_events::Provenance::host_for("test"),
+                None,
+            )
+            .map(|done| done.task)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        alpha_events_after(before),
+        0,
+        "the merge waited for the pass"
+    );
+    assert_eq!(
+        world.branches("alpha.git").len(),
+        1,
+        "the branch is still there"
+    );
+    drop(held);
+    assert_eq!(merge.join().unwrap().unwrap(), "a-docs");
+    let third = pass_in_process(&dir, &log);
+    assert!(third[0].contains("a-dependent: PR 2 opened"), "{third:?}");
+}

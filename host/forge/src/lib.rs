@@ -5,6 +5,7 @@
 pub mod git;
 pub mod github;
 pub mod pull_requests;
+pub mod serial;
 
 /// The targets and where the host keeps their clones: what the local forge's
 /// endpoints and the console's diffs read.

@@ -352,6 +352,8 @@ pub fn merge_or_close_local(
     if target.forge != Forge::Local {
         return Err(LocalPrError::NotLocal(target_id.into()));
     }
+    // A pass on the target sees this PR before or after, never half settled.
+    let _serial = crate::serial::lock(target_id);
     let found = logged_prs(log, target_id)?
         .into_iter()
         .find(|(_, x)| x.pr == pr && x.state == PrState::Open)

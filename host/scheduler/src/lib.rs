@@ -100,6 +100,9 @@ impl Scheduler<'_> {
                 ),
             );
         }
+        // From the fetch to the decision the target's PRs hold still: a local merge
+        // or close in progress finishes first (see `leviathan_forge::serial`).
+        let serial = leviathan_forge::serial::lock(id);
         let clone = match Clone::prepare(
             &forge.clone_url(self.config, target),
             &self.work_dir.join(id),
@@ -174,6 +177,8 @@ impl Scheduler<'_> {
         let Some(task) = backlog.task(&task_id) else {
             return Ok("nothing to run".into());
         };
+        // The attempt's own branch is new; changes to the other PRs may go on.
+        drop(serial);
         let outcome = attempt::run(
             &attempt::AttemptContext {
                 target,
