@@ -752,10 +752,29 @@ fn the_console_in_a_real_browser() {
         until(&client, "the new-events notice", 20,
             "return !document.getElementById('new-events').hidden").await;
         screenshot(&client, "events").await;
-        for (name, path) in [("prs", "/console/prs"), ("plugins", "/console/plugins")] {
-            client.goto(&format!("{base}{path}")).await.unwrap();
-            screenshot(&client, name).await;
+        client.goto(&format!("{base}/console/prs")).await.unwrap();
+        screenshot(&client, "prs").await;
+        // The pages left behind let go of their streams: a browser holds six
+        // connections per server over HTTP/1.1, and kept pages holding theirs made the
+        // seventh page wait about a minute for one to time out.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, metrics) = server.get("/metrics", None);
+            let clients = metrics
+                .as_str()
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("leviathan_sse_clients "))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default();
+            if clients == "1" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "open event streams after leaving seven pages: {clients}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        client.goto(&format!("{base}/console/plugins")).await.unwrap();
+        screenshot(&client, "plugins").await;
 
         // Keyboard only: the skip link and the navigation are reachable by Tab.
         client.goto(&format!("{base}/console")).await.unwrap();

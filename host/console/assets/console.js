@@ -88,17 +88,30 @@
     }
   }
 
-  var source = new EventSource(streamUrl);
-  source.onopen = function () {
-    if (down) { schedule(); }
-    down = false;
-    if (banner) { banner.hidden = true; }
-  };
-  source.onerror = function () {
-    down = true;
-    if (banner) { banner.hidden = false; }
-    showAge();
-  };
-  source.onmessage = onEvent;
+  var source = null;
+  function follow() {
+    source = new EventSource(streamUrl);
+    source.onopen = function () {
+      if (down) { schedule(); }
+      down = false;
+      if (banner) { banner.hidden = true; }
+    };
+    source.onerror = function () {
+      down = true;
+      if (banner) { banner.hidden = false; }
+      showAge();
+    };
+    source.onmessage = onEvent;
+  }
+  follow();
+  // A page being left lets go of its stream at once: a browser holds few
+  // connections per server, and a kept page (back/forward cache) would otherwise
+  // keep one open. Coming back to a kept page follows again and refreshes it.
+  window.addEventListener("pagehide", function () {
+    if (source) { source.close(); source = null; }
+  });
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted && !source) { follow(); schedule(); }
+  });
   setInterval(showAge, 1000);
 }());
