@@ -1,5 +1,5 @@
 //! The commands of `leviathan-host` other than `serve` (which the binary wires to the
-//! server and the scheduler): `exec`, `tick`, `prs`, `events`, `plugins`, the API
+//! server and the scheduler): `exec`, `replay`, `tick`, `prs`, `events`, `plugins`, the API
 //! client of `events tail --api`, and the exit-code and logging rules every command
 //! shares. A crate below the binary, so a change in the server recompiles none of it.
 
@@ -8,6 +8,7 @@ pub mod check;
 mod custody;
 pub mod events;
 pub mod plugins;
+pub mod replay;
 mod scaffold;
 pub mod sched;
 

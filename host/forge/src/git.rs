@@ -323,6 +323,47 @@ pub fn commit_of(dir: &Path, rev: &str) -> Option<String> {
     (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
 }
 
+/// A fresh checkout of `commit` (a full hex id) of the repository at `repo`, in
+/// `dir` (which must not exist yet): a local clone sharing `repo`'s objects, detached
+/// at the commit, with nothing else in its worktree. What a replay runs on.
+pub fn checkout_commit(repo: &Path, commit: &str, dir: &Path) -> Result<(), GitError> {
+    let error = |args: &str, message: String| GitError {
+        dir: dir.to_path_buf(),
+        args: args.into(),
+        message,
+    };
+    let full_id = matches!(commit.len(), 40 | 64) && commit.bytes().all(|b| b.is_ascii_hexdigit());
+    if !full_id {
+        return Err(error("checkout", format!("`{commit}` is not a full commit id")));
+    }
+    if !has_commit(repo, commit) {
+        return Err(GitError {
+            dir: repo.to_path_buf(),
+            args: "rev-parse".into(),
+            message: format!("commit {commit} is not in this repository"),
+        });
+    }
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let clone = Clone {
+        dir: dir.to_path_buf(),
+        auth_header: None,
+    };
+    // The clone runs in `dir`'s parent: a relative `repo` would be read from there.
+    let repo = std::fs::canonicalize(repo).map_err(|e| GitError {
+        dir: repo.to_path_buf(),
+        args: "clone".into(),
+        message: e.to_string(),
+    })?;
+    let source = repo.to_string_lossy();
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("checkout");
+    clone.run_in(
+        parent,
+        &["clone", "--quiet", "--shared", "--no-checkout", "--", &source, name],
+    )?;
+    clone.run(&["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit])?;
+    Ok(())
+}
+
 /// Whether `rev` names a commit in the repository at `dir`.
 pub fn has_commit(dir: &Path, rev: &str) -> bool {
     commit_of(dir, rev).is_some()

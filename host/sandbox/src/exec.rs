@@ -4,6 +4,7 @@
 
 use crate::changeset::{ChangeError, ChangeSet, FileChange};
 use crate::plugins::set::PluginSet;
+use crate::record::RunRecord;
 use crate::run::Mount;
 use crate::stage::{self, StageError};
 use crate::{RunFailure, RunRequest, RunStats, Sandbox};
@@ -81,6 +82,10 @@ pub struct ExecReport {
     pub digest: String,
     pub summary: String,
     pub stats: RunStats,
+    /// What a replay needs to run it again.
+    pub record: RunRecord,
+    /// The last lines the executor printed to stderr, if any.
+    pub stderr_tail: Option<String>,
 }
 
 /// The seed of every random source a run sees: SHA-256 over a version tag, the
@@ -192,6 +197,35 @@ pub fn exec_with_plugins(
     policy: &Policy,
     plugins: Option<&PluginSet>,
 ) -> Result<ExecReport, ExecFailure> {
+    exec_chosen(sandbox, request, policy, Choice::Route(plugins))
+}
+
+/// [`exec_with_policy`] with the component whose SHA-256 is `component_sha256`,
+/// whatever the routing rules say (a replay runs exactly what an attempt ran). The
+/// registry entry's bytes are checked against that digest before they load.
+pub fn exec_pinned(
+    sandbox: &Sandbox,
+    request: &ExecRequest,
+    policy: &Policy,
+    component_sha256: &str,
+) -> Result<ExecReport, ExecFailure> {
+    exec_chosen(sandbox, request, policy, Choice::Pinned(component_sha256))
+}
+
+/// Which plugin runs the task.
+enum Choice<'a> {
+    /// Routed by scope, in a loaded set or a scan of the registry.
+    Route(Option<&'a PluginSet>),
+    /// The registry entry with this component digest.
+    Pinned(&'a str),
+}
+
+fn exec_chosen(
+    sandbox: &Sandbox,
+    request: &ExecRequest,
+    policy: &Policy,
+    choice: Choice,
+) -> Result<ExecReport, ExecFailure> {
     let backlog =
         Backlog::load_from_repo(&request.repo).map_err(|e| fail(ErrorKind::InvalidTask, e))?;
     let task = backlog.task(&request.task_id).ok_or_else(|| {
@@ -226,9 +260,30 @@ pub fn exec_with_plugins(
         other => fail(ErrorKind::ExecutorFailed, other),
     };
     let scanned;
-    let set = match plugins {
-        Some(set) => set,
-        None => {
+    let set = match choice {
+        Choice::Route(Some(set)) => set,
+        Choice::Pinned(digest) => {
+            scanned = PluginSet::load_matching(
+                &request.registry_dir,
+                &policy.plugins,
+                sandbox,
+                None,
+                |entry| entry.manifest.sha256.eq_ignore_ascii_case(digest),
+            )
+            .map_err(|e| fail(ErrorKind::ExecutorFailed, e))?;
+            if let Some(rejected) = scanned.registry.rejected.first() {
+                return Err(fail(
+                    ErrorKind::ExecutorFailed,
+                    format!(
+                        "the component sha256 {digest} in {}: {}",
+                        rejected.dir.display(),
+                        rejected.reason
+                    ),
+                ));
+            }
+            &scanned
+        }
+        Choice::Route(None) => {
             // Only the task's candidates are loaded.
             scanned = PluginSet::load_matching(
                 &request.registry_dir,
@@ -244,7 +299,18 @@ pub fn exec_with_plugins(
             &scanned
         }
     };
-    let plugin = set.route(task).map_err(route_failed)?;
+    let plugin = match choice {
+        Choice::Route(_) => set.route(task).map_err(route_failed)?,
+        Choice::Pinned(digest) => set.loaded.values().next().ok_or_else(|| {
+            fail(
+                ErrorKind::ExecutorFailed,
+                format!(
+                    "no plugin in {} has the component sha256 {digest}",
+                    request.registry_dir.display()
+                ),
+            )
+        })?,
+    };
     let (entry, component) = (plugin.entry.clone(), plugin.component.clone());
 
     // The plugin may ask for less than the policy allows, never more.
@@ -329,5 +395,14 @@ pub fn exec_with_plugins(
         files: changes.files,
         summary: report.summary,
         stats: outcome.stats,
+        record: RunRecord::new(
+            head,
+            entry.id(),
+            entry.manifest.sha256.to_ascii_lowercase(),
+            &allowed,
+            &limits,
+            policy,
+        ),
+        stderr_tail: crate::run::stderr_tail(&outcome.stderr),
     })
 }

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod exec;
 pub mod grants;
 pub mod plugins;
+pub mod record;
 pub mod run;
 pub mod stage;
 pub mod state;

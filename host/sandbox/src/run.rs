@@ -73,6 +73,8 @@ pub struct RunStats {
     pub instantiate: Duration,
     pub execute: Duration,
     pub fuel_used: u64,
+    /// The largest linear memory the guest grew to, in bytes.
+    pub memory_peak: u64,
 }
 
 /// What a run produced.
@@ -152,6 +154,7 @@ impl Sandbox {
             wasi: builder.build(),
             table: ResourceTable::new(),
             memory_limit: request.limits.memory_bytes,
+            memory_peak: 0,
             limit_hit: None,
             deadline: Instant::now() + request.timeout,
             clock,
@@ -255,6 +258,7 @@ impl Sandbox {
             .fuel
             .saturating_sub(store.get_fuel().unwrap_or(0));
         let state = store.into_data();
+        stats.memory_peak = state.memory_peak;
         let mut logs = state.logs;
         if state.dropped_logs > 0 {
             logs.push(PluginLog {

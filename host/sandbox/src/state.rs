@@ -64,6 +64,8 @@ pub struct SandboxState {
     pub wasi: WasiCtx,
     pub table: ResourceTable,
     pub memory_limit: u64,
+    /// The largest linear memory the guest grew to, in bytes.
+    pub memory_peak: u64,
     pub limit_hit: Option<LimitKind>,
     pub deadline: Instant,
     pub clock: VirtualMonotonicClock,
@@ -92,6 +94,7 @@ impl wasmtime::ResourceLimiter for SandboxState {
             self.limit_hit = Some(LimitKind::Memory);
             return Ok(false);
         }
+        self.memory_peak = self.memory_peak.max(desired as u64);
         Ok(true)
     }
 

@@ -73,8 +73,12 @@ pub fn finished(
                     "path": f.path.as_string(), "sha256": f.sha256, "bytes": f.bytes,
                 })).collect::<Vec<_>>(),
                 "fuel_used": r.stats.fuel_used,
+                "memory_peak_bytes": r.stats.memory_peak,
                 "instantiate_us": r.stats.instantiate.as_micros() as u64,
                 "execute_us": r.stats.execute.as_micros() as u64,
+                "stderr_tail": r.stderr_tail,
+                // What `leviathan-host replay` runs again.
+                "record": r.record,
             }),
         ),
         Err(e) => draft(

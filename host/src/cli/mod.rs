@@ -40,6 +40,29 @@ enum Command {
         #[arg(long, env = "LEVIATHAN_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Run a recorded attempt again and compare its bytes with the event log's record
+    /// (exit 0 identical, 1 different, 2 cannot replay).
+    Replay {
+        /// The attempt id (8 hex digits, as in the event log and the console).
+        attempt: String,
+        #[arg(long, env = "LEVIATHAN_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The targets file: a scheduler attempt replays on the host's clone of its target.
+        #[arg(long, env = "LEVIATHAN_CONFIG")]
+        config: Option<PathBuf>,
+        /// Where the host keeps its clones of the targets (default: `<data-dir>-work`).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// A repository holding the attempt's base commit, instead of the host's clone.
+        #[arg(long)]
+        repo: Option<PathBuf>,
+        /// Plugin registry directory; default: $LEVIATHAN_PLUGIN_DIR or plugins/registry.
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
+        /// Print exactly one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect and manage the plugin registry.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -226,6 +249,23 @@ pub fn main() -> i32 {
             json,
             data_dir,
         } => leviathan_cli::exec_task(repo, task, policy, plugin_dir, json, data_dir),
+        Command::Replay {
+            attempt,
+            data_dir,
+            config,
+            work_dir,
+            repo,
+            plugin_dir,
+            json,
+        } => leviathan_cli::replay::run(&leviathan_cli::replay::ReplayArgs {
+            attempt,
+            data_dir,
+            config,
+            work_dir,
+            repo,
+            plugin_dir,
+            json,
+        }),
         Command::Tick {
             config,
             data_dir,
