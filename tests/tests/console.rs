@@ -338,6 +338,17 @@ fn console_views_escape_everything_and_refuse_forged_actions() {
         let r = page.get(path, Some(&operator));
         assert_safe(path, &r);
     }
+    // The attempt shows what ran, on what, with what, and how to run it again.
+    let r = page.get(&attempt_page, Some(&operator));
+    for shown in [
+        "sha256:",
+        "Base commit",
+        "bytes at most, of",
+        &format!("leviathan-host replay {attempt}"),
+    ] {
+        assert!(r.body.contains(shown), "{shown}: {}", r.body);
+    }
+    assert!(!r.body.contains("not recorded"), "{}", r.body);
     let r = page.get(target, Some(&operator));
     assert!(
         r.body

@@ -70,16 +70,14 @@ pub fn first_difference(recorded: &[FileHash], replayed: &[FileHash]) -> Option<
             .find(|f| f.path == path)
             .map(|f| f.sha256.clone())
     };
-    paths.into_iter().find_map(|path| {
-        match (find(recorded, path), find(replayed, path)) {
+    paths
+        .into_iter()
+        .find_map(|path| match (find(recorded, path), find(replayed, path)) {
             (Some(a), Some(b)) if a == b => None,
-            (Some(a), Some(b)) => Some(format!(
-                "{path}: recorded sha256 {a}, replayed sha256 {b}"
-            )),
+            (Some(a), Some(b)) => Some(format!("{path}: recorded sha256 {a}, replayed sha256 {b}")),
             (Some(_), None) => Some(format!("{path}: recorded, not written by the replay")),
             (None, _) => Some(format!("{path}: written by the replay, not recorded")),
-        }
-    })
+        })
 }
 
 /// Reads a succeeded attempt's record from the host's own events (a client's events
@@ -138,7 +136,10 @@ pub fn recorded(log: &EventLog, attempt: &str) -> Result<Recorded, CannotReplay>
     Ok(Recorded {
         target,
         task,
-        digest: event.payload["digest"].as_str().unwrap_or_default().to_string(),
+        digest: event.payload["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
         files,
         record,
     })
@@ -172,10 +173,11 @@ fn repository(args: &ReplayArgs, target: &str) -> Result<PathBuf, CannotReplay> 
 /// Checks that the registry still holds the recorded component, for a clear error.
 fn component_present(dir: &Path, record: &RunRecord) -> Result<(), CannotReplay> {
     let registry = Registry::scan(dir).map_err(|e| cannot(e.to_string()))?;
-    let present = registry
-        .entries
-        .iter()
-        .any(|e| e.manifest.sha256.eq_ignore_ascii_case(&record.component_sha256));
+    let present = registry.entries.iter().any(|e| {
+        e.manifest
+            .sha256
+            .eq_ignore_ascii_case(&record.component_sha256)
+    });
     if present {
         return Ok(());
     }
@@ -195,7 +197,10 @@ fn rerun(args: &ReplayArgs, rec: &Recorded) -> Result<ExecReport, CannotReplay> 
         ));
     };
     let repo = repository(args, &rec.target)?;
-    let registry_dir = args.plugin_dir.clone().unwrap_or_else(Registry::default_dir);
+    let registry_dir = args
+        .plugin_dir
+        .clone()
+        .unwrap_or_else(Registry::default_dir);
     component_present(&registry_dir, &rec.record)?;
     let scratch = tempfile::tempdir().map_err(|e| cannot(format!("no scratch directory: {e}")))?;
     let checkout = scratch.path().join("repo");
@@ -213,8 +218,13 @@ fn rerun(args: &ReplayArgs, rec: &Recorded) -> Result<ExecReport, CannotReplay> 
         policy: None,
         registry_dir,
     };
-    exec_pinned(&sandbox, &request, &policy, &rec.record.component_sha256)
-        .map_err(|e| cannot(format!("the replay failed ({}): {}", e.kind.as_str(), e.message)))
+    exec_pinned(&sandbox, &request, &policy, &rec.record.component_sha256).map_err(|e| {
+        cannot(format!(
+            "the replay failed ({}): {}",
+            e.kind.as_str(),
+            e.message
+        ))
+    })
 }
 
 /// `replay`: prints the verdict; returns the exit code.
@@ -227,7 +237,10 @@ pub fn run(args: &ReplayArgs) -> i32 {
         Ok(done) => done,
         Err(e) => {
             if args.json {
-                println!("{}", json!({"attempt": args.attempt, "ok": false, "error": e.0}));
+                println!(
+                    "{}",
+                    json!({"attempt": args.attempt, "ok": false, "error": e.0})
+                );
             } else {
                 eprintln!("error: attempt {}: {e}", args.attempt);
             }
@@ -288,7 +301,10 @@ mod tests {
     #[test]
     fn the_first_difference_is_named_in_path_order() {
         let recorded = [f("docs/b.md", "2"), f("docs/a.md", "1")];
-        assert_eq!(first_difference(&recorded, &[f("docs/a.md", "1"), f("docs/b.md", "2")]), None);
+        assert_eq!(
+            first_difference(&recorded, &[f("docs/a.md", "1"), f("docs/b.md", "2")]),
+            None
+        );
         assert_eq!(
             first_difference(&recorded, &[f("docs/a.md", "1"), f("docs/b.md", "9")]).unwrap(),
             "docs/b.md: recorded sha256 2, replayed sha256 9"
@@ -298,8 +314,15 @@ mod tests {
             "docs/a.md: recorded, not written by the replay"
         );
         assert_eq!(
-            first_difference(&recorded, &[f("docs/a.md", "1"), f("docs/b.md", "2"), f("docs/0.md", "0")])
-                .unwrap(),
+            first_difference(
+                &recorded,
+                &[
+                    f("docs/a.md", "1"),
+                    f("docs/b.md", "2"),
+                    f("docs/0.md", "0")
+                ]
+            )
+            .unwrap(),
             "docs/0.md: written by the replay, not recorded"
         );
     }

@@ -150,7 +150,37 @@ fn facts(found: &Found, now: u64) -> Markup {
                     _ => span.muted { "not recorded" },
                 }
             }
-            dt { "Component digest, base commit, memory, stderr" } dd.muted { "not recorded by this version of the host" }
+            @let record = payload.and_then(|p| p.get("record"));
+            @let recorded = |k: &str| record.and_then(|r| r.get(k)).filter(|v| !v.is_null()).map(text);
+            dt { "Component" } dd {
+                @match recorded("component_sha256") {
+                    Some(sha) => code { "sha256:" (sha) },
+                    None => span.muted { "not recorded by the host version that ran it" },
+                }
+            }
+            dt { "Base commit" } dd {
+                @match recorded("base_commit") {
+                    Some(commit) => code { (commit) },
+                    None => span.muted { "not recorded" },
+                }
+            }
+            dt { "Memory" } dd {
+                @match (field("memory_peak_bytes"), recorded("memory_bytes")) {
+                    (Some(peak), Some(cap)) => { (peak) " bytes at most, of " (cap) " allowed" }
+                    (Some(peak), None) => { (peak) " bytes at most" }
+                    _ => span.muted { "not recorded" },
+                }
+            }
+            @if let Some(fuel) = recorded("fuel") { dt { "Fuel allowed" } dd { (fuel) } }
+            dt { "Executor's stderr" } dd {
+                @match field("stderr_tail").filter(|t| t != "null") {
+                    Some(tail) => pre { (tail) },
+                    None => span.muted { "nothing" },
+                }
+            }
+            @if record.is_some() && a.outcome == AttemptOutcome::Succeeded {
+                dt { "Replay" } dd { code { "leviathan-host replay " (a.id) } }
+            }
             @if a.outcome == AttemptOutcome::Failed {
                 dt { "Error kind" } dd { (badge(Tone::Bad, a.failure.as_deref().unwrap_or("no kind recorded"))) }
                 dt { "Reason" } dd.error { (field("message").or_else(|| a.message.clone()).unwrap_or_else(|| "no message recorded".into())) }

@@ -334,7 +334,10 @@ pub fn checkout_commit(repo: &Path, commit: &str, dir: &Path) -> Result<(), GitE
     };
     let full_id = matches!(commit.len(), 40 | 64) && commit.bytes().all(|b| b.is_ascii_hexdigit());
     if !full_id {
-        return Err(error("checkout", format!("`{commit}` is not a full commit id")));
+        return Err(error(
+            "checkout",
+            format!("`{commit}` is not a full commit id"),
+        ));
     }
     if !has_commit(repo, commit) {
         return Err(GitError {
@@ -355,12 +358,30 @@ pub fn checkout_commit(repo: &Path, commit: &str, dir: &Path) -> Result<(), GitE
         message: e.to_string(),
     })?;
     let source = repo.to_string_lossy();
-    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("checkout");
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("checkout");
     clone.run_in(
         parent,
-        &["clone", "--quiet", "--shared", "--no-checkout", "--", &source, name],
+        &[
+            "clone",
+            "--quiet",
+            "--shared",
+            "--no-checkout",
+            "--",
+            &source,
+            name,
+        ],
     )?;
-    clone.run(&["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit])?;
+    clone.run(&[
+        "-c",
+        "advice.detachedHead=false",
+        "checkout",
+        "--quiet",
+        "--detach",
+        commit,
+    ])?;
     Ok(())
 }
 
