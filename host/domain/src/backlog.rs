@@ -117,9 +117,24 @@ impl Backlog {
     }
 
     /// Parses backlog text read from `file`.
+    /// A backlog whose completions the host could not record (see
+    /// [`crate::writeback::check_editable`]) is refused here, before any attempt.
     pub fn from_text(file: &Path, text: &str) -> Result<Backlog, InputError> {
         let value = yaml::parse(file, text)?;
-        Backlog::from_value(file, &value)
+        let backlog = Backlog::from_value(file, &value)?;
+        let ids: Vec<&str> = backlog.tasks.iter().map(|t| t.id.as_str()).collect();
+        crate::writeback::check_editable(text, &ids).map_err(|(id, e)| InputError::Invalid {
+            file: file.into(),
+            context: if id.is_empty() {
+                String::new()
+            } else {
+                format!("task `{id}`: ")
+            },
+            message: format!(
+                "{e} (the host records a task's completion by editing its lines in place)"
+            ),
+        })?;
+        Ok(backlog)
     }
 
     fn from_value(file: &Path, value: &Value) -> Result<Backlog, InputError> {

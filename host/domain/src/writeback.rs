@@ -2,7 +2,9 @@
 //! `status`, `ready`, `last_attempt_id`, `branch_name` and `completed_at`, editing only
 //! those keys' lines and keeping every other byte (comments, order, quoting, line
 //! endings). Existing keys keep their trailing comments; missing keys are added at the
-//! end of the task's mapping, in that order.
+//! end of the task's mapping, in that order (after its `id:` line when its last value
+//! spans several lines). A backlog the write-back could not edit is refused by the
+//! parser up front ([`check_editable`]).
 
 /// What the write-back records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +110,213 @@ fn replace_value(
     Ok(format!("{head} {value}{comment}"))
 }
 
+/// One block-style item of the `tasks:` list: lines `start..end`, its keys at
+/// `key_indent` (the first one may share the `- ` line).
+struct Item {
+    start: usize,
+    end: usize,
+    key_indent: usize,
+}
+
+/// The keys the write-back sets, in the order missing ones are added.
+const KEYS: [&str; 5] = [
+    "status",
+    "ready",
+    "last_attempt_id",
+    "branch_name",
+    "completed_at",
+];
+
+/// `body` without a trailing ` #` comment.
+fn without_comment(body: &str) -> &str {
+    match body.find(" #") {
+        Some(i) => &body[..i],
+        None => body,
+    }
+}
+
+/// Whether a top-level line opens the `tasks:` mapping entry (plain or quoted key,
+/// any comment after it).
+fn is_tasks_key(body: &str) -> bool {
+    let bare = without_comment(body).trim_end();
+    bare == "tasks:" || bare == "\"tasks\":" || bare == "'tasks':"
+}
+
+fn unsupported(line: usize, message: impl Into<String>) -> WriteBackError {
+    WriteBackError::Unsupported {
+        line: line + 1,
+        message: message.into(),
+    }
+}
+
+/// The items of the top-level block-style `tasks:` list.
+fn items(lines: &[Line]) -> Result<Vec<Item>, WriteBackError> {
+    let Some(tasks_line) = lines.iter().position(|l| is_tasks_key(l.body)) else {
+        return match lines.iter().position(|l| {
+            let b = l.body.trim_start_matches(['"', '\'']);
+            l.indent() == 0 && b.starts_with("tasks")
+        }) {
+            Some(i) => Err(unsupported(
+                i,
+                "the `tasks:` list must be block style (a `- ` line per task) for the host to record completions",
+            )),
+            None => Ok(Vec::new()),
+        };
+    };
+    let Some(first) = lines[tasks_line + 1..]
+        .iter()
+        .position(|l| !l.is_filler())
+        .map(|i| i + tasks_line + 1)
+    else {
+        return Ok(Vec::new());
+    };
+    let is_dash = |l: &Line| {
+        let t = l.body.trim_start();
+        t == "-" || t.starts_with("- ")
+    };
+    if !is_dash(&lines[first]) {
+        if lines[first].indent() == 0 {
+            // `tasks:` is empty and the next top-level key follows.
+            return Ok(Vec::new());
+        }
+        return Err(unsupported(
+            first,
+            "the `tasks:` list must be block style (a `- ` line per task) for the host to record completions",
+        ));
+    }
+    let item_indent = lines[first].indent();
+    // The list ends at a line left of its items, or level with them but not an
+    // item (the next top-level key when the items are not indented).
+    let end_of_list = lines[first..]
+        .iter()
+        .position(|l| {
+            !l.is_filler()
+                && (l.indent() < item_indent || (l.indent() == item_indent && !is_dash(l)))
+        })
+        .map(|i| i + first)
+        .unwrap_or(lines.len());
+    let starts: Vec<usize> = (first..end_of_list)
+        .filter(|&i| lines[i].indent() == item_indent && is_dash(&lines[i]))
+        .collect();
+    let mut found = Vec::with_capacity(starts.len());
+    for (n, &start) in starts.iter().enumerate() {
+        let end = starts.get(n + 1).copied().unwrap_or(end_of_list);
+        let after_dash = &lines[start].body[item_indent + 1..];
+        let rest = after_dash.trim_start_matches(' ');
+        let key_indent = if rest.is_empty() || rest.starts_with('#') {
+            // `-` alone: the keys start on the next line.
+            match (start + 1..end).find(|&i| !lines[i].is_filler()) {
+                Some(i) => lines[i].indent(),
+                None => return Err(unsupported(start, "a task item without keys")),
+            }
+        } else if rest.starts_with(['{', '[', '*', '&', '!', '"', '\'', '|', '>']) {
+            return Err(unsupported(
+                start,
+                "a task must be a block-style mapping (`- id: ...` and one key per line) for the host to record its completion",
+            ));
+        } else {
+            item_indent + 1 + (after_dash.len() - rest.len())
+        };
+        found.push(Item {
+            start,
+            end,
+            key_indent,
+        });
+    }
+    Ok(found)
+}
+
+impl Item {
+    /// The `key: value` text of line `i` if it is one of this item's own keys.
+    fn key_body<'a>(&self, lines: &'a [Line], i: usize) -> Option<&'a str> {
+        let body = lines[i].body;
+        if i == self.start {
+            let t = body.trim_start();
+            let rest = t.strip_prefix('-')?.trim_start_matches(' ');
+            (!rest.is_empty()).then_some(rest)
+        } else if lines[i].indent() == self.key_indent && !lines[i].is_filler() {
+            Some(&body[self.key_indent..])
+        } else {
+            None
+        }
+    }
+
+    /// The line holding `key`, if the item has it.
+    fn find(&self, lines: &[Line], key: &str) -> Option<usize> {
+        (self.start..self.end).find(|&i| {
+            self.key_body(lines, i)
+                .is_some_and(|b| key_value(b, key).is_some())
+        })
+    }
+
+    fn id<'a>(&self, lines: &'a [Line]) -> Option<&'a str> {
+        self.find(lines, "id")
+            .and_then(|i| self.key_body(lines, i))
+            .and_then(|b| key_value(b, "id"))
+    }
+
+    /// Checks that each key the write-back sets is absent or a one-line plain
+    /// scalar it can replace.
+    fn editable(&self, lines: &[Line]) -> Result<(), WriteBackError> {
+        for key in KEYS {
+            let Some(i) = self.find(lines, key) else {
+                continue;
+            };
+            let body = self.key_body(lines, i).unwrap_or_default();
+            let value = without_comment(&body[key.len() + 1..]).trim();
+            if value.starts_with(['|', '>', '[', '{', '&', '*', '!']) {
+                return Err(unsupported(
+                    i,
+                    format!(
+                        "`{key}` has a block, flow, anchor or tagged value; write it as a plain scalar"
+                    ),
+                ));
+            }
+            let continued = lines
+                .get(i + 1)
+                .is_some_and(|next| !next.is_filler() && next.indent() > self.key_indent);
+            if value.is_empty() || continued {
+                return Err(unsupported(
+                    i,
+                    format!("`{key}` must have its value on its own line, as a plain scalar"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks that the write-back can record the completion of each of `ids` in `text`;
+/// the backlog parser refuses a backlog that fails this, so no attempt ever runs to
+/// fail at its write-back.
+pub fn check_editable(text: &str, ids: &[&str]) -> Result<(), (String, WriteBackError)> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let lines = split_lines(text);
+    let items = items(&lines).map_err(|e| (String::new(), e))?;
+    let by_id: std::collections::HashMap<&str, &Item> = items
+        .iter()
+        .filter_map(|item| item.id(&lines).map(|id| (id, item)))
+        .collect();
+    for id in ids {
+        match by_id.get(id) {
+            Some(item) => item.editable(&lines).map_err(|e| (id.to_string(), e))?,
+            None => {
+                let e = match items.iter().find(|item| item.id(&lines).is_none()) {
+                    Some(item) => unsupported(
+                        item.start,
+                        "the task's `id:` must be a key of its own line in the item",
+                    ),
+                    None => WriteBackError::NoTask(id.to_string()),
+                };
+                return Err((id.to_string(), e));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `text` with the write-back of `task_id` applied.
 pub fn write_back(
     text: &str,
@@ -115,96 +324,63 @@ pub fn write_back(
     completion: &Completion,
 ) -> Result<String, WriteBackError> {
     let lines = split_lines(text);
-    let tasks_line = lines
+    let items = items(&lines)?;
+    let item = items
         .iter()
-        .position(|l| l.body.trim_end() == "tasks:" || l.body.starts_with("tasks: #"))
+        .find(|item| item.id(&lines) == Some(task_id))
         .ok_or_else(|| WriteBackError::NoTask(task_id.into()))?;
-    // The items of the sequence: lines starting with `- ` at the first item's indent.
-    let first_item = lines[tasks_line + 1..]
+    item.editable(&lines)?;
+    let (start, end, key_indent) = (item.start, item.end, item.key_indent);
+    let values = [
+        "completed".to_string(),
+        "false".to_string(),
+        scalar(&completion.attempt_id),
+        scalar(&completion.branch_name),
+        serde_json::to_string(&completion.completed_at).unwrap_or_default(),
+    ];
+    let mut out: Vec<String> = lines
         .iter()
-        .position(|l| !l.is_filler())
-        .map(|i| i + tasks_line + 1)
-        .filter(|&i| lines[i].body.trim_start().starts_with("- "))
-        .ok_or_else(|| WriteBackError::NoTask(task_id.into()))?;
-    let item_indent = lines[first_item].indent();
-    let key_indent = item_indent + 2;
-    let end_of_list = lines[first_item..]
-        .iter()
-        .position(|l| !l.is_filler() && l.indent() < item_indent)
-        .map(|i| i + first_item)
-        .unwrap_or(lines.len());
-    let starts: Vec<usize> = (first_item..end_of_list)
-        .filter(|&i| {
-            lines[i].indent() == item_indent && lines[i].body.trim_start().starts_with("- ")
-        })
+        .map(|l| format!("{}{}", l.body, l.ending))
         .collect();
-    for (n, &start) in starts.iter().enumerate() {
-        let end = starts.get(n + 1).copied().unwrap_or(end_of_list);
-        let key_body = |i: usize| -> Option<&str> {
-            let body = lines[i].body;
-            if i == start {
-                body.trim_start().strip_prefix("- ")
-            } else if lines[i].indent() == key_indent {
-                Some(&body[key_indent..])
-            } else {
-                None
+    let mut missing = Vec::new();
+    for (key, value) in KEYS.into_iter().zip(values) {
+        match item.find(&lines, key) {
+            Some(i) => {
+                out[i] = format!(
+                    "{}{}",
+                    replace_value(lines[i].body, key, &value, i + 1)?,
+                    lines[i].ending
+                );
             }
-        };
-        if lines[start].body.trim_start().starts_with("- {") {
-            continue;
+            None => missing.push(format!("{}{key}: {value}", " ".repeat(key_indent))),
         }
-        let is_task =
-            (start..end).any(|i| key_body(i).and_then(|b| key_value(b, "id")) == Some(task_id));
-        if !is_task {
-            continue;
-        }
-        let edits = [
-            ("status", "completed".to_string()),
-            ("ready", "false".to_string()),
-            ("last_attempt_id", scalar(&completion.attempt_id)),
-            ("branch_name", scalar(&completion.branch_name)),
-            (
-                "completed_at",
-                serde_json::to_string(&completion.completed_at).unwrap_or_default(),
-            ),
-        ];
-        let mut out: Vec<String> = lines
-            .iter()
-            .map(|l| format!("{}{}", l.body, l.ending))
-            .collect();
-        let mut missing = Vec::new();
-        for (key, value) in edits {
-            match (start..end).find(|&i| key_body(i).is_some_and(|b| key_value(b, key).is_some())) {
-                Some(i) => {
-                    out[i] = format!(
-                        "{}{}",
-                        replace_value(lines[i].body, key, &value, i + 1)?,
-                        lines[i].ending
-                    );
-                }
-                None => missing.push(format!("{}{key}: {value}", " ".repeat(key_indent))),
-            }
-        }
-        if !missing.is_empty() {
-            let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
-            let last = (start..end)
-                .rev()
-                .find(|&i| !lines[i].is_filler())
-                .unwrap_or(start);
-            let unterminated = lines[last].ending.is_empty();
-            if unterminated {
-                // The file ends without a newline: so will the added block.
-                out[last].push_str(newline);
-            }
-            let mut block = missing.join(newline);
-            if !unterminated {
-                block.push_str(newline);
-            }
-            out.insert(last + 1, block);
-        }
-        return Ok(out.concat());
     }
-    Err(WriteBackError::NoTask(task_id.into()))
+    if !missing.is_empty() {
+        let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
+        let last = (start..end)
+            .rev()
+            .find(|&i| !lines[i].is_filler())
+            .unwrap_or(start);
+        // After the last line if it holds a whole key (or list item) of the task;
+        // after the `id:` line if the last value spans lines (a block scalar there
+        // would take the added keys' line break into its value).
+        let last = if last == start || lines[last].indent() == key_indent {
+            last
+        } else {
+            item.find(&lines, "id").unwrap_or(last)
+        };
+        let unterminated = lines[last].ending.is_empty();
+        if unterminated {
+            // The file ends without a newline: so will the added block.
+            out[last].push_str(newline);
+        }
+        let mut block = missing.join(newline);
+        if !unterminated {
+            block.push_str(newline);
+        }
+        out.insert(last + 1, block);
+    }
+    Ok(out.concat())
 }
 
 #[cfg(test)]
@@ -298,5 +474,180 @@ mod tests {
             matches!(err, WriteBackError::Unsupported { line: 3, .. }),
             "{err}"
         );
+    }
+
+    /// A small deterministic generator (xorshift), so the shapes are the same on
+    /// every run and a failure names its case.
+    struct Shapes(u64);
+
+    impl Shapes {
+        fn pick<'a>(&mut self, options: &[&'a str]) -> &'a str {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            options[(self.0 % options.len() as u64) as usize]
+        }
+    }
+
+    /// One task item in a generated shape.
+    fn item(g: &mut Shapes, id: &str, item_indent: usize) -> String {
+        let pad = " ".repeat(item_indent);
+        let dash = g.pick(&["- ", "-   ", "-\n"]);
+        let key_pad = match dash {
+            "-\n" => " ".repeat(item_indent + 2),
+            d => " ".repeat(item_indent + d.len()),
+        };
+        let id_line = match g.pick(&["plain", "single", "double"]) {
+            "plain" => format!("id: {id}"),
+            "single" => format!("id: '{id}'"),
+            _ => format!("id: \"{id}\""),
+        };
+        let mut keys = vec![
+            format!("title: 'Task {id}: a title'"),
+            "scope: docs".to_string(),
+            "allowed_paths: [docs/]".to_string(),
+        ];
+        keys.push(g.pick(&["ready: true", "ready: true  # go"]).to_string());
+        match g.pick(&["none", "plain", "commented"]) {
+            "plain" => keys.push("status: pending".into()),
+            "commented" => keys.push("status: pending   # waiting".into()),
+            _ => {}
+        }
+        match g.pick(&["none", "list-at-key", "list-deeper", "block"]) {
+            "list-at-key" => keys.push(format!(
+                "acceptance_criteria:\n{key_pad}- one\n{key_pad}- 'two: three'"
+            )),
+            "list-deeper" => keys.push(format!("acceptance_criteria:\n{key_pad}  - one")),
+            "block" => keys.push(format!(
+                "description: |\n{key_pad}  status: not a key\n{key_pad}  - not an item"
+            )),
+            _ => {}
+        }
+        let at = if g.pick(&["first", "later"]) == "first" {
+            0
+        } else {
+            2
+        };
+        keys.insert(at, id_line);
+        let mut text = String::new();
+        for (n, key) in keys.iter().enumerate() {
+            match (n, dash) {
+                (0, "-\n") => text.push_str(&format!("{pad}-\n{key_pad}{key}\n")),
+                (0, d) => text.push_str(&format!("{pad}{d}{key}\n")),
+                _ => text.push_str(&format!("{key_pad}{key}\n")),
+            }
+        }
+        text
+    }
+
+    /// A generated backlog with tasks `a` and `b`.
+    fn backlog(g: &mut Shapes) -> String {
+        let header = g.pick(&[
+            "tasks:",
+            "tasks:   # the team's backlog",
+            "tasks: #c",
+            "\"tasks\":",
+            "'tasks':",
+        ]);
+        let item_indent = g.pick(&["0", "2", "4"]).parse::<usize>().unwrap();
+        let mut text = format!("# kept\n{header}\n");
+        text.push_str(&item(g, "a", item_indent));
+        match g.pick(&["none", "blank", "comment"]) {
+            "blank" => text.push('\n'),
+            "comment" => text.push_str(&format!("{}# next\n", " ".repeat(item_indent))),
+            _ => {}
+        }
+        text.push_str(&item(g, "b", item_indent));
+        if g.pick(&["end", "more"]) == "more" {
+            text.push_str("other: kept\n");
+        }
+        if g.pick(&["lf", "crlf"]) == "crlf" {
+            text = text.replace('\n', "\r\n");
+        }
+        if g.pick(&["newline", "none"]) == "none" {
+            text.truncate(text.trim_end_matches(['\r', '\n']).len());
+        }
+        text
+    }
+
+    #[test]
+    fn every_generated_backlog_the_parser_accepts_is_written_back_correctly() {
+        use crate::backlog::Backlog;
+        let file = std::path::Path::new(".leviathan/backlog.yaml");
+        let mut g = Shapes(0x9e37_79b9_7f4a_7c15);
+        for case in 0..3000 {
+            let text = backlog(&mut g);
+            let before = Backlog::from_text(file, &text).unwrap_or_else(|e| {
+                panic!("case {case}: a supported shape is refused: {e}\n{text}")
+            });
+            for (done, other) in [("a", "b"), ("b", "a")] {
+                let out = write_back(&text, done, &completion())
+                    .unwrap_or_else(|e| panic!("case {case}: {done}: {e}\n{text}"));
+                let after = Backlog::from_text(file, &out).unwrap_or_else(|e| {
+                    panic!("case {case}: {done}: the result does not parse: {e}\n{out}")
+                });
+                let task = after.task(done).unwrap();
+                assert_eq!(
+                    (task.ready, task.status.as_deref()),
+                    (false, Some("completed")),
+                    "case {case}: {done}\n{out}"
+                );
+                assert_eq!(
+                    after.task(other),
+                    before.task(other),
+                    "case {case}: {other} unchanged\n{out}"
+                );
+                let mut unchanged = before.task(done).unwrap().clone();
+                let mut written = task.clone();
+                (unchanged.ready, unchanged.status) = (false, None);
+                (written.ready, written.status) = (false, None);
+                let recorded = ["last_attempt_id", "branch_name", "completed_at"];
+                unchanged
+                    .extra
+                    .retain(|k, _| !recorded.contains(&k.as_str()));
+                written.extra.retain(|k, _| !recorded.contains(&k.as_str()));
+                assert_eq!(
+                    written, unchanged,
+                    "case {case}: only the completion keys change\n{out}"
+                );
+                // A second write-back edits the same lines: nothing is added twice.
+                let again = write_back(&out, done, &completion()).unwrap();
+                assert_eq!(again, out, "case {case}: {done}");
+            }
+        }
+    }
+
+    #[test]
+    fn shapes_the_write_back_cannot_edit_are_refused_by_the_parser_with_the_line() {
+        use crate::backlog::Backlog;
+        let file = std::path::Path::new(".leviathan/backlog.yaml");
+        for (text, line) in [
+            (
+                "tasks: [{id: a, title: A, scope: docs, ready: true}]\n",
+                "line 1",
+            ),
+            (
+                "tasks:\n  - {id: a, title: A, scope: docs, ready: true}\n",
+                "line 2",
+            ),
+            (
+                "tasks:\n  - id: a\n    title: A\n    scope: docs\n    ready: true\n    status: >\n      pending\n",
+                "line 6",
+            ),
+            (
+                "tasks:\n  - id: a\n    title: A\n    scope: docs\n    ready:\n      true\n",
+                "line 5",
+            ),
+            (
+                "base: &b\n  scope: docs\ntasks:\n  - &t\n    id: a\n    title: A\n    scope: docs\n    ready: true\n",
+                "line 4",
+            ),
+        ] {
+            let err = Backlog::from_text(file, text).expect_err(text).to_string();
+            assert!(
+                err.contains(line) && err.contains("completion"),
+                "{text}: {err}"
+            );
+        }
     }
 }
