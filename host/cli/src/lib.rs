@@ -1,9 +1,10 @@
 //! The commands of `leviathan-host` other than `serve` (which the binary wires to the
-//! server and the scheduler): `exec`, `replay`, `tick`, `prs`, `events`, `plugins`, the API
+//! server and the scheduler): `exec`, `replay`, `backlog validate`, `tick`, `prs`, `events`, `plugins`, the API
 //! client of `events tail --api`, and the exit-code and logging rules every command
 //! shares. A crate below the binary, so a change in the server recompiles none of it.
 
 mod api;
+pub mod backlog;
 pub mod check;
 mod custody;
 pub mod events;

@@ -17,6 +17,28 @@ struct Cli {
     command: Command,
 }
 
+/// `leviathan-host backlog …`
+#[derive(Subcommand)]
+enum BacklogCommand {
+    /// Check `.leviathan/backlog.yaml` as the scheduler reads it: task ids, dependencies
+    /// that exist and do not cycle, allowed paths inside the policy, an executor for
+    /// every task (exit 0 when there is no problem, 1 otherwise).
+    Validate {
+        /// The target repository's worktree.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// The target's policy file (the `dev.yaml` format); default: the embedded policies/dev.yaml.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Plugin registry directory; default: $LEVIATHAN_PLUGIN_DIR or plugins/registry.
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
+        /// Print exactly one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run one task of a worktree's `.leviathan/backlog.yaml` and write its files (no commit).
@@ -63,6 +85,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check a target's backlog.
+    #[command(subcommand)]
+    Backlog(BacklogCommand),
     /// Inspect and manage the plugin registry.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -249,6 +274,17 @@ pub fn main() -> i32 {
             json,
             data_dir,
         } => leviathan_cli::exec_task(repo, task, policy, plugin_dir, json, data_dir),
+        Command::Backlog(BacklogCommand::Validate {
+            repo,
+            policy,
+            plugin_dir,
+            json,
+        }) => leviathan_cli::backlog::validate(&leviathan_cli::backlog::ValidateArgs {
+            repo,
+            policy,
+            plugin_dir,
+            json,
+        }),
         Command::Replay {
             attempt,
             data_dir,

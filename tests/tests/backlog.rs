@@ -1,0 +1,104 @@
+//! `leviathan-host backlog validate` through the binary: a clean backlog passes; every
+//! problem of a broken one is named by file, task and field, with exit status 1.
+
+use leviathan_tests::{TestRepo, host_binary, registry};
+use std::process::Output;
+
+fn validate(repo: &TestRepo, extra: &[&str]) -> Output {
+    std::process::Command::new(host_binary())
+        .args(["backlog", "validate", "--repo"])
+        .arg(repo.path())
+        .arg("--plugin-dir")
+        .arg(registry())
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn task(id: &str, scope: &str, deps: &str, paths: &str) -> String {
+    format!(
+        "  - id: {id}\n    title: Task {id}\n    scope: {scope}\n    ready: true\n    dependencies: [{deps}]\n    allowed_paths: [{paths}]\n"
+    )
+}
+
+#[test]
+fn a_clean_backlog_passes_and_each_problem_is_named() {
+    let clean = format!(
+        "tasks:   # the team's backlog\n{}{}",
+        task("a", "docs", "", "docs/"),
+        task("b", "tests", "a", "tests/")
+    );
+    let out = validate(&TestRepo::new(&clean, &[]), &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok, 2 task(s)"));
+
+    let broken = format!(
+        "tasks:\n{}{}{}{}",
+        task("a", "docs", "b, ghost", "docs/"),
+        task("b", "docs", "a", "docs/"),
+        task("c", "poetry", "", "docs/"),
+        task("d", "docs", "", "src/"),
+    );
+    let repo = TestRepo::new(&broken, &[]);
+    let out = validate(&repo, &["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems: Vec<(String, String, String)> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["task"].as_str().unwrap_or("").to_string(),
+                p["field"].as_str().unwrap_or("").to_string(),
+                p["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let has = |task: &str, field: &str, words: &str| {
+        problems
+            .iter()
+            .any(|(t, f, m)| t == task && f == field && m.contains(words))
+    };
+    assert!(
+        has("a", "dependencies", "`ghost` is not a task"),
+        "{problems:?}"
+    );
+    assert!(has("a", "dependencies", "a → b → a"), "{problems:?}");
+    assert!(
+        has("c", "scope", "no executor plugin handles scope `poetry`"),
+        "{problems:?}"
+    );
+    assert!(
+        has("d", "allowed_paths", "outside the policy"),
+        "{problems:?}"
+    );
+    assert_eq!(problems.len(), 4, "{problems:?}");
+    assert!(
+        report["file"]
+            .as_str()
+            .unwrap()
+            .ends_with(".leviathan/backlog.yaml")
+    );
+
+    // A policy that allows `src/` clears that one.
+    let policy = repo.path().join("policy.yaml");
+    std::fs::write(&policy, "allowed_path_prefixes: [docs/, src/]\n").unwrap();
+    let out = validate(&repo, &["--policy", &policy.display().to_string()]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!text.contains("task `d`"), "{text}");
+    assert!(text.contains("3 problem(s)"), "{text}");
+
+    // A backlog the host could not record completions in is one problem, with its line.
+    let flow = TestRepo::new(
+        "tasks:\n  - id: a\n    title: A\n    scope: docs\n    ready: true\n    status: >\n      pending\n",
+        &[],
+    );
+    let out = validate(&flow, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("line 6") && text.contains("task `a`"),
+        "{text}"
+    );
+}
