@@ -145,3 +145,61 @@ fn a_component_importing_sockets_does_not_load() {
     };
     assert!(err.contains("wasi:sockets"), "{err}");
 }
+
+/// What the `peek` guest saw of README.md, src/secret.rs and docs/index.md, under a
+/// registry whose hostile-guest manifest has `reads` and a policy of `policy_yaml`.
+fn peek(reads: &[&str], policy_yaml: &str) -> (String, Vec<String>) {
+    use leviathan_sandbox::exec::{ExecRequest, exec};
+    let repo = TestRepo::new(
+        &backlog_with("peek", "hostile", &["docs/"], &[]),
+        &[
+            ("docs/index.md", "# Index\n"),
+            ("README.md", "readme\n"),
+            ("src/secret.rs", "// secret\n"),
+        ],
+    );
+    let plugins = tempfile::tempdir().unwrap();
+    let entry = plugins.path().join("hostile-guest/0.1.0");
+    std::fs::create_dir_all(&entry).unwrap();
+    let installed = leviathan_tests::registry().join("hostile-guest/0.1.0");
+    std::fs::copy(
+        installed.join("hostile-guest.wasm"),
+        entry.join("hostile-guest.wasm"),
+    )
+    .unwrap();
+    let mut manifest = std::fs::read_to_string(installed.join("plugin.toml")).unwrap();
+    if !reads.is_empty() {
+        let list: Vec<String> = reads.iter().map(|r| format!("{r:?}")).collect();
+        manifest.push_str(&format!("reads = [{}]\n", list.join(", ")));
+    }
+    std::fs::write(entry.join("plugin.toml"), manifest).unwrap();
+    let policy = plugins.path().join("policy.yaml");
+    std::fs::write(&policy, policy_yaml).unwrap();
+    let request = ExecRequest {
+        repo: repo.path().to_path_buf(),
+        task_id: "peek".into(),
+        policy: Some(policy),
+        registry_dir: plugins.path().to_path_buf(),
+    };
+    let report = exec(leviathan_tests::sandbox(), &request).expect("peek runs");
+    (repo.read("docs/peek.md"), report.record.read_paths)
+}
+
+#[test]
+fn an_executor_sees_only_its_read_scope_and_its_allowed_paths() {
+    let seen = |readme: &str, secret: &str| {
+        format!("README.md: {readme}\nsrc/secret.rs: {secret}\ndocs/index.md: visible\n")
+    };
+    // Nothing beyond the allowed paths by default.
+    assert_eq!(peek(&[], "{}\n"), (seen("absent", "absent"), vec![]));
+    // What the manifest asks for.
+    assert_eq!(
+        peek(&["README.md"], "{}\n"),
+        (seen("visible", "absent"), vec!["README.md".to_string()])
+    );
+    // Narrowed by the policy, and recorded as narrowed.
+    assert_eq!(
+        peek(&["README.md", "src/"], "plugins:\n  read_paths: [src/]\n"),
+        (seen("absent", "visible"), vec!["src/".to_string()])
+    );
+}

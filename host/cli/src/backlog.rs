@@ -130,6 +130,11 @@ pub fn problems(backlog: &Backlog, policy: &Policy, registry: &Registry) -> Vec<
             found.push(problem(task, Some(field), e.to_string()));
         }
     }
+    for (id, why) in &backlog.uneditable {
+        if let Some(task) = ids.get(id.as_str()) {
+            found.push(problem(task, None, why.clone()));
+        }
+    }
     for cycle in cycles(backlog) {
         if let Some(task) = ids.get(cycle[0].as_str()) {
             found.push(problem(

@@ -99,6 +99,7 @@ fn skip_words(reason: &str, detail: &str) -> String {
         "scope" => "its paths are outside the policy",
         "inflight" => "already in flight",
         "attempts" => "attempts used up",
+        "format" => "the host could not record its completion in the backlog as written",
         "not_ready" => "not ready",
         other => other,
     };

@@ -77,6 +77,10 @@ impl Task {
 pub struct Backlog {
     pub source: PathBuf,
     pub tasks: Vec<Task>,
+    /// Tasks whose completion the host could not record in this text (task id →
+    /// why, with the line): the scheduler never runs them, and `backlog validate`
+    /// names them. See [`crate::writeback::uneditable`].
+    pub uneditable: BTreeMap<String, String>,
 }
 
 const KNOWN: &[&str] = &[
@@ -117,23 +121,13 @@ impl Backlog {
     }
 
     /// Parses backlog text read from `file`.
-    /// A backlog whose completions the host could not record (see
-    /// [`crate::writeback::check_editable`]) is refused here, before any attempt.
+    /// Tasks whose completion the host could not record in `text` are listed in
+    /// [`Backlog::uneditable`] (the parse itself still succeeds).
     pub fn from_text(file: &Path, text: &str) -> Result<Backlog, InputError> {
         let value = yaml::parse(file, text)?;
-        let backlog = Backlog::from_value(file, &value)?;
+        let mut backlog = Backlog::from_value(file, &value)?;
         let ids: Vec<&str> = backlog.tasks.iter().map(|t| t.id.as_str()).collect();
-        crate::writeback::check_editable(text, &ids).map_err(|(id, e)| InputError::Invalid {
-            file: file.into(),
-            context: if id.is_empty() {
-                String::new()
-            } else {
-                format!("task `{id}`: ")
-            },
-            message: format!(
-                "{e} (the host records a task's completion by editing its lines in place)"
-            ),
-        })?;
+        backlog.uneditable = crate::writeback::uneditable(text, &ids);
         Ok(backlog)
     }
 
@@ -158,6 +152,7 @@ impl Backlog {
                 return Ok(Backlog {
                     source: file.into(),
                     tasks: Vec::new(),
+                    uneditable: BTreeMap::new(),
                 });
             }
             Some(v) => v,
@@ -187,6 +182,7 @@ impl Backlog {
         Ok(Backlog {
             source: file.into(),
             tasks,
+            uneditable: BTreeMap::new(),
         })
     }
 

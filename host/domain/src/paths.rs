@@ -180,9 +180,39 @@ pub fn outermost(paths: &[RepoPath]) -> Vec<RepoPath> {
     kept
 }
 
+/// The part of `paths` that `prefixes` cover: each path a prefix covers, and each
+/// prefix that lies below a path (a path `src/` under a prefix list `[src/lib/]` is
+/// narrowed to `src/lib/`). Outermost first, without repeats.
+pub fn narrow(paths: &[RepoPath], prefixes: &[RepoPath]) -> Vec<RepoPath> {
+    let mut kept = Vec::new();
+    for path in paths {
+        for prefix in prefixes {
+            if prefix.covers(path) {
+                kept.push(path.clone());
+            } else if path.covers(prefix) {
+                kept.push(prefix.clone());
+            }
+        }
+    }
+    outermost(&kept)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn narrowing_keeps_what_both_cover() {
+        let a = |s: &str| RepoPath::parse_allowed(s).unwrap();
+        assert_eq!(
+            narrow(
+                &[a("src/"), a("README.md"), a("ops/")],
+                &[a("src/lib/"), a("README.md")]
+            ),
+            vec![a("README.md"), a("src/lib/")]
+        );
+        assert!(narrow(&[a("src/")], &[]).is_empty());
+    }
 
     fn p(s: &str) -> RepoPath {
         RepoPath::parse(s).unwrap()

@@ -45,6 +45,9 @@ pub struct PluginPolicy {
     pub trusted_keys: Vec<[u8; 32]>,
     /// Scope → plugin name: which plugin handles a scope several claim.
     pub routes: std::collections::BTreeMap<String, String>,
+    /// The most any plugin reads besides its task's allowed paths (`read_paths`);
+    /// `None`: what each plugin's manifest asks for.
+    pub read_paths: Option<Vec<RepoPath>>,
 }
 
 /// A validated policy.
@@ -110,7 +113,7 @@ fn read_plugins(file: &Path, map: &Mapping) -> Result<PluginPolicy, InputError> 
         context: "plugins: ".into(),
         map,
     };
-    let known = ["require_signatures", "trusted_keys", "routes"];
+    let known = ["require_signatures", "trusted_keys", "routes", "read_paths"];
     for key in map.keys() {
         if !key.as_str().is_some_and(|k| known.contains(&k)) {
             return Err(f.error(
@@ -145,10 +148,24 @@ fn read_plugins(file: &Path, map: &Mapping) -> Result<PluginPolicy, InputError> 
             routes.insert(scope.to_string(), plugin.to_string());
         }
     }
+    let read_paths = match f.get("read_paths") {
+        None => None,
+        Some(_) => Some(
+            f.string_list("read_paths")?
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    RepoPath::parse_allowed(p)
+                        .map_err(|e| f.error("read_paths", format!("item {}: {e}", i + 1)))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
     Ok(PluginPolicy {
         require_signatures: f.opt_bool("require_signatures")?.unwrap_or(false),
         trusted_keys,
         routes,
+        read_paths,
     })
 }
 

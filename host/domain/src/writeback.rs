@@ -3,8 +3,8 @@
 //! those keys' lines and keeping every other byte (comments, order, quoting, line
 //! endings). Existing keys keep their trailing comments; missing keys are added at the
 //! end of the task's mapping, in that order (after its `id:` line when its last value
-//! spans several lines). A backlog the write-back could not edit is refused by the
-//! parser up front ([`check_editable`]).
+//! spans several lines). Tasks the write-back could not edit are listed by the
+//! parser ([`uneditable`]) and never run.
 
 /// What the write-back records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +116,8 @@ struct Item {
     start: usize,
     end: usize,
     key_indent: usize,
+    /// Why the item cannot be edited at all (a flow mapping, an anchor or alias).
+    refused: Option<&'static str>,
 }
 
 /// The keys the write-back sets, in the order missing ones are added.
@@ -203,17 +205,21 @@ fn items(lines: &[Line]) -> Result<Vec<Item>, WriteBackError> {
         let end = starts.get(n + 1).copied().unwrap_or(end_of_list);
         let after_dash = &lines[start].body[item_indent + 1..];
         let rest = after_dash.trim_start_matches(' ');
+        let mut refused = None;
         let key_indent = if rest.is_empty() || rest.starts_with('#') {
             // `-` alone: the keys start on the next line.
             match (start + 1..end).find(|&i| !lines[i].is_filler()) {
                 Some(i) => lines[i].indent(),
-                None => return Err(unsupported(start, "a task item without keys")),
+                None => {
+                    refused = Some("a task item without keys");
+                    item_indent + 2
+                }
             }
         } else if rest.starts_with(['{', '[', '*', '&', '!', '"', '\'', '|', '>']) {
-            return Err(unsupported(
-                start,
+            refused = Some(
                 "a task must be a block-style mapping (`- id: ...` and one key per line) for the host to record its completion",
-            ));
+            );
+            item_indent + 2
         } else {
             item_indent + 1 + (after_dash.len() - rest.len())
         };
@@ -221,6 +227,7 @@ fn items(lines: &[Line]) -> Result<Vec<Item>, WriteBackError> {
             start,
             end,
             key_indent,
+            refused,
         });
     }
     Ok(found)
@@ -250,6 +257,9 @@ impl Item {
     }
 
     fn id<'a>(&self, lines: &'a [Line]) -> Option<&'a str> {
+        if self.refused.is_some() {
+            return None;
+        }
         self.find(lines, "id")
             .and_then(|i| self.key_body(lines, i))
             .and_then(|b| key_value(b, "id"))
@@ -258,6 +268,9 @@ impl Item {
     /// Checks that each key the write-back sets is absent or a one-line plain
     /// scalar it can replace.
     fn editable(&self, lines: &[Line]) -> Result<(), WriteBackError> {
+        if let Some(why) = self.refused {
+            return Err(unsupported(self.start, why));
+        }
         for key in KEYS {
             let Some(i) = self.find(lines, key) else {
                 continue;
@@ -286,35 +299,48 @@ impl Item {
     }
 }
 
-/// Checks that the write-back can record the completion of each of `ids` in `text`;
-/// the backlog parser refuses a backlog that fails this, so no attempt ever runs to
-/// fail at its write-back.
-pub fn check_editable(text: &str, ids: &[&str]) -> Result<(), (String, WriteBackError)> {
+/// The tasks of `ids` whose completion the write-back could not record in `text`,
+/// each with why (naming the line). The scheduler never runs such a task, so no
+/// attempt does its work only to fail at the write-back.
+pub fn uneditable(text: &str, ids: &[&str]) -> std::collections::BTreeMap<String, String> {
+    let mut found = std::collections::BTreeMap::new();
     if ids.is_empty() {
-        return Ok(());
+        return found;
     }
+    let why = |e: WriteBackError| {
+        format!("{e} (the host records a task's completion by editing its lines in place)")
+    };
     let lines = split_lines(text);
-    let items = items(&lines).map_err(|e| (String::new(), e))?;
+    let items = match items(&lines) {
+        Ok(items) => items,
+        Err(e) => {
+            let message = why(e);
+            for id in ids {
+                found.insert(id.to_string(), message.clone());
+            }
+            return found;
+        }
+    };
     let by_id: std::collections::HashMap<&str, &Item> = items
         .iter()
         .filter_map(|item| item.id(&lines).map(|id| (id, item)))
         .collect();
     for id in ids {
-        match by_id.get(id) {
-            Some(item) => item.editable(&lines).map_err(|e| (id.to_string(), e))?,
-            None => {
-                let e = match items.iter().find(|item| item.id(&lines).is_none()) {
-                    Some(item) => unsupported(
-                        item.start,
-                        "the task's `id:` must be a key of its own line in the item",
-                    ),
-                    None => WriteBackError::NoTask(id.to_string()),
-                };
-                return Err((id.to_string(), e));
-            }
+        let problem = match by_id.get(id) {
+            Some(item) => item.editable(&lines).err(),
+            None => Some(match items.iter().find(|item| item.id(&lines).is_none()) {
+                Some(item) => unsupported(
+                    item.start,
+                    "a task must be a block-style mapping with its `id:` on a line of its own",
+                ),
+                None => WriteBackError::NoTask(id.to_string()),
+            }),
+        };
+        if let Some(e) = problem {
+            found.insert(id.to_string(), why(e));
         }
     }
-    Ok(())
+    found
 }
 
 /// `text` with the write-back of `task_id` applied.
@@ -618,7 +644,7 @@ mod tests {
     }
 
     #[test]
-    fn shapes_the_write_back_cannot_edit_are_refused_by_the_parser_with_the_line() {
+    fn shapes_the_write_back_cannot_edit_are_named_by_the_parser_with_the_line() {
         use crate::backlog::Backlog;
         let file = std::path::Path::new(".leviathan/backlog.yaml");
         for (text, line) in [
@@ -643,11 +669,16 @@ mod tests {
                 "line 4",
             ),
         ] {
-            let err = Backlog::from_text(file, text).expect_err(text).to_string();
+            let backlog = Backlog::from_text(file, text).expect(text);
+            let why = backlog
+                .uneditable
+                .get("a")
+                .unwrap_or_else(|| panic!("{text}"));
             assert!(
-                err.contains(line) && err.contains("completion"),
-                "{text}: {err}"
+                why.contains(line) && why.contains("completion"),
+                "{text}: {why}"
             );
+            assert!(write_back(text, "a", &completion()).is_err(), "{text}");
         }
     }
 }

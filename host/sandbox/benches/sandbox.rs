@@ -129,7 +129,8 @@ fn main() {
     let mut total = Vec::with_capacity(runs);
     let mut fuel = 0;
     for _ in 0..runs {
-        let staged = stage::prepare(worktree.path(), &allowed, &policy.staging).expect("stage");
+        let staged =
+            stage::prepare(worktree.path(), &allowed, &[], &policy.staging).expect("stage");
         let request = RunRequest {
             task: task.clone(),
             read_only: vec![Mount {
@@ -159,7 +160,8 @@ fn main() {
     // The same executor logic compiled natively.
     let mut native = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let staged = stage::prepare(worktree.path(), &allowed, &policy.staging).expect("stage");
+        let staged =
+            stage::prepare(worktree.path(), &allowed, &[], &policy.staging).expect("stage");
         let workspace = leviathan_executor_sdk::Workspace {
             repo: staged.repo.clone(),
             out: staged.out.clone(),

@@ -315,10 +315,20 @@ fn exec_chosen(
 
     // The plugin may ask for less than the policy allows, never more.
     let limits = entry.manifest.limits.effective(&policy.limits);
-    let stage = stage::prepare(&request.repo, &allowed, &policy.staging).map_err(|e| match e {
-        StageError::Denied(m) => fail(ErrorKind::PolicyDenied, format!("task `{}`: {m}", task.id)),
-        other => fail(ErrorKind::ExecutorFailed, other),
-    })?;
+    // What the plugin reads besides its allowed paths: its manifest's ask, narrowed
+    // by the policy.
+    let asked = entry.manifest.read_paths();
+    let reads = match &policy.plugins.read_paths {
+        Some(prefixes) => leviathan_domain::paths::narrow(&asked, prefixes),
+        None => leviathan_domain::paths::outermost(&asked),
+    };
+    let stage =
+        stage::prepare(&request.repo, &allowed, &reads, &policy.staging).map_err(|e| match e {
+            StageError::Denied(m) => {
+                fail(ErrorKind::PolicyDenied, format!("task `{}`: {m}", task.id))
+            }
+            other => fail(ErrorKind::ExecutorFailed, other),
+        })?;
     let head = head_commit(&request.repo);
     let run_request = RunRequest {
         task: guest_task(task, &allowed),
@@ -400,6 +410,7 @@ fn exec_chosen(
             entry.id(),
             entry.manifest.sha256.to_ascii_lowercase(),
             &allowed,
+            &reads,
             &limits,
             policy,
         ),

@@ -19,6 +19,10 @@ pub struct RunRecord {
     pub component_sha256: String,
     /// The task's allowed paths as the host enforced them.
     pub allowed_paths: Vec<String>,
+    /// What the run could read besides them (the plugin's `reads` as the policy
+    /// narrowed it).
+    #[serde(default)]
+    pub read_paths: Vec<String>,
     pub fuel: u64,
     pub memory_bytes: u64,
     pub max_files_written: u64,
@@ -42,20 +46,25 @@ impl RunRecord {
         executor: String,
         component_sha256: String,
         allowed: &[RepoPath],
+        reads: &[RepoPath],
         limits: &ExecutorLimits,
         policy: &Policy,
     ) -> RunRecord {
-        RunRecord {
-            base_commit,
-            executor,
-            component_sha256,
-            allowed_paths: allowed
+        let written = |paths: &[RepoPath]| -> Vec<String> {
+            paths
                 .iter()
                 .map(|p| match p.is_dir() {
                     true => format!("{}/", p.as_string()),
                     false => p.as_string(),
                 })
-                .collect(),
+                .collect()
+        };
+        RunRecord {
+            base_commit,
+            executor,
+            component_sha256,
+            allowed_paths: written(allowed),
+            read_paths: written(reads),
             fuel: limits.fuel,
             memory_bytes: limits.memory_bytes,
             max_files_written: limits.max_files_written,
@@ -69,17 +78,21 @@ impl RunRecord {
     /// A policy under which the task runs exactly as recorded: its allowed paths
     /// are the recorded ones, its limits the recorded effective ones.
     pub fn policy(&self) -> Result<Policy, RecordError> {
-        let mut policy = Policy::default_policy();
-        policy.allowed_path_prefixes = self
-            .allowed_paths
-            .iter()
-            .map(|p| {
-                RepoPath::parse_allowed(p).map_err(|e| RecordError::Path {
-                    path: p.clone(),
-                    message: e.to_string(),
+        let parsed = |paths: &[String]| -> Result<Vec<RepoPath>, RecordError> {
+            paths
+                .iter()
+                .map(|p| {
+                    RepoPath::parse_allowed(p).map_err(|e| RecordError::Path {
+                        path: p.clone(),
+                        message: e.to_string(),
+                    })
                 })
-            })
-            .collect::<Result<_, _>>()?;
+                .collect()
+        };
+        let mut policy = Policy::default_policy();
+        policy.allowed_path_prefixes = parsed(&self.allowed_paths)?;
+        // The plugin's `reads` narrowed to what the run could read.
+        policy.plugins.read_paths = Some(parsed(&self.read_paths)?);
         policy.limits = ExecutorLimits {
             fuel: self.fuel,
             memory_bytes: self.memory_bytes,
@@ -119,6 +132,7 @@ mod tests {
             "x@1.0.0".into(),
             "cd".repeat(32),
             &allowed,
+            &[RepoPath::parse_allowed("src/lib/").unwrap()],
             &limits,
             &policy,
         );
@@ -127,6 +141,10 @@ mod tests {
         assert_eq!(back, record);
         let replayed = back.policy().unwrap();
         assert_eq!(replayed.allowed_path_prefixes, allowed);
+        assert_eq!(
+            replayed.plugins.read_paths,
+            Some(vec![RepoPath::parse_allowed("src/lib/").unwrap()])
+        );
         assert_eq!(replayed.limits, limits);
         assert_eq!(replayed.staging.max_file_bytes, 777);
         assert_eq!(replayed.attempt_timeout, Duration::from_millis(12_345));
@@ -138,6 +156,7 @@ mod tests {
             None,
             "x@1".into(),
             String::new(),
+            &[],
             &[],
             &Policy::default_policy().limits,
             &Policy::default_policy(),

@@ -1,6 +1,8 @@
-//! Staging: the directories an executor run sees. `repo/` is a snapshot of the
-//! worktree (no `.git`, no symlinks, fixed mtimes) mounted read-only at `/repo`;
-//! `out/` holds copies of the task's allowed paths, mounted read-write under `/out`.
+//! Staging: the directories an executor run sees. `repo/` is a snapshot of what the
+//! run may read of the worktree (its read scope and its allowed paths; no `.git`, no
+//! symlinks, fixed mtimes) mounted read-only at `/repo`, so staging costs what the
+//! task touches, not the repository's size; `out/` holds copies of the task's allowed
+//! paths, mounted read-write under `/out`.
 //! The worktree itself is never mounted, so nothing the guest does reaches it before
 //! the change set has been checked.
 
@@ -93,7 +95,8 @@ struct Budget {
 }
 
 /// Stages `worktree` for a run allowed to write `allowed` (already checked against
-/// the policy), within `limits`. The worktree is read through a capability handle:
+/// the policy) and to read `reads` besides, within `limits`; nothing else of the
+/// worktree is read. The worktree is read through a capability handle:
 /// links are never followed (and are left out of the snapshot), special files are
 /// left out by type, and a file over `limits.max_file_bytes` is left out of the
 /// snapshot; such a file under an allowed path, a link on an allowed path, or more
@@ -101,6 +104,7 @@ struct Budget {
 pub fn prepare(
     worktree: &Path,
     allowed: &[RepoPath],
+    reads: &[RepoPath],
     limits: &StagingLimits,
 ) -> Result<Stage, StageError> {
     let source = RepoDir::open(worktree, "a target repository").map_err(io_err(worktree))?;
@@ -126,7 +130,12 @@ pub fn prepare(
         used: 0,
         omitted: Vec::new(),
     };
-    copy_tree(&source, "", &repo, &mut budget, 0)?;
+    let mut visible: Vec<RepoPath> = reads.to_vec();
+    visible.extend(allowed.iter().cloned());
+    for root in outermost(&visible) {
+        stage_root(&source, &root, &repo, &mut budget)?;
+    }
+    fix_dir_mtimes(&repo, &visible);
     if let Some((path, size)) = budget
         .omitted
         .iter()
@@ -196,6 +205,98 @@ pub fn prepare(
         omitted: budget.omitted,
         staged_bytes: budget.used,
     })
+}
+
+/// Copies one root of the visible part of the worktree (a directory with what is
+/// below it, or a file) into the snapshot, creating its parents. A root that does
+/// not exist, is or lies under a link, or is `.git` is left out.
+fn stage_root(
+    source: &RepoDir,
+    root: &RepoPath,
+    repo: &Path,
+    budget: &mut Budget,
+) -> Result<(), StageError> {
+    if root.components().is_empty() {
+        return copy_tree(source, "", repo, budget, 0);
+    }
+    if root
+        .components()
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(".git"))
+    {
+        return Ok(());
+    }
+    let meta = match source.stat(root) {
+        Ok(Some(meta)) => meta,
+        Ok(None) | Err(RepoFsError::Link { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let target = root.under(repo);
+    match meta.kind {
+        Kind::Dir => {
+            let Some(sub) = source.open_dir(root)? else {
+                return Ok(());
+            };
+            fs::create_dir_all(&target).map_err(io_err(&target))?;
+            copy_tree(
+                &sub,
+                &root.as_string(),
+                &target,
+                budget,
+                root.components().len(),
+            )
+        }
+        Kind::File => {
+            let (file, meta) = match source.open_file(root, budget.file_limit) {
+                Ok(Some(opened)) => opened,
+                Ok(None) => return Ok(()),
+                Err(RepoFsError::TooLarge { size, .. }) => {
+                    budget.omitted.push((root.clone(), size));
+                    return Ok(());
+                }
+                Err(RepoFsError::Link { .. } | RepoFsError::NotRegular { .. }) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            if budget.used + meta.len > budget.total_limit {
+                return Err(StageError::Denied(format!(
+                    "staging `{root}` would take the run past the policy's executor_limits.max_staged_bytes ({})",
+                    budget.total_limit
+                )));
+            }
+            if let Some(parent) = target.parent() {
+                fs::create_dir_all(parent).map_err(io_err(parent))?;
+            }
+            budget.used += repofs::copy_sparse(file, &target, meta.len).map_err(io_err(&target))?;
+            set_mtime(&target);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Fixes the mtimes of the directories above the staged roots and of the snapshot's
+/// top, deepest first (creating a child changes its parent's).
+fn fix_dir_mtimes(repo: &Path, roots: &[RepoPath]) {
+    let mut dirs: BTreeSet<RepoPath> = BTreeSet::new();
+    for root in roots {
+        let mut at = root.parent();
+        while let Some(dir) = at {
+            at = dir.parent();
+            dirs.insert(dir);
+        }
+        if root.looks_like_dir() {
+            dirs.insert(root.clone());
+        }
+    }
+    let mut dirs: Vec<RepoPath> = dirs.into_iter().collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().len()));
+    for dir in dirs {
+        let path = dir.under(repo);
+        if path.is_dir() {
+            set_mtime(&path);
+        }
+    }
+    set_mtime(repo);
 }
 
 fn join(rel: &str, name: &str) -> String {
@@ -344,7 +445,13 @@ mod tests {
         fs::write(w.path().join("README.md"), "R").unwrap();
         #[cfg(unix)]
         std::os::unix::fs::symlink("/etc/passwd", w.path().join("docs/passwd")).unwrap();
-        let stage = prepare(w.path(), &[p("docs/"), p("tests/test_x.py")], &limits()).unwrap();
+        let stage = prepare(
+            w.path(),
+            &[p("docs/"), p("tests/test_x.py")],
+            &[p("README.md")],
+            &limits(),
+        )
+        .unwrap();
         assert!(stage.repo.join("README.md").is_file());
         assert!(!stage.repo.join(".git").exists());
         assert!(!stage.repo.join("docs/passwd").exists());
@@ -367,13 +474,57 @@ mod tests {
         assert_eq!(mtime, SystemTime::UNIX_EPOCH);
     }
 
+    #[test]
+    fn only_the_read_scope_and_the_allowed_paths_are_staged() {
+        let w = tempfile::tempdir().unwrap();
+        for file in [
+            "docs/a.md",
+            "src/lib/x.rs",
+            "src/main.rs",
+            "README.md",
+            "big/0.bin",
+        ] {
+            let path = w.path().join(file);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, file).unwrap();
+        }
+        let stage = prepare(
+            w.path(),
+            &[p("docs/")],
+            &[p("src/lib/"), p("README.md")],
+            &limits(),
+        )
+        .unwrap();
+        assert!(stage.repo.join("docs/a.md").is_file());
+        assert!(stage.repo.join("src/lib/x.rs").is_file());
+        assert!(stage.repo.join("README.md").is_file());
+        assert!(!stage.repo.join("src/main.rs").exists());
+        assert!(!stage.repo.join("big").exists());
+        assert_eq!(
+            stage.staged_bytes,
+            ("docs/a.md".len() + "src/lib/x.rs".len() + "README.md".len()) as u64
+        );
+        for dir in ["", "src", "src/lib", "docs"] {
+            let mtime = fs::metadata(stage.repo.join(dir))
+                .unwrap()
+                .modified()
+                .unwrap();
+            assert_eq!(mtime, SystemTime::UNIX_EPOCH, "`{dir}`");
+        }
+        // Nothing to read and nothing allowed that exists: an empty snapshot.
+        let stage = prepare(w.path(), &[p("notes/")], &[], &limits()).unwrap();
+        assert_eq!(fs::read_dir(&stage.repo).unwrap().count(), 0);
+    }
+
     #[cfg(unix)]
     #[test]
     fn symlinked_allowed_directory_is_refused() {
         let w = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), w.path().join("docs")).unwrap();
-        let err = prepare(w.path(), &[p("docs/")], &limits()).err().unwrap();
+        let err = prepare(w.path(), &[p("docs/")], &[], &limits())
+            .err()
+            .unwrap();
         assert!(
             matches!(err, StageError::Denied(ref m) if m.contains("`docs` is a symbolic link")),
             "{err}"
@@ -387,7 +538,7 @@ mod tests {
         fs::create_dir(w.path().join("docs")).unwrap();
         fs::write(w.path().join("secret"), "x").unwrap();
         fs::hard_link(w.path().join("secret"), w.path().join("docs/a.md")).unwrap();
-        let err = prepare(w.path(), &[p("docs/a.md")], &limits())
+        let err = prepare(w.path(), &[p("docs/a.md")], &[], &limits())
             .err()
             .unwrap();
         assert!(
@@ -399,7 +550,7 @@ mod tests {
     #[test]
     fn top_level_file_mounts_whole_out() {
         let w = tempfile::tempdir().unwrap();
-        let stage = prepare(w.path(), &[p("CHANGELOG.md")], &limits()).unwrap();
+        let stage = prepare(w.path(), &[p("CHANGELOG.md")], &[], &limits()).unwrap();
         assert_eq!(stage.mounts.len(), 1);
         assert_eq!(stage.mounts[0].guest, "/out");
     }
@@ -415,16 +566,20 @@ mod tests {
             max_file_bytes: 1024,
             max_total_bytes: 1 << 20,
         };
-        let stage = prepare(w.path(), &[p("docs/")], &small).unwrap();
+        let stage = prepare(w.path(), &[p("docs/")], &[p("assets/")], &small).unwrap();
         assert!(!stage.repo.join("assets/big.bin").exists());
         assert_eq!(stage.omitted, vec![(p("assets/big.bin"), 4096)]);
-        let err = prepare(w.path(), &[p("assets/")], &small).err().unwrap();
+        let err = prepare(w.path(), &[p("assets/")], &[], &small)
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("max_staged_file_bytes"), "{err}");
         let tight = StagingLimits {
             max_file_bytes: 1 << 20,
             max_total_bytes: 100,
         };
-        let err = prepare(w.path(), &[p("docs/")], &tight).err().unwrap();
+        let err = prepare(w.path(), &[p("docs/")], &[p("assets/")], &tight)
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("max_staged_bytes"), "{err}");
     }
 
@@ -442,14 +597,14 @@ mod tests {
             0,
         )
         .unwrap();
-        let stage = prepare(w.path(), &[p("docs/guide.md")], &limits()).unwrap();
+        let stage = prepare(w.path(), &[p("docs/guide.md")], &[], &limits()).unwrap();
         assert!(!stage.repo.join("docs/zero.md").exists());
         assert!(!stage.repo.join("docs/pipe.md").exists());
-        let err = prepare(w.path(), &[p("docs/zero.md")], &limits())
+        let err = prepare(w.path(), &[p("docs/zero.md")], &[], &limits())
             .err()
             .unwrap();
         assert!(err.to_string().contains("symbolic link"), "{err}");
-        let err = prepare(w.path(), &[p("docs/pipe.md")], &limits())
+        let err = prepare(w.path(), &[p("docs/pipe.md")], &[], &limits())
             .err()
             .unwrap();
         assert!(err.to_string().contains("FIFO"), "{err}");

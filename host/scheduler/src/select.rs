@@ -19,6 +19,8 @@ pub enum SkipReason {
     Scope,
     Inflight,
     Attempts,
+    /// The host could not record the task's completion in the backlog as written.
+    Format,
 }
 
 impl SkipReason {
@@ -31,6 +33,7 @@ impl SkipReason {
             SkipReason::Scope => "scope",
             SkipReason::Inflight => "inflight",
             SkipReason::Attempts => "attempts",
+            SkipReason::Format => "format",
         }
     }
 }
@@ -127,6 +130,9 @@ fn check(
     }
     if let Err(e) = checked_allowed_paths(&backlog.source, task, policy) {
         return Err((SkipReason::Scope, e.message));
+    }
+    if let Some(why) = backlog.uneditable.get(&task.id) {
+        return Err((SkipReason::Format, why.clone()));
     }
     if let Some(branch) = state
         .open_branches
@@ -260,14 +266,49 @@ mod tests {
     }
 
     const BACKLOG: &str = "tasks:
-  - {id: not-ready, title: a, scope: docs, ready: false, allowed_paths: [docs/]}
-  - {id: done, title: b, scope: docs, ready: true, status: completed, allowed_paths: [docs/]}
-  - {id: waits, title: c, scope: docs, ready: true, dependencies: [not-ready], allowed_paths: [docs/]}
-  - {id: outside, title: d, scope: docs, ready: true, allowed_paths: [ops/]}
-  - {id: flying, title: e, scope: docs, ready: true, allowed_paths: [docs/]}
-  - {id: tried, title: f, scope: docs, ready: true, allowed_paths: [docs/]}
-  - {id: next, title: g, scope: docs, ready: true, dependencies: [done], allowed_paths: [docs/]}
-  - {id: later, title: h, scope: docs, ready: true, allowed_paths: [docs/]}
+  - id: not-ready
+    title: a
+    scope: docs
+    ready: false
+    allowed_paths: [docs/]
+  - id: done
+    title: b
+    scope: docs
+    ready: true
+    status: completed
+    allowed_paths: [docs/]
+  - id: waits
+    title: c
+    scope: docs
+    ready: true
+    dependencies: [not-ready]
+    allowed_paths: [docs/]
+  - id: outside
+    title: d
+    scope: docs
+    ready: true
+    allowed_paths: [ops/]
+  - id: flying
+    title: e
+    scope: docs
+    ready: true
+    allowed_paths: [docs/]
+  - id: tried
+    title: f
+    scope: docs
+    ready: true
+    allowed_paths: [docs/]
+  - id: next
+    title: g
+    scope: docs
+    ready: true
+    dependencies: [done]
+    allowed_paths: [docs/]
+  - id: later
+    title: h
+    scope: docs
+    ready: true
+    allowed_paths: [docs/]
 ";
 
     fn view_with_attempts(task: &str, n: usize) -> TargetView {
@@ -387,5 +428,26 @@ mod tests {
         let mut off = policy.clone();
         off.autonomy_enabled = false;
         assert_eq!(gate(&off, false), Some(TargetStop::Disabled));
+    }
+
+    #[test]
+    fn a_task_whose_completion_cannot_be_recorded_is_skipped_before_any_attempt() {
+        let b = backlog(
+            "tasks:\n  - {id: flow, title: a, scope: docs, ready: true, allowed_paths: [docs/]}\n  - id: block\n    title: b\n    scope: docs\n    ready: true\n    allowed_paths: [docs/]\n",
+        );
+        let policy = Policy::default_policy();
+        let plan = plan(
+            &b,
+            &policy,
+            &TargetState {
+                view: None,
+                open_branches: &[],
+            },
+        );
+        assert_eq!(plan.decision, Decision::Run("block".into()));
+        assert_eq!(plan.skips.len(), 1);
+        let (task, reason, detail) = &plan.skips[0];
+        assert_eq!((task.as_str(), *reason), ("flow", SkipReason::Format));
+        assert!(detail.contains("line 2"), "{detail}");
     }
 }

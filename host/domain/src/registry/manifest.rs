@@ -72,6 +72,21 @@ pub struct Manifest {
     /// Limits the plugin asks for (the policy can only lower them).
     #[serde(default, skip_serializing_if = "ManifestLimits::is_empty")]
     pub limits: ManifestLimits,
+    /// What the executor reads of the repository besides its task's allowed paths
+    /// (repository-relative files or directories); nothing by default. The policy's
+    /// `plugins.read_paths` can narrow it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<String>,
+}
+
+impl Manifest {
+    /// The parsed `reads` ([`validate`] has checked each).
+    pub fn read_paths(&self) -> Vec<crate::paths::RepoPath> {
+        self.reads
+            .iter()
+            .filter_map(|r| crate::paths::RepoPath::parse_allowed(r).ok())
+            .collect()
+    }
 }
 
 impl ManifestLimits {
@@ -171,6 +186,32 @@ pub fn validate(manifest_path: &Path, manifest: &Manifest) -> Result<(), String>
         (Some(_), None) => return Err(bad("signed_by", "is required with `signature`".into())),
         (None, Some(_)) => return Err(bad("signature", "is required with `signed_by`".into())),
     }
+    for (i, read) in manifest.reads.iter().enumerate() {
+        match crate::paths::RepoPath::parse_allowed(read) {
+            Ok(path)
+                if path
+                    .components()
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case(".git")) =>
+            {
+                return Err(bad(
+                    "reads",
+                    format!("item {}: `.git` is never staged", i + 1),
+                ));
+            }
+            Ok(path) if path.components().is_empty() => {
+                return Err(bad(
+                    "reads",
+                    format!(
+                        "item {}: the whole repository cannot be asked for; name the files or directories read",
+                        i + 1
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(bad("reads", format!("item {}: {e}", i + 1))),
+        }
+    }
     let limits = &manifest.limits;
     for (field, value) in [
         ("limits.fuel", limits.fuel),
@@ -202,6 +243,7 @@ const MANIFEST_KEYS: &[&str] = &[
     "signature",
     "signed_by",
     "limits",
+    "reads",
     "fuel",
     "memory_mib",
     "max_files_written",

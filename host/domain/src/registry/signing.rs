@@ -8,13 +8,18 @@ use std::path::Path;
 
 /// The bytes a signature covers.
 pub fn message(manifest: &Manifest) -> Vec<u8> {
-    format!(
+    let mut text = format!(
         "leviathan-plugin-v1\n{}\n{}\nsha256:{}\n",
         manifest.name,
         manifest.version,
         manifest.sha256.to_ascii_lowercase()
-    )
-    .into_bytes()
+    );
+    // What the plugin may read is signed too (a manifest without `reads` signs the
+    // same message as before the field existed).
+    for read in &manifest.reads {
+        text.push_str(&format!("reads:{read}\n"));
+    }
+    text.into_bytes()
 }
 
 /// A signing key read from a key file (the 32-byte seed as 64 hex digits).
@@ -143,5 +148,42 @@ mod tests {
         let mut renamed = m.clone();
         renamed.name = "y".into();
         assert!(check(&renamed, &[public]).is_err());
+        // Widening what the plugin reads breaks the signature; a signed `reads` holds.
+        let mut widened = m.clone();
+        widened.reads = vec!["src/".into()];
+        assert!(check(&widened, &[public]).is_err());
+        key.sign(&mut widened);
+        assert_eq!(check(&widened, &[public]), Ok(SignatureStatus::Trusted));
+        assert_ne!(message(&widened), message(&m));
+    }
+
+    #[test]
+    fn reads_must_be_repository_paths_outside_git() {
+        let base = format!(
+            "name = \"x\"\nversion = \"1.0.0\"\nworld = \"{}\"\nscopes = [\"docs\"]\nsha256 = \"{}\"\n",
+            super::super::manifest::EXECUTOR_WORLD,
+            "ab".repeat(32)
+        );
+        let parse = |reads: &str| {
+            let path = Path::new("plugin.toml");
+            let m = super::super::manifest::parse(path, &format!("{base}reads = {reads}\n"))?;
+            super::super::manifest::validate(path, &m).map(|()| m)
+        };
+        assert_eq!(
+            parse("[\"README.md\", \"src/**\"]")
+                .unwrap()
+                .read_paths()
+                .len(),
+            2
+        );
+        for bad in [
+            "[\"../etc/\"]",
+            "[\"/etc/passwd\"]",
+            "[\".git/\"]",
+            "[\"src/*.rs\"]",
+        ] {
+            let err = parse(bad).expect_err(bad);
+            assert!(err.contains("field `reads`"), "{bad}: {err}");
+        }
     }
 }

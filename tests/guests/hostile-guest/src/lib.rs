@@ -43,6 +43,7 @@ impl Executor for HostileGuest {
                 Attempt::Read("/repo/.git/HEAD"),
             ]),
             "symlink" => symlink(),
+            "peek" => peek(),
             "flood" => flood(),
             "entropy" => entropy(),
             "trap" => panic!("hostile guest panics on purpose"),
@@ -101,6 +102,20 @@ fn attempts(list: &[Attempt]) -> Result<Report, ExecError> {
             summary: format!("ESCAPED: {}", escaped.join(", ")),
         })
     }
+}
+
+/// Reports which files of the repository snapshot it can see (what the read scope
+/// staged), in `docs/peek.md`.
+fn peek() -> Result<Report, ExecError> {
+    let mut seen = String::new();
+    for path in ["README.md", "src/secret.rs", "docs/index.md"] {
+        let state = match fs::read(format!("/repo/{path}")) {
+            Ok(_) => "visible",
+            Err(_) => "absent",
+        };
+        let _ = writeln!(seen, "{path}: {state}");
+    }
+    write_report("/out/docs/peek.md", seen.as_bytes())
 }
 
 fn write_report(path: &str, bytes: &[u8]) -> Result<Report, ExecError> {
