@@ -31,6 +31,11 @@ fn assert_failure(err: &ExecFailure, kind: ErrorKind, needle: &str) {
 fn infinite_loop_runs_out_of_fuel() {
     let (_, err) = attack("loop", &["docs/"]);
     assert_failure(&err, ErrorKind::ExecutorFailed, "fuel limit");
+    let used = err.stats.expect("the executor ran");
+    let fuel = leviathan_domain::policy::Policy::default_policy()
+        .limits
+        .fuel;
+    assert!(used.fuel_used >= fuel - 100_000, "all the fuel: {used:?}");
 }
 
 #[test]
@@ -53,6 +58,13 @@ fn wall_clock_timeout_stops_a_loop_when_fuel_would_not() {
 fn unbounded_memory_growth_hits_the_memory_limit() {
     let (_, err) = attack("grow", &["docs/"]);
     assert_failure(&err, ErrorKind::ExecutorFailed, "memory limit");
+    // What the run used comes with the failure (the console shows it).
+    let used = err.stats.expect("the executor ran");
+    let cap = leviathan_domain::policy::Policy::default_policy()
+        .limits
+        .memory_bytes;
+    assert!(used.memory_peak > 0 && used.memory_peak <= cap, "{used:?}");
+    assert!(used.fuel_used > 0, "{used:?}");
 }
 
 #[test]

@@ -48,6 +48,7 @@ pub fn exec_task(
             .map_err(|e| ExecFailure {
                 kind: ErrorKind::ExecutorFailed,
                 message: e.to_string(),
+                stats: None,
             })
             .and_then(|sandbox| exec(&sandbox, request))
     });
@@ -84,6 +85,7 @@ fn recorded(
         .map_err(|e| ExecFailure {
             kind: ErrorKind::ExecutorFailed,
             message: format!("cannot record the attempt: {e}"),
+            stats: None,
         })?;
     let result = run(request);
     let outcome = attempts::finished(&target, &request.task_id, &attempt, &result);

@@ -52,12 +52,23 @@ impl ErrorKind {
 pub struct ExecFailure {
     pub kind: ErrorKind,
     pub message: String,
+    /// What the run used, when the executor ran before the failure.
+    pub stats: Option<RunStats>,
 }
 
 fn fail(kind: ErrorKind, message: impl std::fmt::Display) -> ExecFailure {
     ExecFailure {
         kind,
         message: message.to_string(),
+        stats: None,
+    }
+}
+
+impl ExecFailure {
+    /// The failure with what the run used.
+    fn with_stats(mut self, stats: &RunStats) -> ExecFailure {
+        self.stats = Some(stats.clone());
+        self
     }
 }
 
@@ -363,6 +374,7 @@ fn exec_chosen(
                 detail.unwrap_or_default()
             ),
         )
+        .with_stats(&outcome.stats)
     })?;
 
     let changes = ChangeSet::collect(
@@ -391,7 +403,8 @@ fn exec_chosen(
             ),
         ),
         other => fail(ErrorKind::ExecutorFailed, other),
-    })?;
+    })
+    .map_err(|e| e.with_stats(&outcome.stats))?;
     changes.apply(&request.repo).map_err(|e| match e {
         crate::changeset::ApplyError::Refused(m) => {
             fail(ErrorKind::PolicyDenied, format!("task `{}`: {m}", task.id))

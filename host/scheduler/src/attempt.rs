@@ -86,7 +86,8 @@ pub fn run(ctx: &AttemptContext, task: &Task) -> Result<Outcome, StoreError> {
         ),
         started,
     ])?;
-    let outcome = deliver(ctx, task, &attempt, &branch);
+    let mut used = None;
+    let outcome = deliver(ctx, task, &attempt, &branch, &mut used);
     let drafts = match &outcome {
         Ok((report, pr)) => {
             let mut done = vec![attempts::finished(
@@ -118,12 +119,14 @@ pub fn run(ctx: &AttemptContext, task: &Task) -> Result<Outcome, StoreError> {
                     json!({"message": message}),
                 ));
             }
+            let mut payload = attempts::failed_payload(kind, message, used.as_ref());
+            payload["branch"] = json!(branch);
             failed.push(draft(
                 "attempt.failed",
                 target,
                 &task.id,
                 Some(&attempt),
-                json!({"kind": kind, "message": message, "branch": branch}),
+                payload,
             ));
             failed
         }
@@ -201,12 +204,14 @@ fn write_completion(clone: &Path, task: &Task, attempt: &str, branch: &str) -> R
         .map_err(|e| failed(format!("{}: {e}", backlog_file.display())))
 }
 
-/// The attempt's work after `attempt.started`; an error is (kind, message).
+/// The attempt's work after `attempt.started`; an error is (kind, message), and
+/// `used` gets what the executor used when it ran before failing.
 fn deliver(
     ctx: &AttemptContext,
     task: &Task,
     attempt: &str,
     branch: &str,
+    used: &mut Option<leviathan_sandbox::RunStats>,
 ) -> Result<(ExecReport, Option<PullRequest>), Failure> {
     let base = &ctx.target.base_branch;
     let git_failed = |e: leviathan_forge::git::GitError| ("git".to_string(), e.to_string());
@@ -218,7 +223,10 @@ fn deliver(
         registry_dir: ctx.registry_dir.to_path_buf(),
     };
     let report = exec_with_plugins(ctx.sandbox, &request, &ctx.target.policy, ctx.plugins)
-        .map_err(|e| (e.kind.as_str().to_string(), e.message))?;
+        .map_err(|e| {
+            *used = e.stats;
+            (e.kind.as_str().to_string(), e.message)
+        })?;
     if report.files.is_empty() {
         return Ok((report, None));
     }

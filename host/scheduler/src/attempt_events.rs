@@ -86,7 +86,24 @@ pub fn finished(
             target,
             task,
             attempt,
-            serde_json::json!({"kind": e.kind.as_str(), "message": e.message}),
+            failed_payload(e.kind.as_str(), &e.message, e.stats.as_ref()),
         ),
     }
+}
+
+/// The `attempt.failed` payload: the kind and message, and what the run used when
+/// the executor ran before the failure.
+pub fn failed_payload(
+    kind: &str,
+    message: &str,
+    stats: Option<&leviathan_sandbox::RunStats>,
+) -> serde_json::Value {
+    let mut payload = serde_json::json!({"kind": kind, "message": message});
+    if let Some(s) = stats {
+        payload["fuel_used"] = serde_json::json!(s.fuel_used);
+        payload["memory_peak_bytes"] = serde_json::json!(s.memory_peak);
+        payload["instantiate_us"] = serde_json::json!(s.instantiate.as_micros() as u64);
+        payload["execute_us"] = serde_json::json!(s.execute.as_micros() as u64);
+    }
+    payload
 }
