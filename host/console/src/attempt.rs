@@ -133,7 +133,12 @@ fn facts(found: &Found, now: u64) -> Markup {
         .rev()
         .find(|e| e.kind == "attempt.succeeded" || e.kind == "attempt.failed");
     let payload = outcome.map(|e| &e.payload);
-    let field = |k: &str| payload.and_then(|p| p.get(k)).map(text);
+    let field = |k: &str| {
+        payload
+            .and_then(|p| p.get(k))
+            .filter(|v| !v.is_null())
+            .map(text)
+    };
     let a = &found.view;
     html! {
         dl.facts {
@@ -173,7 +178,7 @@ fn facts(found: &Found, now: u64) -> Markup {
             }
             @if let Some(fuel) = recorded("fuel") { dt { "Fuel allowed" } dd { (fuel) } }
             dt { "Executor's stderr" } dd {
-                @match field("stderr_tail").filter(|t| t != "null") {
+                @match field("stderr_tail") {
                     Some(tail) => pre { (tail) },
                     None => span.muted { "nothing" },
                 }

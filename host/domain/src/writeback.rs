@@ -81,24 +81,11 @@ fn key_value<'a>(body: &'a str, key: &str) -> Option<&'a str> {
     Some(value.trim_matches(|c| c == '"' || c == '\''))
 }
 
-/// Replaces the value of `key` on `body`, keeping indentation and any trailing comment.
-fn replace_value(
-    body: &str,
-    key: &str,
-    value: &str,
-    line: usize,
-) -> Result<String, WriteBackError> {
+/// Replaces the value of `key` on `body`, keeping indentation and any trailing comment
+/// (the value is a one-line plain scalar: [`Item::editable`] checked it).
+fn replace_value(body: &str, key: &str, value: &str) -> String {
     let at = body.find(&format!("{key}:")).unwrap_or(0);
     let (head, rest) = body.split_at(at + key.len() + 1);
-    let old = rest.split(" #").next().unwrap_or(rest).trim();
-    if old.starts_with(['|', '>', '[', '{', '&', '*', '!']) {
-        return Err(WriteBackError::Unsupported {
-            line,
-            message: format!(
-                "`{key}` has a block, flow, anchor or tagged value; write it as a plain scalar"
-            ),
-        });
-    }
     // The comment keeps the spacing that separated it from the old value.
     let comment = match rest.find(" #") {
         Some(i) => {
@@ -107,7 +94,7 @@ fn replace_value(
         }
         None => "",
     };
-    Ok(format!("{head} {value}{comment}"))
+    format!("{head} {value}{comment}")
 }
 
 /// One block-style item of the `tasks:` list: lines `start..end`, its keys at
@@ -374,7 +361,7 @@ pub fn write_back(
             Some(i) => {
                 out[i] = format!(
                     "{}{}",
-                    replace_value(lines[i].body, key, &value, i + 1)?,
+                    replace_value(lines[i].body, key, &value),
                     lines[i].ending
                 );
             }

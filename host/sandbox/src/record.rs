@@ -50,15 +50,9 @@ impl RunRecord {
         limits: &ExecutorLimits,
         policy: &Policy,
     ) -> RunRecord {
-        let written = |paths: &[RepoPath]| -> Vec<String> {
-            paths
-                .iter()
-                .map(|p| match p.is_dir() {
-                    true => format!("{}/", p.as_string()),
-                    false => p.as_string(),
-                })
-                .collect()
-        };
+        // As written in a backlog: a directory keeps its trailing `/`.
+        let written =
+            |paths: &[RepoPath]| -> Vec<String> { paths.iter().map(ToString::to_string).collect() };
         RunRecord {
             base_commit,
             executor,

@@ -247,31 +247,45 @@ fn stage_root(
             )
         }
         Kind::File => {
-            let (file, meta) = match source.open_file(root, budget.file_limit) {
-                Ok(Some(opened)) => opened,
-                Ok(None) => return Ok(()),
-                Err(RepoFsError::TooLarge { size, .. }) => {
-                    budget.omitted.push((root.clone(), size));
-                    return Ok(());
-                }
-                Err(RepoFsError::Link { .. } | RepoFsError::NotRegular { .. }) => return Ok(()),
-                Err(e) => return Err(e.into()),
-            };
-            if budget.used + meta.len > budget.total_limit {
-                return Err(StageError::Denied(format!(
-                    "staging `{root}` would take the run past the policy's executor_limits.max_staged_bytes ({})",
-                    budget.total_limit
-                )));
-            }
             if let Some(parent) = target.parent() {
                 fs::create_dir_all(parent).map_err(io_err(parent))?;
             }
-            budget.used += repofs::copy_sparse(file, &target, meta.len).map_err(io_err(&target))?;
-            set_mtime(&target);
-            Ok(())
+            stage_file(source, root, root.clone(), &target, budget)
         }
         _ => Ok(()),
     }
+}
+
+/// Copies regular file `rel` of `dir` (repository path `path`) to `target` within
+/// the budget (`target`'s directory exists). A file over the per-file limit is left
+/// out and noted; one that is (or became) a link or special file is left out.
+fn stage_file(
+    dir: &RepoDir,
+    rel: &RepoPath,
+    path: RepoPath,
+    target: &Path,
+    budget: &mut Budget,
+) -> Result<(), StageError> {
+    let (file, meta) = match dir.open_file(rel, budget.file_limit) {
+        Ok(Some(opened)) => opened,
+        Ok(None) => return Ok(()),
+        Err(RepoFsError::TooLarge { size, .. }) => {
+            budget.omitted.push((path, size));
+            return Ok(());
+        }
+        // Swapped for a link or special file meanwhile: left out like one.
+        Err(RepoFsError::Link { .. } | RepoFsError::NotRegular { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if budget.used + meta.len > budget.total_limit {
+        return Err(StageError::Denied(format!(
+            "staging `{path}` would take the run past the policy's executor_limits.max_staged_bytes ({})",
+            budget.total_limit
+        )));
+    }
+    budget.used += repofs::copy_sparse(file, target, meta.len).map_err(io_err(target))?;
+    set_mtime(target);
+    Ok(())
 }
 
 /// Fixes the mtimes of the directories above the staged roots and of the snapshot's
@@ -347,26 +361,7 @@ fn copy_tree(
             Kind::File => {
                 let path = RepoPath::parse(&join(rel, name))
                     .map_err(|e| StageError::Denied(e.to_string()))?;
-                let (file, meta) = match dir.open_file(&child, budget.file_limit) {
-                    Ok(Some(opened)) => opened,
-                    Ok(None) => continue,
-                    Err(RepoFsError::TooLarge { size, .. }) => {
-                        budget.omitted.push((path, size));
-                        continue;
-                    }
-                    // Swapped for a link or special file meanwhile: left out like one.
-                    Err(RepoFsError::Link { .. } | RepoFsError::NotRegular { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                if budget.used + meta.len > budget.total_limit {
-                    return Err(StageError::Denied(format!(
-                        "staging `{path}` would take the run past the policy's executor_limits.max_staged_bytes ({})",
-                        budget.total_limit
-                    )));
-                }
-                budget.used +=
-                    repofs::copy_sparse(file, &target, meta.len).map_err(io_err(&target))?;
-                set_mtime(&target);
+                stage_file(dir, &child, path, &target, budget)?;
             }
             // Links, FIFOs, devices and sockets are not part of the snapshot.
             _ => {}
