@@ -76,14 +76,68 @@ fn writes_outside_the_grant_are_refused_by_the_sandbox() {
 }
 
 #[test]
-fn writes_beside_an_allowed_file_are_caught_in_the_change_set() {
+fn a_write_beside_an_allowed_file_fails_at_the_call() {
     let (repo, err) = attack("sibling", &["docs/allowed.md"]);
+    // The guest's own error is the sandbox's refusal (not-permitted), and the host
+    // names the rule and the path.
+    assert_failure(&err, ErrorKind::PolicyDenied, "write /out/docs/other.md");
     assert_failure(
         &err,
         ErrorKind::PolicyDenied,
-        "outside the task's allowed paths",
+        "refused to write `docs/other.md`: outside the task's allowed paths (rule allowed_paths)",
     );
+    assert_eq!(err.denials.len(), 1, "{:?}", err.denials);
+    assert_eq!(err.denials[0].path, "docs/other.md");
     assert!(!repo.path().join("docs/other.md").exists());
+}
+
+#[test]
+fn every_kind_of_change_beside_an_allowed_file_is_refused_at_the_call() {
+    let repo = TestRepo::new(
+        &backlog_with("probe", "hostile", &["docs/guide.md"], &[]),
+        &[("docs/index.md", "# Index\n")],
+    );
+    let report = repo
+        .exec("probe")
+        .expect("the guest carries on after the refusals");
+    assert!(!report.summary.contains("ESCAPED"), "{}", report.summary);
+    // Each refusal reached the guest as permission-denied (not-permitted).
+    assert_eq!(
+        report.summary.matches("PermissionDenied").count(),
+        4,
+        "{}",
+        report.summary
+    );
+    let refused: Vec<(String, &str, &str)> = report
+        .denials
+        .iter()
+        .map(|d| (d.path.clone(), d.action.as_str(), d.rule.as_str()))
+        .collect();
+    assert_eq!(
+        refused,
+        vec![
+            ("docs/other.md".to_string(), "write", "allowed_paths"),
+            ("docs/sub".to_string(), "create directory", "allowed_paths"),
+            (
+                "docs/link.md".to_string(),
+                "create a hard link at",
+                "no_links"
+            ),
+            ("docs/moved.md".to_string(), "rename onto", "allowed_paths"),
+        ]
+    );
+    // Only the allowed file changed in the worktree.
+    assert_eq!(
+        report
+            .files
+            .iter()
+            .map(|f| f.path.as_string())
+            .collect::<Vec<_>>(),
+        ["docs/guide.md"]
+    );
+    for absent in ["docs/other.md", "docs/sub", "docs/link.md", "docs/moved.md"] {
+        assert!(!repo.path().join(absent).exists(), "{absent}");
+    }
 }
 
 #[test]

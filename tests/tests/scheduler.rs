@@ -759,10 +759,16 @@ fn a_policy_violation_fails_the_attempt_and_leaves_nothing_behind() {
         .find(|e| e.kind == "policy.violation")
         .expect("a policy.violation event");
     assert_eq!(violation.task.as_deref(), Some("sibling"));
-    assert!(
-        events
-            .iter()
-            .any(|e| e.kind == "attempt.failed" && e.payload["kind"] == "policy-denied")
+    let failed = events
+        .iter()
+        .find(|e| e.kind == "attempt.failed" && e.payload["kind"] == "policy-denied")
+        .expect("the attempt failed as policy-denied");
+    // The sandbox refused the write at the call and the log says which rule and path.
+    assert_eq!(
+        failed.payload["denied"],
+        serde_json::json!([{"action": "write", "path": "docs/other.md", "rule": "allowed_paths"}]),
+        "{}",
+        failed.payload
     );
     assert!(
         world.branches("gamma.git").is_empty(),

@@ -45,11 +45,7 @@ pub fn exec_task(
     };
     let result = recorded(data_dir.as_deref(), &request, |request| {
         Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir()))
-            .map_err(|e| ExecFailure {
-                kind: ErrorKind::ExecutorFailed,
-                message: e.to_string(),
-                stats: None,
-            })
+            .map_err(|e| ExecFailure::new(ErrorKind::ExecutorFailed, e))
             .and_then(|sandbox| exec(&sandbox, request))
     });
     print_exec(&result, json);
@@ -82,10 +78,11 @@ fn recorded(
             log.append(vec![attempts::started(&target, &request.task_id, &attempt)])?;
             Ok(log)
         })
-        .map_err(|e| ExecFailure {
-            kind: ErrorKind::ExecutorFailed,
-            message: format!("cannot record the attempt: {e}"),
-            stats: None,
+        .map_err(|e| {
+            ExecFailure::new(
+                ErrorKind::ExecutorFailed,
+                format!("cannot record the attempt: {e}"),
+            )
         })?;
     let result = run(request);
     let outcome = attempts::finished(&target, &request.task_id, &attempt, &result);

@@ -18,6 +18,10 @@ const TEMPLATE: &[(&str, &str)] = &[
         "src/lib.rs",
         include_str!("../../../plugins/template/src/lib.rs.tmpl"),
     ),
+    (
+        ".cargo/config.toml",
+        include_str!("../../../plugins/template/cargo/config.toml.tmpl"),
+    ),
 ];
 
 /// `to` relative to the directory `from` (both made absolute first).

@@ -200,6 +200,7 @@ fn facts(found: &Found, now: u64) -> Markup {
                 }
             }
         }
+        (refused(payload))
         @if let Some(files) = payload.and_then(|p| p.get("files")).and_then(Value::as_array) {
             h2 { "Files" }
             table {
@@ -210,6 +211,33 @@ fn facts(found: &Found, now: u64) -> Markup {
                             td { code { (f.get("path").map(text).unwrap_or_default()) } }
                             td { (f.get("bytes").map(text).unwrap_or_default()) }
                             td { code { (f.get("sha256").map(text).unwrap_or_default()) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The filesystem calls the sandbox refused during the run (the outcome's `denied`
+/// list), or nothing when it refused none.
+fn refused(payload: Option<&Value>) -> Markup {
+    let rows = payload
+        .and_then(|p| p.get("denied"))
+        .and_then(Value::as_array)
+        .filter(|d| !d.is_empty());
+    let cell = |d: &Value, k: &str| d.get(k).map(text).unwrap_or_default();
+    html! {
+        @if let Some(rows) = rows {
+            h2 { "Refused by the sandbox" }
+            table {
+                thead { tr { th scope="col" { "Call" } th scope="col" { "Path" } th scope="col" { "Rule" } } }
+                tbody {
+                    @for d in rows {
+                        tr {
+                            td { (cell(d, "action")) }
+                            td { code { (cell(d, "path")) } }
+                            td { code { (cell(d, "rule")) } }
                         }
                     }
                 }
@@ -329,4 +357,30 @@ pub async fn download(state: Host, session: Session, target: String, attempt: St
             "The download failed.",
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_calls_are_listed_escaped_and_absent_when_there_are_none() {
+        let payload = serde_json::json!({"denied": [
+            {"action": "write", "path": "docs/<b>x</b>.md", "rule": "allowed_paths"},
+            {"action": "create a hard link at", "path": "docs/l.md", "rule": "no_links"},
+        ]});
+        let html = refused(Some(&payload)).into_string();
+        assert!(html.contains("Refused by the sandbox"), "{html}");
+        assert!(html.contains("docs/&lt;b&gt;x&lt;/b&gt;.md"), "{html}");
+        assert!(html.contains("no_links") && html.contains("allowed_paths"), "{html}");
+        assert_eq!(html.matches("<tr>").count(), 3, "{html}");
+        for none in [
+            serde_json::json!({}),
+            serde_json::json!({"denied": []}),
+            serde_json::json!({"denied": null}),
+        ] {
+            assert_eq!(refused(Some(&none)).into_string(), "");
+        }
+        assert_eq!(refused(None).into_string(), "");
+    }
 }

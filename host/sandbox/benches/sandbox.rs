@@ -1,9 +1,11 @@
 //! Sandbox benchmarks (run with `cargo xtask bench`; figures go to docs/PERFORMANCE.md).
 //! Plain timing loops: the median and 99th percentile of many runs, after warm-up.
 //!
-//! Measures: component compile vs loading the cached artifact; instantiation; the
-//! docs executor's `execute` in the sandbox (excluding git and staging) and natively;
-//! resident memory with both plugins loaded.
+//! Measures: component compile vs loading the cached artifact; one docs run in the
+//! sandbox and its parts (store set-up, instantiation, `execute`, teardown; staging and
+//! git excluded); the same executor natively; the original Python docs executor in
+//! process, timed the same way (when `python3` is present); resident memory with the
+//! plugins loaded.
 
 use leviathan_domain::backlog::Task;
 use leviathan_domain::policy::Policy;
@@ -64,7 +66,130 @@ fn registry_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/registry"))
 }
 
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
+}
+
+/// The original's docs executor timed by `benches/original/docs_bench.py` (the same
+/// task, a fresh directory per run), or `None` without `python3`.
+fn original_python(runs: usize) -> Option<Vec<Duration>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/original/docs_bench.py");
+    let output = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(runs.to_string())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        println!(
+            "original Python docs executor failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        return None;
+    }
+    let samples: Vec<u64> = serde_json::from_slice(&output.stdout).expect("samples in JSON");
+    Some(samples.into_iter().map(Duration::from_nanos).collect())
+}
+
+/// Rounds the docs runs are interleaved in.
+const ROUNDS: usize = 10;
+
+/// The timed parts of sandboxed runs.
+#[derive(Default)]
+struct Parts {
+    setup: Vec<Duration>,
+    instantiate: Vec<Duration>,
+    execute: Vec<Duration>,
+    teardown: Vec<Duration>,
+    total: Vec<Duration>,
+    fuel: u64,
+    memory: u64,
+}
+
+/// What the docs runs share.
+struct Bench<'a> {
+    sandbox: &'a Sandbox,
+    component: &'a leviathan_sandbox::LoadedComponent,
+    worktree: &'a Path,
+    task: Task,
+    policy: Policy,
+    allowed: Vec<leviathan_domain::paths::RepoPath>,
+}
+
+impl Bench<'_> {
+    fn stage(&self) -> stage::Stage {
+        stage::prepare(self.worktree, &self.allowed, &[], &self.policy.staging).expect("stage")
+    }
+
+    /// `n` runs in the sandbox, each on a freshly staged directory.
+    fn sandboxed(&self, n: usize, parts: &mut Parts) {
+        for _ in 0..n {
+            let staged = self.stage();
+            let request = RunRequest {
+                task: self.task.clone(),
+                read_only: vec![Mount {
+                    guest: "/repo".into(),
+                    host: staged.repo.clone(),
+                }],
+                read_write: staged.mounts.clone(),
+                write_root: Some(staged.write_root()),
+                allowed: self.allowed.clone(),
+                seed: run_seed(&self.task, None),
+                limits: self.policy.limits.clone(),
+                timeout: self.policy.attempt_timeout,
+            };
+            let t = Instant::now();
+            let outcome = self.sandbox.run(self.component, &request);
+            parts.total.push(t.elapsed());
+            let report = outcome.result.expect("docs task succeeds");
+            assert_eq!(report.files.len(), 1);
+            parts.setup.push(outcome.stats.setup);
+            parts.instantiate.push(outcome.stats.instantiate);
+            parts.execute.push(outcome.stats.execute);
+            parts.teardown.push(outcome.stats.teardown);
+            parts.fuel = outcome.stats.fuel_used;
+            parts.memory = outcome.stats.memory_peak;
+        }
+    }
+
+    /// `n` runs of the same executor crate compiled natively.
+    fn native(&self, n: usize, samples: &mut Vec<Duration>) {
+        let task = &self.task;
+        let sdk_task = leviathan_executor_sdk::Task {
+            id: task.id.clone(),
+            title: task.title.clone(),
+            description: task.description.clone(),
+            scope: task.scope.clone(),
+            allowed_paths: task.allowed_paths.clone(),
+            acceptance_criteria: task.acceptance_criteria.clone(),
+            ..Default::default()
+        };
+        for _ in 0..n {
+            let staged = self.stage();
+            let workspace = leviathan_executor_sdk::Workspace {
+                repo: staged.repo.clone(),
+                out: staged.out.clone(),
+            };
+            let t = Instant::now();
+            <docs_executor::DocsExecutor as leviathan_executor_sdk::Executor>::execute(
+                &sdk_task, &workspace,
+            )
+            .expect("native run");
+            samples.push(t.elapsed());
+        }
+    }
+}
+
 fn main() {
+    // Staging and the Python harness make their directories under TMPDIR: tmpfs when
+    // the machine has one (set before any thread starts).
+    if Path::new("/dev/shm").is_dir() && std::env::var_os("LEVIATHAN_BENCH_TMP").is_none() {
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("TMPDIR", "/dev/shm") };
+    }
+    println!(
+        "temporary directories in {}",
+        std::env::temp_dir().display()
+    );
     let quick = std::env::args().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
     let registry =
@@ -116,76 +241,61 @@ fn main() {
     );
     let component = load_entry(docs, &sandbox).expect("docs loads");
 
-    // Instantiate and execute in the sandbox (staging is outside the timed region).
+    // One docs run in the sandbox, the same crate natively, and the original Python
+    // executor, in interleaved rounds so the machine's drift (its disk above all)
+    // touches all three alike. Staging and the fresh directories are made outside the
+    // timed regions, on tmpfs when there is one, so the figures are the executors' and
+    // not the disk's.
     let worktree = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir_all(worktree.path().join("docs")).expect("mkdir");
     std::fs::write(worktree.path().join("docs/index.md"), "# Index\n").expect("write");
-    let task = docs_task();
-    let policy = Policy::default_policy();
-    let allowed = vec![leviathan_domain::paths::RepoPath::parse("docs/").expect("path")];
+    let bench = Bench {
+        sandbox: &sandbox,
+        component: &component,
+        worktree: worktree.path(),
+        task: docs_task(),
+        policy: Policy::default_policy(),
+        allowed: vec![leviathan_domain::paths::RepoPath::parse("docs/").expect("path")],
+    };
     let runs = 2000 / scale;
-    let mut instantiate = Vec::with_capacity(runs);
-    let mut execute = Vec::with_capacity(runs);
-    let mut total = Vec::with_capacity(runs);
-    let mut fuel = 0;
-    for _ in 0..runs {
-        let staged =
-            stage::prepare(worktree.path(), &allowed, &[], &policy.staging).expect("stage");
-        let request = RunRequest {
-            task: task.clone(),
-            read_only: vec![Mount {
-                guest: "/repo".into(),
-                host: staged.repo.clone(),
-            }],
-            read_write: staged.mounts.clone(),
-            write_root: Some(staged.out.clone()),
-            seed: run_seed(&task, None),
-            limits: policy.limits.clone(),
-            timeout: policy.attempt_timeout,
-        };
-        let t = Instant::now();
-        let outcome = sandbox.run(&component, &request);
-        total.push(t.elapsed());
-        let report = outcome.result.expect("docs task succeeds");
-        assert_eq!(report.files.len(), 1);
-        instantiate.push(outcome.stats.instantiate);
-        execute.push(outcome.stats.execute);
-        fuel = outcome.stats.fuel_used;
-    }
-    report("instantiate (fresh store + instance)", &mut instantiate);
-    let sandboxed = report("docs execute() in sandbox", &mut execute);
-    report("docs run total (store+instantiate+execute)", &mut total);
-    println!("fuel used by one docs task: {fuel}");
-
-    // The same executor logic compiled natively.
+    let mut parts = Parts::default();
     let mut native = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let staged =
-            stage::prepare(worktree.path(), &allowed, &[], &policy.staging).expect("stage");
-        let workspace = leviathan_executor_sdk::Workspace {
-            repo: staged.repo.clone(),
-            out: staged.out.clone(),
-        };
-        let sdk_task = leviathan_executor_sdk::Task {
-            id: task.id.clone(),
-            title: task.title.clone(),
-            description: task.description.clone(),
-            scope: task.scope.clone(),
-            allowed_paths: task.allowed_paths.clone(),
-            acceptance_criteria: task.acceptance_criteria.clone(),
-            ..Default::default()
-        };
-        let t = Instant::now();
-        <docs_executor::DocsExecutor as leviathan_executor_sdk::Executor>::execute(
-            &sdk_task, &workspace,
-        )
-        .expect("native run");
-        native.push(t.elapsed());
+    let mut python = Some(Vec::with_capacity(runs));
+    for _ in 0..ROUNDS {
+        bench.sandboxed(runs / ROUNDS, &mut parts);
+        bench.native(runs / ROUNDS, &mut native);
+        python = python.and_then(|mut all| {
+            all.extend(original_python(runs / ROUNDS)?);
+            Some(all)
+        });
     }
+    report("store + WASI context set-up", &mut parts.setup);
+    report("instantiate (fresh instance)", &mut parts.instantiate);
+    let sandboxed = report("docs execute() in sandbox", &mut parts.execute);
+    report(
+        "teardown (instance memory back to the pool)",
+        &mut parts.teardown,
+    );
+    let run_total = report("docs run total (set-up to teardown)", &mut parts.total);
+    println!(
+        "fuel used by one docs task: {}; guest memory: {} bytes",
+        parts.fuel, parts.memory
+    );
     let native_p50 = report("docs execute() native", &mut native);
     println!(
-        "sandbox / native (execute p50): {:.2}x",
-        sandboxed.as_secs_f64() / native_p50.as_secs_f64().max(1e-9)
+        "sandbox / native (execute p50): {:.2}x; run total / native: {:.2}x",
+        ratio(sandboxed, native_p50),
+        ratio(run_total, native_p50)
     );
+    match python {
+        Some(mut python) => {
+            let python_p50 = report("original Python docs executor, in process", &mut python);
+            println!(
+                "sandbox run total / original Python: {:.2}x",
+                ratio(run_total, python_p50)
+            );
+        }
+        None => println!("original Python docs executor: skipped (no python3)"),
+    }
     println!("rss at end: {} KiB", rss_kib());
 }

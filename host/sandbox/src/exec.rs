@@ -3,6 +3,7 @@
 //! change set and apply it. Any failure leaves the worktree untouched.
 
 use crate::changeset::{ChangeError, ChangeSet, FileChange};
+use crate::guard::Denial;
 use crate::plugins::set::PluginSet;
 use crate::record::RunRecord;
 use crate::run::Mount;
@@ -52,8 +53,11 @@ impl ErrorKind {
 pub struct ExecFailure {
     pub kind: ErrorKind,
     pub message: String,
-    /// What the run used, when the executor ran before the failure.
-    pub stats: Option<RunStats>,
+    /// What the run used, when the executor ran before the failure (boxed: most
+    /// failures carry none).
+    pub stats: Option<Box<RunStats>>,
+    /// Filesystem calls the sandbox refused during the run.
+    pub denials: Vec<Denial>,
 }
 
 fn fail(kind: ErrorKind, message: impl std::fmt::Display) -> ExecFailure {
@@ -61,14 +65,31 @@ fn fail(kind: ErrorKind, message: impl std::fmt::Display) -> ExecFailure {
         kind,
         message: message.to_string(),
         stats: None,
+        denials: Vec::new(),
     }
 }
 
 impl ExecFailure {
-    /// The failure with what the run used.
-    fn with_stats(mut self, stats: &RunStats) -> ExecFailure {
-        self.stats = Some(stats.clone());
+    /// A failure before the executor ran.
+    pub fn new(kind: ErrorKind, message: impl std::fmt::Display) -> ExecFailure {
+        fail(kind, message)
+    }
+
+    /// The failure with what the run used and what the sandbox refused during it.
+    fn with_run(mut self, stats: &RunStats, denials: &[Denial]) -> ExecFailure {
+        self.stats = Some(Box::new(stats.clone()));
+        self.denials = denials.to_vec();
         self
+    }
+}
+
+/// What a failure message adds about the calls the sandbox refused: the first one
+/// (its rule and path) and how many more.
+fn refused_note(denials: &[Denial]) -> String {
+    match denials {
+        [] => String::new(),
+        [only] => format!("; the sandbox {only}"),
+        [first, rest @ ..] => format!("; the sandbox {first} (and {} more)", rest.len()),
     }
 }
 
@@ -97,6 +118,8 @@ pub struct ExecReport {
     pub record: RunRecord,
     /// The last lines the executor printed to stderr, if any.
     pub stderr_tail: Option<String>,
+    /// Filesystem calls the sandbox refused (the executor carried on without them).
+    pub denials: Vec<Denial>,
 }
 
 /// The seed of every random source a run sees: SHA-256 over a version tag, the
@@ -348,7 +371,8 @@ fn exec_chosen(
             host: stage.repo.clone(),
         }],
         read_write: stage.mounts.clone(),
-        write_root: Some(stage.out.clone()),
+        write_root: Some(stage.write_root()),
+        allowed: allowed.clone(),
         seed: run_seed(task, head.as_deref()),
         limits: limits.clone(),
         timeout: policy.attempt_timeout,
@@ -368,13 +392,14 @@ fn exec_chosen(
         fail(
             kind,
             format!(
-                "task `{}`: {} {e}{}",
+                "task `{}`: {} {e}{}{}",
                 task.id,
                 entry.id(),
-                detail.unwrap_or_default()
+                detail.unwrap_or_default(),
+                refused_note(&outcome.denials)
             ),
         )
-        .with_stats(&outcome.stats)
+        .with_run(&outcome.stats, &outcome.denials)
     })?;
 
     let changes = ChangeSet::collect(
@@ -404,7 +429,7 @@ fn exec_chosen(
         ),
         other => fail(ErrorKind::ExecutorFailed, other),
     })
-    .map_err(|e| e.with_stats(&outcome.stats))?;
+    .map_err(|e| e.with_run(&outcome.stats, &outcome.denials))?;
     changes.apply(&request.repo).map_err(|e| match e {
         crate::changeset::ApplyError::Refused(m) => {
             fail(ErrorKind::PolicyDenied, format!("task `{}`: {m}", task.id))
@@ -428,5 +453,6 @@ fn exec_chosen(
             policy,
         ),
         stderr_tail: crate::run::stderr_tail(&outcome.stderr),
+        denials: outcome.denials,
     })
 }

@@ -4,10 +4,10 @@
 //! run's virtual clock.
 
 use super::state::SandboxState;
+use crate::guarded_fs::Guarded;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::cli::WasiCli;
 use wasmtime_wasi::clocks::WasiClocks;
-use wasmtime_wasi::filesystem::WasiFilesystem;
 use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, io, random, sync};
 use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 use wasmtime_wasi::random::WasiRandom;
@@ -19,7 +19,7 @@ pub const GRANTED_INTERFACES: &[&str] = &[
     "wasi:io/streams",
     "wasi:clocks/wall-clock (fixed)",
     "wasi:clocks/monotonic-clock (virtual; sleeps return at once)",
-    "wasi:filesystem/types",
+    "wasi:filesystem/types (policed: writes outside the allowed paths fail)",
     "wasi:filesystem/preopens",
     "wasi:random/random (seeded)",
     "wasi:random/insecure (seeded)",
@@ -44,9 +44,9 @@ impl HasData for Io {
 pub fn link(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
     type S = SandboxState;
     let l = linker;
-    io::error::add_to_linker::<S, Io>(l, |s| &mut s.table)?;
-    sync::io::poll::add_to_linker::<S, Io>(l, |s| &mut s.table)?;
-    sync::io::streams::add_to_linker::<S, Io>(l, |s| &mut s.table)?;
+    io::error::add_to_linker::<S, Io>(l, |s| &mut s.wasi.table)?;
+    sync::io::poll::add_to_linker::<S, Io>(l, |s| &mut s.wasi.table)?;
+    sync::io::streams::add_to_linker::<S, Io>(l, |s| &mut s.wasi.table)?;
     clocks::wall_clock::add_to_linker::<S, WasiClocks>(
         l,
         wasmtime_wasi::clocks::WasiClocksView::clocks,
@@ -55,17 +55,11 @@ pub fn link(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
         l,
         wasmtime_wasi::clocks::WasiClocksView::clocks,
     )?;
-    sync::filesystem::types::add_to_linker::<S, WasiFilesystem>(
-        l,
-        wasmtime_wasi::filesystem::WasiFilesystemView::filesystem,
-    )?;
-    filesystem::preopens::add_to_linker::<S, WasiFilesystem>(
-        l,
-        wasmtime_wasi::filesystem::WasiFilesystemView::filesystem,
-    )?;
-    random::random::add_to_linker::<S, WasiRandom>(l, |s| s.wasi.random())?;
-    random::insecure::add_to_linker::<S, WasiRandom>(l, |s| s.wasi.random())?;
-    random::insecure_seed::add_to_linker::<S, WasiRandom>(l, |s| s.wasi.random())?;
+    sync::filesystem::types::add_to_linker::<S, Guarded>(l, SandboxState::guarded_fs)?;
+    filesystem::preopens::add_to_linker::<S, Guarded>(l, SandboxState::guarded_fs)?;
+    random::random::add_to_linker::<S, WasiRandom>(l, |s| s.wasi.ctx.random())?;
+    random::insecure::add_to_linker::<S, WasiRandom>(l, |s| s.wasi.ctx.random())?;
+    random::insecure_seed::add_to_linker::<S, WasiRandom>(l, |s| s.wasi.ctx.random())?;
     let cli_view = wasmtime_wasi::cli::WasiCliView::cli;
     cli::exit::add_to_linker::<S, WasiCli>(l, cli_view)?;
     cli::environment::add_to_linker::<S, WasiCli>(l, cli_view)?;
@@ -101,12 +95,12 @@ fn replace_sleeps(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
     clock.func_wrap("subscribe-duration", |mut store, (nanos,): (u64,)| {
         let state: &mut SandboxState = store.data_mut();
         state.clock.advance(nanos);
-        Ok((ready_pollable(&mut state.table)?,))
+        Ok((ready_pollable(&mut state.wasi.table)?,))
     })?;
     clock.func_wrap("subscribe-instant", |mut store, (when,): (u64,)| {
         let state: &mut SandboxState = store.data_mut();
         state.clock.advance_to(when);
-        Ok((ready_pollable(&mut state.table)?,))
+        Ok((ready_pollable(&mut state.wasi.table)?,))
     })?;
     linker.allow_shadowing(false);
     Ok(())

@@ -9,6 +9,8 @@ pub mod determinism;
 pub mod engine;
 pub mod exec;
 pub mod grants;
+pub mod guard;
+pub mod guarded_fs;
 pub mod plugins;
 pub mod record;
 pub mod run;
@@ -16,7 +18,9 @@ pub mod stage;
 pub mod state;
 
 pub use cache::{ArtifactCache, CacheOutcome};
-pub use run::{GuestReport, Mount, PluginInfo, RunFailure, RunOutcome, RunRequest, RunStats};
+pub use run::{
+    GuestReport, Mount, PluginInfo, RunFailure, RunOutcome, RunRequest, RunStats, WriteRoot,
+};
 pub use state::LimitKind;
 
 use std::time::{Duration, Instant};

@@ -2,9 +2,11 @@
 
 use super::bindings::leviathan::executor::types as wit;
 use super::determinism::{FixedWallClock, SeededRng, VirtualMonotonicClock, insecure_seed};
-use super::state::{LimitKind, PluginLog, SandboxState, WriteWatch, usage};
+use super::state::{LimitKind, LogBook, PluginLog, SandboxState, Wasi, WriteWatch, usage};
 use super::{LoadedComponent, Sandbox};
+use crate::guard::{Denial, WriteGuard};
 use leviathan_domain::backlog::Task;
+use leviathan_domain::paths::RepoPath;
 use leviathan_domain::policy::ExecutorLimits;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -25,6 +27,8 @@ pub struct Mount {
     pub host: PathBuf,
 }
 
+pub use crate::guard::OUT_GUEST;
+
 /// Everything one run needs.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
@@ -33,12 +37,23 @@ pub struct RunRequest {
     pub read_only: Vec<Mount>,
     /// Mounted read-write (the allowed-path roots under `/out`).
     pub read_write: Vec<Mount>,
-    /// Host directory holding every read-write mount, watched for the write caps.
-    pub write_root: Option<PathBuf>,
+    /// The host directory holding every read-write mount, watched for the write caps.
+    pub write_root: Option<WriteRoot>,
+    /// What the run may create, write, rename or remove, checked at each WASI call
+    /// (read-write mounts are under [`OUT_GUEST`], by repository path).
+    pub allowed: Vec<RepoPath>,
     /// Seed for every random source the guest sees.
     pub seed: [u8; 32],
     pub limits: ExecutorLimits,
     pub timeout: Duration,
+}
+
+/// The host directory holding a run's writable mounts, and what it held before.
+#[derive(Debug, Clone)]
+pub struct WriteRoot {
+    pub dir: PathBuf,
+    pub files_before: u64,
+    pub bytes_before: u64,
 }
 
 /// The successful result of an `execute` call, as the plugin reported it.
@@ -70,11 +85,15 @@ pub enum RunFailure {
 /// Measurements of one run.
 #[derive(Debug, Clone, Default)]
 pub struct RunStats {
+    /// Store and WASI context set-up (mounts, clocks, limits).
+    pub setup: Duration,
     pub instantiate: Duration,
     pub execute: Duration,
     pub fuel_used: u64,
     /// The largest linear memory the guest grew to, in bytes.
     pub memory_peak: u64,
+    /// Dropping the store: the instance's memory returned to the pool.
+    pub teardown: Duration,
 }
 
 /// What a run produced.
@@ -85,6 +104,8 @@ pub struct RunOutcome {
     pub logs: Vec<PluginLog>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// Filesystem calls the guard refused, in order.
+    pub denials: Vec<Denial>,
 }
 
 /// What a plugin says about itself (host-side copy of the WIT record).
@@ -150,26 +171,30 @@ impl Sandbox {
                     ))
                 })?;
         }
+        let guard = WriteGuard::new(
+            request.allowed.clone(),
+            request.read_only.iter().map(|m| m.guest.as_str()),
+            request.read_write.iter().map(|m| m.guest.as_str()),
+        );
         let state = SandboxState {
-            wasi: builder.build(),
-            table: ResourceTable::new(),
+            wasi: Wasi {
+                ctx: builder.build(),
+                table: ResourceTable::new(),
+            },
+            guard,
             memory_limit: request.limits.memory_bytes,
             memory_peak: 0,
             limit_hit: None,
             deadline: Instant::now() + request.timeout,
             clock,
-            logs: Vec::new(),
-            dropped_logs: 0,
-            write_watch: request.write_root.as_ref().map(|root| {
-                let (baseline_files, baseline_bytes) = usage(root);
-                WriteWatch {
-                    root: root.clone(),
-                    baseline_files,
-                    baseline_bytes,
-                    max_files: request.limits.max_files_written,
-                    max_bytes: request.limits.max_bytes_written,
-                    ticks: 0,
-                }
+            logs: LogBook::default(),
+            write_watch: request.write_root.as_ref().map(|root| WriteWatch {
+                root: root.dir.clone(),
+                baseline_files: root.files_before,
+                baseline_bytes: root.bytes_before,
+                max_files: request.limits.max_files_written,
+                max_bytes: request.limits.max_bytes_written,
+                ticks: 0,
             }),
         };
         let mut store = Store::new(&self.engine, state);
@@ -189,6 +214,7 @@ impl Sandbox {
             read_only: Vec::new(),
             read_write: Vec::new(),
             write_root: None,
+            allowed: Vec::new(),
             seed: [0; 32],
             limits: ExecutorLimits {
                 fuel: 100_000_000,
@@ -218,7 +244,10 @@ impl Sandbox {
     /// Runs `execute` on a fresh instance of `component`.
     pub fn run(&self, component: &LoadedComponent, request: &RunRequest) -> RunOutcome {
         let mut stats = RunStats::default();
-        let (mut store, pipes) = match self.store(request) {
+        let started = Instant::now();
+        let store = self.store(request);
+        stats.setup = started.elapsed();
+        let (mut store, pipes) = match store {
             Ok(s) => s,
             Err(e) => {
                 return RunOutcome {
@@ -227,6 +256,7 @@ impl Sandbox {
                     logs: Vec::new(),
                     stdout: Vec::new(),
                     stderr: Vec::new(),
+                    denials: Vec::new(),
                 };
             }
         };
@@ -257,19 +287,15 @@ impl Sandbox {
             .limits
             .fuel
             .saturating_sub(store.get_fuel().unwrap_or(0));
+        let started = Instant::now();
         let state = store.into_data();
+        stats.teardown = started.elapsed();
         stats.memory_peak = state.memory_peak;
-        let mut logs = state.logs;
-        if state.dropped_logs > 0 {
-            logs.push(PluginLog {
-                level: "warn".into(),
-                message: format!("{} more log lines dropped", state.dropped_logs),
-            });
-        }
         RunOutcome {
             result,
             stats,
-            logs,
+            logs: state.logs.into_lines(),
+            denials: state.guard.into_denials(),
             stdout: pipes.stdout.contents().to_vec(),
             stderr: pipes.stderr.contents().to_vec(),
         }

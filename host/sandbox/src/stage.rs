@@ -6,7 +6,8 @@
 //! The worktree itself is never mounted, so nothing the guest does reaches it before
 //! the change set has been checked.
 
-use crate::Mount;
+use crate::guard::OUT_GUEST;
+use crate::{Mount, WriteRoot};
 use leviathan_domain::paths::{RepoPath, covered_by_any, outermost};
 use leviathan_domain::policy::StagingLimits;
 use leviathan_domain::repofs::{self, Kind, Limit, RepoDir, RepoFsError};
@@ -57,10 +58,24 @@ pub struct Stage {
     pub mounts: Vec<Mount>,
     /// Files copied into `out/` before the run.
     pub seeded: BTreeSet<RepoPath>,
+    /// How many files, and bytes, `out/` held before the run (the write caps' baseline).
+    pub seeded_files: u64,
+    pub seeded_bytes: u64,
     /// Files left out of the snapshot for their size, with it.
     pub omitted: Vec<(RepoPath, u64)>,
     /// Bytes read from the worktree into the snapshot.
     pub staged_bytes: u64,
+}
+
+impl Stage {
+    /// The writable tree as the run's write caps watch it.
+    pub fn write_root(&self) -> WriteRoot {
+        WriteRoot {
+            dir: self.out.clone(),
+            files_before: self.seeded_files,
+            bytes_before: self.seeded_bytes,
+        }
+    }
 }
 
 /// The fixed modification time of every staged file (the Unix epoch).
@@ -149,7 +164,7 @@ pub fn prepare(
 
     // The writable copies come from the snapshot, so they match what `/repo` shows
     // and the worktree is walked only once.
-    let mut seeded = BTreeSet::new();
+    let mut seeded = Seeded::default();
     for path in allowed {
         let source = path.under(&repo);
         let target = path.under(&out);
@@ -162,8 +177,8 @@ pub fn prepare(
                 if let Some(parent) = target.parent() {
                     fs::create_dir_all(parent).map_err(io_err(parent))?;
                 }
-                copy_snapshot_file(&source, &target)?;
-                seeded.insert(path.clone());
+                let len = copy_snapshot_file(&source, &target)?;
+                seeded.add(Some(path.clone()), len);
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -179,7 +194,7 @@ pub fn prepare(
     let roots: Vec<Option<RepoPath>> = allowed.iter().map(mount_root).collect();
     let mounts = if roots.iter().any(Option::is_none) {
         vec![Mount {
-            guest: "/out".into(),
+            guest: OUT_GUEST.into(),
             host: out.clone(),
         }]
     } else {
@@ -190,7 +205,7 @@ pub fn prepare(
                 let host = root.under(&out);
                 fs::create_dir_all(&host).map_err(io_err(&host))?;
                 Ok(Mount {
-                    guest: format!("/out/{}", root.as_string()),
+                    guest: format!("{OUT_GUEST}/{}", root.as_string()),
                     host,
                 })
             })
@@ -201,7 +216,9 @@ pub fn prepare(
         repo,
         out,
         mounts,
-        seeded,
+        seeded: seeded.paths,
+        seeded_files: seeded.files,
+        seeded_bytes: seeded.bytes,
         omitted: budget.omitted,
         staged_bytes: budget.used,
     })
@@ -370,14 +387,25 @@ fn copy_tree(
     Ok(())
 }
 
+/// What staging copied into `out/` before a run.
+#[derive(Default)]
+struct Seeded {
+    paths: BTreeSet<RepoPath>,
+    files: u64,
+    bytes: u64,
+}
+
+impl Seeded {
+    fn add(&mut self, path: Option<RepoPath>, len: u64) {
+        self.paths.extend(path);
+        self.files += 1;
+        self.bytes += len;
+    }
+}
+
 /// Copies the snapshot's (host-made) tree at `from` to `to`; `seeded` gets each file's
-/// repository path (`rel` is `from`'s).
-fn copy_snapshot(
-    from: &Path,
-    to: &Path,
-    rel: &str,
-    seeded: &mut BTreeSet<RepoPath>,
-) -> Result<(), StageError> {
+/// repository path (`rel` is `from`'s) and size.
+fn copy_snapshot(from: &Path, to: &Path, rel: &str, seeded: &mut Seeded) -> Result<(), StageError> {
     let mut entries: Vec<_> = fs::read_dir(from)
         .map_err(io_err(from))?
         .collect::<Result<_, _>>()
@@ -394,21 +422,20 @@ fn copy_snapshot(
             copy_snapshot(&entry.path(), &target, &child, seeded)?;
             set_mtime(&target);
         } else if file_type.is_file() {
-            copy_snapshot_file(&entry.path(), &target)?;
-            if let Ok(p) = RepoPath::parse(&child) {
-                seeded.insert(p);
-            }
+            let len = copy_snapshot_file(&entry.path(), &target)?;
+            seeded.add(RepoPath::parse(&child).ok(), len);
         }
     }
     Ok(())
 }
 
-fn copy_snapshot_file(from: &Path, to: &Path) -> Result<(), StageError> {
+/// Copies one snapshot file; returns its size.
+fn copy_snapshot_file(from: &Path, to: &Path) -> Result<u64, StageError> {
     let file = fs::File::open(from).map_err(io_err(from))?;
     let len = file.metadata().map_err(io_err(from))?.len();
     repofs::copy_sparse(file, to, len).map_err(io_err(to))?;
     set_mtime(to);
-    Ok(())
+    Ok(len)
 }
 
 /// Best effort: a staged entry whose mtime cannot be fixed still has valid content.

@@ -1,6 +1,8 @@
 //! Per-run store state: WASI context, resource table, limits and captured logs.
 
 use super::determinism::VirtualMonotonicClock;
+use crate::guard::WriteGuard;
+use crate::guarded_fs::GuardedFs;
 use std::path::PathBuf;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
@@ -59,26 +61,92 @@ pub struct WriteWatch {
     pub ticks: u64,
 }
 
+/// The WASI context and the resource table of a run, apart from the rest of the
+/// state so a host call can borrow them next to the guard and the log.
+pub struct Wasi {
+    pub ctx: WasiCtx,
+    pub table: ResourceTable,
+}
+
+impl WasiView for Wasi {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The log lines a plugin sent (and the sandbox's own lines about it), capped.
+#[derive(Debug, Default)]
+pub struct LogBook {
+    lines: Vec<PluginLog>,
+    dropped: usize,
+}
+
+impl LogBook {
+    /// Keeps one line, cut to [`MAX_LOG_LINE`] bytes; past [`MAX_LOG_LINES`] lines it
+    /// is only counted.
+    pub fn push(&mut self, level: &str, mut message: String) {
+        if self.lines.len() >= MAX_LOG_LINES {
+            self.dropped += 1;
+            return;
+        }
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        self.lines.push(PluginLog {
+            level: level.into(),
+            message,
+        });
+    }
+
+    /// The kept lines, with a last one counting the dropped ones.
+    pub fn into_lines(self) -> Vec<PluginLog> {
+        let mut lines = self.lines;
+        if self.dropped > 0 {
+            lines.push(PluginLog {
+                level: "warn".into(),
+                message: format!("{} more log lines dropped", self.dropped),
+            });
+        }
+        lines
+    }
+}
+
 /// Store data for one executor run.
 pub struct SandboxState {
-    pub wasi: WasiCtx,
-    pub table: ResourceTable,
+    pub wasi: Wasi,
+    /// The task's allowed paths, checked at every filesystem call that changes a path.
+    pub guard: WriteGuard,
     pub memory_limit: u64,
     /// The largest linear memory the guest grew to, in bytes.
     pub memory_peak: u64,
     pub limit_hit: Option<LimitKind>,
     pub deadline: Instant,
     pub clock: VirtualMonotonicClock,
-    pub logs: Vec<PluginLog>,
-    pub dropped_logs: usize,
+    pub logs: LogBook,
     pub write_watch: Option<WriteWatch>,
 }
 
 impl WasiView for SandboxState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
+        self.wasi.ctx()
+    }
+}
+
+impl SandboxState {
+    /// The filesystem host of a call: wasmtime-wasi's view behind the guard.
+    pub fn guarded_fs(&mut self) -> GuardedFs<'_> {
+        GuardedFs {
+            fs: wasmtime_wasi::filesystem::WasiFilesystemView::filesystem(&mut self.wasi),
+            guard: &mut self.guard,
+            logs: &mut self.logs,
         }
     }
 }
@@ -118,24 +186,8 @@ impl super::bindings::leviathan::executor::log::Host for SandboxState {
             Level::Warn => "warn",
             Level::Error => "error",
         };
-        if self.logs.len() >= MAX_LOG_LINES {
-            self.dropped_logs += 1;
-            return;
-        }
-        let mut message = message;
-        if message.len() > MAX_LOG_LINE {
-            let mut cut = MAX_LOG_LINE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push('…');
-        }
         tracing::debug!(target: "plugin", level, "{message}");
-        self.logs.push(PluginLog {
-            level: level.into(),
-            message,
-        });
+        self.logs.push(level, message);
     }
 }
 

@@ -87,7 +87,8 @@ pub fn run(ctx: &AttemptContext, task: &Task) -> Result<Outcome, StoreError> {
         started,
     ])?;
     let mut used = None;
-    let outcome = deliver(ctx, task, &attempt, &branch, &mut used);
+    let mut refused = Vec::new();
+    let outcome = deliver(ctx, task, &attempt, &branch, &mut used, &mut refused);
     let drafts = match &outcome {
         Ok((report, pr)) => {
             let mut done = vec![attempts::finished(
@@ -119,7 +120,7 @@ pub fn run(ctx: &AttemptContext, task: &Task) -> Result<Outcome, StoreError> {
                     json!({"message": message}),
                 ));
             }
-            let mut payload = attempts::failed_payload(kind, message, used.as_ref());
+            let mut payload = attempts::failed_payload(kind, message, used.as_ref(), &refused);
             payload["branch"] = json!(branch);
             failed.push(draft(
                 "attempt.failed",
@@ -205,13 +206,15 @@ fn write_completion(clone: &Path, task: &Task, attempt: &str, branch: &str) -> R
 }
 
 /// The attempt's work after `attempt.started`; an error is (kind, message), and
-/// `used` gets what the executor used when it ran before failing.
+/// `used` and `refused` get what the executor used and which of its calls the sandbox
+/// refused, when it ran before failing.
 fn deliver(
     ctx: &AttemptContext,
     task: &Task,
     attempt: &str,
     branch: &str,
     used: &mut Option<leviathan_sandbox::RunStats>,
+    refused: &mut Vec<leviathan_sandbox::guard::Denial>,
 ) -> Result<(ExecReport, Option<PullRequest>), Failure> {
     let base = &ctx.target.base_branch;
     let git_failed = |e: leviathan_forge::git::GitError| ("git".to_string(), e.to_string());
@@ -224,7 +227,8 @@ fn deliver(
     };
     let report = exec_with_plugins(ctx.sandbox, &request, &ctx.target.policy, ctx.plugins)
         .map_err(|e| {
-            *used = e.stats;
+            *used = e.stats.map(|stats| *stats);
+            *refused = e.denials;
             (e.kind.as_str().to_string(), e.message)
         })?;
     if report.files.is_empty() {

@@ -77,6 +77,7 @@ pub fn finished(
                 "instantiate_us": r.stats.instantiate.as_micros() as u64,
                 "execute_us": r.stats.execute.as_micros() as u64,
                 "stderr_tail": r.stderr_tail,
+                "denied": denied(&r.denials),
                 // What `leviathan-host replay` runs again.
                 "record": r.record,
             }),
@@ -86,19 +87,29 @@ pub fn finished(
             target,
             task,
             attempt,
-            failed_payload(e.kind.as_str(), &e.message, e.stats.as_ref()),
+            failed_payload(e.kind.as_str(), &e.message, e.stats.as_deref(), &e.denials),
         ),
     }
 }
 
-/// The `attempt.failed` payload: the kind and message, and what the run used when
-/// the executor ran before the failure.
+/// The filesystem calls the sandbox refused, as recorded: action, path and rule.
+fn denied(denials: &[leviathan_sandbox::guard::Denial]) -> serde_json::Value {
+    denials.iter().map(|d| d.to_json()).collect()
+}
+
+/// The `attempt.failed` payload: the kind and message, and what the run used and
+/// which of its filesystem calls the sandbox refused, when the executor ran before
+/// the failure.
 pub fn failed_payload(
     kind: &str,
     message: &str,
     stats: Option<&leviathan_sandbox::RunStats>,
+    refused: &[leviathan_sandbox::guard::Denial],
 ) -> serde_json::Value {
     let mut payload = serde_json::json!({"kind": kind, "message": message});
+    if !refused.is_empty() {
+        payload["denied"] = denied(refused);
+    }
     if let Some(s) = stats {
         payload["fuel_used"] = serde_json::json!(s.fuel_used);
         payload["memory_peak_bytes"] = serde_json::json!(s.memory_peak);

@@ -32,6 +32,7 @@ impl Executor for HostileGuest {
                 Attempt::Write("/out/docs/../../evil.txt"),
             ]),
             "sibling" => write_report("/out/docs/other.md", b"not allowed\n"),
+            "probe" => probe(),
             "dotdot" => attempts(&[
                 Attempt::Read("/out/docs/../../../../etc/passwd"),
                 Attempt::Read("/repo/../../../../etc/passwd"),
@@ -116,6 +117,41 @@ fn peek() -> Result<Report, ExecError> {
         let _ = writeln!(seen, "{path}: {state}");
     }
     write_report("/out/docs/peek.md", seen.as_bytes())
+}
+
+/// With only `docs/guide.md` allowed, tries every kind of change beside it, then
+/// writes the allowed file and reports how each try ended (a try that got through
+/// makes the summary say ESCAPED).
+fn probe() -> Result<Report, ExecError> {
+    let tries: [(&str, std::io::Result<()>); 4] = [
+        ("write", fs::write("/out/docs/other.md", b"beside\n")),
+        ("mkdir", fs::create_dir("/out/docs/sub")),
+        (
+            "hard-link",
+            fs::hard_link("/out/docs/index.md", "/out/docs/link.md"),
+        ),
+        ("rename", {
+            fs::write("/out/docs/guide.md", b"draft\n")
+                .and_then(|()| fs::rename("/out/docs/guide.md", "/out/docs/moved.md"))
+        }),
+    ];
+    let mut summary = String::new();
+    for (what, result) in tries {
+        match result {
+            Ok(()) => {
+                let _ = write!(summary, "{what}: ESCAPED; ");
+            }
+            Err(e) => {
+                let _ = write!(summary, "{what}: {:?}; ", e.kind());
+            }
+        }
+    }
+    fs::write("/out/docs/guide.md", summary.as_bytes())
+        .map_err(|e| ExecError::Internal(format!("the allowed file: {e}")))?;
+    Ok(Report {
+        files: vec!["docs/guide.md".into()],
+        summary,
+    })
 }
 
 fn write_report(path: &str, bytes: &[u8]) -> Result<Report, ExecError> {
