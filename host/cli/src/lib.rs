@@ -116,8 +116,10 @@ fn print_exec(result: &Result<ExecReport, ExecFailure>, json: bool) {
                 .iter()
                 .map(|f| serde_json::json!({"path": f.path.as_string(), "sha256": f.sha256, "bytes": f.bytes}))
                 .collect();
+            let denied: Vec<_> = report.denials.iter().map(|d| d.to_json()).collect();
             let value = serde_json::json!({
                 "task": report.task, "executor": report.executor, "files": files, "digest": report.digest,
+                "staged_bytes": report.staged_bytes, "denied": denied,
             });
             println!("{value}");
         }
@@ -142,6 +144,9 @@ fn print_exec(result: &Result<ExecReport, ExecFailure>, json: bool) {
                     f.bytes,
                     f.sha256
                 );
+            }
+            for d in &report.denials {
+                println!("  the sandbox {d}");
             }
             println!("  change digest {}", report.digest);
         }

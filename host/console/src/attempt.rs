@@ -372,7 +372,10 @@ mod tests {
         let html = refused(Some(&payload)).into_string();
         assert!(html.contains("Refused by the sandbox"), "{html}");
         assert!(html.contains("docs/&lt;b&gt;x&lt;/b&gt;.md"), "{html}");
-        assert!(html.contains("no_links") && html.contains("allowed_paths"), "{html}");
+        assert!(
+            html.contains("no_links") && html.contains("allowed_paths"),
+            "{html}"
+        );
         assert_eq!(html.matches("<tr>").count(), 3, "{html}");
         for none in [
             serde_json::json!({}),

@@ -120,6 +120,8 @@ pub struct ExecReport {
     pub stderr_tail: Option<String>,
     /// Filesystem calls the sandbox refused (the executor carried on without them).
     pub denials: Vec<Denial>,
+    /// Bytes of the worktree staged for the run (its read scope and allowed paths).
+    pub staged_bytes: u64,
 }
 
 /// The seed of every random source a run sees: SHA-256 over a version tag, the
@@ -454,5 +456,6 @@ fn exec_chosen(
         ),
         stderr_tail: crate::run::stderr_tail(&outcome.stderr),
         denials: outcome.denials,
+        staged_bytes: stage.staged_bytes,
     })
 }
