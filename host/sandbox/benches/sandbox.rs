@@ -179,6 +179,27 @@ impl Bench<'_> {
     }
 }
 
+/// What the policy check at the WASI call adds: a docs run makes one checked call
+/// (the open that creates its file) and records one directory handle per preopen;
+/// this times that work alone, many times over.
+fn guard_cost(scale: usize) {
+    use leviathan_sandbox::guard::{Action, WriteGuard};
+    let allowed = vec![leviathan_domain::paths::RepoPath::parse("docs/").expect("path")];
+    let n = 200_000 / scale;
+    let t = Instant::now();
+    for i in 0..n {
+        let mut guard = WriteGuard::new(allowed.clone(), ["/repo"], ["/out/docs"]);
+        guard.opened_mount(1, "/repo");
+        guard.opened_mount(2, "/out/docs");
+        let file = if i % 2 == 0 { "DOCS_BENCH.md" } else { "sub/../X.md" };
+        std::hint::black_box(guard.check(2, file, Action::Write)).expect("allowed");
+    }
+    println!(
+        "guard per docs run (set-up, two mounts, one checked open)  {:>10.2?}",
+        t.elapsed() / n as u32
+    );
+}
+
 fn main() {
     // Staging and the Python harness make their directories under TMPDIR: tmpfs when
     // the machine has one (set before any thread starts).
@@ -297,5 +318,6 @@ fn main() {
         }
         None => println!("original Python docs executor: skipped (no python3)"),
     }
+    guard_cost(scale);
     println!("rss at end: {} KiB", rss_kib());
 }
