@@ -387,6 +387,14 @@ fn plugins_new_scaffolds_a_crate_that_tests_builds_and_installs() {
         "never overwrites an existing directory"
     );
 
+    // The new crate builds its component with the small stack the sandbox resets in place.
+    let cargo_config = std::fs::read_to_string(crate_dir.join(".cargo/config.toml")).unwrap();
+    assert!(
+        cargo_config.contains("[target.wasm32-wasip2]")
+            && cargo_config.contains("-zstack-size=262144"),
+        "{cargo_config}"
+    );
+
     // The same dependency versions as the workspace, without touching the network.
     std::fs::copy(root().join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
     let target = root().join("target/scaffold-test");

@@ -191,7 +191,11 @@ fn guard_cost(scale: usize) {
         let mut guard = WriteGuard::new(allowed.clone(), ["/repo"], ["/out/docs"]);
         guard.opened_mount(1, "/repo");
         guard.opened_mount(2, "/out/docs");
-        let file = if i % 2 == 0 { "DOCS_BENCH.md" } else { "sub/../X.md" };
+        let file = if i % 2 == 0 {
+            "DOCS_BENCH.md"
+        } else {
+            "sub/../X.md"
+        };
         std::hint::black_box(guard.check(2, file, Action::Write)).expect("allowed");
     }
     println!(
