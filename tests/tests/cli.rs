@@ -47,8 +47,20 @@ fn success_prints_the_report_and_exits_zero() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(keys(&v), ["digest", "executor", "files", "task"]);
+    assert_eq!(
+        keys(&v),
+        [
+            "denied",
+            "digest",
+            "executor",
+            "files",
+            "staged_bytes",
+            "task"
+        ]
+    );
     assert_eq!(v["task"], "docs-x");
+    assert_eq!(v["denied"], Value::Array(vec![]), "nothing was refused");
+    assert!(v["staged_bytes"].is_u64(), "{v}");
     assert_eq!(v["executor"], "docs-executor@0.1.0");
     let file = &v["files"][0];
     assert_eq!(keys(file), ["bytes", "path", "sha256"]);
