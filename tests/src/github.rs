@@ -27,10 +27,21 @@ pub struct Recorded {
     pub path: String,
     pub body: Value,
     pub authorization: Option<String>,
+    /// Every header line as received (names lower-case, in order, repeats kept).
+    pub headers: Vec<(String, String)>,
     pub at: Instant,
 }
 
 impl Recorded {
+    /// How many times header `name` (lower-case) was sent, and its values.
+    pub fn header(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     /// `METHOD path`, for comparing request sequences.
     pub fn line(&self) -> String {
         format!("{} {}", self.method, self.path)
@@ -390,6 +401,15 @@ async fn handle(
             path: path_and_query.clone(),
             body: body_json.clone(),
             authorization: authorization.clone(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
             at: Instant::now(),
         });
         if authorization.as_deref() != Some(&format!("Bearer {}", s.token)) {

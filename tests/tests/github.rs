@@ -113,6 +113,7 @@ impl Hub {
                 "{}",
                 r.line()
             );
+            assert_conventions(r);
         }
         requests.iter().map(|r| r.line()).collect()
     }
@@ -131,6 +132,20 @@ impl Hub {
             &["show", &format!("{branch}:{path}")],
         )
     }
+}
+
+/// GitHub's request conventions: each header once, the API version pinned, the
+/// application named in the User-Agent, JSON accepted.
+fn assert_conventions(r: &leviathan_tests::github::Recorded) {
+    let version = format!("leviathan-host/{}", env!("CARGO_PKG_VERSION"));
+    for (name, expected) in [
+        ("x-github-api-version", "2022-11-28"),
+        ("user-agent", version.as_str()),
+        ("accept", "application/vnd.github+json"),
+    ] {
+        assert_eq!(r.header(name), vec![expected], "{name} of {}", r.line());
+    }
+    assert_eq!(r.header("authorization").len(), 1, "{}", r.line());
 }
 
 fn kinds<'a>(events: &'a [Event], kind: &str) -> Vec<&'a Event> {

@@ -6,6 +6,7 @@
 
 pub mod clients;
 pub mod ratelimit;
+pub mod transport;
 pub mod urls;
 
 use http::{HeaderMap, Method};
@@ -160,25 +161,11 @@ impl GitHub {
             api_url: api_url.into(),
             message,
         };
+        let headers = transport::headers(token).map_err(setup)?;
         let build = |base: &str| -> Result<octocrab::Octocrab, GitHubError> {
-            // octocrab's request buffer is spawned on the current runtime.
+            // The connection pool is spawned on the current runtime.
             let _entered = runtime.enter();
-            octocrab::Octocrab::builder()
-                .base_uri(base)
-                .map_err(|e| setup(format!("base URL `{base}`: {e}")))?
-                .personal_token(token.to_string())
-                .set_connect_timeout(Some(Duration::from_secs(10)))
-                .set_read_timeout(Some(Duration::from_secs(30)))
-                .add_header(
-                    http::header::ACCEPT,
-                    "application/vnd.github+json".to_string(),
-                )
-                .add_header(
-                    http::HeaderName::from_static("x-github-api-version"),
-                    "2022-11-28".to_string(),
-                )
-                .build()
-                .map_err(|e| setup(e.to_string()))
+            transport::client(base, headers.clone()).map_err(setup)
         };
         let api_url = api_url.trim_end_matches('/').to_string();
         Ok(GitHub {
@@ -275,8 +262,18 @@ impl GitHub {
             if graphql || !matches!(method, Method::GET | Method::HEAD) {
                 self.content_requests.fetch_add(1, Ordering::Relaxed);
             }
-            let (status, headers, reply) = match self.send_once(graphql, &method, path, body).await
-            {
+            let sent = tokio::time::timeout(
+                transport::READ_TIMEOUT,
+                self.send_once(graphql, &method, path, body),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "no reply within {}s",
+                    transport::READ_TIMEOUT.as_secs()
+                ))
+            });
+            let (status, headers, reply) = match sent {
                 Ok(r) => (r.status, r.headers.clone(), Ok(r)),
                 // A connection failure is retried like a 502.
                 Err(message) => (502, HeaderMap::new(), Err(message)),
