@@ -64,6 +64,7 @@ fn run(tasks: usize, max_open_prs: usize) -> (usize, usize, usize, std::time::Du
         work_dir: work.path().join("clones"),
         plugins: None,
         github: &github,
+        shard: leviathan_domain::shards::Shard::ALL,
     };
     let started = Instant::now();
     let mut passes = 0;

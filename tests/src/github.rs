@@ -208,7 +208,7 @@ impl FakeGitHub {
         let bare = self.state().git_root.join(format!("{repo}.git"));
         git(&bare, &["branch", head, "main"]);
         let mut s = self.state();
-        let number = s.pulls.len() as u64 + 1;
+        let number = s.next_number(repo);
         s.pulls.push(FakePull {
             repo: repo.into(),
             number,
@@ -350,7 +350,7 @@ fn pull_json(p: &FakePull, base_url: &str) -> Value {
     let owner = p.repo.split('/').next().unwrap_or_default();
     json!({
         "number": p.number,
-        "node_id": format!("PR_node{}", p.number),
+        "node_id": node_id(p),
         "html_url": format!("{base_url}/{}/pull/{}", p.repo, p.number),
         "state": p.state,
         "title": p.title,
@@ -372,6 +372,18 @@ fn query_map(query: &str) -> Vec<(String, String)> {
             (k.to_string(), v.replace("%3A", ":").replace("%2F", "/"))
         })
         .collect()
+}
+
+/// A PR's GraphQL node id: unique across repositories, as GitHub's are.
+fn node_id(p: &FakePull) -> String {
+    format!("PR_node_{}_{}", p.repo.replace('/', "_"), p.number)
+}
+
+impl State {
+    /// The next PR number of `repo`: numbers count per repository, as on GitHub.
+    fn next_number(&self, repo: &str) -> u64 {
+        self.pulls.iter().filter(|p| p.repo == repo).count() as u64 + 1
+    }
 }
 
 async fn handle(
@@ -475,11 +487,7 @@ fn api(s: &mut State, method: &Method, path: &str, query: &str, body: &Value) ->
         if !query_text.contains("enablePullRequestAutoMerge") {
             return json_reply(200, &json!({"errors": [{"message": "unknown query"}]}), s);
         }
-        let Some(p) = s
-            .pulls
-            .iter_mut()
-            .find(|p| format!("PR_node{}", p.number) == id)
-        else {
+        let Some(p) = s.pulls.iter_mut().find(|p| node_id(p) == id) else {
             return json_reply(
                 200,
                 &json!({"errors": [{"message": format!("Could not resolve to a node with the global id of '{id}'")}]}),
@@ -596,7 +604,7 @@ fn api(s: &mut State, method: &Method, path: &str, query: &str, body: &Value) ->
                     s,
                 );
             }
-            let number = s.pulls.len() as u64 + 1;
+            let number = s.next_number(&repo);
             let pull = FakePull {
                 repo: repo.clone(),
                 number,

@@ -254,6 +254,10 @@ fn rate_limits_are_waited_out_and_a_low_budget_leaves_the_next_target() {
         ("widgets", "acme/widgets", ""),
         ("gadgets", "acme/gadgets", ""),
     ]);
+    // One target after the other: the low budget widgets leaves is what gadgets sees.
+    let config = hub.path("leviathan.yaml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, format!("workers: 1\n{text}")).expect("config");
     // 23 requests left: widgets' pass spends 5 (one list, a secondary limit and the
     // retry, a 502 and the retry), leaving 18, under the reserve of 20.
     hub.fake.set_remaining(23);

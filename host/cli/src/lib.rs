@@ -12,6 +12,7 @@ pub mod plugins;
 pub mod replay;
 mod scaffold;
 pub mod sched;
+pub mod shards;
 
 use leviathan_domain::registry::Registry;
 use leviathan_sandbox::exec::{ErrorKind, ExecFailure, ExecReport, ExecRequest, exec};

@@ -17,15 +17,34 @@ use leviathan_domain::config::work_dir_for as work_dir;
 use leviathan_scheduler::Scheduler;
 use std::path::{Path, PathBuf};
 
-/// One pass over every target; prints a line per target.
+/// This process's shard of `config` (the flag, else the pod's ordinal), checked
+/// against the shard `log` belongs to.
+pub fn claim_shard(
+    config: &Config,
+    log: &EventLog,
+    shard_index: Option<u32>,
+) -> Result<leviathan_domain::shards::Shard> {
+    let shard = leviathan_domain::shards::choose(
+        shard_index,
+        &leviathan_domain::shards::hostname(),
+        config.shards,
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", config.source.display()))?;
+    leviathan_scheduler::shard_claim::claim(log, shard)?;
+    Ok(shard)
+}
+
+/// One pass over every target this shard owns; prints a line per target.
 pub fn tick(
     config: &Path,
     data_dir: &Path,
     work: Option<PathBuf>,
     plugin_dir: Option<PathBuf>,
+    shard_index: Option<u32>,
 ) -> Result<i32> {
     let config = Config::load(config)?;
     let log = EventLog::open(data_dir)?;
+    let shard = claim_shard(&config, &log, shard_index)?;
     let sandbox = Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir()))?;
     let github = leviathan_forge::github::clients::GitHubClients::default();
     let scheduler = Scheduler {
@@ -36,6 +55,7 @@ pub fn tick(
         work_dir: work_dir(data_dir, work),
         plugins: None,
         github: &github,
+        shard,
     };
     for report in scheduler.tick()? {
         println!("{}: {}", report.target, report.outcome);

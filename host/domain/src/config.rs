@@ -48,8 +48,23 @@ pub struct Config {
     pub interval_seconds: u64,
     /// A cron schedule (UTC) for `serve`'s passes, instead of the interval.
     pub schedule: Option<crate::cron::Cron>,
+    /// How many targets a pass serves at once (`workers`, default
+    /// [`DEFAULT_WORKERS`]).
+    pub workers: usize,
+    /// How many `serve` processes split the targets between them (`shards`,
+    /// default 1); each owns the targets [`crate::shards::owns`] gives it.
+    pub shards: u32,
     pub targets: Vec<Target>,
 }
+
+/// Targets served at once when the configuration does not say: enough that one
+/// slow remote never holds the rest, few enough for a small node.
+pub const DEFAULT_WORKERS: usize = 4;
+/// The most workers a configuration may ask for (the sandbox engine pools 16
+/// instances; see `leviathan_sandbox::engine::MAX_CONCURRENT_INSTANCES`).
+pub const MAX_WORKERS: usize = 16;
+/// The most shards a configuration may ask for.
+pub const MAX_SHARDS: u32 = 1024;
 
 /// Where the host keeps its clones of the targets: `work_dir` when given, else
 /// `<data-dir>-work` beside the event store.
@@ -61,7 +76,13 @@ pub fn work_dir_for(data_dir: &Path, work_dir: Option<PathBuf>) -> PathBuf {
     })
 }
 
-const TOP_KEYS: &[&str] = &["interval_seconds", "schedule", "targets"];
+const TOP_KEYS: &[&str] = &[
+    "interval_seconds",
+    "schedule",
+    "workers",
+    "shards",
+    "targets",
+];
 const TARGET_KEYS: &[&str] = &[
     "id",
     "repository",
@@ -149,6 +170,8 @@ impl Config {
             source: file.into(),
             interval_seconds: interval(&f)?,
             schedule,
+            workers: bounded(&f, "workers", DEFAULT_WORKERS as u64, MAX_WORKERS as u64)? as usize,
+            shards: bounded(&f, "shards", 1, u64::from(MAX_SHARDS))? as u32,
             targets,
         })
     }
@@ -178,6 +201,8 @@ impl Config {
             source: file.into(),
             interval_seconds: interval(f)?,
             schedule: None,
+            workers: DEFAULT_WORKERS,
+            shards: 1,
             targets: vec![Target {
                 id,
                 repository,
@@ -190,6 +215,15 @@ impl Config {
                 labels: vec!["leviathan".into()],
             }],
         })
+    }
+}
+
+/// An optional whole number in `1..=max`, `default` when absent.
+fn bounded(f: &Fields, key: &str, default: u64, max: u64) -> Result<u64, InputError> {
+    match f.opt_u64(key)? {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(f.error(key, format!("must be 1 to {max}"))),
     }
 }
 

@@ -15,6 +15,7 @@ pub mod percent;
 pub mod policy;
 pub mod registry;
 pub mod repofs;
+pub mod shards;
 pub mod tokens;
 pub mod writeback;
 pub mod yaml;

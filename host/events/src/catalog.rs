@@ -67,12 +67,17 @@ pub const CATALOG: &[EventType] = &[
     ty(
         "scheduler.tick",
         Refs::None,
-        "a scheduler pass began; payload: targets",
+        "a scheduler pass began (logs before passes noted their end in the projection instead); payload: targets",
+    ),
+    ty(
+        "shards.configured",
+        Refs::None,
+        "this log belongs to shard `index` of `count` (recorded at the first sharded start, and by `shards migrate`); payload: index, count, previous_count",
     ),
     ty(
         "target.skipped",
         Refs::Target,
-        "the scheduler passed a whole target over; payload: reason (disabled, paused, max_open_prs, circuit_open, fetch_failed, backlog_invalid), message",
+        "the scheduler passed a whole target over (recorded when the reason changes, not every pass); payload: reason (disabled, paused, max_open_prs, circuit_open, fetch_failed, backlog_invalid), message",
     ),
     ty(
         "task.selected",
@@ -82,7 +87,7 @@ pub const CATALOG: &[EventType] = &[
     ty(
         "task.skipped",
         Refs::Task,
-        "the scheduler passed the task over; payload: reason (not_ready, status, deps, scope, inflight, attempts)",
+        "the scheduler passed the task over (recorded when the reason changes, not every pass); payload: reason (not_ready, status, deps, scope, inflight, attempts)",
     ),
     ty(
         "task.blocked",

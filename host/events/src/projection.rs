@@ -65,6 +65,10 @@ struct PayloadFields<'a> {
     by: Option<&'a serde_json::value::RawValue>,
     #[serde(borrow, default)]
     message: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    index: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    count: Option<&'a serde_json::value::RawValue>,
 }
 
 impl PayloadFields<'_> {
@@ -82,6 +86,8 @@ impl PayloadFields<'_> {
             "via" => self.via,
             "by" => self.by,
             "message" => self.message,
+            "index" => self.index,
+            "count" => self.count,
             _ => None,
         }
     }
@@ -142,9 +148,14 @@ pub struct Projection {
     pub last_seq: u64,
     /// Host-wide pause (`autonomy.paused` without a target).
     pub paused: bool,
-    /// When the last `scheduler.tick` happened (ms since the epoch).
+    /// When a scheduler pass last ended (ms since the epoch): noted by the pass
+    /// itself ([`Projection::note_pass`]; liveness is not an event), or a
+    /// `scheduler.tick` of a log written before that.
     pub last_tick_ms: Option<u64>,
     pub targets: BTreeMap<String, TargetView>,
+    /// The shard this log belongs to (`index`, `count`), once a sharded start or
+    /// `shards migrate` recorded it.
+    pub shard: Option<(u32, u32)>,
     /// The plugin registry's entries as last recorded, by entry directory.
     pub plugins: BTreeMap<String, PluginView>,
     /// Who paused the whole host, why and when (while it is paused).
@@ -243,8 +254,11 @@ pub struct TargetView {
     pub last_event_seq: u64,
     /// Who paused the target, why and when (while it is paused).
     pub pause: Option<PauseNote>,
-    /// How its latest pass ended, when the log says.
+    /// How its latest pass ended, when the log says. A skip is recorded only when
+    /// its reason changes, so this is the first pass of the current run of skips.
     pub last_pass: Option<PassNote>,
+    /// When a pass last served the target (ms since the epoch; not an event).
+    pub last_served_ms: Option<u64>,
     pub tasks: BTreeMap<String, TaskView>,
 }
 
@@ -276,7 +290,8 @@ pub enum TaskStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TaskView {
     pub status: TaskStatus,
-    /// The reason of the most recent `task.skipped`.
+    /// The reason of the most recent `task.skipped` since the task last ran (a
+    /// skip is recorded only when this changes).
     pub last_skip: Option<String>,
     pub attempts: Vec<AttemptView>,
     pub prs: Vec<PrView>,
@@ -413,6 +428,32 @@ impl Projection {
         }
     }
 
+    /// Notes that a scheduler pass ended at `ms`, having served `targets`: the
+    /// pass's liveness, kept beside the graph rather than written as events.
+    pub fn note_pass<'a>(&mut self, ms: u64, targets: impl IntoIterator<Item = &'a str>) {
+        self.last_tick_ms = Some(ms);
+        for t in targets {
+            entry(&mut self.targets, t).last_served_ms = Some(ms);
+        }
+    }
+
+    /// Whether a skip of `target` for `reason` would say something new: the
+    /// target's latest pass was not already a skip for that reason.
+    pub fn target_skip_is_news(&self, target: &str, reason: &str) -> bool {
+        let last = self.targets.get(target).and_then(|t| t.last_pass.as_ref());
+        !last.is_some_and(|p| p.outcome == "skipped" && p.reason.as_deref() == Some(reason))
+    }
+
+    /// Whether a skip of `task` of `target` for `reason` would say something new.
+    pub fn task_skip_is_news(&self, target: &str, task: &str, reason: &str) -> bool {
+        let last = self
+            .targets
+            .get(target)
+            .and_then(|t| t.tasks.get(task))
+            .and_then(|t| t.last_skip.as_deref());
+        last != Some(reason)
+    }
+
     /// Folds one event into the graph. Events must arrive in sequence order.
     pub fn apply(&mut self, e: &EventView) {
         self.last_seq = e.seq;
@@ -439,6 +480,15 @@ impl Projection {
                 }
                 "plugin.loaded" | "plugin.rejected" | "plugin.removed" => {
                     self.apply_plugin(kind, &fields)
+                }
+                "shards.configured" => {
+                    let [index, count] = fields.strings(["index", "count"]);
+                    if let (Some(Ok(index)), Some(Ok(count))) = (
+                        index.map(|i| i.parse::<u32>()),
+                        count.map(|c| c.parse::<u32>()),
+                    ) {
+                        self.shard = Some((index, count));
+                    }
                 }
                 _ => {}
             }
@@ -607,6 +657,10 @@ fn apply_to_task(
     fields: &Fields,
     slot: Option<usize>,
 ) -> i32 {
+    if matches!(kind, "task.selected" | "attempt.started") {
+        // The task ran: a later skip starts a new run of skips.
+        task.last_skip = None;
+    }
     match kind {
         "task.selected" => task.status = TaskStatus::Selected,
         "task.skipped" => {

@@ -423,6 +423,22 @@ impl EventLog {
         Ok(read(&projection))
     }
 
+    /// Notes a scheduler pass's end in the projection (see
+    /// [`Projection::note_pass`]); nothing is written to the log.
+    pub fn note_pass<'a>(
+        &self,
+        ms: u64,
+        targets: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), StoreError> {
+        let mut projection = self
+            .shared
+            .projection
+            .write()
+            .map_err(|_| StoreError::Poisoned)?;
+        projection.note_pass(ms, targets);
+        Ok(())
+    }
+
     /// A copy of the projection.
     pub fn projection(&self) -> Result<Projection, StoreError> {
         self.with_projection(Projection::clone)

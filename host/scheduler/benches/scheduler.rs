@@ -91,6 +91,7 @@ fn main() {
         work_dir: work.path().join("clones"),
         plugins: None,
         github: &github,
+        shard: leviathan_domain::shards::Shard::ALL,
     };
     let rss_before = peak_rss_kib();
     let started = Instant::now();

@@ -4,9 +4,11 @@
 pub mod attempt;
 pub mod attempt_events;
 pub mod passes;
+pub mod pool;
 pub mod pr_text;
 pub mod resume;
 pub mod select;
+pub mod shard_claim;
 
 use leviathan_domain::backlog::Backlog;
 use leviathan_domain::config::{Config, Target};
@@ -40,6 +42,9 @@ pub struct Scheduler<'a> {
     pub plugins: Option<std::sync::Arc<leviathan_sandbox::plugins::set::PluginSet>>,
     /// GitHub clients, kept across passes so each API's rate-limit budget is known.
     pub github: &'a GitHubClients,
+    /// The targets this process serves (all of them unless the configuration has
+    /// shards).
+    pub shard: leviathan_domain::shards::Shard,
 }
 
 fn target_draft(kind: &str, target: &str, payload: serde_json::Value) -> EventDraft {
@@ -50,31 +55,47 @@ fn target_draft(kind: &str, target: &str, payload: serde_json::Value) -> EventDr
 }
 
 impl Scheduler<'_> {
-    /// One pass over every target, in configuration order.
-    pub fn tick(&self) -> Result<Vec<TargetReport>, StoreError> {
-        self.log.append(vec![{
-            let mut d = EventDraft::new("scheduler.tick");
-            d.payload = json!({"targets": self.config.targets.len()});
-            d
-        }])?;
-        let mut reports = Vec::with_capacity(self.config.targets.len());
-        for target in &self.config.targets {
+    /// One pass over the targets this shard owns, served by the configuration's
+    /// pool of `workers`; the reports come in configuration order. A pass writes
+    /// only what changed: its end is noted in the projection (liveness), not logged.
+    pub fn tick(&self) -> Result<Vec<TargetReport>, StoreError>
+    where
+        Self: Sync,
+    {
+        let owned: Vec<&Target> = self
+            .config
+            .targets
+            .iter()
+            .filter(|t| self.shard.owns(&t.id))
+            .collect();
+        let reports = pool::serve_all(&owned, self.config.workers, |target| {
             let outcome = self.target(target)?;
             tracing::info!(target = %target.id, %outcome, "scheduler pass");
-            reports.push(TargetReport {
+            Ok(TargetReport {
                 target: target.id.clone(),
                 outcome,
-            });
-        }
+            })
+        })?;
+        self.log.note_pass(
+            leviathan_domain::clock::now_ms(),
+            owned.iter().map(|t| t.id.as_str()),
+        )?;
         Ok(reports)
     }
 
+    /// Records a skip of the whole target, unless its latest pass was already a
+    /// skip for the same reason (then only the report says it).
     fn skip(&self, target: &Target, reason: &str, message: String) -> Result<String, StoreError> {
-        self.log.append(vec![target_draft(
-            "target.skipped",
-            &target.id,
-            json!({"reason": reason, "message": message}),
-        )])?;
+        if self
+            .log
+            .with_projection(|p| p.target_skip_is_news(&target.id, reason))?
+        {
+            self.log.append(vec![target_draft(
+                "target.skipped",
+                &target.id,
+                json!({"reason": reason, "message": message}),
+            )])?;
+        }
         Ok(format!("skipped: {reason} ({message})"))
     }
 
@@ -140,7 +161,13 @@ impl Scheduler<'_> {
             },
         );
         let mut drafts = Vec::new();
-        for (task, reason, detail) in &plan.skips {
+        let news: Vec<bool> = self.log.with_projection(|p| {
+            plan.skips
+                .iter()
+                .map(|(task, reason, _)| p.task_skip_is_news(id, task, reason.as_str()))
+                .collect()
+        })?;
+        for ((task, reason, detail), _) in plan.skips.iter().zip(news).filter(|(_, new)| *new) {
             let mut d = target_draft(
                 "task.skipped",
                 id,

@@ -93,6 +93,7 @@ impl Passes {
         registry_dir: PathBuf,
         work_dir: PathBuf,
         plugins: impl Fn() -> Option<Arc<PluginSet>> + Send + 'static,
+        shard: leviathan_domain::shards::Shard,
     ) -> std::io::Result<Passes> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
@@ -123,6 +124,7 @@ impl Passes {
                         work_dir: work_dir.clone(),
                         plugins: plugins(),
                         github: &github,
+                        shard,
                     };
                     match scheduler.tick() {
                         Ok(reports) => {

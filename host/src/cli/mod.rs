@@ -106,7 +106,14 @@ enum Command {
         work_dir: Option<PathBuf>,
         #[arg(long)]
         plugin_dir: Option<PathBuf>,
+        /// This process's shard when the configuration has `shards` (default: the
+        /// number ending the hostname, a StatefulSet pod's ordinal).
+        #[arg(long, env = "LEVIATHAN_SHARD_INDEX")]
+        shard_index: Option<u32>,
     },
+    /// Shards: which targets each serves, and moving a data directory to a new count.
+    #[command(subcommand)]
+    Shards(leviathan_cli::shards::ShardsCommand),
     /// The local forge's pull requests.
     #[command(subcommand)]
     Prs(sched::PrsCommand),
@@ -187,6 +194,10 @@ enum Command {
         /// Hours after login a console session ends, used or not.
         #[arg(long, default_value_t = leviathan_server::console::session::DEFAULT_SESSIONS.absolute.as_secs() / 3600)]
         session_max_hours: u64,
+        /// This process's shard when the configuration has `shards` (default: the
+        /// number ending the hostname, a StatefulSet pod's ordinal).
+        #[arg(long, env = "LEVIATHAN_SHARD_INDEX")]
+        shard_index: Option<u32>,
     },
 }
 
@@ -221,6 +232,7 @@ pub fn main() -> i32 {
             request_timeout_secs,
             session_idle_mins,
             session_max_hours,
+            shard_index,
         } => {
             use std::time::Duration;
             let options = leviathan_server::ServeOptions {
@@ -256,7 +268,7 @@ pub fn main() -> i32 {
                     println!("listening on http://{addr}");
                     let _ = std::io::stdout().flush();
                 },
-                start_passes,
+                |shared| start_passes(shared, shard_index),
             );
             match result {
                 Ok(()) => 0,
@@ -307,7 +319,15 @@ pub fn main() -> i32 {
             data_dir,
             work_dir,
             plugin_dir,
-        } => exit_code(sched::tick(&config, &data_dir, work_dir, plugin_dir)),
+            shard_index,
+        } => exit_code(sched::tick(
+            &config,
+            &data_dir,
+            work_dir,
+            plugin_dir,
+            shard_index,
+        )),
+        Command::Shards(command) => exit_code(leviathan_cli::shards::run(command)),
         Command::Prs(command) => exit_code(sched::prs(command)),
         Command::Events(command) => exit_code(events::run(command)),
         Command::Plugins(command) => exit_code(plugins::run(command)),
@@ -331,7 +351,17 @@ pub fn main() -> i32 {
 
 /// The scheduler's passes beside the API, on the server's log, sandbox and plugins,
 /// and its decision rule for the console's "why it waits".
-fn start_passes(shared: leviathan_server::Shared) -> std::io::Result<leviathan_server::Background> {
+fn start_passes(
+    shared: leviathan_server::Shared,
+    shard_index: Option<u32>,
+) -> std::io::Result<leviathan_server::Background> {
+    // A shard that does not match its log's record refuses to start.
+    let shard = sched::claim_shard(&shared.config, &shared.log, shard_index)
+        .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+    eprintln!(
+        "scheduler: shard {} of {}, {} worker(s)",
+        shard.index, shard.count, shared.config.workers
+    );
     let passes = leviathan_scheduler::passes::Passes::start(
         shared.config,
         shared.log,
@@ -339,6 +369,7 @@ fn start_passes(shared: leviathan_server::Shared) -> std::io::Result<leviathan_s
         shared.registry_dir,
         shared.work_dir,
         shared.plugins,
+        shard,
     )?;
     let status = passes.status();
     Ok(leviathan_server::Background {
