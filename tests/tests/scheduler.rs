@@ -571,6 +571,13 @@ fn serve_runs_passes_on_the_configured_interval() {
     let (_, autonomy) = served.call("GET", "/api/v1/autonomy", VIEWER);
     assert_eq!(autonomy["enabled"], true);
     assert!(autonomy["last_tick_ms"].as_u64().is_some(), "{autonomy}");
+    // Liveness without heartbeat events: each target's last pass is in the graph.
+    let (_, graph) = served.call("GET", "/api/v1/graph", VIEWER);
+    assert!(
+        graph["targets"][0]["last_served_ms"].as_u64().is_some(),
+        "{graph}"
+    );
+    assert!(!kinds.iter().any(|k| k == "scheduler.tick"), "{kinds:?}");
     // While serve holds the log, the local PR is merged through the API.
     let merge = |pr: &str, bearer: &str| {
         served.call(

@@ -1,6 +1,8 @@
 //! Scheduler benchmark (run with `cargo xtask bench`): one `tick` over 200 local
 //! targets with 50 tasks each, time and peak RSS; attempts per minute end to end with
-//! the local forge. Figures go to docs/PERFORMANCE.md.
+//! the local forge; sequential (1 worker) against the pool (4 workers), each in its
+//! own child process (so each peak RSS is its own), in the same run. Figures go to
+//! docs/PERFORMANCE.md.
 
 use leviathan_domain::config::Config;
 use leviathan_events::EventLog;
@@ -50,8 +52,50 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// The pool sizes compared.
+const WORKERS: [usize; 2] = [1, 4];
+
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    if let Some(i) = args.iter().position(|a| a == "--workers") {
+        let workers = args.get(i + 1).and_then(|w| w.parse().ok()).unwrap_or(1);
+        run(quick, workers);
+        return;
+    }
+    let me = std::env::current_exe().expect("own path");
+    let mut firsts = Vec::new();
+    for workers in WORKERS {
+        let mut c = Command::new(&me);
+        c.args(["--workers", &workers.to_string()]);
+        if quick {
+            c.arg("--quick");
+        }
+        let out = c.output().expect("bench child runs");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        print!("{text}");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let secs = |prefix: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(f64::NAN)
+        };
+        firsts.push((secs("first_pass_s "), secs("second_pass_s ")));
+    }
+    println!(
+        "pool ({} workers) against sequential, same run: first pass {:.2}x faster, all-at-max_open_prs pass {:.2}x faster",
+        WORKERS[1],
+        firsts[0].0 / firsts[1].0,
+        firsts[0].1 / firsts[1].1
+    );
+}
+
+fn run(quick: bool, workers: usize) {
     let (targets, tasks) = if quick { (10, 50) } else { (200, 50) };
     let work = tempfile::tempdir().expect("temp dir");
     let seed = work.path().join("seed");
@@ -60,7 +104,7 @@ fn main() {
     git(&seed, &["init", "--quiet", "-b", "main"]);
     git(&seed, &["add", "."]);
     git(&seed, &["commit", "--quiet", "-m", "seed"]);
-    let mut config = String::from("targets:\n");
+    let mut config = format!("workers: {workers}\ntargets:\n");
     for t in 0..targets {
         let bare = work.path().join(format!("t{t:03}.git"));
         git(
@@ -110,6 +154,9 @@ fn main() {
         "{:?}",
         reports.first()
     );
+    println!("== {workers} worker(s)");
+    println!("first_pass_s {}", first.as_secs_f64());
+    println!("second_pass_s {}", second.as_secs_f64());
     println!(
         "tick over {targets} targets x {tasks} tasks, first pass (clone, {opened} attempts, PRs): {first:.2?} = {:.0} attempts/min end to end",
         opened as f64 / first.as_secs_f64() * 60.0

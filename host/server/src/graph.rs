@@ -70,6 +70,8 @@ struct TargetSummary<'a> {
     attempts_succeeded: u64,
     attempts_failed: u64,
     last_event_seq: u64,
+    /// When a pass last served the target (ms since the epoch; not an event).
+    last_served_ms: Option<u64>,
     task_count: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     tasks: Option<BTreeMap<&'a str, TaskSummary<'a>>>,
@@ -85,6 +87,7 @@ fn summarise<'a>(id: &'a str, t: &'a TargetView, with_tasks: bool) -> TargetSumm
         attempts_succeeded: t.attempts_succeeded,
         attempts_failed: t.attempts_failed,
         last_event_seq: t.last_event_seq,
+        last_served_ms: t.last_served_ms,
         task_count: t.tasks.len(),
         tasks: with_tasks.then(|| {
             t.tasks
