@@ -154,7 +154,15 @@ fn run(quick: bool, workers: usize) {
         "{:?}",
         reports.first()
     );
+    let before_quiet = log.last_seq();
+    let started = Instant::now();
+    scheduler.tick().expect("third tick");
+    let quiet = started.elapsed();
     println!("== {workers} worker(s)");
+    println!(
+        "third pass (nothing changed): {quiet:.2?}, {} events written",
+        log.last_seq() - before_quiet
+    );
     println!("first_pass_s {}", first.as_secs_f64());
     println!("second_pass_s {}", second.as_secs_f64());
     println!(
