@@ -171,6 +171,12 @@ fn commit(shared: &Shared, head: &mut Head, group: Vec<Job>) -> Result<(), Strin
     }
     shared.last_seq.store(seq - 1, Ordering::SeqCst);
     shared.durable_seq.send_replace(seq - 1);
+    if (seq - 1).saturating_sub(shared.checkpoint_seq.load(Ordering::SeqCst))
+        >= super::checkpoint::EVERY
+        && let Err(e) = shared.checkpoint()
+    {
+        tracing::warn!(error = %e, "projection checkpoint not written");
+    }
     for (reply, events) in answered {
         let _ = reply.send(Ok(events));
     }

@@ -55,6 +55,21 @@ impl Indexes {
         }
     }
 
+    /// Appends `later`'s entries, all of whose sequence numbers follow this one's,
+    /// after this one's (each list stays ascending).
+    pub fn absorb(&mut self, later: Indexes) {
+        for (name, index) in later.targets {
+            let mine = list(&mut self.targets, &name);
+            mine.seqs.extend(index.seqs);
+            for (task, seqs) in index.tasks {
+                list(&mut mine.tasks, &task).extend(seqs);
+            }
+        }
+        for (attempt, seqs) in later.attempts {
+            list(&mut self.attempts, &attempt).extend(seqs);
+        }
+    }
+
     fn seqs(&self, key: &IndexKey) -> &[u64] {
         let seqs = match key {
             IndexKey::Target(t) => self.targets.get(t).map(|i| &i.seqs),

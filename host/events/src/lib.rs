@@ -6,6 +6,7 @@
 //! commit). The only crate that depends on sled.
 
 pub mod catalog;
+pub mod checkpoint;
 mod commit;
 mod event;
 pub mod import;

@@ -142,7 +142,7 @@ impl Fields<'_, '_> {
 }
 
 /// The whole graph.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Projection {
     /// The last event applied.
     pub last_seq: u64,
@@ -176,7 +176,7 @@ pub const RECENT_FAILURES: usize = 20;
 pub const NOTE_BYTES: usize = 512;
 
 /// Who paused, why and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PauseNote {
     pub seq: u64,
     pub ts_ms: u64,
@@ -185,7 +185,7 @@ pub struct PauseNote {
 }
 
 /// How a target's latest pass ended: skipped with a reason, or an attempt's outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PassNote {
     pub seq: u64,
     pub ts_ms: u64,
@@ -198,7 +198,7 @@ pub struct PassNote {
 }
 
 /// One failed attempt, with its reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FailureNote {
     pub seq: u64,
     pub ts_ms: u64,
@@ -225,7 +225,7 @@ fn bounded(text: Option<String>) -> Option<String> {
 }
 
 /// A registry entry as the `plugin.*` events describe it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PluginView {
     /// `loaded` or `rejected`.
     pub status: String,
@@ -243,7 +243,7 @@ struct AttemptSlot {
 }
 
 /// One target and its guardrail counters.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct TargetView {
     pub paused: bool,
     pub open_prs: u32,
@@ -263,7 +263,7 @@ pub struct TargetView {
 }
 
 /// A target's circuit breaker.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Breaker {
     pub open: bool,
     /// When it last opened (ms since the epoch).
@@ -271,7 +271,7 @@ pub struct Breaker {
 }
 
 /// What the log says about a task.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     /// Seen only in skips (or not at all).
@@ -287,7 +287,7 @@ pub enum TaskStatus {
 }
 
 /// One task of a target.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct TaskView {
     pub status: TaskStatus,
     /// The reason of the most recent `task.skipped` since the task last ran (a
@@ -298,7 +298,7 @@ pub struct TaskView {
 }
 
 /// How an attempt ended, or that it is still running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     Running,
@@ -307,7 +307,7 @@ pub enum AttemptOutcome {
 }
 
 /// One attempt.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct AttemptView {
     pub id: String,
     pub outcome: AttemptOutcome,
@@ -322,7 +322,7 @@ pub struct AttemptView {
 }
 
 /// The state of a pull request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PrState {
     Open,
@@ -331,7 +331,7 @@ pub enum PrState {
 }
 
 /// One pull request.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct PrView {
     /// The forge's identifier (a number on GitHub).
     pub pr: String,
@@ -425,6 +425,25 @@ impl Projection {
                     })
             }
             _ => true,
+        }
+    }
+
+    /// Rebuilds what a checkpoint does not store: which target and task each attempt
+    /// belongs to (each id once, in the order the attempts were admitted).
+    pub fn rebuild_slots(&mut self) {
+        self.attempt_owner.clear();
+        for (target_id, target) in &self.targets {
+            for (task_id, task) in &target.tasks {
+                for (index, a) in task.attempts.iter().enumerate() {
+                    self.attempt_owner
+                        .entry(a.id.clone())
+                        .or_insert_with(|| AttemptSlot {
+                            target: target_id.clone(),
+                            task: task_id.clone(),
+                            index,
+                        });
+                }
+            }
         }
     }
 

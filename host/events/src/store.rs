@@ -10,7 +10,7 @@ use serde::Deserialize;
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
 
 /// Errors from the event store.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +63,13 @@ pub(super) struct Shared {
     /// Highest durable (acknowledged) sequence; reads never go past it.
     pub last_seq: AtomicU64,
     pub indexes: RwLock<Indexes>,
+    /// Whether `indexes` cover the whole log (false while the events before a
+    /// checkpoint are still being indexed in the background after an open).
+    pub indexes_ready: Mutex<bool>,
+    pub indexes_built: Condvar,
     pub projection: RwLock<Projection>,
+    /// The sequence number of the last checkpoint written.
+    pub checkpoint_seq: AtomicU64,
     /// Publishes the highest durable sequence to subscribers (SSE, `tail --follow`).
     pub durable_seq: tokio::sync::watch::Sender<u64>,
 }
@@ -305,7 +311,97 @@ impl EventReader {
     }
 }
 
+/// Indexes the events up to `last` (those an open left to the background), then
+/// puts in front of them what appends indexed meanwhile, and lets readers in.
+fn spawn_backfill(shared: Arc<Shared>, last: u64) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("event-index".into())
+        .spawn(move || {
+            let mut built = Indexes::default();
+            for item in shared.tree.range(event_key(1)..=event_key(last)) {
+                let Ok((key, value)) = item else {
+                    tracing::error!("event index: sled read failed; lookups may miss events");
+                    break;
+                };
+                let seq = seq_of_key(&key);
+                match serde_json::from_slice::<Stored>(&value) {
+                    Ok(stored) => {
+                        let (target, task, attempt) = stored.refs();
+                        built.add(seq, target, task, attempt);
+                    }
+                    Err(e) => tracing::error!(seq, error = %e, "event index: event unreadable"),
+                }
+            }
+            {
+                let mut live = shared.indexes.write().unwrap_or_else(|p| p.into_inner());
+                built.absorb(std::mem::take(&mut *live));
+                *live = built;
+            }
+            *shared
+                .indexes_ready
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = true;
+            shared.indexes_built.notify_all();
+        })
+        .map(|_| ())
+}
+
+impl Shared {
+    /// The indexes, once they cover the whole log.
+    pub(super) fn indexes(&self) -> Result<RwLockReadGuard<'_, Indexes>, StoreError> {
+        let mut ready = self
+            .indexes_ready
+            .lock()
+            .map_err(|_| StoreError::Poisoned)?;
+        while !*ready {
+            ready = self
+                .indexes_built
+                .wait(ready)
+                .map_err(|_| StoreError::Poisoned)?;
+        }
+        drop(ready);
+        self.indexes.read().map_err(|_| StoreError::Poisoned)
+    }
+
+    /// Writes a checkpoint of the projection as it stands.
+    pub(super) fn checkpoint(&self) -> Result<(), StoreError> {
+        let projection = self.projection.read().map_err(|_| StoreError::Poisoned)?;
+        let seq = projection.last_seq;
+        if seq == 0 || seq == self.checkpoint_seq.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let hash =
+            super::checkpoint::stored_hash(&self.tree, seq).ok_or_else(|| StoreError::Failed {
+                dir: self.dir.clone(),
+                message: format!("checkpoint: event {seq} unreadable"),
+            })?;
+        super::checkpoint::save(&self.db, &projection, &hash).map_err(|message| {
+            StoreError::Failed {
+                dir: self.dir.clone(),
+                message: format!("checkpoint: {message}"),
+            }
+        })?;
+        self.checkpoint_seq.store(seq, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl Drop for EventLog {
+    fn drop(&mut self) {
+        // The next open replays nothing after a clean close.
+        if let Err(e) = self.shared.checkpoint() {
+            tracing::warn!(error = %e, "projection checkpoint not written at close");
+        }
+    }
+}
+
 impl EventLog {
+    /// Writes a checkpoint of the projection now (it is also written every
+    /// [`super::checkpoint::EVERY`] events, at `flush` and when the log is closed).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.shared.checkpoint()
+    }
+
     /// Opens (or creates) the log in `dir`.
     pub fn open(dir: &Path) -> Result<EventLog, StoreError> {
         let sled_err = |source| StoreError::Sled {
@@ -314,13 +410,30 @@ impl EventLog {
         };
         let db = open_db(dir).map_err(sled_err)?;
         let tree = db.open_tree("events").map_err(sled_err)?;
-        let mut head = Head {
-            next_seq: 1,
-            last_hash: GENESIS_HASH.into(),
+        // A checkpoint still on the chain: replay only what came after it, and index
+        // the events before it in the background.
+        let checkpoint = super::checkpoint::load(&db, &tree);
+        let (from, mut head, mut projection) = match checkpoint {
+            Some((seq, hash, projection)) => (
+                seq,
+                Head {
+                    next_seq: seq + 1,
+                    last_hash: hash,
+                },
+                projection,
+            ),
+            None => (
+                0,
+                Head {
+                    next_seq: 1,
+                    last_hash: GENESIS_HASH.into(),
+                },
+                Projection::default(),
+            ),
         };
+        let index_now = from == 0;
         let mut indexes = Indexes::default();
-        let mut projection = Projection::default();
-        for item in tree.scan_prefix([b'e']) {
+        for item in tree.range(event_key(from + 1)..vec![b'f']) {
             let (key, value) = item.map_err(sled_err)?;
             let seq = seq_of_key(&key);
             let stored: Stored =
@@ -330,7 +443,9 @@ impl EventLog {
                     message: e.to_string(),
                 })?;
             let (target, task, attempt) = stored.refs();
-            indexes.add(seq, target, task, attempt);
+            if index_now {
+                indexes.add(seq, target, task, attempt);
+            }
             projection.apply(&EventView {
                 seq,
                 ts_ms: stored.ts_ms,
@@ -356,9 +471,18 @@ impl EventLog {
             tree,
             last_seq: AtomicU64::new(last),
             indexes: RwLock::new(indexes),
+            indexes_ready: Mutex::new(index_now),
+            indexes_built: Condvar::new(),
             projection: RwLock::new(projection),
+            checkpoint_seq: AtomicU64::new(from),
             durable_seq: tokio::sync::watch::Sender::new(last),
         });
+        if !index_now {
+            spawn_backfill(shared.clone(), last).map_err(|e| StoreError::Failed {
+                dir: dir.to_path_buf(),
+                message: format!("cannot start the indexing thread: {e}"),
+            })?;
+        }
         let committer = Committer::start(shared.clone(), head).map_err(|e| StoreError::Failed {
             dir: dir.to_path_buf(),
             message: format!("cannot start the commit thread: {e}"),
@@ -399,8 +523,10 @@ impl EventLog {
         self.committer.submit(drafts, by)
     }
 
-    /// Flushes sled (used on shutdown; acknowledged appends are durable already).
+    /// Writes a checkpoint and flushes sled (used on shutdown; acknowledged appends
+    /// are durable already).
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.shared.checkpoint()?;
         self.shared
             .db
             .flush()
@@ -498,9 +624,7 @@ impl EventLog {
     fn by_index(&self, key: IndexKey, after: u64, page: Page) -> Result<Paged, StoreError> {
         let seqs = self
             .shared
-            .indexes
-            .read()
-            .map_err(|_| StoreError::Poisoned)?
+            .indexes()?
             .after(&key, after, page.count.saturating_add(1));
         self.read_seqs(seqs, page)
     }
@@ -536,9 +660,7 @@ impl EventLog {
     ) -> Result<Vec<Event>, StoreError> {
         let mut seqs = self
             .shared
-            .indexes
-            .read()
-            .map_err(|_| StoreError::Poisoned)?
+            .indexes()?
             .last(&IndexKey::Task(target.into(), task.into()), page.count);
         seqs.reverse();
         let mut events = self.read_seqs(seqs, page)?.events;
@@ -556,16 +678,11 @@ impl EventLog {
     ) -> Result<Paged, StoreError> {
         let before = before.min(self.last_seq().saturating_add(1));
         let seqs: Vec<u64> = match target {
-            Some(t) => self
-                .shared
-                .indexes
-                .read()
-                .map_err(|_| StoreError::Poisoned)?
-                .before(
-                    &IndexKey::Target(t.into()),
-                    before,
-                    page.count.saturating_add(1),
-                ),
+            Some(t) => self.shared.indexes()?.before(
+                &IndexKey::Target(t.into()),
+                before,
+                page.count.saturating_add(1),
+            ),
             None => (1..before)
                 .rev()
                 .take(page.count.saturating_add(1))
@@ -675,6 +792,117 @@ mod tests {
             target: target.map(String::from),
             task: task.map(String::from),
             ..EventDraft::default()
+        }
+    }
+
+    /// A history with attempts, outcomes, skips and PRs over two targets.
+    fn history(log: &EventLog, round: u32) {
+        for (i, target) in ["t1", "t2"].iter().enumerate() {
+            let task = format!("k{round}");
+            let attempt = format!("{round:04x}{i:04x}");
+            let mut started = draft("attempt.started", Some(target), Some(&task));
+            started.attempt = Some(attempt.clone());
+            let mut done = draft(
+                if i == 0 {
+                    "attempt.succeeded"
+                } else {
+                    "attempt.failed"
+                },
+                Some(target),
+                Some(&task),
+            );
+            done.attempt = Some(attempt);
+            done.payload =
+                serde_json::json!({"kind": "timeout", "message": "slow", "digest": "sha256:ab"});
+            let mut skipped = draft("target.skipped", Some(target), None);
+            skipped.payload = serde_json::json!({"reason": "max_open_prs", "message": "1 open"});
+            let mut task_skip = draft("task.skipped", Some(target), Some("other"));
+            task_skip.payload = serde_json::json!({"reason": "deps"});
+            log.append(vec![started, done, skipped, task_skip]).unwrap();
+        }
+    }
+
+    /// Replaces (or with `None` removes) the stored checkpoint of a closed log.
+    fn set_checkpoint(dir: &Path, bytes: Option<&[u8]>) {
+        let db = open_db(dir).unwrap();
+        let tree = db.open_tree(super::super::checkpoint::TREE).unwrap();
+        match bytes {
+            Some(b) => tree.insert(b"projection", b).map(|_| ()).unwrap(),
+            None => tree.remove(b"projection").map(|_| ()).unwrap(),
+        }
+        db.flush().unwrap();
+    }
+
+    #[test]
+    fn a_checkpoint_replays_only_what_follows_it_and_equals_a_full_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = EventLog::open(dir.path()).unwrap();
+            history(&log, 1);
+        } // closed: a checkpoint at event 8
+        {
+            let log = EventLog::open(dir.path()).unwrap();
+            assert_eq!(log.shared.checkpoint_seq.load(Ordering::SeqCst), 8);
+            history(&log, 2);
+            // Lookups wait for the background index and see both sides of it.
+            assert_eq!(log.by_target("t1", 0, 100).unwrap().len(), 8);
+            log.flush().unwrap();
+            history(&log, 3);
+        }
+        let with_checkpoint = {
+            let log = EventLog::open(dir.path()).unwrap();
+            assert_eq!(log.shared.checkpoint_seq.load(Ordering::SeqCst), 24);
+            let t2: Vec<u64> = log
+                .by_target("t2", 0, 100)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect();
+            assert_eq!(t2.len(), 12);
+            assert!(t2.windows(2).all(|w| w[0] < w[1]), "{t2:?}");
+            log.projection().unwrap()
+        };
+        set_checkpoint(dir.path(), None);
+        let rebuilt = EventLog::open(dir.path()).unwrap();
+        assert_eq!(rebuilt.shared.checkpoint_seq.load(Ordering::SeqCst), 0);
+        assert_eq!(rebuilt.projection().unwrap(), with_checkpoint);
+        assert_eq!(with_checkpoint.targets["t2"].attempts_failed, 3);
+        assert_eq!(
+            rebuilt.projection().unwrap().attempt_owner("00020001"),
+            Some(("t2", "k2"))
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_off_the_chain_or_unreadable_is_rebuilt_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let truth = {
+            let log = EventLog::open(dir.path()).unwrap();
+            history(&log, 1);
+            history(&log, 2);
+            log.projection().unwrap()
+        };
+        // A checkpoint claiming another hash for its event (a log rewritten under it).
+        let mut forged = truth.clone();
+        forged.targets.get_mut("t1").unwrap().attempts_succeeded = 99;
+        let stored = serde_json::json!({
+            "format": super::super::checkpoint::FORMAT,
+            "seq": truth.last_seq,
+            "hash": "0".repeat(64),
+            "projection": forged,
+        });
+        for bytes in [
+            serde_json::to_vec(&stored).unwrap(),
+            b"{ not json".to_vec(),
+            serde_json::to_vec(
+                &serde_json::json!({"format": 1, "seq": 1, "hash": "x", "projection": {}}),
+            )
+            .unwrap(),
+        ] {
+            set_checkpoint(dir.path(), Some(&bytes));
+            let log = EventLog::open(dir.path()).unwrap();
+            assert_eq!(log.projection().unwrap(), truth);
+            assert_eq!(log.by_target("t1", 0, 100).unwrap().len(), 8);
         }
     }
 

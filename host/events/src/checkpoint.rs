@@ -1,0 +1,106 @@
+//! A checkpoint of the projection, kept in sled beside the log and tied to the
+//! chain: the sequence number and hash of the last event it folded in. On open it
+//! is used only when that event is still in the log with that hash and the format
+//! matches; otherwise the projection is rebuilt from the whole log. Start-up then
+//! replays only the events after it. Written every [`EVERY`] events by the commit
+//! thread, and when the log is flushed or closed.
+
+use super::projection::Projection;
+use super::store::event_key;
+use serde::{Deserialize, Serialize};
+
+/// The sled tree that holds the checkpoint.
+pub(super) const TREE: &str = "checkpoint";
+const KEY: &[u8] = b"projection";
+/// The checkpoint's format. Bump it whenever the projection's fields or how
+/// `Projection::apply` folds an event change: an older checkpoint is then rebuilt.
+pub const FORMAT: u32 = 2;
+/// Events between two checkpoints written by the commit thread.
+pub const EVERY: u64 = 100_000;
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    format: u32,
+    seq: u64,
+    hash: String,
+    projection: Projection,
+}
+
+#[derive(Deserialize)]
+struct HashOnly {
+    hash: String,
+}
+
+/// The hash of stored event `seq`, if present and readable.
+pub(super) fn stored_hash(events: &sled::Tree, seq: u64) -> Option<String> {
+    let bytes = events.get(event_key(seq)).ok()??;
+    serde_json::from_slice::<HashOnly>(&bytes)
+        .ok()
+        .map(|h| h.hash)
+}
+
+/// The checkpoint, when it is present, of this format and still on the chain:
+/// `(seq, hash, projection)`.
+pub(super) fn load(db: &sled::Db, events: &sled::Tree) -> Option<(u64, String, Projection)> {
+    let tree = db.open_tree(TREE).ok()?;
+    let bytes = tree.get(KEY).ok()??;
+    let stored: Stored = match serde_json::from_slice(&bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "projection checkpoint unreadable: rebuilding from the log");
+            return None;
+        }
+    };
+    if stored.format != FORMAT {
+        tracing::info!(
+            format = stored.format,
+            "projection checkpoint of another format: rebuilding from the log"
+        );
+        return None;
+    }
+    if stored.projection.last_seq != stored.seq
+        || stored_hash(events, stored.seq).as_deref() != Some(stored.hash.as_str())
+    {
+        tracing::warn!(
+            seq = stored.seq,
+            "projection checkpoint does not match the log: rebuilding from the log"
+        );
+        return None;
+    }
+    let mut projection = stored.projection;
+    projection.rebuild_slots();
+    Some((stored.seq, stored.hash, projection))
+}
+
+/// Stores `projection` as the checkpoint at its last event, whose hash is `hash`.
+pub(super) fn save(db: &sled::Db, projection: &Projection, hash: &str) -> Result<(), String> {
+    #[derive(Serialize)]
+    struct Borrowed<'a> {
+        format: u32,
+        seq: u64,
+        hash: &'a str,
+        projection: &'a Projection,
+    }
+    let bytes = serde_json::to_vec(&Borrowed {
+        format: FORMAT,
+        seq: projection.last_seq,
+        hash,
+        projection,
+    })
+    .map_err(|e| e.to_string())?;
+    let tree = db.open_tree(TREE).map_err(|e| e.to_string())?;
+    tree.insert(KEY, bytes).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Removes the checkpoint of the closed log in `dir`: its next open rebuilds the
+/// projection from the whole log (a repair, and the benchmark's baseline).
+pub fn remove(dir: &std::path::Path) -> Result<(), String> {
+    let db = sled::Config::new()
+        .path(dir)
+        .open()
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tree = db.open_tree(TREE).map_err(|e| e.to_string())?;
+    tree.remove(KEY).map_err(|e| e.to_string())?;
+    db.flush().map(|_| ()).map_err(|e| e.to_string())
+}
