@@ -12,17 +12,27 @@ const CRATES: &[(&str, u32, &[&str])] = &[
         &["wasmtime", "wasmtime-wasi", "notify"],
     ),
     ("leviathan-events", 1, &["sled"]),
-    ("leviathan-forge", 2, &["octocrab"]),
+    (
+        "leviathan-forge",
+        2,
+        &["octocrab", "hyper-rustls", "rustls"],
+    ),
     ("leviathan-scheduler", 3, &[]),
     ("leviathan-console", 3, &["maud"]),
     (
         "leviathan-server",
         4,
-        &["axum", "hyper", "hyper-util", "prometheus-client"],
+        &["axum", "hyper", "prometheus-client"],
     ),
     ("leviathan-cli", 4, &["ureq"]),
     ("leviathan-host", 5, &[]),
 ];
+
+/// Heavy dependencies two crates name, each for its own side of HTTP: `hyper-util`
+/// runs the server's connections (`leviathan-server`) and is the client under octocrab
+/// that the GitHub forge assembles so each request header goes out once
+/// (`forge::github::transport`). No other crate may name them.
+const SHARED: &[(&str, &[&str])] = &[("hyper-util", &["leviathan-server", "leviathan-forge"])];
 
 /// Every workspace package's normal dependencies, by name.
 fn dependencies() -> BTreeMap<String, Vec<String>> {
@@ -74,6 +84,17 @@ fn each_crate_depends_only_on_lower_layers_and_owns_its_heavy_dependencies() {
                     dep_layer < own_layer,
                     "{name} (layer {own_layer}) depends on {dep} (layer {dep_layer})"
                 );
+            }
+            let shared_by = SHARED
+                .iter()
+                .find(|(d, _)| *d == dep.as_str())
+                .map(|(_, owners)| *owners);
+            if let Some(owners) = shared_by {
+                assert!(
+                    owners.contains(name),
+                    "{name} depends on {dep}, which only {owners:?} may"
+                );
+                continue;
             }
             for (owner, _, heavy) in CRATES {
                 if owner != name && heavy.contains(&dep.as_str()) {
