@@ -68,6 +68,36 @@ pub enum FaultKind {
     ActThenHang,
 }
 
+/// GitHub's secondary limits as the fake enforces them, when asked to: past any of
+/// them a request gets a 403 with `retry-after`, as on GitHub. Windows are sliding
+/// and count the content-creating requests (every method but GET and HEAD) the fake
+/// accepted.
+#[derive(Debug, Clone)]
+pub struct SecondaryRules {
+    pub per_minute: usize,
+    pub per_hour: usize,
+    pub minute: Duration,
+    pub hour: Duration,
+    /// Requests in flight at once.
+    pub concurrent: usize,
+    /// The `retry-after` it answers with, in seconds.
+    pub retry_after: u64,
+}
+
+impl Default for SecondaryRules {
+    /// GitHub's documented limits.
+    fn default() -> Self {
+        SecondaryRules {
+            per_minute: 80,
+            per_hour: 500,
+            minute: Duration::from_secs(60),
+            hour: Duration::from_secs(3600),
+            concurrent: 100,
+            retry_after: 60,
+        }
+    }
+}
+
 /// A pull request held by the fake.
 #[derive(Debug, Clone)]
 pub struct FakePull {
@@ -94,6 +124,11 @@ struct State {
     remaining: u64,
     reset_epoch: u64,
     page_size: usize,
+    secondary: Option<SecondaryRules>,
+    /// When accepted content-creating requests arrived (within the longest window).
+    content_times: VecDeque<Instant>,
+    in_flight: usize,
+    limit_responses: u64,
 }
 
 /// The running fake; stops when dropped.
@@ -158,6 +193,10 @@ impl FakeGitHub {
             remaining: 5000,
             reset_epoch: epoch() + 3600,
             page_size: 100,
+            secondary: None,
+            content_times: VecDeque::new(),
+            in_flight: 0,
+            limit_responses: 0,
         }));
         let app = axum::Router::new()
             .fallback(handle)
@@ -306,6 +345,16 @@ impl FakeGitHub {
         s.reset_epoch = epoch() + 3600;
     }
 
+    /// Enforces GitHub's secondary limits from now on.
+    pub fn enforce_secondary(&self, rules: SecondaryRules) {
+        self.state().secondary = Some(rules);
+    }
+
+    /// How many requests were refused for a rate limit (primary or secondary).
+    pub fn limit_responses(&self) -> u64 {
+        self.state().limit_responses
+    }
+
     /// Lists at most `size` PRs per page, whatever `per_page` asks.
     pub fn set_page_size(&self, size: usize) {
         self.state().page_size = size.max(1);
@@ -379,7 +428,57 @@ fn node_id(p: &FakePull) -> String {
     format!("PR_node_{}_{}", p.repo.replace('/', "_"), p.number)
 }
 
+/// A request counted in flight until dropped.
+struct InFlight(Arc<Mutex<State>>);
+
+impl InFlight {
+    fn enter(state: &Arc<Mutex<State>>) -> InFlight {
+        state.lock().expect("fake state").in_flight += 1;
+        InFlight(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.lock() {
+            s.in_flight = s.in_flight.saturating_sub(1);
+        }
+    }
+}
+
 impl State {
+    /// Whether the secondary limits refuse this request now (the `retry-after` to
+    /// answer with); an accepted content-creating request is counted.
+    fn secondary_refusal(&mut self, method: &Method) -> Option<u64> {
+        let rules = self.secondary.clone()?;
+        if self.in_flight >= rules.concurrent {
+            return Some(rules.retry_after);
+        }
+        if matches!(*method, Method::GET | Method::HEAD) {
+            return None;
+        }
+        let now = Instant::now();
+        let longest = rules.hour.max(rules.minute);
+        while self
+            .content_times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= longest)
+        {
+            self.content_times.pop_front();
+        }
+        let within = |w: Duration| {
+            self.content_times
+                .iter()
+                .filter(|t| now.duration_since(**t) < w)
+                .count()
+        };
+        if within(rules.minute) >= rules.per_minute || within(rules.hour) >= rules.per_hour {
+            return Some(rules.retry_after);
+        }
+        self.content_times.push_back(now);
+        None
+    }
+
     /// The next PR number of `repo`: numbers count per repository, as on GitHub.
     fn next_number(&self, repo: &str) -> u64 {
         self.pulls.iter().filter(|p| p.repo == repo).count() as u64 + 1
@@ -432,7 +531,21 @@ async fn handle(
             );
         }
         if s.remaining == 0 {
+            s.limit_responses += 1;
             return json_reply(403, &json!({"message": "API rate limit exceeded"}), &s);
+        }
+        if let Some(retry_after) = s.secondary_refusal(&method) {
+            s.limit_responses += 1;
+            let mut r = json_reply(
+                403,
+                &json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}),
+                &s,
+            );
+            r.headers_mut().insert(
+                "retry-after",
+                retry_after.to_string().parse().expect("value"),
+            );
+            return r;
         }
         s.remaining -= 1;
         let fault = s
@@ -460,6 +573,8 @@ async fn handle(
             None => false,
         }
     };
+    // In flight from here to the reply (a hanging reply stays in flight).
+    let _in_flight = InFlight::enter(&state);
     let reply = {
         let mut s = state.lock().expect("fake state");
         api(

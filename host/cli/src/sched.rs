@@ -46,7 +46,7 @@ pub fn tick(
     let log = EventLog::open(data_dir)?;
     let shard = claim_shard(&config, &log, shard_index)?;
     let sandbox = Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir()))?;
-    let github = leviathan_forge::github::clients::GitHubClients::default();
+    let github = leviathan_forge::github::clients::GitHubClients::for_config(&config);
     let scheduler = Scheduler {
         config: &config,
         log: &log,

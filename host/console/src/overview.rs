@@ -351,6 +351,9 @@ mod tests {
 
     fn usage(api: &str, remaining: u64) -> Usage {
         Usage {
+            identity: "env:GITHUB_TOKEN".into(),
+            targets: Vec::new(),
+            secondary: Default::default(),
             api_url: api.into(),
             budget: Budget {
                 remaining: Some(remaining),

@@ -54,7 +54,92 @@ pub struct Config {
     /// How many `serve` processes split the targets between them (`shards`,
     /// default 1); each owns the targets [`crate::shards::owns`] gives it.
     pub shards: u32,
+    /// How the host paces each GitHub identity (`github_limits`).
+    pub github_limits: GitHubLimits,
     pub targets: Vec<Target>,
+}
+
+/// GitHub's secondary limits as the host plans for them, per identity (a token or
+/// an App installation): `github_limits:` in the configuration, GitHub's documented
+/// values by default. Lower them to leave room for others using the same identity
+/// (people, other tools) or for a GitHub Enterprise Server configured tighter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitHubLimits {
+    /// Content-creating requests per minute (GitHub: 80).
+    pub content_per_minute: u32,
+    /// Content-creating requests per hour (GitHub: 500).
+    pub content_per_hour: u32,
+    /// The least time between two content-creating requests, in ms (GitHub's best
+    /// practice: 1000).
+    pub content_spacing_ms: u64,
+    /// Requests in flight at once (GitHub: 100).
+    pub concurrent_requests: u32,
+}
+
+impl Default for GitHubLimits {
+    fn default() -> Self {
+        GitHubLimits {
+            content_per_minute: 80,
+            content_per_hour: 500,
+            content_spacing_ms: 1000,
+            concurrent_requests: 100,
+        }
+    }
+}
+
+const GITHUB_LIMIT_KEYS: &[&str] = &[
+    "content_per_minute",
+    "content_per_hour",
+    "content_spacing_ms",
+    "concurrent_requests",
+];
+
+impl GitHubLimits {
+    /// `github_limits:` of a configuration; absent fields keep GitHub's values.
+    fn read(f: &Fields) -> Result<GitHubLimits, InputError> {
+        let Some(map) = f.opt_mapping("github_limits")? else {
+            return Ok(GitHubLimits::default());
+        };
+        let g = Fields {
+            file: f.file,
+            context: format!("{}github_limits: ", f.context),
+            map,
+        };
+        for key in map.keys() {
+            let name = yaml::scalar_text(key).unwrap_or_default();
+            if !GITHUB_LIMIT_KEYS.contains(&name.as_str()) {
+                return Err(g.error(
+                    &name,
+                    format!(
+                        "unknown field; expected one of {}",
+                        GITHUB_LIMIT_KEYS.join(", ")
+                    ),
+                ));
+            }
+        }
+        let d = GitHubLimits::default();
+        Ok(GitHubLimits {
+            content_per_minute: bounded(
+                &g,
+                "content_per_minute",
+                d.content_per_minute.into(),
+                10_000,
+            )? as u32,
+            content_per_hour: bounded(&g, "content_per_hour", d.content_per_hour.into(), 100_000)?
+                as u32,
+            content_spacing_ms: match g.opt_u64("content_spacing_ms")? {
+                None => d.content_spacing_ms,
+                Some(ms) if ms <= 60_000 => ms,
+                Some(_) => return Err(g.error("content_spacing_ms", "must be 0 to 60000")),
+            },
+            concurrent_requests: bounded(
+                &g,
+                "concurrent_requests",
+                d.concurrent_requests.into(),
+                100,
+            )? as u32,
+        })
+    }
 }
 
 /// Targets served at once when the configuration does not say: enough that one
@@ -81,6 +166,7 @@ const TOP_KEYS: &[&str] = &[
     "schedule",
     "workers",
     "shards",
+    "github_limits",
     "targets",
 ];
 const TARGET_KEYS: &[&str] = &[
@@ -172,6 +258,7 @@ impl Config {
             schedule,
             workers: bounded(&f, "workers", DEFAULT_WORKERS as u64, MAX_WORKERS as u64)? as usize,
             shards: bounded(&f, "shards", 1, u64::from(MAX_SHARDS))? as u32,
+            github_limits: GitHubLimits::read(&f)?,
             targets,
         })
     }
@@ -203,6 +290,7 @@ impl Config {
             schedule: None,
             workers: DEFAULT_WORKERS,
             shards: 1,
+            github_limits: GitHubLimits::default(),
             targets: vec![Target {
                 id,
                 repository,
@@ -390,6 +478,27 @@ mod tests {
     }
 
     #[test]
+    fn github_limits_default_to_githubs_and_can_be_lowered() {
+        let plain =
+            load(&[("leviathan.yaml", "targets:\n  - id: a\n    repository: r\n")]).unwrap();
+        assert_eq!(plain.github_limits, GitHubLimits::default());
+        assert_eq!(plain.github_limits.content_per_minute, 80);
+        let tight = load(&[(
+            "leviathan.yaml",
+            "github_limits:\n  content_per_hour: 300\n  content_spacing_ms: 2000\ntargets:\n  - id: a\n    repository: r\n",
+        )])
+        .unwrap();
+        assert_eq!(
+            tight.github_limits,
+            GitHubLimits {
+                content_per_hour: 300,
+                content_spacing_ms: 2000,
+                ..GitHubLimits::default()
+            }
+        );
+    }
+
+    #[test]
     fn a_cron_schedule_replaces_the_interval() {
         let c = load(&[(
             "leviathan.yaml",
@@ -445,6 +554,16 @@ mod tests {
                 "interval_seconds: 5\nschedule: '@hourly'\ntargets:\n  - id: a\n    repository: r\n",
                 "",
                 "`schedule`: give either",
+            ),
+            (
+                "github_limits:\n  content_per_hour: 0\ntargets:\n  - id: a\n    repository: r\n",
+                "github_limits: ",
+                "content_per_hour",
+            ),
+            (
+                "github_limits:\n  per_day: 9\ntargets:\n  - id: a\n    repository: r\n",
+                "github_limits: ",
+                "per_day",
             ),
         ];
         for (text, context, field) in cases {

@@ -136,8 +136,11 @@ impl TargetForge {
                 let repo = RepoRef::parse(&target.repository).ok_or_else(|| {
                     format!("repository `{}` is not owner/name", target.repository)
                 })?;
+                let name = crate::github::clients::identity_name(token);
                 let token = read_token(token).map_err(|e| e.to_string())?;
-                let client = clients.client(api_url, &token).map_err(|e| e.to_string())?;
+                let client = clients
+                    .client_for(Some(&target.id), &name, api_url, &token)
+                    .map_err(|e| e.to_string())?;
                 Ok(TargetForge::GitHub {
                     client,
                     repo,
@@ -171,6 +174,28 @@ impl TargetForge {
         match self {
             TargetForge::Local => None,
             TargetForge::GitHub { client, .. } => client.low_budget(),
+        }
+    }
+
+    /// Reserves what one attempt of `target` needs from its GitHub identity: opening
+    /// the PR, labelling it, turning on auto-merge (content-creating), and a lookup.
+    /// `Ok(None)` for the local forge, which has no budget.
+    pub fn reserve(
+        &self,
+        target: &Target,
+    ) -> Result<Option<crate::github::identity::Reservation>, crate::github::identity::Refused>
+    {
+        match self {
+            TargetForge::Local => Ok(None),
+            TargetForge::GitHub { client, .. } => {
+                let content =
+                    1 + u32::from(!target.labels.is_empty()) + u32::from(target.auto_merge);
+                let need = crate::github::identity::Need {
+                    content,
+                    total: content + 1,
+                };
+                client.reserve(&target.id, need).map(Some)
+            }
         }
     }
 

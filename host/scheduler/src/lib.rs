@@ -76,6 +76,7 @@ impl Scheduler<'_> {
                 outcome,
             })
         })?;
+        self.github.end_pass();
         self.log.note_pass(
             leviathan_domain::clock::now_ms(),
             owned.iter().map(|t| t.id.as_str()),
@@ -203,6 +204,26 @@ impl Scheduler<'_> {
         };
         let Some(task) = backlog.task(&task_id) else {
             return Ok("nothing to run".into());
+        };
+        // What the attempt will ask of the target's GitHub identity, held until it
+        // ends; targets refused are served first when budget frees up.
+        let _held = match forge.reserve(target) {
+            Ok(held) => held,
+            Err(refused) => {
+                let wait = refused
+                    .wait
+                    .map(|w| format!("; budget frees up in {}s", w.as_secs()))
+                    .unwrap_or_default();
+                return self.skip(
+                    target,
+                    "identity_budget",
+                    format!(
+                        "{}; place {} in the identity's queue{wait}",
+                        refused.reason,
+                        refused.place + 1
+                    ),
+                );
+            }
         };
         // The attempt's own branch is new; changes to the other PRs may go on.
         drop(serial);

@@ -101,7 +101,7 @@ impl Passes {
         let status = PassStatus {
             last_completed_ms: Arc::new(AtomicU64::new(0)),
             failed: Arc::new(AtomicU64::new(0)),
-            github: Arc::new(GitHubClients::default()),
+            github: Arc::new(GitHubClients::for_config(&config)),
         };
         let reported = status.clone();
         let thread = std::thread::Builder::new()

@@ -114,27 +114,72 @@ pub async fn graph(State(state): State<Arc<AppState>>) -> Result<Response, ApiEr
     })?
 }
 
-/// `GET /api/v1/targets`: the targets' counters.
+/// One GitHub identity's budgets as the API shows them (never the token).
+fn identity_json(u: &leviathan_forge::github::clients::Usage) -> Value {
+    json!({
+        "identity": u.identity,
+        "api_url": u.api_url,
+        "targets": u.targets,
+        "rate_limit": {
+            "remaining": u.budget.remaining,
+            "limit": u.budget.limit,
+            "reset_epoch": u.budget.reset_epoch,
+        },
+        "content_requests": u.content_requests,
+        "secondary": u.secondary,
+    })
+}
+
+/// The GitHub identities the passes use (empty without a scheduler).
+fn github_usage(state: &AppState) -> Vec<leviathan_forge::github::clients::Usage> {
+    state
+        .health
+        .get()
+        .map(|probe| probe().github)
+        .unwrap_or_default()
+}
+
+/// Adds its identity's budgets to a GitHub target's summary.
+fn with_identity(mut summary: Value, usage: &[leviathan_forge::github::clients::Usage]) -> Value {
+    let id = summary["id"].as_str().unwrap_or_default().to_string();
+    if let Some(u) = usage.iter().find(|u| u.targets.contains(&id)) {
+        summary["github"] = identity_json(u);
+    }
+    summary
+}
+
+/// `GET /api/v1/targets`: the targets' counters, each GitHub target with its
+/// identity's budgets, and every identity (`github_identities`).
 pub async fn targets(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let usage = github_usage(&state);
     let value = state.log.with_projection(|p| {
-        let targets: Vec<_> = p
+        let targets: Vec<Value> = p
             .targets
             .iter()
-            .map(|(id, t)| summarise(id, t, false))
+            .map(|(id, t)| with_identity(json!(summarise(id, t, false)), &usage))
             .collect();
-        json!({"targets": targets})
+        json!({
+            "targets": targets,
+            "github_identities": usage.iter().map(identity_json).collect::<Vec<_>>(),
+        })
     })?;
     Ok(Json(value))
 }
 
-/// `GET /api/v1/targets/{id}`: one target with its tasks in summary.
+/// `GET /api/v1/targets/{id}`: one target with its tasks in summary (and, for a
+/// GitHub target, its identity's budgets).
 pub async fn target(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let usage = github_usage(&state);
     state
         .log
-        .with_projection(|p| p.targets.get(&id).map(|t| json!(summarise(&id, t, true))))?
+        .with_projection(|p| {
+            p.targets
+                .get(&id)
+                .map(|t| with_identity(json!(summarise(&id, t, true)), &usage))
+        })?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no target `{id}` in the event log")))
 }

@@ -33,6 +33,22 @@ struct ApiLabels {
     api_url: String,
 }
 
+/// Labels of one GitHub identity's series (its name is where its token comes
+/// from, never the token).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IdentityLabels {
+    api_url: String,
+    identity: String,
+}
+
+/// Labels of one window of an identity's secondary budget.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WindowLabels {
+    api_url: String,
+    identity: String,
+    window: &'static str,
+}
+
 /// What a scrape reads besides the projection: the passes' health, the plugin
 /// watch, the data volume.
 #[derive(Debug, Clone, Default)]
@@ -124,6 +140,10 @@ pub struct Metrics {
     github_reset: Family<ApiLabels, Gauge>,
     github_content_requests: Family<ApiLabels, Counter>,
     github_content_seen: Mutex<BTreeMap<String, u64>>,
+    identity_remaining: Family<IdentityLabels, Gauge>,
+    identity_content_remaining: Family<WindowLabels, Gauge>,
+    identity_in_flight: Family<IdentityLabels, Gauge>,
+    identity_waiting: Family<IdentityLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -172,6 +192,10 @@ impl Metrics {
             github_reset: Family::default(),
             github_content_requests: Family::default(),
             github_content_seen: Mutex::new(BTreeMap::new()),
+            identity_remaining: Family::default(),
+            identity_content_remaining: Family::default(),
+            identity_in_flight: Family::default(),
+            identity_waiting: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -309,6 +333,26 @@ impl Metrics {
             "GitHub requests that may create content (what the secondary limits of 80 a minute and 500 an hour count)",
             m.github_content_requests.clone(),
         );
+        registry.register(
+            "github_identity_rate_limit_remaining",
+            "GitHub primary rate limit of one identity: requests left in the window",
+            m.identity_remaining.clone(),
+        );
+        registry.register(
+            "github_identity_content_remaining",
+            "Content-creating requests one identity has left in the window (minute, hour) of its planned secondary limits",
+            m.identity_content_remaining.clone(),
+        );
+        registry.register(
+            "github_identity_requests_in_flight",
+            "Requests of one identity in flight",
+            m.identity_in_flight.clone(),
+        );
+        registry.register(
+            "github_identity_waiting_targets",
+            "Targets waiting for one identity's budget (served first when it frees up)",
+            m.identity_waiting.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -341,6 +385,36 @@ impl Metrics {
             &self.passes_failed_seen,
             health.passes_failed,
         );
+        for u in &health.github {
+            let labels = IdentityLabels {
+                api_url: u.api_url.clone(),
+                identity: u.identity.clone(),
+            };
+            if let Some(left) = u.budget.remaining {
+                self.identity_remaining
+                    .get_or_create(&labels)
+                    .set(left as i64);
+            }
+            for (window, left) in [
+                ("minute", u.secondary.minute_remaining),
+                ("hour", u.secondary.hour_remaining),
+            ] {
+                let labels = WindowLabels {
+                    api_url: u.api_url.clone(),
+                    identity: u.identity.clone(),
+                    window,
+                };
+                self.identity_content_remaining
+                    .get_or_create(&labels)
+                    .set(i64::from(left));
+            }
+            self.identity_in_flight
+                .get_or_create(&labels)
+                .set(i64::from(u.secondary.in_flight));
+            self.identity_waiting
+                .get_or_create(&labels)
+                .set(u.secondary.waiting.len() as i64);
+        }
         // Several identities on one API: the lowest budget, the summed requests.
         let by_api = leviathan_forge::github::clients::by_api(&health.github);
         let mut seen = self
@@ -518,6 +592,14 @@ mod tests {
 
     fn usage(api: &str, remaining: u64, content: u64) -> Usage {
         Usage {
+            identity: format!("env:TOKEN_{remaining}"),
+            targets: vec!["a".into()],
+            secondary: leviathan_forge::github::identity::SecondaryUsage {
+                minute_remaining: 77,
+                hour_remaining: 400 + remaining as u32,
+                waiting: vec!["b".into(), "c".into()],
+                ..Default::default()
+            },
             api_url: api.into(),
             budget: Budget {
                 remaining: Some(remaining),
@@ -553,6 +635,11 @@ mod tests {
             "leviathan_github_rate_limit_remaining{api_url=\"https://a\"} 40",
             "leviathan_github_rate_limit_limit{api_url=\"https://a\"} 5000",
             "leviathan_github_content_requests_total{api_url=\"https://a\"} 7",
+            "leviathan_github_identity_rate_limit_remaining{api_url=\"https://a\",identity=\"env:TOKEN_40\"} 40",
+            "leviathan_github_identity_content_remaining{api_url=\"https://a\",identity=\"env:TOKEN_900\",window=\"hour\"} 1300",
+            "leviathan_github_identity_content_remaining{api_url=\"https://a\",identity=\"env:TOKEN_40\",window=\"minute\"} 77",
+            "leviathan_github_identity_waiting_targets{api_url=\"https://a\",identity=\"env:TOKEN_40\"} 2",
+            "leviathan_github_identity_requests_in_flight{api_url=\"https://a\",identity=\"env:TOKEN_40\"} 0",
             "leviathan_plugin_reload_failures_total 1",
             "leviathan_plugins_rejected 2",
             "leviathan_data_volume_free_bytes 100",

@@ -1,8 +1,11 @@
-//! GitHub clients shared across targets and passes: one per API URL and token, so
-//! the rate-limit budget a response reports is the one the next target sees. Tokens
+//! GitHub clients shared across targets and passes: one per identity (API URL and
+//! token), so the rate-limit budget a response reports is the one the next target
+//! sees, and the identity's secondary budget ([`super::identity`]) is shared by
+//! every target that uses it. Tokens
 //! are read from their source on every pass (a rotated token gets a new client) and
 //! kept only as a SHA-256 in the cache key.
 
+use super::identity::{IdentityBudget, SecondaryLimits, SecondaryUsage};
 use super::ratelimit::RetryPolicy;
 use super::{GitHub, GitHubError};
 use leviathan_domain::config::TokenSource;
@@ -49,26 +52,65 @@ pub fn read_token(source: &TokenSource) -> Result<String, TokenError> {
 /// A client's key: the API URL and the SHA-256 of its token.
 type ClientKey = (String, [u8; 32]);
 
-/// The clients, created on first use.
+/// One identity's client and who uses it.
+struct Entry {
+    client: Arc<GitHub>,
+    /// How the configuration names the identity (`env:NAME`, `file:PATH`), first
+    /// name first; never the token.
+    names: Vec<String>,
+    /// The targets served through it.
+    targets: std::collections::BTreeSet<String>,
+}
+
+/// The clients, created on first use: one per identity (API URL and token), each
+/// with the identity's budget.
 pub struct GitHubClients {
     runtime: Mutex<Option<Arc<tokio::runtime::Runtime>>>,
-    clients: Mutex<HashMap<ClientKey, Arc<GitHub>>>,
+    clients: Mutex<HashMap<ClientKey, Entry>>,
     policy: RetryPolicy,
+    limits: SecondaryLimits,
 }
 
 impl Default for GitHubClients {
     fn default() -> Self {
-        GitHubClients::new(RetryPolicy::default())
+        GitHubClients::new(RetryPolicy::default(), SecondaryLimits::default())
+    }
+}
+
+/// How the configuration names a token's identity: where the token comes from.
+pub fn identity_name(source: &TokenSource) -> String {
+    match source {
+        TokenSource::Env(name) => format!("env:{name}"),
+        TokenSource::File(path) => format!("file:{}", path.display()),
     }
 }
 
 impl GitHubClients {
-    /// An empty cache whose clients follow `policy`.
-    pub fn new(policy: RetryPolicy) -> GitHubClients {
+    /// An empty cache whose clients follow `policy` and pace each identity by
+    /// `limits`.
+    pub fn new(policy: RetryPolicy, limits: SecondaryLimits) -> GitHubClients {
         GitHubClients {
             runtime: Mutex::new(None),
             clients: Mutex::new(HashMap::new()),
             policy,
+            limits,
+        }
+    }
+
+    /// Clients for `config`: its `github_limits`.
+    pub fn for_config(config: &leviathan_domain::config::Config) -> GitHubClients {
+        GitHubClients::new(
+            RetryPolicy::default(),
+            SecondaryLimits::from_config(&config.github_limits),
+        )
+    }
+
+    /// Ends a pass on every identity (see [`IdentityBudget::end_pass`]).
+    pub fn end_pass(&self) {
+        if let Ok(clients) = self.clients.lock() {
+            for e in clients.values() {
+                e.client.identity().end_pass();
+            }
         }
     }
 
@@ -93,52 +135,93 @@ impl GitHubClients {
         Ok(rt)
     }
 
-    /// The client for `api_url` with `token`.
+    /// The client for `api_url` with `token`, not tied to a target.
     pub fn client(&self, api_url: &str, token: &str) -> Result<Arc<GitHub>, GitHubError> {
+        self.client_for(None, "token", api_url, token)
+    }
+
+    /// The client for `api_url` with `token`, used by `target` (named in the usage
+    /// report) under the identity name `name`.
+    pub fn client_for(
+        &self,
+        target: Option<&str>,
+        name: &str,
+        api_url: &str,
+        token: &str,
+    ) -> Result<Arc<GitHub>, GitHubError> {
         let key: ClientKey = (api_url.to_string(), Sha256::digest(token.as_bytes()).into());
         let mut clients = self.clients.lock().map_err(|_| GitHubError::Setup {
             api_url: api_url.into(),
             message: "client cache poisoned".into(),
         })?;
-        if let Some(c) = clients.get(&key) {
-            return Ok(c.clone());
+        if !clients.contains_key(&key) {
+            let limits = self.limits.clone();
+            let client = Arc::new(GitHub::connect(
+                api_url,
+                token,
+                self.runtime(api_url)?,
+                self.policy.clone(),
+                Arc::new(IdentityBudget::new(limits)),
+            )?);
+            clients.insert(
+                key.clone(),
+                Entry {
+                    client,
+                    names: Vec::new(),
+                    targets: Default::default(),
+                },
+            );
         }
-        let client = Arc::new(GitHub::connect(
-            api_url,
-            token,
-            self.runtime(api_url)?,
-            self.policy.clone(),
-        )?);
-        clients.insert(key, client.clone());
-        Ok(client)
+        let entry = clients.get_mut(&key).ok_or_else(|| GitHubError::Setup {
+            api_url: api_url.into(),
+            message: "client cache lost an entry".into(),
+        })?;
+        if !entry.names.iter().any(|n| n == name) {
+            entry.names.push(name.to_string());
+        }
+        if let Some(target) = target {
+            entry.targets.insert(target.to_string());
+        }
+        Ok(entry.client.clone())
     }
 }
 
 /// What one GitHub identity has left, as the host last saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Usage {
+    /// How the configuration names the identity (its token sources, joined with
+    /// ` + ` when several hold the same token).
+    pub identity: String,
     pub api_url: String,
+    /// The targets served through it.
+    pub targets: Vec<String>,
     pub budget: super::ratelimit::Budget,
     /// Requests sent that may create content (GitHub's secondary limits count these).
     pub content_requests: u64,
+    /// The secondary budget's windows, reservations and queue.
+    pub secondary: SecondaryUsage,
 }
 
 impl GitHubClients {
-    /// Every client's budget and content requests (one entry per API URL and token;
-    /// the token itself is never part of it).
+    /// Every identity's budgets and content requests (one entry per API URL and
+    /// token; the token itself is never part of it).
     pub fn usage(&self) -> Vec<Usage> {
         let Ok(clients) = self.clients.lock() else {
             return Vec::new();
         };
+        let now = std::time::Instant::now();
         let mut out: Vec<Usage> = clients
             .values()
-            .map(|c| Usage {
-                api_url: c.api_url().to_string(),
-                budget: c.budget(),
-                content_requests: c.content_requests(),
+            .map(|e| Usage {
+                identity: e.names.join(" + "),
+                api_url: e.client.api_url().to_string(),
+                targets: e.targets.iter().cloned().collect(),
+                budget: e.client.budget(),
+                content_requests: e.client.content_requests(),
+                secondary: e.client.identity().usage(now),
             })
             .collect();
-        out.sort_by(|a, b| a.api_url.cmp(&b.api_url));
+        out.sort_by(|a, b| (&a.api_url, &a.identity).cmp(&(&b.api_url, &b.identity)));
         out
     }
 }

@@ -5,17 +5,19 @@
 //! not itself inside an async runtime.
 
 pub mod clients;
+pub mod identity;
 pub mod ratelimit;
 pub mod transport;
 pub mod urls;
 
 use http::{HeaderMap, Method};
+use identity::{IdentityBudget, Need, Refused, Reservation};
 use leviathan_domain::clock::now_secs as now_epoch;
 use ratelimit::{Budget, RetryPolicy, Verdict, classify};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 pub use urls::RepoRef;
 
@@ -130,6 +132,8 @@ pub struct GitHub {
     /// and GraphQL, which carries the mutations): what GitHub's secondary limits
     /// (80 a minute, 500 an hour) count.
     content_requests: AtomicU64,
+    /// The identity's secondary budget: pacing, fair admission, concurrency.
+    identity: Arc<IdentityBudget>,
 }
 
 fn github_message(body: &str) -> String {
@@ -150,12 +154,14 @@ fn github_message(body: &str) -> String {
 }
 
 impl GitHub {
-    /// A client for `api_url` authenticating with `token`, running on `runtime`.
+    /// A client for `api_url` authenticating with `token`, running on `runtime`,
+    /// paced by `identity`.
     pub fn connect(
         api_url: &str,
         token: &str,
         runtime: std::sync::Arc<tokio::runtime::Runtime>,
         policy: RetryPolicy,
+        identity: Arc<IdentityBudget>,
     ) -> Result<GitHub, GitHubError> {
         let setup = |message: String| GitHubError::Setup {
             api_url: api_url.into(),
@@ -176,7 +182,27 @@ impl GitHub {
             policy,
             budget: Mutex::new(Budget::default()),
             content_requests: AtomicU64::new(0),
+            identity,
         })
+    }
+
+    /// The identity's secondary budget.
+    pub fn identity(&self) -> &Arc<IdentityBudget> {
+        &self.identity
+    }
+
+    /// Reserves what one attempt of `target` needs from the identity, fairly
+    /// among the targets that share it (see [`identity`]).
+    pub fn reserve(&self, target: &str, need: Need) -> Result<Reservation, Refused> {
+        let budget = self.budget();
+        // A count from before the window reset says nothing about now. (The
+        // policy's reserve gates starting a target's pass, see `low_budget`.)
+        let primary_left = match (budget.remaining, budget.reset_epoch) {
+            (Some(left), Some(reset)) if reset > now_epoch() => Some(left),
+            _ => None,
+        };
+        self.identity
+            .reserve(target, need, primary_left, std::time::Instant::now())
     }
 
     /// The API this client talks to.
@@ -260,8 +286,23 @@ impl GitHub {
                 }
             }
             if graphql || !matches!(method, Method::GET | Method::HEAD) {
+                // The identity's next slot: spaced, within the minute and hour.
+                match self
+                    .identity
+                    .claim_slot(std::time::Instant::now(), self.policy.max_wait)
+                {
+                    Ok(at) => tokio::time::sleep_until(at.into()).await,
+                    Err(wait) => {
+                        return Err(GitHubError::RateLimited {
+                            method: method.to_string(),
+                            path: path.into(),
+                            wait,
+                        });
+                    }
+                }
                 self.content_requests.fetch_add(1, Ordering::Relaxed);
             }
+            let in_flight = self.identity.in_flight().await;
             let sent = tokio::time::timeout(
                 transport::READ_TIMEOUT,
                 self.send_once(graphql, &method, path, body),
@@ -273,6 +314,7 @@ impl GitHub {
                     transport::READ_TIMEOUT.as_secs()
                 ))
             });
+            drop(in_flight);
             let (status, headers, reply) = match sent {
                 Ok(r) => (r.status, r.headers.clone(), Ok(r)),
                 // A connection failure is retried like a 502.

@@ -1,0 +1,201 @@
+//! One GitHub identity shared by many targets (issue #17): the host plans for
+//! GitHub's secondary limits instead of tripping them, spaces content-creating
+//! requests, and hands the identity's budget out fairly. The fake GitHub enforces
+//! the limits (403 with `retry-after` past them); the windows are scaled down (an
+//! "hour" of 4 s) so a few passes cross several of them.
+
+use leviathan_domain::config::Config;
+use leviathan_events::EventLog;
+use leviathan_forge::github::clients::GitHubClients;
+use leviathan_forge::github::identity::SecondaryLimits;
+use leviathan_forge::github::ratelimit::RetryPolicy;
+use leviathan_tests::github::{FakeGitHub, SecondaryRules};
+use leviathan_tests::{registry, sandbox};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "ghp_identity0123456789SECRET";
+const TARGETS: usize = 6;
+const TASKS: usize = 8;
+
+/// Eight independent ready tasks.
+fn backlog() -> String {
+    let mut text = String::from("tasks:\n");
+    for i in 1..=TASKS {
+        text.push_str(&format!(
+            "  - id: page-{i}\n    title: Page {i}\n    scope: docs\n    ready: true\n    allowed_paths: [docs/page-{i}.md]\n"
+        ));
+    }
+    text
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    fake: FakeGitHub,
+    config: Config,
+}
+
+fn world(rules: SecondaryRules) -> World {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git_root = dir.path().join("github");
+    std::fs::create_dir_all(git_root.join("acme")).expect("mkdir");
+    let fake = FakeGitHub::start(&git_root, TOKEN);
+    fake.enforce_secondary(rules);
+    std::fs::write(dir.path().join("gh.token"), TOKEN).expect("token");
+    std::fs::write(dir.path().join("policy.yaml"), "max_open_prs: 20\n").expect("policy");
+    let mut config = String::from("workers: 4\ntargets:\n");
+    for i in 0..TARGETS {
+        let repo = format!("acme/repo-{i}");
+        fake.create_repo(
+            &repo,
+            &[
+                (".leviathan/backlog.yaml", &backlog()),
+                ("docs/index.md", "# Index\n"),
+            ],
+        );
+        config.push_str(&format!(
+            "  - id: t{i}\n    repository: {repo}\n    forge: github\n    github_api_url: {}\n    token_file: gh.token\n    policy: policy.yaml\n    labels: [leviathan]\n",
+            fake.api_url
+        ));
+    }
+    let file = dir.path().join("leviathan.yaml");
+    std::fs::write(&file, config).expect("config");
+    let config = Config::load(&file).expect("config loads");
+    World { dir, fake, config }
+}
+
+impl World {
+    fn pass(&self, log: &EventLog, github: &GitHubClients) -> Vec<String> {
+        let scheduler = leviathan_scheduler::Scheduler {
+            config: &self.config,
+            log,
+            sandbox: sandbox(),
+            registry_dir: registry().to_path_buf(),
+            work_dir: self.dir.path().join("work"),
+            plugins: None,
+            github,
+            shard: leviathan_domain::shards::Shard::ALL,
+        };
+        scheduler
+            .tick()
+            .expect("pass")
+            .into_iter()
+            .map(|r| format!("{}: {}", r.target, r.outcome))
+            .collect()
+    }
+
+    /// Agent PRs per target.
+    fn delivered(&self) -> BTreeMap<String, usize> {
+        let mut out: BTreeMap<String, usize> = (0..TARGETS)
+            .map(|i| (format!("acme/repo-{i}"), 0))
+            .collect();
+        for p in self.fake.pulls() {
+            if p.head.starts_with("agent/") {
+                *out.entry(p.repo).or_default() += 1;
+            }
+        }
+        out
+    }
+}
+
+/// The scaled limits: 4 content-creating requests a "minute" of 1 s, 8 an "hour"
+/// of 4 s, at most 3 requests in flight.
+fn rules() -> SecondaryRules {
+    SecondaryRules {
+        per_minute: 4,
+        per_hour: 8,
+        minute: Duration::from_secs(1),
+        hour: Duration::from_secs(4),
+        concurrent: 3,
+        retry_after: 1,
+    }
+}
+
+fn limits() -> SecondaryLimits {
+    SecondaryLimits {
+        per_minute: 4,
+        per_hour: 8,
+        spacing: Duration::from_millis(60),
+        concurrent: 3,
+        minute: Duration::from_secs(1),
+        hour: Duration::from_secs(4),
+        margin: Duration::from_millis(150),
+    }
+}
+
+#[test]
+fn many_targets_on_one_identity_never_trip_the_secondary_limits_and_share_fairly() {
+    let w = world(rules());
+    let log = EventLog::open(&w.dir.path().join("data")).expect("log");
+    let github = GitHubClients::new(RetryPolicy::default(), limits());
+    let started = Instant::now();
+    let mut passes = 0;
+    // Passes until every target has two PRs (12: three scaled hours' worth).
+    while w.delivered().values().min().copied().unwrap_or(0) < 2 {
+        passes += 1;
+        assert!(
+            passes <= 40,
+            "{passes} passes and still {:?} after {:?}",
+            w.delivered(),
+            started.elapsed()
+        );
+        let reports = w.pass(&log, &github);
+        for r in &reports {
+            assert!(!r.contains("failed"), "{r}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let delivered = w.delivered();
+    assert_eq!(
+        w.fake.limit_responses(),
+        0,
+        "no request met a limit: {delivered:?}"
+    );
+    // Fair: no target is more than one PR ahead of another.
+    let (min, max) = (
+        delivered.values().min().copied().unwrap_or(0),
+        delivered.values().max().copied().unwrap_or(0),
+    );
+    assert!(max - min <= 1, "{delivered:?}");
+    // Content-creating requests followed each other at least the spacing apart (a
+    // little less on arrival, for the network).
+    let requests = w.fake.requests();
+    let content: Vec<Instant> = requests
+        .iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| r.at)
+        .collect();
+    for pair in content.windows(2) {
+        let gap = pair[1].duration_since(pair[0]);
+        assert!(
+            gap >= Duration::from_millis(40),
+            "content requests {gap:?} apart"
+        );
+    }
+    // Each delivered PR cost at most six requests.
+    let prs: usize = delivered.values().sum();
+    assert!(
+        requests.len() <= 6 * prs + TARGETS * passes,
+        "{} requests for {prs} PRs in {passes} passes",
+        requests.len()
+    );
+    // The budget is reported per identity, named by where its token comes from.
+    let usage = github.usage();
+    assert_eq!(usage.len(), 1, "{usage:?}");
+    assert!(
+        usage[0].identity.starts_with("file:"),
+        "{}",
+        usage[0].identity
+    );
+    assert!(usage[0].identity.ends_with("gh.token"));
+    assert_eq!(usage[0].targets.len(), TARGETS);
+    assert!(!format!("{usage:?}").contains(TOKEN));
+    // Refused targets were recorded as such, once per change of reason.
+    let skips = log
+        .after(0, 100_000)
+        .expect("events")
+        .into_iter()
+        .filter(|e| e.kind == "target.skipped" && e.payload["reason"] == "identity_budget")
+        .count();
+    assert!(skips > 0, "some pass found the identity's budget spent");
+}
