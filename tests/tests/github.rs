@@ -578,6 +578,52 @@ fn serve_reports_the_passes_and_the_github_budget_in_its_metrics() {
     )
     .expect("content requests");
     assert!(created >= 2.0, "{created}");
+    // The identity's own series, named by where its token comes from.
+    let identity = format!("env:{TOKEN_ENV}");
+    let hour = sample(
+        &metrics,
+        &format!(
+            "leviathan_github_identity_content_remaining{{api_url=\"{api}\",identity=\"{identity}\",window=\"hour\"}}"
+        ),
+    )
+    .unwrap_or_else(|| panic!("the identity's hour window: {metrics}"));
+    assert!(hour <= 500.0 - created, "{hour} left after {created}");
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!(
+                "leviathan_github_identity_waiting_targets{{api_url=\"{api}\",identity=\"{identity}\"}}"
+            )
+        ),
+        Some(0.0)
+    );
+    // And the API shows the target's identity with its budgets.
+    let (status, targets) = server.get("/api/v1/targets", Some(leviathan_tests::serve::VIEWER));
+    assert_eq!(status, 200, "{targets}");
+    let widgets = targets["targets"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["id"] == "widgets"))
+        .unwrap_or_else(|| panic!("{targets}"));
+    let github = &widgets["github"];
+    assert_eq!(github["identity"], identity.as_str(), "{targets}");
+    assert_eq!(github["api_url"], api.as_str());
+    assert_eq!(github["secondary"]["per_hour"], 500);
+    assert_eq!(github["secondary"]["per_minute"], 80);
+    assert!(
+        github["rate_limit"]["remaining"]
+            .as_u64()
+            .is_some_and(|r| r <= 4321)
+    );
+    assert!(
+        github["secondary"]["hour_remaining"]
+            .as_u64()
+            .is_some_and(|r| r <= 498)
+    );
+    assert_eq!(
+        targets["github_identities"][0]["targets"],
+        serde_json::json!(["widgets"])
+    );
+    assert!(!targets.to_string().contains(TOKEN));
     assert_eq!(
         sample(
             &metrics,
