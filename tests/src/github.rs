@@ -98,6 +98,19 @@ impl Default for SecondaryRules {
     }
 }
 
+/// A GitHub App the fake knows: its JWTs are checked against the public key, its
+/// installation's tokens expire after `token_ttl`.
+#[derive(Debug, Clone)]
+pub struct FakeApp {
+    pub app_id: u64,
+    pub installation_id: u64,
+    pub slug: String,
+    pub bot_user_id: u64,
+    /// The App key's public half (DER `RSAPublicKey`).
+    pub public_der: Vec<u8>,
+    pub token_ttl: Duration,
+}
+
 /// A pull request held by the fake.
 #[derive(Debug, Clone)]
 pub struct FakePull {
@@ -129,6 +142,9 @@ struct State {
     content_times: VecDeque<Instant>,
     in_flight: usize,
     limit_responses: u64,
+    app: Option<FakeApp>,
+    /// Installation tokens issued and when they stop working.
+    installation_tokens: Vec<(String, Instant)>,
 }
 
 /// The running fake; stops when dropped.
@@ -197,6 +213,8 @@ impl FakeGitHub {
             content_times: VecDeque::new(),
             in_flight: 0,
             limit_responses: 0,
+            app: None,
+            installation_tokens: Vec::new(),
         }));
         let app = axum::Router::new()
             .fallback(handle)
@@ -345,6 +363,21 @@ impl FakeGitHub {
         s.reset_epoch = epoch() + 3600;
     }
 
+    /// Serves GitHub App `app` from now on: its JWT buys installation tokens, which
+    /// work like the fixed token (API and git) until they expire.
+    pub fn enable_app(&self, app: FakeApp) {
+        self.state().app = Some(app);
+    }
+
+    /// The installation tokens issued so far.
+    pub fn installation_tokens(&self) -> Vec<String> {
+        self.state()
+            .installation_tokens
+            .iter()
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
     /// Enforces GitHub's secondary limits from now on.
     pub fn enforce_secondary(&self, rules: SecondaryRules) {
         self.state().secondary = Some(rules);
@@ -446,7 +479,112 @@ impl Drop for InFlight {
     }
 }
 
+/// The App endpoints: `POST /app/installations/{id}/access_tokens` and `GET /app`
+/// with the App's JWT (RS256 over its key, `iss` the App id, at most ten minutes,
+/// not expired), and the bot's `GET /users/<slug>[bot]`.
+fn app_api(s: &mut State, method: &Method, path: &str, authorization: Option<&str>) -> Response {
+    let Some(app) = s.app.clone() else {
+        return json_reply(404, &json!({"message": "Not Found"}), s);
+    };
+    if let Some(login) = path.strip_prefix("/api/v3/users/") {
+        let login = login.replace("%5B", "[").replace("%5D", "]");
+        if login != format!("{}[bot]", app.slug) {
+            return json_reply(404, &json!({"message": "Not Found"}), s);
+        }
+        return json_reply(
+            200,
+            &json!({"login": login, "id": app.bot_user_id, "type": "Bot"}),
+            s,
+        );
+    }
+    let jwt = authorization.and_then(|a| a.strip_prefix("Bearer "));
+    if let Err(message) = jwt.map_or(Err("no JWT".to_string()), |j| check_jwt(&app, j)) {
+        return json_reply(
+            401,
+            &json!({"message": format!("A JSON web token could not be decoded: {message}")}),
+            s,
+        );
+    }
+    let mint = format!(
+        "/api/v3/app/installations/{}/access_tokens",
+        app.installation_id
+    );
+    if *method == Method::POST && path == mint {
+        let token = format!("ghs_fake{:04}", s.installation_tokens.len() + 1);
+        s.installation_tokens
+            .push((token.clone(), Instant::now() + app.token_ttl));
+        let expires = epoch() + app.token_ttl.as_secs();
+        return json_reply(
+            201,
+            &json!({"token": token, "expires_at": leviathan_domain::clock::rfc3339(expires * 1000)}),
+            s,
+        );
+    }
+    if *method == Method::GET && path == "/api/v3/app" {
+        return json_reply(
+            200,
+            &json!({"id": app.app_id, "slug": app.slug, "name": app.slug}),
+            s,
+        );
+    }
+    json_reply(404, &json!({"message": "Not Found"}), s)
+}
+
+/// Checks an App JWT as GitHub does; the reason when it fails.
+fn check_jwt(app: &FakeApp, jwt: &str) -> Result<(), String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [header, claims, signature] = parts[..] else {
+        return Err("not three parts".into());
+    };
+    let decode = |part: &str| b64.decode(part).map_err(|_| "bad base64url".to_string());
+    let header: Value = serde_json::from_slice(&decode(header)?).map_err(|e| e.to_string())?;
+    if header["alg"] != "RS256" {
+        return Err(format!("alg {}", header["alg"]));
+    }
+    let public = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        &app.public_der,
+    );
+    public
+        .verify(
+            format!("{}.{}", parts[0], parts[1]).as_bytes(),
+            &decode(signature)?,
+        )
+        .map_err(|_| "bad signature".to_string())?;
+    let claims: Value = serde_json::from_slice(&decode(claims)?).map_err(|e| e.to_string())?;
+    let iss_ok = claims["iss"] == app.app_id.to_string() || claims["iss"] == app.app_id;
+    let (iat, exp) = (
+        claims["iat"].as_u64().unwrap_or(0),
+        claims["exp"].as_u64().unwrap_or(0),
+    );
+    let now = epoch();
+    if !iss_ok {
+        return Err("wrong iss".into());
+    }
+    if exp <= now || iat > now + 60 || exp.saturating_sub(iat) > 600 {
+        return Err(format!(
+            "'Expiration time' claim ('exp') is invalid (iat {iat}, exp {exp}, now {now})"
+        ));
+    }
+    Ok(())
+}
+
 impl State {
+    /// Whether `token` may act: the fixed token, or an installation token not yet
+    /// expired.
+    fn accepts(&self, token: Option<&str>) -> bool {
+        let Some(token) = token else {
+            return false;
+        };
+        token == self.token
+            || self
+                .installation_tokens
+                .iter()
+                .any(|(t, until)| t == token && Instant::now() < *until)
+    }
+
     /// Whether the secondary limits refuse this request now (the `retry-after` to
     /// answer with); an accepted content-creating request is counted.
     fn secondary_refusal(&mut self, method: &Method) -> Option<u64> {
@@ -523,7 +661,14 @@ async fn handle(
                 .collect(),
             at: Instant::now(),
         });
-        if authorization.as_deref() != Some(&format!("Bearer {}", s.token)) {
+        if path.starts_with("/api/v3/app") || path.starts_with("/api/v3/users/") {
+            return app_api(&mut s, &method, &path, authorization.as_deref());
+        }
+        if !s.accepts(
+            authorization
+                .as_deref()
+                .and_then(|a| a.strip_prefix("Bearer ")),
+        ) {
             return json_reply(
                 401,
                 &json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}),
@@ -778,18 +923,22 @@ async fn git_http(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (root, token) = {
+    let (root, authorized) = {
         let s = state.lock().expect("fake state");
-        (s.git_root.clone(), s.token.clone())
+        let sent = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let mut candidates = vec![s.token.clone()];
+        candidates.extend(s.installation_tokens.iter().map(|(t, _)| t.clone()));
+        let authorized = candidates.iter().any(|token| {
+            sent == format!(
+                "Basic {}",
+                base64(format!("x-access-token:{token}").as_bytes())
+            ) && s.accepts(Some(token))
+        });
+        (s.git_root.clone(), authorized)
     };
-    let expected = format!(
-        "Basic {}",
-        base64(format!("x-access-token:{token}").as_bytes())
-    );
-    let authorized = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == expected);
     if !authorized {
         return Response::builder()
             .status(StatusCode::UNAUTHORIZED)

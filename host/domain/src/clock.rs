@@ -51,9 +51,83 @@ pub fn rfc3339(ms: u64) -> String {
     )
 }
 
+/// Days since the epoch of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time as GitHub writes them
+/// (`2026-12-05T07:35:00Z`, fractions ignored); `None` for anything else.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let rest = &text[19..];
+    let zone_ok = rest == "Z"
+        || (rest.starts_with('.')
+            && rest.ends_with('Z')
+            && rest[1..rest.len() - 1].bytes().all(|c| c.is_ascii_digit()));
+    if !zone_ok {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = text.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let days = days_from_civil(i64::from(year), month, day);
+    let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
+    u64::try_from(secs).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_parses_back() {
+        for ms in [0, 951_782_400_000, 1_795_557_526_000, 4_102_444_799_000] {
+            assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms / 1000));
+        }
+        assert_eq!(
+            parse_rfc3339("2026-12-05T07:35:00.123Z"),
+            Some(1_796_456_100)
+        );
+        for bad in [
+            "",
+            "2026-12-05",
+            "2026-12-05T07:35:00+01:00",
+            "2026-13-05T07:35:00Z",
+            "20x6-12-05T07:35:00Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn rfc3339_from_epoch_milliseconds() {

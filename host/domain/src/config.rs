@@ -25,6 +25,58 @@ pub enum Forge {
 pub enum TokenSource {
     Env(String),
     File(PathBuf),
+    /// A GitHub App installation: the host mints its tokens.
+    App(GitHubApp),
+}
+
+/// A GitHub App installation the host acts as (`github_app:` of a target): the
+/// App's id and private key sign a JWT, which buys short-lived installation tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitHubApp {
+    pub app_id: u64,
+    /// The App's private key (PEM, PKCS#1 or PKCS#8), e.g. a mounted Secret.
+    pub private_key_file: PathBuf,
+    pub installation_id: u64,
+}
+
+const GITHUB_APP_KEYS: &[&str] = &["app_id", "private_key_file", "installation_id"];
+
+impl GitHubApp {
+    /// `github_app:` of a target.
+    fn read(f: &Fields, base: &Path) -> Result<Option<GitHubApp>, InputError> {
+        let Some(map) = f.opt_mapping("github_app")? else {
+            return Ok(None);
+        };
+        let g = Fields {
+            file: f.file,
+            context: format!("{}github_app: ", f.context),
+            map,
+        };
+        for key in map.keys() {
+            let name = yaml::scalar_text(key).unwrap_or_default();
+            if !GITHUB_APP_KEYS.contains(&name.as_str()) {
+                return Err(g.error(
+                    &name,
+                    format!(
+                        "unknown field; expected one of {}",
+                        GITHUB_APP_KEYS.join(", ")
+                    ),
+                ));
+            }
+        }
+        let id = |key: &str| -> Result<u64, InputError> {
+            match g.opt_u64(key)? {
+                Some(n) if n > 0 => Ok(n),
+                Some(_) => Err(g.error(key, "must be a positive number")),
+                None => Err(g.error(key, "is required")),
+            }
+        };
+        Ok(Some(GitHubApp {
+            app_id: id("app_id")?,
+            private_key_file: base.join(g.string("private_key_file")?),
+            installation_id: id("installation_id")?,
+        }))
+    }
 }
 
 /// One target repository.
@@ -177,6 +229,7 @@ const TARGET_KEYS: &[&str] = &[
     "github_api_url",
     "token_env",
     "token_file",
+    "github_app",
     "policy",
     "labels",
     "auto_merge",
@@ -360,7 +413,10 @@ fn read_target(f: &Fields, base: &Path) -> Result<Target, InputError> {
     let repository = f.string("repository")?;
     let forge = match f.opt_string("forge")?.as_deref().unwrap_or("local") {
         "local" => {
-            if f.get("token_env").is_some() || f.get("token_file").is_some() {
+            if f.get("token_env").is_some()
+                || f.get("token_file").is_some()
+                || f.get("github_app").is_some()
+            {
                 return Err(f.error("forge", "a local target takes no token"));
             }
             Forge::Local
@@ -376,13 +432,18 @@ fn read_target(f: &Fields, base: &Path) -> Result<Target, InputError> {
             if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
                 return Err(f.error("github_api_url", "must be an http(s) URL"));
             }
-            let token = match (f.opt_string("token_env")?, f.opt_string("token_file")?) {
-                (Some(var), None) => TokenSource::Env(var),
-                (None, Some(path)) => TokenSource::File(base.join(path)),
+            let token = match (
+                f.opt_string("token_env")?,
+                f.opt_string("token_file")?,
+                GitHubApp::read(f, base)?,
+            ) {
+                (Some(var), None, None) => TokenSource::Env(var),
+                (None, Some(path), None) => TokenSource::File(base.join(path)),
+                (None, None, Some(app)) => TokenSource::App(app),
                 _ => {
                     return Err(f.error(
                         "token_env",
-                        "a GitHub target needs exactly one of token_env or token_file",
+                        "a GitHub target needs exactly one of token_env, token_file or github_app",
                     ));
                 }
             };
@@ -475,6 +536,63 @@ mod tests {
         let local =
             load(&[("dev.yaml", "target_id: l\ntarget_repo_url: file:///srv/l\n")]).unwrap();
         assert_eq!(local.targets[0].forge, Forge::Local);
+    }
+
+    #[test]
+    fn a_github_app_installation_stands_in_for_a_token() {
+        let c = load(&[(
+            "leviathan.yaml",
+            "targets:\n  - id: a\n    repository: acme/a\n    forge: github\n    github_app:\n      app_id: 12\n      private_key_file: keys/app.pem\n      installation_id: 34\n",
+        )])
+        .unwrap();
+        let Forge::GitHub {
+            token: TokenSource::App(app),
+            ..
+        } = &c.targets[0].forge
+        else {
+            panic!("{:?}", c.targets[0].forge)
+        };
+        assert_eq!((app.app_id, app.installation_id), (12, 34));
+        assert!(app.private_key_file.ends_with("keys/app.pem"));
+        for (text, field) in [
+            (
+                "      app_id: 12\n      private_key_file: k\n",
+                "installation_id",
+            ),
+            (
+                "      app_id: 0\n      private_key_file: k\n      installation_id: 1\n",
+                "app_id",
+            ),
+            (
+                "      app_id: 1\n      installation_id: 1\n",
+                "private_key_file",
+            ),
+            (
+                "      app_id: 1\n      private_key_file: k\n      installation_id: 1\n      secret: x\n",
+                "secret",
+            ),
+        ] {
+            let err = load(&[(
+                "leviathan.yaml",
+                &format!("targets:\n  - id: a\n    repository: acme/a\n    forge: github\n    github_app:\n{text}"),
+            )])
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("targets[0]: github_app: ") && err.contains(field),
+                "{err}"
+            );
+        }
+        let both = load(&[(
+            "leviathan.yaml",
+            "targets:\n  - id: a\n    repository: acme/a\n    forge: github\n    token_env: T\n    github_app:\n      app_id: 1\n      private_key_file: k\n      installation_id: 1\n",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            both.contains("exactly one of token_env, token_file or github_app"),
+            "{both}"
+        );
     }
 
     #[test]

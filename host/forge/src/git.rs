@@ -25,6 +25,8 @@ pub struct Clone {
     dir: PathBuf,
     /// An HTTP `Authorization` header value for fetch and push, if the remote needs one.
     auth_header: Option<String>,
+    /// Who commits are by: the host ([`AUTHOR_NAME`]) unless set (an App's bot).
+    author: Option<(String, String)>,
 }
 
 impl Clone {
@@ -39,6 +41,7 @@ impl Clone {
         let clone = Clone {
             dir: dir.to_path_buf(),
             auth_header: token.map(basic_auth),
+            author: None,
         };
         if !dir.join(".git").is_dir() {
             if let Some(parent) = dir.parent() {
@@ -61,6 +64,13 @@ impl Clone {
         Ok(clone)
     }
 
+    /// Commits from now on are by `name <email>` (an App's bot user) instead of the
+    /// host.
+    pub fn authored_by(mut self, name: &str, email: &str) -> Clone {
+        self.author = Some((name.to_string(), email.to_string()));
+        self
+    }
+
     /// The clone's directory (the worktree executors read).
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -77,11 +87,17 @@ impl Clone {
     fn command(&self, dir: &Path, args: &[&str]) -> Command {
         let mut c = Command::new("git");
         c.arg("-C").arg(dir).args(args);
+        let (name, email) = self
+            .author
+            .as_ref()
+            .map_or((AUTHOR_NAME, AUTHOR_EMAIL), |(n, e)| {
+                (n.as_str(), e.as_str())
+            });
         c.env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_AUTHOR_NAME", AUTHOR_NAME)
-            .env("GIT_AUTHOR_EMAIL", AUTHOR_EMAIL)
-            .env("GIT_COMMITTER_NAME", AUTHOR_NAME)
-            .env("GIT_COMMITTER_EMAIL", AUTHOR_EMAIL);
+            .env("GIT_AUTHOR_NAME", name)
+            .env("GIT_AUTHOR_EMAIL", email)
+            .env("GIT_COMMITTER_NAME", name)
+            .env("GIT_COMMITTER_EMAIL", email);
         if let Some(header) = &self.auth_header {
             c.env("GIT_CONFIG_COUNT", "1")
                 .env("GIT_CONFIG_KEY_0", "http.extraHeader")
@@ -350,6 +366,7 @@ pub fn checkout_commit(repo: &Path, commit: &str, dir: &Path) -> Result<(), GitE
     let clone = Clone {
         dir: dir.to_path_buf(),
         auth_header: None,
+        author: None,
     };
     // The clone runs in `dir`'s parent: a relative `repo` would be read from there.
     let repo = std::fs::canonicalize(repo).map_err(|e| GitError {

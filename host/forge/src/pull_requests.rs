@@ -4,7 +4,7 @@
 //! [`crate::github`].
 
 use crate::git::Clone;
-use crate::github::clients::{GitHubClients, read_token};
+use crate::github::clients::GitHubClients;
 use crate::github::{GitHub, GitHubError, RepoRef, urls};
 use leviathan_domain::branches::BRANCH_PREFIX;
 use leviathan_domain::config::{Config, Forge, Target};
@@ -77,6 +77,8 @@ pub enum TargetForge {
         repo: RepoRef,
         api_url: String,
         token: String,
+        /// The App's bot user, who authors the commits when acting as an App.
+        author: Option<crate::github::app::BotIdentity>,
     },
 }
 
@@ -136,16 +138,20 @@ impl TargetForge {
                 let repo = RepoRef::parse(&target.repository).ok_or_else(|| {
                     format!("repository `{}` is not owner/name", target.repository)
                 })?;
-                let name = crate::github::clients::identity_name(token);
-                let token = read_token(token).map_err(|e| e.to_string())?;
-                let client = clients
-                    .client_for(Some(&target.id), &name, api_url, &token)
+                let credentials = clients
+                    .credentials(api_url, token)
                     .map_err(|e| e.to_string())?;
+                let client = clients
+                    .client_for(Some(&target.id), token, api_url, &credentials.token)
+                    .map_err(|e| e.to_string())?;
+                let token = credentials.token;
+                let author = credentials.author;
                 Ok(TargetForge::GitHub {
                     client,
                     repo,
                     api_url: api_url.clone(),
                     token,
+                    author,
                 })
             }
         }
@@ -168,6 +174,14 @@ impl TargetForge {
         }
     }
 
+    /// Who the commits are by, when not the host itself (an App's bot user).
+    pub fn author(&self) -> Option<&crate::github::app::BotIdentity> {
+        match self {
+            TargetForge::Local => None,
+            TargetForge::GitHub { author, .. } => author.as_ref(),
+        }
+    }
+
     /// How long until the forge's request budget resets, when it is too low to
     /// start a target's pass.
     pub fn low_budget(&self) -> Option<(u64, std::time::Duration)> {
@@ -177,8 +191,9 @@ impl TargetForge {
         }
     }
 
-    /// Reserves what one attempt of `target` needs from its GitHub identity: opening
-    /// the PR, labelling it, turning on auto-merge (content-creating), and a lookup.
+    /// Reserves what one pass of `target` may need from its GitHub identity: for an
+    /// attempt, opening the PR, labelling it and turning on auto-merge
+    /// (content-creating), and the reads around it (listing, settling, a lookup).
     /// `Ok(None)` for the local forge, which has no budget.
     pub fn reserve(
         &self,
@@ -192,7 +207,7 @@ impl TargetForge {
                     1 + u32::from(!target.labels.is_empty()) + u32::from(target.auto_merge);
                 let need = crate::github::identity::Need {
                     content,
-                    total: content + 1,
+                    total: content + 3,
                 };
                 client.reserve(&target.id, need).map(Some)
             }

@@ -122,6 +122,27 @@ impl Scheduler<'_> {
                 ),
             );
         }
+        // What an attempt will ask of the target's GitHub identity, held for the
+        // target's pass; a target refused sends nothing now and is served first
+        // when budget frees up.
+        let _held = match forge.reserve(target) {
+            Ok(held) => held,
+            Err(refused) => {
+                let wait = refused
+                    .wait
+                    .map(|w| format!("; budget frees up in {}s", w.as_secs()))
+                    .unwrap_or_default();
+                return self.skip(
+                    target,
+                    "identity_budget",
+                    format!(
+                        "{}; place {} in the identity's queue{wait}",
+                        refused.reason,
+                        refused.place + 1
+                    ),
+                );
+            }
+        };
         // From the fetch to the decision the target's PRs hold still: a local merge
         // or close in progress finishes first (see `leviathan_forge::serial`).
         let serial = leviathan_forge::serial::lock(id);
@@ -131,7 +152,10 @@ impl Scheduler<'_> {
             &target.base_branch,
             forge.git_token(),
         ) {
-            Ok(c) => c,
+            Ok(c) => match forge.author() {
+                Some(bot) => c.authored_by(&bot.name, &bot.email),
+                None => c,
+            },
             Err(e) => return self.skip(target, "fetch_failed", e.to_string()),
         };
         if let Err(message) = resume::resume(self.log, target, &forge, &clone)? {
@@ -204,26 +228,6 @@ impl Scheduler<'_> {
         };
         let Some(task) = backlog.task(&task_id) else {
             return Ok("nothing to run".into());
-        };
-        // What the attempt will ask of the target's GitHub identity, held until it
-        // ends; targets refused are served first when budget frees up.
-        let _held = match forge.reserve(target) {
-            Ok(held) => held,
-            Err(refused) => {
-                let wait = refused
-                    .wait
-                    .map(|w| format!("; budget frees up in {}s", w.as_secs()))
-                    .unwrap_or_default();
-                return self.skip(
-                    target,
-                    "identity_budget",
-                    format!(
-                        "{}; place {} in the identity's queue{wait}",
-                        refused.reason,
-                        refused.place + 1
-                    ),
-                );
-            }
         };
         // The attempt's own branch is new; changes to the other PRs may go on.
         drop(serial);

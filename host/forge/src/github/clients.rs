@@ -1,19 +1,21 @@
-//! GitHub clients shared across targets and passes: one per identity (API URL and
-//! token), so the rate-limit budget a response reports is the one the next target
-//! sees, and the identity's secondary budget ([`super::identity`]) is shared by
-//! every target that uses it. Tokens
-//! are read from their source on every pass (a rotated token gets a new client) and
-//! kept only as a SHA-256 in the cache key.
+//! GitHub clients shared across targets and passes: one per identity (an API URL
+//! and a token, or a GitHub App installation), so the rate-limit budget a response
+//! reports is the one the next target sees, and the identity's secondary budget
+//! ([`super::identity`]) is shared by every target that uses it. Tokens are read
+//! from their source on every pass (a rotated token gets a new client) and kept only
+//! as a SHA-256; an App installation's tokens are minted here and renewed before
+//! they expire, under one identity however often they change.
 
+use super::app::{AppError, AppKey, BotIdentity, InstallationToken};
 use super::identity::{IdentityBudget, SecondaryLimits, SecondaryUsage};
 use super::ratelimit::RetryPolicy;
 use super::{GitHub, GitHubError};
-use leviathan_domain::config::TokenSource;
+use leviathan_domain::config::{GitHubApp, TokenSource};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Why a target's token could not be read.
+/// Why a target's token could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("token_env `{0}` is not set or empty")]
@@ -23,9 +25,18 @@ pub enum TokenError {
         path: std::path::PathBuf,
         message: String,
     },
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error("GitHub App {app_id} installation {installation_id}: {source}")]
+    Install {
+        app_id: u64,
+        installation_id: u64,
+        source: GitHubError,
+    },
 }
 
-/// Reads a token from its source, trimmed.
+/// Reads a token from its source, trimmed. An App installation has no token to
+/// read: [`GitHubClients::installation`] mints one.
 pub fn read_token(source: &TokenSource) -> Result<String, TokenError> {
     let token = match source {
         TokenSource::Env(name) => std::env::var(name).unwrap_or_default(),
@@ -35,38 +46,55 @@ pub fn read_token(source: &TokenSource) -> Result<String, TokenError> {
                 message: e.to_string(),
             })?
         }
+        TokenSource::App(app) => {
+            return Err(TokenError::App(AppError::Sign {
+                app_id: app.app_id,
+                message: "an App installation's token is minted, not read".into(),
+            }));
+        }
     };
     let token = token.trim().to_string();
     if token.is_empty() {
         return Err(match source {
-            TokenSource::Env(name) => TokenError::Env(name.clone()),
             TokenSource::File(path) => TokenError::File {
                 path: path.clone(),
                 message: "empty".into(),
             },
+            TokenSource::Env(name) => TokenError::Env(name.clone()),
+            TokenSource::App(_) => TokenError::Env(String::new()),
         });
     }
     Ok(token)
 }
 
-/// A client's key: the API URL and the SHA-256 of its token.
-type ClientKey = (String, [u8; 32]);
+/// A client's key: the API URL and the identity (the token's SHA-256 in hex, or
+/// `app:<id>/installation:<id>`).
+type ClientKey = (String, String);
 
 /// One identity's client and who uses it.
 struct Entry {
     client: Arc<GitHub>,
-    /// How the configuration names the identity (`env:NAME`, `file:PATH`), first
-    /// name first; never the token.
+    /// The SHA-256 of the token the client sends (an App's changes hourly).
+    token_hash: [u8; 32],
+    /// How the configuration names the identity (`env:NAME`, `file:PATH`,
+    /// `app:ID/installation:ID`), first name first; never the token.
     names: Vec<String>,
     /// The targets served through it.
     targets: std::collections::BTreeSet<String>,
 }
 
-/// The clients, created on first use: one per identity (API URL and token), each
-/// with the identity's budget.
+/// An App installation's current token and bot identity.
+struct Installed {
+    token: InstallationToken,
+    bot: Option<BotIdentity>,
+}
+
+/// The clients, created on first use: one per identity, each with the identity's
+/// budget.
 pub struct GitHubClients {
     runtime: Mutex<Option<Arc<tokio::runtime::Runtime>>>,
     clients: Mutex<HashMap<ClientKey, Entry>>,
+    installations: Mutex<HashMap<(String, u64, u64), Installed>>,
     policy: RetryPolicy,
     limits: SecondaryLimits,
 }
@@ -82,7 +110,20 @@ pub fn identity_name(source: &TokenSource) -> String {
     match source {
         TokenSource::Env(name) => format!("env:{name}"),
         TokenSource::File(path) => format!("file:{}", path.display()),
+        TokenSource::App(app) => app_identity(app),
     }
+}
+
+/// An App installation's identity name (and key).
+fn app_identity(app: &GitHubApp) -> String {
+    format!("app:{}/installation:{}", app.app_id, app.installation_id)
+}
+
+/// A token to act with, and who the commits are by.
+pub struct Credentials {
+    pub token: String,
+    /// The App's bot user, when acting as an App.
+    pub author: Option<BotIdentity>,
 }
 
 impl GitHubClients {
@@ -92,6 +133,7 @@ impl GitHubClients {
         GitHubClients {
             runtime: Mutex::new(None),
             clients: Mutex::new(HashMap::new()),
+            installations: Mutex::new(HashMap::new()),
             policy,
             limits,
         }
@@ -135,49 +177,138 @@ impl GitHubClients {
         Ok(rt)
     }
 
-    /// The client for `api_url` with `token`, not tied to a target.
-    pub fn client(&self, api_url: &str, token: &str) -> Result<Arc<GitHub>, GitHubError> {
-        self.client_for(None, "token", api_url, token)
+    /// The token and author to act with for `source` on `api_url`: read from the
+    /// environment or a file, or an App installation's (minted when it has less
+    /// than five minutes left).
+    pub fn credentials(
+        &self,
+        api_url: &str,
+        source: &TokenSource,
+    ) -> Result<Credentials, TokenError> {
+        match source {
+            TokenSource::App(app) => self.installation(api_url, app),
+            other => Ok(Credentials {
+                token: read_token(other)?,
+                author: None,
+            }),
+        }
     }
 
-    /// The client for `api_url` with `token`, used by `target` (named in the usage
-    /// report) under the identity name `name`.
+    /// An App installation's token (cached until five minutes before it expires)
+    /// and its bot identity (looked up once).
+    pub fn installation(&self, api_url: &str, app: &GitHubApp) -> Result<Credentials, TokenError> {
+        let key = (api_url.to_string(), app.app_id, app.installation_id);
+        let now = leviathan_domain::clock::now_secs();
+        let mut installations = self.installations.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = installations.get(&key).filter(|i| i.token.fresh(now)) {
+            return Ok(Credentials {
+                token: i.token.token.clone(),
+                author: i.bot.clone(),
+            });
+        }
+        let install = |source: GitHubError| TokenError::Install {
+            app_id: app.app_id,
+            installation_id: app.installation_id,
+            source,
+        };
+        let jwt = AppKey::load(&app.private_key_file)?.jwt(app.app_id, now)?;
+        // The App itself is an identity of its own (GitHub limits its JWT requests
+        // separately from its installations').
+        let as_app = GitHub::connect(
+            api_url,
+            &jwt,
+            self.runtime(api_url).map_err(install)?,
+            self.policy.clone(),
+            Arc::new(IdentityBudget::new(self.limits.clone())),
+        )
+        .map_err(install)?;
+        let token = as_app
+            .mint_installation_token(app.installation_id)
+            .map_err(install)?;
+        let bot = match installations.get(&key).and_then(|i| i.bot.clone()) {
+            Some(bot) => Some(bot),
+            None => match as_app.bot_identity() {
+                Ok(bot) => Some(bot),
+                Err(e) => {
+                    // Commits then carry the host's own name; the PRs are the App's.
+                    tracing::warn!(app_id = app.app_id, error = %e, "could not look up the App's bot user");
+                    None
+                }
+            },
+        };
+        let credentials = Credentials {
+            token: token.token.clone(),
+            author: bot.clone(),
+        };
+        installations.insert(key, Installed { token, bot });
+        Ok(credentials)
+    }
+
+    /// The client for `api_url` with `token`, not tied to a target.
+    pub fn client(&self, api_url: &str, token: &str) -> Result<Arc<GitHub>, GitHubError> {
+        self.client_for(None, &TokenSource::Env("token".into()), api_url, token)
+    }
+
+    /// The client for the identity of `source` on `api_url`, sending `token`, used
+    /// by `target` (named in the usage report). A new token of the same identity (an
+    /// App's renewed one) gets a new client that keeps the identity's budget.
     pub fn client_for(
         &self,
         target: Option<&str>,
-        name: &str,
+        source: &TokenSource,
         api_url: &str,
         token: &str,
     ) -> Result<Arc<GitHub>, GitHubError> {
-        let key: ClientKey = (api_url.to_string(), Sha256::digest(token.as_bytes()).into());
+        let token_hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let identity = match source {
+            TokenSource::App(app) => app_identity(app),
+            _ => token_hash.iter().map(|b| format!("{b:02x}")).collect(),
+        };
+        let name = identity_name(source);
+        let key: ClientKey = (api_url.to_string(), identity);
         let mut clients = self.clients.lock().map_err(|_| GitHubError::Setup {
             api_url: api_url.into(),
             message: "client cache poisoned".into(),
         })?;
-        if !clients.contains_key(&key) {
-            let limits = self.limits.clone();
+        let stale = clients
+            .get(&key)
+            .is_some_and(|e| e.token_hash != token_hash);
+        if stale || !clients.contains_key(&key) {
+            let budget = match clients.get(&key) {
+                Some(e) => e.client.identity().clone(),
+                None => Arc::new(IdentityBudget::new(self.limits.clone())),
+            };
             let client = Arc::new(GitHub::connect(
                 api_url,
                 token,
                 self.runtime(api_url)?,
                 self.policy.clone(),
-                Arc::new(IdentityBudget::new(limits)),
+                budget,
             )?);
-            clients.insert(
-                key.clone(),
-                Entry {
-                    client,
-                    names: Vec::new(),
-                    targets: Default::default(),
-                },
-            );
+            match clients.get_mut(&key) {
+                Some(e) => {
+                    e.client = client;
+                    e.token_hash = token_hash;
+                }
+                None => {
+                    clients.insert(
+                        key.clone(),
+                        Entry {
+                            client,
+                            token_hash,
+                            names: Vec::new(),
+                            targets: Default::default(),
+                        },
+                    );
+                }
+            }
         }
         let entry = clients.get_mut(&key).ok_or_else(|| GitHubError::Setup {
             api_url: api_url.into(),
             message: "client cache lost an entry".into(),
         })?;
-        if !entry.names.iter().any(|n| n == name) {
-            entry.names.push(name.to_string());
+        if !entry.names.contains(&name) {
+            entry.names.push(name);
         }
         if let Some(target) = target {
             entry.targets.insert(target.to_string());

@@ -12,17 +12,23 @@
 //!   and never more than `per_minute` / `per_hour` in any window (with a small
 //!   `margin` for the clocks and the network). Slots are handed out first come, first
 //!   served, so concurrent workers queue rather than race.
-//! - **Fair admission** ([`IdentityBudget::reserve`]): before an attempt starts, its
-//!   target reserves what the attempt will send (content-creating and total
-//!   requests). A target refused for want of budget joins a queue, and the budget
-//!   that frees up goes to the queue in order before any newcomer: no target sharing
-//!   an identity is starved, however the pass orders them. A reservation is released
-//!   when the attempt ends; requests it sent stay counted in the windows.
+//! - **Fair admission** ([`IdentityBudget::reserve`]): before a target's pass sends
+//!   anything, the target reserves what an attempt would send (content-creating and
+//!   total requests). A target refused for want of budget sends nothing and joins a
+//!   queue, and the budget that frees up goes to the queue in order before any
+//!   newcomer: no target sharing an identity is starved, however the pass orders
+//!   them. A reservation is released when the target's pass ends; requests it sent
+//!   stay counted in the windows.
 //! - **Concurrency**: at most `concurrent` requests of the identity in flight.
+//!
+//! The primary budget and the count of content-creating requests live here too, so
+//! they carry over when an identity's token changes (an App's, hourly).
 //!
 //! Times are [`Instant`]s passed in, so the rules are tested without sleeping.
 
+use super::ratelimit::Budget;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -74,7 +80,7 @@ impl SecondaryLimits {
     }
 }
 
-/// What an attempt will ask of its identity.
+/// What a target's pass (with an attempt) may ask of its identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Need {
     /// Content-creating requests (opening the PR, labelling it, auto-merge).
@@ -105,7 +111,7 @@ pub struct SecondaryUsage {
     /// Requests in flight.
     pub in_flight: u32,
     pub concurrent: u32,
-    /// Content-creating requests held by running attempts.
+    /// Content-creating requests held by targets being served.
     pub reserved: u32,
     /// Targets waiting for budget, first served first.
     pub waiting: Vec<String>,
@@ -178,6 +184,10 @@ pub struct IdentityBudget {
     /// The concurrency gate.
     gate: Arc<tokio::sync::Semaphore>,
     concurrent: u32,
+    /// The primary budget as the identity's responses last reported it.
+    primary: Mutex<Budget>,
+    /// Content-creating requests sent since start.
+    content_sent: AtomicU64,
 }
 
 impl IdentityBudget {
@@ -189,7 +199,35 @@ impl IdentityBudget {
             concurrent,
             limits,
             ledger: Mutex::new(Ledger::default()),
+            primary: Mutex::new(Budget::default()),
+            content_sent: AtomicU64::new(0),
         }
+    }
+
+    /// The primary budget as last reported.
+    pub fn primary(&self) -> Budget {
+        *self.primary.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes what a response's `x-ratelimit-*` headers say.
+    pub fn update_primary(&self, headers: &http::HeaderMap) {
+        self.primary
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .update(headers);
+    }
+
+    /// Forgets the remaining count (after waiting out a reset).
+    pub fn forget_remaining(&self) {
+        self.primary
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remaining = None;
+    }
+
+    /// Content-creating requests sent since start.
+    pub fn content_requests(&self) -> u64 {
+        self.content_sent.load(Ordering::Relaxed)
     }
 
     fn ledger(&self) -> MutexGuard<'_, Ledger> {
@@ -217,10 +255,11 @@ impl IdentityBudget {
         }
         l.sent.push_back(t);
         l.next_free = Some(t + limits.spacing);
+        self.content_sent.fetch_add(1, Ordering::Relaxed);
         Ok(t)
     }
 
-    /// Reserves what `target`'s attempt needs, fairly: the targets refused before it
+    /// Reserves what `target`'s pass needs, fairly: the targets refused before it
     /// are served first. `primary_left` is the primary budget's remaining requests
     /// (when a response has said) less the floor the client keeps.
     pub fn reserve(
@@ -341,7 +380,7 @@ impl IdentityBudget {
     }
 }
 
-/// Budget held for one attempt; released when dropped.
+/// Budget held for one target's pass; released when dropped.
 #[derive(Debug)]
 pub struct Reservation {
     budget: Arc<IdentityBudget>,

@@ -4,6 +4,7 @@
 //! client owns, so the (synchronous) scheduler can use it from any thread that is
 //! not itself inside an async runtime.
 
+pub mod app;
 pub mod clients;
 pub mod identity;
 pub mod ratelimit;
@@ -16,8 +17,7 @@ use leviathan_domain::clock::now_secs as now_epoch;
 use ratelimit::{Budget, RetryPolicy, Verdict, classify};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 pub use urls::RepoRef;
 
@@ -127,11 +127,6 @@ pub struct GitHub {
     graphql: octocrab::Octocrab,
     runtime: std::sync::Arc<tokio::runtime::Runtime>,
     policy: RetryPolicy,
-    budget: Mutex<Budget>,
-    /// Requests sent that may create content (every REST method but GET and HEAD,
-    /// and GraphQL, which carries the mutations): what GitHub's secondary limits
-    /// (80 a minute, 500 an hour) count.
-    content_requests: AtomicU64,
     /// The identity's secondary budget: pacing, fair admission, concurrency.
     identity: Arc<IdentityBudget>,
 }
@@ -180,8 +175,6 @@ impl GitHub {
             api_url,
             runtime,
             policy,
-            budget: Mutex::new(Budget::default()),
-            content_requests: AtomicU64::new(0),
             identity,
         })
     }
@@ -191,7 +184,7 @@ impl GitHub {
         &self.identity
     }
 
-    /// Reserves what one attempt of `target` needs from the identity, fairly
+    /// Reserves what one pass of `target` needs from the identity, fairly
     /// among the targets that share it (see [`identity`]).
     pub fn reserve(&self, target: &str, need: Need) -> Result<Reservation, Refused> {
         let budget = self.budget();
@@ -210,14 +203,16 @@ impl GitHub {
         &self.api_url
     }
 
-    /// How many requests that may create content it has sent.
+    /// How many requests that may create content its identity has sent
+    /// (every REST method but GET and HEAD, and GraphQL, which carries the mutations:
+    /// what GitHub's secondary limits count).
     pub fn content_requests(&self) -> u64 {
-        self.content_requests.load(Ordering::Relaxed)
+        self.identity.content_requests()
     }
 
     /// The primary budget as last reported.
     pub fn budget(&self) -> Budget {
-        self.budget.lock().map(|b| *b).unwrap_or_default()
+        self.identity.primary()
     }
 
     /// The requests left and the time until the budget resets, when fewer than the
@@ -281,9 +276,7 @@ impl GitHub {
                     "GitHub budget spent: waiting for the reset"
                 );
                 tokio::time::sleep(wait).await;
-                if let Ok(mut b) = self.budget.lock() {
-                    b.remaining = None;
-                }
+                self.identity.forget_remaining();
             }
             if graphql || !matches!(method, Method::GET | Method::HEAD) {
                 // The identity's next slot: spaced, within the minute and hour.
@@ -300,7 +293,6 @@ impl GitHub {
                         });
                     }
                 }
-                self.content_requests.fetch_add(1, Ordering::Relaxed);
             }
             let in_flight = self.identity.in_flight().await;
             let sent = tokio::time::timeout(
@@ -320,9 +312,7 @@ impl GitHub {
                 // A connection failure is retried like a 502.
                 Err(message) => (502, HeaderMap::new(), Err(message)),
             };
-            if let Ok(mut b) = self.budget.lock() {
-                b.update(&headers);
-            }
+            self.identity.update_primary(&headers);
             let verdict = classify(
                 &self.policy,
                 status,
@@ -537,6 +527,56 @@ impl GitHub {
         let path = format!("{}/issues/{number}/comments", repo.path());
         self.call(Method::POST, &path, Some(&json!({"body": body})), &[201])?;
         Ok(())
+    }
+
+    /// Mints a token for App installation `installation_id` (this client sends the
+    /// App's JWT).
+    pub fn mint_installation_token(
+        &self,
+        installation_id: u64,
+    ) -> Result<app::InstallationToken, GitHubError> {
+        #[derive(Deserialize)]
+        struct Minted {
+            token: String,
+            expires_at: String,
+        }
+        let path = format!("/app/installations/{installation_id}/access_tokens");
+        let reply = self.call(Method::POST, &path, None, &[201])?;
+        let minted: Minted = Self::decode("POST", &path, &reply.body)?;
+        let expires_epoch =
+            leviathan_domain::clock::parse_rfc3339(&minted.expires_at).ok_or_else(|| {
+                GitHubError::Decode {
+                    method: "POST".into(),
+                    path: path.clone(),
+                    message: format!(
+                        "expires_at `{}` is not an RFC 3339 UTC time",
+                        minted.expires_at
+                    ),
+                }
+            })?;
+        Ok(app::InstallationToken {
+            token: minted.token,
+            expires_epoch,
+        })
+    }
+
+    /// The App's bot user (this client sends the App's JWT): its slug from
+    /// `GET /app`, the bot's user id from `GET /users/<slug>[bot]`.
+    pub fn bot_identity(&self) -> Result<app::BotIdentity, GitHubError> {
+        #[derive(Deserialize)]
+        struct App {
+            slug: String,
+        }
+        #[derive(Deserialize)]
+        struct User {
+            id: u64,
+        }
+        let reply = self.call(Method::GET, "/app", None, &[200])?;
+        let slug = Self::decode::<App>("GET", "/app", &reply.body)?.slug;
+        let path = format!("/users/{}%5Bbot%5D", query_escape(&slug));
+        let reply = self.call(Method::GET, &path, None, &[200])?;
+        let user: User = Self::decode("GET", &path, &reply.body)?;
+        Ok(app::BotIdentity::new(&slug, user.id))
     }
 
     /// Turns on auto-merge for a PR (GraphQL `enablePullRequestAutoMerge`).
