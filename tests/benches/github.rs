@@ -177,6 +177,8 @@ fn one_identity(targets: usize, run_for: Duration) {
     while started.elapsed() < run_for {
         scheduler.tick().expect("tick");
         passes += 1;
+        // `serve`'s interval, scaled: a pass in which every target waits is instant.
+        std::thread::sleep(Duration::from_millis(500));
     }
     let took = started.elapsed();
     let mut per_target: BTreeMap<String, usize> = BTreeMap::new();
@@ -192,16 +194,29 @@ fn one_identity(targets: usize, run_for: Duration) {
         per_target.values().max().copied().unwrap_or(0),
     );
     let scaled_minutes = took.as_secs_f64() * f64::from(SCALE) / 60.0;
+    // The rate while the hour's budget lasted: from the first PR opened to the last.
+    let requests = fake.requests();
+    let opened: Vec<Instant> = requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pulls"))
+        .map(|r| r.at)
+        .collect();
+    let delivering = match (opened.first(), opened.last()) {
+        (Some(a), Some(b)) if opened.len() > 1 => {
+            (opened.len() - 1) as f64
+                / (b.duration_since(*a).as_secs_f64() * f64::from(SCALE) / 60.0)
+        }
+        _ => 0.0,
+    };
     // Two content-creating requests per PR (open, label); spacing allows 60 a minute.
     let per_minute_ceiling = f64::from(limits.per_minute)
         .min(60.0 / (limits.spacing.as_secs_f64() * f64::from(SCALE)))
         / 2.0;
     println!(
-        "github one identity: {targets} targets, {passes} passes in {:.1} s ({scaled_minutes:.1} GitHub minutes at 1/{SCALE} time): {prs} PRs, {} limit responses (target 0), {:.2} requests per PR (target <= 6), {:.1} PRs per GitHub minute (ceiling {per_minute_ceiling:.0}: 80 content requests a minute, 1 s apart, 2 per PR), PRs per target min {min} max {max}",
+        "github one identity: {targets} targets, {passes} passes in {:.1} s ({scaled_minutes:.1} GitHub minutes at 1/{SCALE} time): {prs} PRs (the hour's 500 content requests allow 250), {} limit responses (target 0), {:.2} requests per PR (target <= 6), {delivering:.1} PRs per GitHub minute while the hour's budget lasted (ceiling {per_minute_ceiling:.0}: 80 content requests a minute, 1 s apart, 2 per PR), PRs per target min {min} max {max}",
         took.as_secs_f64(),
         fake.limit_responses(),
-        fake.requests().len() as f64 / prs.max(1) as f64,
-        prs as f64 / scaled_minutes,
+        requests.len() as f64 / prs.max(1) as f64,
     );
 }
 

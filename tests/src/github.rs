@@ -530,6 +530,58 @@ fn app_api(s: &mut State, method: &Method, path: &str, authorization: Option<&st
     json_reply(404, &json!({"message": "Not Found"}), s)
 }
 
+/// `GET /installation/repositories`: every repository the fake holds (the App is
+/// installed on all of them), paged by the fake's page size with `Link`.
+fn installation_repositories(s: &State, query: &str) -> Response {
+    let mut names: Vec<String> = Vec::new();
+    for owner in std::fs::read_dir(&s.git_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for repo in std::fs::read_dir(owner.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let file = repo.file_name().to_string_lossy().into_owned();
+            if let Some(name) = file.strip_suffix(".git") {
+                names.push(format!("{}/{name}", owner.file_name().to_string_lossy()));
+            }
+        }
+    }
+    names.sort();
+    let q = query_map(query);
+    let page: usize = q
+        .iter()
+        .find(|(k, _)| k == "page")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let size = s.page_size;
+    let chunk: Vec<Value> = names
+        .iter()
+        .skip((page - 1) * size)
+        .take(size)
+        .map(|n| json!({"full_name": n, "default_branch": "main", "archived": false}))
+        .collect();
+    let mut r = json_reply(
+        200,
+        &json!({"total_count": names.len(), "repositories": chunk}),
+        s,
+    );
+    if page * size < names.len() {
+        let link = format!(
+            "<{}/api/v3/installation/repositories?per_page=100&page={}>; rel=\"next\"",
+            s.base_url,
+            page + 1
+        );
+        r.headers_mut()
+            .insert("link", link.parse().expect("link header"));
+    }
+    r
+}
+
 /// Checks an App JWT as GitHub does; the reason when it fails.
 fn check_jwt(app: &FakeApp, jwt: &str) -> Result<(), String> {
     use base64::Engine;
@@ -554,7 +606,8 @@ fn check_jwt(app: &FakeApp, jwt: &str) -> Result<(), String> {
         )
         .map_err(|_| "bad signature".to_string())?;
     let claims: Value = serde_json::from_slice(&decode(claims)?).map_err(|e| e.to_string())?;
-    let iss_ok = claims["iss"] == app.app_id.to_string() || claims["iss"] == app.app_id;
+    let iss_ok = claims["iss"].as_str() == Some(app.app_id.to_string().as_str())
+        || claims["iss"] == app.app_id;
     let (iat, exp) = (
         claims["iat"].as_u64().unwrap_or(0),
         claims["exp"].as_u64().unwrap_or(0),
@@ -761,6 +814,9 @@ fn api(s: &mut State, method: &Method, path: &str, query: &str, body: &Value) ->
             &json!({"data": {"enablePullRequestAutoMerge": {"pullRequest": {"number": number}}}}),
             s,
         );
+    }
+    if path == "/api/v3/installation/repositories" && method == Method::GET {
+        return installation_repositories(s, query);
     }
     let Some(rest) = path.strip_prefix("/api/v3/repos/") else {
         return not_found(s);

@@ -213,3 +213,80 @@ fn a_wrong_app_key_skips_the_target_naming_the_app_and_never_the_key() {
     );
     assert!(w.fake.requests().is_empty());
 }
+
+#[test]
+fn discovery_serves_the_allowed_repositories_under_their_own_policies() {
+    let w = world(Duration::from_secs(3600), None);
+    for (repo, policy) in [
+        (
+            "acme/docs-a",
+            Some("max_open_prs: 2\nallowed_path_prefixes: [docs/]\n"),
+        ),
+        ("acme/docs-b", None),
+        ("acme/other", Some("max_open_prs: 2\n")),
+    ] {
+        let mut files = vec![
+            (".leviathan/backlog.yaml", BACKLOG),
+            ("docs/index.md", "# Index\n"),
+        ];
+        if let Some(p) = policy {
+            files.push((".leviathan/policy.yaml", p));
+        }
+        w.fake.create_repo(repo, &files);
+    }
+    // Two repositories a page: the listing is followed through `Link`.
+    w.fake.set_page_size(2);
+    let file = w.dir.path().join("leviathan.yaml");
+    let text = std::fs::read_to_string(&file).expect("config");
+    std::fs::write(
+        &file,
+        format!(
+            "{text}discover:\n  - github_api_url: {}\n    github_app:\n      app_id: 12\n      private_key_file: {}\n      installation_id: 34\n    repositories: ['acme/docs-*', 'acme/widgets']\n    labels: [leviathan]\n",
+            w.fake.api_url,
+            root().join("tests/data/github-app-test-key.pem").display()
+        ),
+    )
+    .expect("config");
+    let config = Config::load(&file).expect("config loads");
+    let w = World { config, ..w };
+    let log = EventLog::open(&w.dir.path().join("data")).expect("log");
+    let mut reports = w.pass(&log, &clients());
+    reports.sort();
+    assert_eq!(reports.len(), 3, "{reports:#?}");
+    assert!(
+        reports[0].starts_with("acme-docs-a: guide: PR 1 opened"),
+        "{reports:#?}"
+    );
+    assert_eq!(
+        reports[1],
+        "acme-docs-b: skipped: no_policy (a discovered repository needs its own .leviathan/policy.yaml)"
+    );
+    assert!(
+        reports[2].starts_with("widgets: guide: PR 1 opened"),
+        "configured once: {reports:#?}"
+    );
+    let lines: Vec<String> = w.fake.requests().iter().map(|r| r.line()).collect();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("GET /api/v3/installation/repositories"))
+            .count(),
+        2,
+        "four repositories, two a page: {lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("/repos/acme/other")),
+        "a repository off the allow-list is never touched: {lines:#?}"
+    );
+    let skipped: Vec<_> = log
+        .after(0, 1000)
+        .expect("events")
+        .into_iter()
+        .filter(|e| e.kind == "target.skipped")
+        .map(|e| (e.target.unwrap_or_default(), e.payload["reason"].clone()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [("acme-docs-b".to_string(), serde_json::json!("no_policy"))]
+    );
+}

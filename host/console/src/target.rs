@@ -434,6 +434,7 @@ mod tests {
             policy: Policy::default_policy(),
             labels: Vec::new(),
             auto_merge: false,
+            policy_in_repo: false,
         };
         let cache = BacklogCache::default();
         assert!(

@@ -90,6 +90,136 @@ pub struct Target {
     pub policy: Policy,
     pub labels: Vec<String>,
     pub auto_merge: bool,
+    /// Found by a `discover:` entry: its policy is the repository's own
+    /// `.leviathan/policy.yaml`, read after each fetch (`policy` is a placeholder).
+    pub policy_in_repo: bool,
+}
+
+/// Targets found in a GitHub App installation's repositories (`discover:`), opt-in:
+/// only repositories matching one of `repositories` (`owner/name` patterns where
+/// `*` matches within a name) and not configured as targets already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    pub api_url: String,
+    pub app: GitHubApp,
+    pub repositories: Vec<String>,
+    pub labels: Vec<String>,
+    /// Auto-merge for a discovered repository whose own policy also asks for it.
+    pub auto_merge: bool,
+}
+
+/// Whether `full_name` (`owner/name`) matches `pattern`: `*` stands for any run of
+/// characters other than `/`; matching ignores ASCII case, as GitHub's names do.
+pub fn repository_matches(pattern: &str, full_name: &str) -> bool {
+    fn glob(p: &[u8], s: &[u8]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some((b'*', rest)) => (0..=s.len())
+                .take_while(|i| *i == 0 || s[i - 1] != b'/')
+                .any(|i| glob(rest, &s[i..])),
+            Some((c, rest)) => s
+                .split_first()
+                .is_some_and(|(d, tail)| c.eq_ignore_ascii_case(d) && glob(rest, tail)),
+        }
+    }
+    glob(pattern.as_bytes(), full_name.as_bytes())
+}
+
+impl Discovery {
+    /// The target for repository `full_name` (branch `base_branch`) of this
+    /// installation, when the allow-list takes it: its id is `owner-name`, made to
+    /// fit the id rules.
+    pub fn target(&self, full_name: &str, base_branch: &str) -> Option<Target> {
+        if !self
+            .repositories
+            .iter()
+            .any(|p| repository_matches(p, full_name))
+        {
+            return None;
+        }
+        let id: String = full_name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(64)
+            .collect();
+        valid_id(&id).then(|| Target {
+            id,
+            repository: full_name.to_string(),
+            base_branch: base_branch.to_string(),
+            forge: Forge::GitHub {
+                api_url: self.api_url.clone(),
+                token: TokenSource::App(self.app.clone()),
+            },
+            policy: Policy::default_policy(),
+            labels: self.labels.clone(),
+            auto_merge: self.auto_merge,
+            policy_in_repo: true,
+        })
+    }
+}
+
+const DISCOVERY_KEYS: &[&str] = &[
+    "github_api_url",
+    "github_app",
+    "repositories",
+    "labels",
+    "auto_merge",
+];
+
+fn read_discovery(f: &Fields, base: &Path) -> Result<Discovery, InputError> {
+    for key in f.map.keys() {
+        let name = yaml::scalar_text(key).unwrap_or_default();
+        if !DISCOVERY_KEYS.contains(&name.as_str()) {
+            return Err(f.error(
+                &name,
+                format!(
+                    "unknown field; expected one of {}",
+                    DISCOVERY_KEYS.join(", ")
+                ),
+            ));
+        }
+    }
+    let api_url = f
+        .opt_string("github_api_url")?
+        .unwrap_or_else(|| GITHUB_API.into());
+    if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
+        return Err(f.error("github_api_url", "must be an http(s) URL"));
+    }
+    let app = GitHubApp::read(f, base)?.ok_or_else(|| {
+        f.error(
+            "github_app",
+            "is required: discovery lists an App installation's repositories",
+        )
+    })?;
+    let repositories = f.string_list("repositories")?;
+    if repositories.is_empty() {
+        return Err(f.error(
+            "repositories",
+            "list the `owner/name` patterns to serve (e.g. `acme/docs-*`); nothing is discovered without one",
+        ));
+    }
+    for p in &repositories {
+        let parts: Vec<&str> = p.split('/').collect();
+        if parts.len() != 2 || parts.iter().any(|x| x.is_empty()) {
+            return Err(f.error(
+                "repositories",
+                format!("`{p}` is not an `owner/name` pattern"),
+            ));
+        }
+    }
+    Ok(Discovery {
+        api_url: api_url.trim_end_matches('/').into(),
+        app,
+        repositories,
+        labels: f.string_list("labels")?,
+        auto_merge: f.opt_bool("auto_merge")?.unwrap_or(false),
+    })
 }
 
 /// The whole configuration.
@@ -109,6 +239,8 @@ pub struct Config {
     /// How the host paces each GitHub identity (`github_limits`).
     pub github_limits: GitHubLimits,
     pub targets: Vec<Target>,
+    /// App installations whose repositories become targets (`discover:`).
+    pub discover: Vec<Discovery>,
 }
 
 /// GitHub's secondary limits as the host plans for them, per identity (a token or
@@ -220,6 +352,7 @@ const TOP_KEYS: &[&str] = &[
     "shards",
     "github_limits",
     "targets",
+    "discover",
 ];
 const TARGET_KEYS: &[&str] = &[
     "id",
@@ -313,6 +446,7 @@ impl Config {
             shards: bounded(&f, "shards", 1, u64::from(MAX_SHARDS))? as u32,
             github_limits: GitHubLimits::read(&f)?,
             targets,
+            discover: read_discoveries(&f, base)?,
         })
     }
 
@@ -344,6 +478,7 @@ impl Config {
             workers: DEFAULT_WORKERS,
             shards: 1,
             github_limits: GitHubLimits::default(),
+            discover: Vec::new(),
             targets: vec![Target {
                 id,
                 repository,
@@ -354,9 +489,38 @@ impl Config {
                 auto_merge: policy.auto_merge,
                 policy,
                 labels: vec!["leviathan".into()],
+                policy_in_repo: false,
             }],
         })
     }
+}
+
+/// The `discover:` list.
+fn read_discoveries(f: &Fields, base: &Path) -> Result<Vec<Discovery>, InputError> {
+    let items = match f.get("discover") {
+        None => return Ok(Vec::new()),
+        Some(serde_norway::Value::Sequence(items)) => items,
+        Some(_) => return Err(f.error("discover", "must be a list of App installations")),
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let map = item.as_mapping().ok_or_else(|| InputError::Invalid {
+                file: f.file.into(),
+                context: format!("discover[{i}]: "),
+                message: format!("expected a mapping, found {}", yaml::describe(item)),
+            })?;
+            read_discovery(
+                &Fields {
+                    file: f.file,
+                    context: format!("discover[{i}]: "),
+                    map,
+                },
+                base,
+            )
+        })
+        .collect()
 }
 
 /// An optional whole number in `1..=max`, `default` when absent.
@@ -474,6 +638,7 @@ fn read_target(f: &Fields, base: &Path) -> Result<Target, InputError> {
         policy,
         labels: f.string_list("labels")?,
         auto_merge,
+        policy_in_repo: false,
     })
 }
 
@@ -593,6 +758,59 @@ mod tests {
             both.contains("exactly one of token_env, token_file or github_app"),
             "{both}"
         );
+    }
+
+    #[test]
+    fn discovery_takes_only_the_allowed_repositories() {
+        let c = load(&[(
+            "leviathan.yaml",
+            "targets:\n  - id: a\n    repository: r\ndiscover:\n  - github_app:\n      app_id: 1\n      private_key_file: k.pem\n      installation_id: 2\n    repositories: ['acme/docs-*', 'Labs/handbook']\n    labels: [leviathan]\n",
+        )])
+        .unwrap();
+        let d = &c.discover[0];
+        assert_eq!(d.api_url, GITHUB_API);
+        let t = d.target("acme/docs-site", "trunk").expect("allowed");
+        assert_eq!(
+            (t.id.as_str(), t.base_branch.as_str()),
+            ("acme-docs-site", "trunk")
+        );
+        assert!(t.policy_in_repo && !t.auto_merge);
+        assert!(
+            d.target("labs/handbook", "main").is_some(),
+            "case is ignored"
+        );
+        for refused in ["acme/site", "acme/docs-a/b", "other/docs-x", "acme/docs"] {
+            assert!(d.target(refused, "main").is_none(), "{refused}");
+        }
+        assert!(repository_matches("acme/*", "acme/x"));
+        assert!(!repository_matches("acme/*", "acme/x/y"));
+        assert!(repository_matches("*/docs", "anyone/docs"));
+        for (text, field) in [
+            (
+                "  - github_app:\n      app_id: 1\n      private_key_file: k\n      installation_id: 2\n",
+                "repositories",
+            ),
+            ("  - repositories: ['a/*']\n", "github_app"),
+            (
+                "  - github_app:\n      app_id: 1\n      private_key_file: k\n      installation_id: 2\n    repositories: ['*']\n",
+                "owner/name",
+            ),
+            (
+                "  - github_app:\n      app_id: 1\n      private_key_file: k\n      installation_id: 2\n    repositories: ['a/*']\n    token_env: T\n",
+                "token_env",
+            ),
+        ] {
+            let err = load(&[(
+                "leviathan.yaml",
+                &format!("targets:\n  - id: a\n    repository: r\ndiscover:\n{text}"),
+            )])
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("discover[0]: ") && err.contains(field),
+                "{err}"
+            );
+        }
     }
 
     #[test]

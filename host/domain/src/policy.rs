@@ -271,6 +271,9 @@ fn read_layer(file: &Path, value: &Value) -> Result<Layer, InputError> {
     Ok(layer)
 }
 
+/// Where a target repository keeps its own policy (discovered repositories).
+pub const REPO_POLICY_PATH: &str = ".leviathan/policy.yaml";
+
 impl Policy {
     /// The built-in default policy.
     pub fn default_policy() -> Policy {
@@ -283,6 +286,37 @@ impl Policy {
     pub fn load(file: &Path) -> Result<Policy, InputError> {
         let value = yaml::load(file)?;
         Policy::from_value(file, &value)
+    }
+
+    /// A target repository's own policy, `.leviathan/policy.yaml` (what a discovered
+    /// repository must have), read through the repository's capability (no symlinks,
+    /// a regular file of bounded size); `None` when it has none.
+    pub fn load_from_repo(repo: &Path) -> Result<Option<Policy>, InputError> {
+        use crate::paths::RepoPath;
+        use crate::repofs::{Limit, RepoDir};
+        const LIMIT: Limit = Limit::new(256 << 10, "policy size limit");
+        let file = repo.join(REPO_POLICY_PATH);
+        let rel = RepoPath::parse(REPO_POLICY_PATH).map_err(|e| InputError::Invalid {
+            file: file.clone(),
+            context: String::new(),
+            message: e.to_string(),
+        })?;
+        let dir =
+            RepoDir::open(repo, "a target repository").map_err(|source| InputError::Read {
+                file: file.clone(),
+                source,
+            })?;
+        let Some(bytes) = dir
+            .read(&rel, LIMIT)
+            .map_err(|e| InputError::refused(&file, e))?
+        else {
+            return Ok(None);
+        };
+        let text = String::from_utf8(bytes).map_err(|_| InputError::Syntax {
+            file: file.clone(),
+            message: "the policy is not UTF-8".into(),
+        })?;
+        Policy::from_text(&file, &text).map(Some)
     }
 
     /// Parses policy text read from `file`.

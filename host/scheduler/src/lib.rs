@@ -3,6 +3,7 @@
 
 pub mod attempt;
 pub mod attempt_events;
+pub mod discover;
 pub mod passes;
 pub mod pool;
 pub mod pr_text;
@@ -62,10 +63,12 @@ impl Scheduler<'_> {
     where
         Self: Sync,
     {
+        let discovered = discover::targets(self.config, self.github);
         let owned: Vec<&Target> = self
             .config
             .targets
             .iter()
+            .chain(&discovered)
             .filter(|t| self.shard.owns(&t.id))
             .collect();
         let reports = pool::serve_all(&owned, self.config.workers, |target| {
@@ -157,6 +160,22 @@ impl Scheduler<'_> {
                 None => c,
             },
             Err(e) => return self.skip(target, "fetch_failed", e.to_string()),
+        };
+        // A discovered repository runs under its own policy, read after each fetch.
+        let in_repo;
+        let target = if target.policy_in_repo {
+            match discover::with_repo_policy(target, clone.dir()) {
+                Ok(t) => {
+                    in_repo = t;
+                    if let Some(stop) = select::gate(&in_repo.policy, paused) {
+                        return self.skip(&in_repo, stop.as_str(), String::new());
+                    }
+                    &in_repo
+                }
+                Err((reason, message)) => return self.skip(target, reason, message),
+            }
+        } else {
+            target
         };
         if let Err(message) = resume::resume(self.log, target, &forge, &clone)? {
             return self.skip(target, "forge_failed", message);

@@ -529,6 +529,51 @@ impl GitHub {
         Ok(())
     }
 
+    /// The repositories of the installation this client's token belongs to
+    /// (`GET /installation/repositories`, every page): `owner/name` and the default
+    /// branch of each that is not archived.
+    pub fn installation_repositories(&self) -> Result<Vec<(String, String)>, GitHubError> {
+        #[derive(Deserialize)]
+        struct Page {
+            repositories: Vec<Repo>,
+        }
+        #[derive(Deserialize)]
+        struct Repo {
+            full_name: String,
+            default_branch: String,
+            #[serde(default)]
+            archived: bool,
+        }
+        let mut out = Vec::new();
+        let mut path = "/installation/repositories?per_page=100".to_string();
+        loop {
+            let reply = self.call(Method::GET, &path, None, &[200])?;
+            let page: Page = Self::decode("GET", &path, &reply.body)?;
+            out.extend(
+                page.repositories
+                    .into_iter()
+                    .filter(|r| !r.archived)
+                    .map(|r| (r.full_name, r.default_branch)),
+            );
+            let next = reply
+                .headers
+                .get(http::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(urls::next_link);
+            match next.map(|link| (link, urls::relative_link(&self.api_url, link))) {
+                None => return Ok(out),
+                Some((_, Some(rel))) => path = rel.to_string(),
+                Some((link, None)) => {
+                    return Err(GitHubError::Decode {
+                        method: "GET".into(),
+                        path,
+                        message: format!("pagination link off the API: {link}"),
+                    });
+                }
+            }
+        }
+    }
+
     /// Mints a token for App installation `installation_id` (this client sends the
     /// App's JWT).
     pub fn mint_installation_token(
