@@ -199,3 +199,51 @@ fn many_targets_on_one_identity_never_trip_the_secondary_limits_and_share_fairly
         .count();
     assert!(skips > 0, "some pass found the identity's budget spent");
 }
+
+/// A restart (or the next `tick`, a new process) remembers the identity's recent
+/// content-creating requests, so it does not spend the same hour twice.
+#[test]
+fn a_new_process_does_not_spend_the_same_hour_again() {
+    let hour = Duration::from_secs(60);
+    let w = world(SecondaryRules {
+        per_hour: 4,
+        hour,
+        ..rules()
+    });
+    let limits = SecondaryLimits {
+        per_hour: 4,
+        hour,
+        ..limits()
+    };
+    let log = EventLog::open(&w.dir.path().join("data")).expect("log");
+    let first = GitHubClients::new(RetryPolicy::default(), limits.clone());
+    w.pass(&log, &first);
+    assert_eq!(
+        w.delivered().values().sum::<usize>(),
+        2,
+        "two PRs fill the hour"
+    );
+    drop(first);
+    assert!(
+        w.dir
+            .path()
+            .join("work")
+            .join(leviathan_scheduler::GITHUB_MEMORY_FILE)
+            .is_file()
+    );
+    // The next process.
+    let next = GitHubClients::new(RetryPolicy::default(), limits);
+    let reports = w.pass(&log, &next);
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.contains("skipped: identity_budget")),
+        "{reports:#?}"
+    );
+    assert_eq!(w.delivered().values().sum::<usize>(), 2);
+    assert_eq!(
+        w.fake.limit_responses(),
+        0,
+        "nothing was sent into the full hour"
+    );
+}

@@ -48,6 +48,11 @@ pub struct Scheduler<'a> {
     pub shard: leviathan_domain::shards::Shard,
 }
 
+/// Where, in the work directory, the GitHub identities' recent content-creating
+/// requests are kept between processes (`@` is in no target id, so no clone can
+/// be named so).
+pub const GITHUB_MEMORY_FILE: &str = "@github-identities.json";
+
 fn target_draft(kind: &str, target: &str, payload: serde_json::Value) -> EventDraft {
     let mut d = EventDraft::new(kind);
     d.target = Some(target.into());
@@ -63,6 +68,10 @@ impl Scheduler<'_> {
     where
         Self: Sync,
     {
+        // The identities' recent requests outlive the process (a restart, the next
+        // `tick`), so no hour of GitHub's secondary limits is spent twice.
+        let memory = self.work_dir.join(GITHUB_MEMORY_FILE);
+        self.github.remember_in(&memory);
         let discovered = discover::targets(self.config, self.github);
         let owned: Vec<&Target> = self
             .config
@@ -80,6 +89,9 @@ impl Scheduler<'_> {
             })
         })?;
         self.github.end_pass();
+        if let Err(e) = self.github.save() {
+            tracing::warn!(file = %memory.display(), error = %e, "could not keep the GitHub identities' windows");
+        }
         self.log.note_pass(
             leviathan_domain::clock::now_ms(),
             owned.iter().map(|t| t.id.as_str()),

@@ -97,6 +97,26 @@ pub struct GitHubClients {
     installations: Mutex<HashMap<(String, u64, u64), Installed>>,
     policy: RetryPolicy,
     limits: SecondaryLimits,
+    /// The file the identities' recent content-creating requests are kept in
+    /// between processes, and what it held when first read.
+    memory: Mutex<Option<(std::path::PathBuf, Slots)>>,
+}
+
+/// `<api url> <identity>` → recent content-creating requests (ms since the epoch).
+type Slots = HashMap<String, Vec<u64>>;
+
+/// The format of the identities' memory file.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Memory {
+    version: u32,
+    identities: Slots,
+}
+
+/// The largest memory file read (500 slots of a few hundred identities).
+const MAX_MEMORY: u64 = 8 << 20;
+
+fn memory_key(key: &ClientKey) -> String {
+    format!("{} {}", key.0, key.1)
 }
 
 impl Default for GitHubClients {
@@ -136,7 +156,78 @@ impl GitHubClients {
             installations: Mutex::new(HashMap::new()),
             policy,
             limits,
+            memory: Mutex::new(None),
         }
+    }
+
+    /// Keeps the identities' windows in `file` between processes: read now (once;
+    /// a later call with the same file does nothing), written by
+    /// [`GitHubClients::save`]. A missing file is an empty memory; an unreadable one
+    /// is logged and ignored (the windows then start empty, as GitHub's 403s are
+    /// still honoured).
+    pub fn remember_in(&self, file: &std::path::Path) {
+        let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        if memory.as_ref().is_some_and(|(f, _)| f == file) {
+            return;
+        }
+        let loaded = match leviathan_domain::repofs::read_operator_file(
+            file,
+            leviathan_domain::repofs::Limit::new(MAX_MEMORY, "GitHub identities file limit"),
+        ) {
+            Ok(bytes) => serde_json::from_slice::<Memory>(&bytes)
+                .map(|m| m.identities)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(file = %file.display(), error = %e, "ignoring an unreadable GitHub identities file");
+                    HashMap::new()
+                }),
+            Err(e) => {
+                if file.exists() {
+                    tracing::warn!(file = %file.display(), error = %e, "ignoring an unreadable GitHub identities file");
+                }
+                HashMap::new()
+            }
+        };
+        if let Ok(clients) = self.clients.lock() {
+            for (key, e) in clients.iter() {
+                if let Some(slots) = loaded.get(&memory_key(key)) {
+                    e.client.identity().restore(slots);
+                }
+            }
+        }
+        *memory = Some((file.to_path_buf(), loaded));
+    }
+
+    /// Writes every identity's recent content-creating requests to the file given
+    /// to [`GitHubClients::remember_in`] (atomically: a temporary file renamed).
+    pub fn save(&self) -> std::io::Result<()> {
+        let Some(file) = self
+            .memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(f, _)| f.clone())
+        else {
+            return Ok(());
+        };
+        let identities: Slots = match self.clients.lock() {
+            Ok(clients) => clients
+                .iter()
+                .map(|(key, e)| (memory_key(key), e.client.identity().recent_slots_ms()))
+                .filter(|(_, slots)| !slots.is_empty())
+                .collect(),
+            Err(_) => return Ok(()),
+        };
+        let text = serde_json::to_vec(&Memory {
+            version: 1,
+            identities,
+        })
+        .map_err(std::io::Error::other)?;
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let staged = file.with_extension("tmp");
+        std::fs::write(&staged, text)?;
+        std::fs::rename(&staged, &file)
     }
 
     /// Clients for `config`: its `github_limits`.
@@ -276,7 +367,17 @@ impl GitHubClients {
         if stale || !clients.contains_key(&key) {
             let budget = match clients.get(&key) {
                 Some(e) => e.client.identity().clone(),
-                None => Arc::new(IdentityBudget::new(self.limits.clone())),
+                None => {
+                    let budget = Arc::new(IdentityBudget::new(self.limits.clone()));
+                    let memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(slots) = memory
+                        .as_ref()
+                        .and_then(|(_, loaded)| loaded.get(&memory_key(&key)))
+                    {
+                        budget.restore(slots);
+                    }
+                    budget
+                }
             };
             let client = Arc::new(GitHub::connect(
                 api_url,

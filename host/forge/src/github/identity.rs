@@ -358,6 +358,53 @@ impl IdentityBudget {
         }
     }
 
+    /// The content-creating slots still inside the hour window, as milliseconds
+    /// since the epoch (for [`IdentityBudget::restore`] by the next process).
+    pub fn recent_slots_ms(&self) -> Vec<u64> {
+        let now = Instant::now();
+        let now_ms = leviathan_domain::clock::now_ms();
+        let mut l = self.ledger();
+        l.prune(&self.limits, now);
+        l.sent
+            .iter()
+            .map(|s| {
+                if *s >= now {
+                    now_ms + (*s - now).as_millis() as u64
+                } else {
+                    now_ms.saturating_sub((now - *s).as_millis() as u64)
+                }
+            })
+            .collect()
+    }
+
+    /// Takes the slots an earlier process recorded (ms since the epoch) into the
+    /// windows, so a restart (or the next `tick`) does not spend the same hour
+    /// twice. Slots older than the hour window are dropped.
+    pub fn restore(&self, slots_ms: &[u64]) {
+        let now = Instant::now();
+        let now_ms = leviathan_domain::clock::now_ms();
+        let mut restored: Vec<Instant> = slots_ms
+            .iter()
+            .filter_map(|ms| {
+                if *ms >= now_ms {
+                    Some(now + Duration::from_millis(ms - now_ms))
+                } else {
+                    now.checked_sub(Duration::from_millis(now_ms - ms))
+                }
+            })
+            .collect();
+        let mut l = self.ledger();
+        restored.extend(l.sent.iter().copied());
+        restored.sort();
+        restored.dedup();
+        l.sent = restored.into();
+        if let Some(last) = l.sent.back().copied() {
+            let next = last + self.limits.spacing;
+            l.next_free = Some(l.next_free.map_or(next, |f| f.max(next)));
+        }
+        l.prune(&self.limits, now);
+    }
+
     /// What is used and left at `now`.
     pub fn usage(&self, now: Instant) -> SecondaryUsage {
         let limits = &self.limits;
@@ -545,6 +592,33 @@ mod tests {
         b.reserve("stays", NEED, None, t0).expect_err("short");
         b.end_pass();
         assert_eq!(b.usage(t0).waiting, vec!["stays"]);
+    }
+
+    #[test]
+    fn the_windows_carry_over_to_the_next_process() {
+        let first = IdentityBudget::new(limits());
+        let now = Instant::now();
+        for _ in 0..4 {
+            first
+                .claim_slot(now, Duration::from_secs(60))
+                .expect("slot");
+        }
+        let saved = first.recent_slots_ms();
+        assert_eq!(saved.len(), 4);
+        let next = IdentityBudget::new(limits());
+        next.restore(&saved);
+        // Stale slots (older than the hour) are dropped.
+        next.restore(&[1]);
+        let u = next.usage(Instant::now());
+        assert_eq!(u.hour_remaining, 1, "{u:?}");
+        // The fifth slot comes after the restored ones, not at once.
+        let fifth = next
+            .claim_slot(Instant::now(), Duration::from_secs(60))
+            .expect("slot");
+        assert!(
+            fifth >= Instant::now() + Duration::from_millis(900),
+            "spaced after the restored"
+        );
     }
 
     #[test]
