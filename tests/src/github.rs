@@ -461,6 +461,20 @@ fn node_id(p: &FakePull) -> String {
     format!("PR_node_{}_{}", p.repo.replace('/', "_"), p.number)
 }
 
+/// GitHub's answer past a secondary limit: 403 with `retry-after`.
+fn secondary_limit_reply(retry_after: u64, s: &State) -> Response {
+    let mut r = json_reply(
+        403,
+        &json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}),
+        s,
+    );
+    r.headers_mut().insert(
+        "retry-after",
+        retry_after.to_string().parse().expect("value"),
+    );
+    r
+}
+
 /// A request counted in flight until dropped.
 struct InFlight(Arc<Mutex<State>>);
 
@@ -734,16 +748,7 @@ async fn handle(
         }
         if let Some(retry_after) = s.secondary_refusal(&method) {
             s.limit_responses += 1;
-            let mut r = json_reply(
-                403,
-                &json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}),
-                &s,
-            );
-            r.headers_mut().insert(
-                "retry-after",
-                retry_after.to_string().parse().expect("value"),
-            );
-            return r;
+            return secondary_limit_reply(retry_after, &s);
         }
         s.remaining -= 1;
         let fault = s
@@ -753,16 +758,7 @@ async fn handle(
             .and_then(|i| s.faults.remove(i));
         match fault.map(|f| f.kind) {
             Some(FaultKind::SecondaryLimit { retry_after }) => {
-                let mut r = json_reply(
-                    403,
-                    &json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}),
-                    &s,
-                );
-                r.headers_mut().insert(
-                    "retry-after",
-                    retry_after.to_string().parse().expect("value"),
-                );
-                return r;
+                return secondary_limit_reply(retry_after, &s);
             }
             Some(FaultKind::ServerError(code)) => {
                 return json_reply(code, &json!({"message": "Server Error"}), &s);

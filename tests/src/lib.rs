@@ -185,6 +185,34 @@ pub fn sandbox() -> &'static Sandbox {
     })
 }
 
+/// One scheduler pass in this process (what `tick` does) over `config`'s targets on
+/// `log`, with the shared sandbox and registry, clones under `work_dir`, and
+/// `github`'s clients (kept across calls, as `serve` keeps them); `target: outcome`
+/// per target.
+pub fn pass_in_process(
+    config: &leviathan_domain::config::Config,
+    log: &leviathan_events::EventLog,
+    github: &leviathan_forge::github::clients::GitHubClients,
+    work_dir: &Path,
+) -> Vec<String> {
+    let scheduler = leviathan_scheduler::Scheduler {
+        config,
+        log,
+        sandbox: sandbox(),
+        registry_dir: registry().to_path_buf(),
+        work_dir: work_dir.to_path_buf(),
+        plugins: None,
+        github,
+        shard: leviathan_domain::shards::Shard::ALL,
+    };
+    scheduler
+        .tick()
+        .expect("pass")
+        .into_iter()
+        .map(|r| format!("{}: {}", r.target, r.outcome))
+        .collect()
+}
+
 /// A real git repository in a temporary directory.
 pub struct TestRepo {
     pub dir: tempfile::TempDir,

@@ -11,7 +11,7 @@ use leviathan_forge::github::clients::GitHubClients;
 use leviathan_forge::github::identity::SecondaryLimits;
 use leviathan_forge::github::ratelimit::RetryPolicy;
 use leviathan_tests::github::{FakeApp, FakeGitHub};
-use leviathan_tests::{git, registry, root, sandbox};
+use leviathan_tests::{git, root};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -77,22 +77,7 @@ fn world(ttl: Duration, key_file: Option<PathBuf>) -> World {
 
 impl World {
     fn pass(&self, log: &EventLog, github: &GitHubClients) -> Vec<String> {
-        let scheduler = leviathan_scheduler::Scheduler {
-            config: &self.config,
-            log,
-            sandbox: sandbox(),
-            registry_dir: registry().to_path_buf(),
-            work_dir: self.dir.path().join("work"),
-            plugins: None,
-            github,
-            shard: leviathan_domain::shards::Shard::ALL,
-        };
-        scheduler
-            .tick()
-            .expect("pass")
-            .into_iter()
-            .map(|r| format!("{}: {}", r.target, r.outcome))
-            .collect()
+        leviathan_tests::pass_in_process(&self.config, log, github, &self.dir.path().join("work"))
     }
 }
 

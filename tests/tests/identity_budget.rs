@@ -10,7 +10,6 @@ use leviathan_forge::github::clients::GitHubClients;
 use leviathan_forge::github::identity::SecondaryLimits;
 use leviathan_forge::github::ratelimit::RetryPolicy;
 use leviathan_tests::github::{FakeGitHub, SecondaryRules};
-use leviathan_tests::{registry, sandbox};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -66,22 +65,7 @@ fn world(rules: SecondaryRules) -> World {
 
 impl World {
     fn pass(&self, log: &EventLog, github: &GitHubClients) -> Vec<String> {
-        let scheduler = leviathan_scheduler::Scheduler {
-            config: &self.config,
-            log,
-            sandbox: sandbox(),
-            registry_dir: registry().to_path_buf(),
-            work_dir: self.dir.path().join("work"),
-            plugins: None,
-            github,
-            shard: leviathan_domain::shards::Shard::ALL,
-        };
-        scheduler
-            .tick()
-            .expect("pass")
-            .into_iter()
-            .map(|r| format!("{}: {}", r.target, r.outcome))
-            .collect()
+        leviathan_tests::pass_in_process(&self.config, log, github, &self.dir.path().join("work"))
     }
 
     /// Agent PRs per target.

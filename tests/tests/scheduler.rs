@@ -800,27 +800,8 @@ fn a_policy_violation_fails_the_attempt_and_leaves_nothing_behind() {
 /// An in-process pass over the config at `dir` on `log` (what `tick` does).
 fn pass_in_process(dir: &Path, log: &EventLog) -> Vec<String> {
     let config = leviathan_domain::config::Config::load(&dir.join("leviathan.yaml")).unwrap();
-    let sandbox = leviathan_sandbox::Sandbox::new(leviathan_sandbox::ArtifactCache::new(Some(
-        root().join("target/test-cache"),
-    )))
-    .unwrap();
     let github = leviathan_forge::github::clients::GitHubClients::default();
-    let scheduler = leviathan_scheduler::Scheduler {
-        config: &config,
-        log,
-        sandbox: &sandbox,
-        registry_dir: registry().to_path_buf(),
-        work_dir: dir.join("work"),
-        plugins: None,
-        github: &github,
-        shard: leviathan_domain::shards::Shard::ALL,
-    };
-    scheduler
-        .tick()
-        .unwrap()
-        .into_iter()
-        .map(|r| format!("{}: {}", r.target, r.outcome))
-        .collect()
+    leviathan_tests::pass_in_process(&config, log, &github, &dir.join("work"))
 }
 
 /// A pass and a local merge of the same target never interleave: a pass that met the

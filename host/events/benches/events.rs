@@ -50,7 +50,69 @@ fn run(name: &str, threads: u64, batch: u64, per_thread: u64) -> (tempfile::Temp
     (dir, total)
 }
 
+/// `--open-only DIR`: opens the store, waits for the background indexes, prints
+/// the open time, the time to complete indexes and this process's peak RSS (the
+/// child of `--history`, so the writer's memory is not counted).
+fn open_only(dir: &str) {
+    let started = Instant::now();
+    let log = EventLog::open(std::path::Path::new(dir)).expect("open");
+    let open_s = started.elapsed().as_secs_f64();
+    let at_open = common::peak_rss_kib() / 1024;
+    log.by_target("target-01", 0, 1).expect("lookup");
+    println!(
+        "open {open_s:.3} s (peak RSS {at_open} MiB), indexes complete {:.3} s (peak RSS {} MiB)",
+        started.elapsed().as_secs_f64(),
+        common::peak_rss_kib() / 1024
+    );
+}
+
+/// `--history N`: start-up with `N` events of loop history (issue #17 asks for
+/// 20,000,000): written once, then opened in child processes from the checkpoint
+/// (three times) and with a full rebuild (once), each reporting its own peak RSS.
+fn history(n: u64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let started = Instant::now();
+    fill_loop(dir.path(), n);
+    println!(
+        "history: {n} events written in {:.1?}, {} bytes on disk",
+        started.elapsed(),
+        dir_size(dir.path())
+    );
+    let exe = std::env::current_exe().expect("the bench binary");
+    let child = || {
+        let out = std::process::Command::new(&exe)
+            .arg("--open-only")
+            .arg(dir.path())
+            .output()
+            .expect("child runs");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    for round in 0..3 {
+        println!(
+            "history {n}: from the checkpoint, run {}: {}",
+            round + 1,
+            child()
+        );
+    }
+    leviathan_events::checkpoint::remove(dir.path()).expect("remove checkpoint");
+    println!("history {n}: full rebuild: {}", child());
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--open-only") {
+        open_only(args.get(i + 1).expect("--open-only DIR"));
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--history") {
+        let n = args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .expect("--history N");
+        history(n);
+        return;
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let n = if quick { 2_000 } else { 20_000 };
     run("single events, 1 thread", 1, 1, n / 10);

@@ -171,11 +171,21 @@ fn validate(index: usize, draft: &EventDraft) -> Result<(), StoreError> {
 /// still holds (sled's flusher thread lets go of it shortly after the handle drops).
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
 
+/// sled's page cache. Its default (1 GiB) fills during a replay and stays
+/// resident; the log is read mostly once (replay, the background indexing) and
+/// then by page, so a small cache costs little and keeps the host's memory
+/// independent of the history's length (docs/PERFORMANCE.md).
+pub const CACHE_BYTES: u64 = 64 << 20;
+
 /// Opens sled at `dir`, retrying briefly while the directory's lock is held.
 fn open_db(dir: &Path) -> sled::Result<sled::Db> {
     let started = std::time::Instant::now();
     loop {
-        match sled::Config::new().path(dir).open() {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+        {
             Err(sled::Error::Io(e))
                 if e.to_string().contains("could not acquire lock")
                     && started.elapsed() < LOCK_WAIT =>
