@@ -38,14 +38,21 @@ pub enum TokenError {
 /// Reads a token from its source, trimmed. An App installation has no token to
 /// read: [`GitHubClients::installation`] mints one.
 pub fn read_token(source: &TokenSource) -> Result<String, TokenError> {
-    let token = match source {
-        TokenSource::Env(name) => std::env::var(name).unwrap_or_default(),
-        TokenSource::File(path) => {
+    let (token, empty) = match source {
+        TokenSource::Env(name) => (
+            std::env::var(name).unwrap_or_default(),
+            TokenError::Env(name.clone()),
+        ),
+        TokenSource::File(path) => (
             leviathan_domain::repofs::read_secret_file(path).map_err(|e| TokenError::File {
                 path: path.clone(),
                 message: e.to_string(),
-            })?
-        }
+            })?,
+            TokenError::File {
+                path: path.clone(),
+                message: "empty".into(),
+            },
+        ),
         TokenSource::App(app) => {
             return Err(TokenError::App(AppError::Sign {
                 app_id: app.app_id,
@@ -55,14 +62,7 @@ pub fn read_token(source: &TokenSource) -> Result<String, TokenError> {
     };
     let token = token.trim().to_string();
     if token.is_empty() {
-        return Err(match source {
-            TokenSource::File(path) => TokenError::File {
-                path: path.clone(),
-                message: "empty".into(),
-            },
-            TokenSource::Env(name) => TokenError::Env(name.clone()),
-            TokenSource::App(_) => TokenError::Env(String::new()),
-        });
+        return Err(empty);
     }
     Ok(token)
 }
