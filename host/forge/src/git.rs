@@ -38,6 +38,15 @@ impl Clone {
         base: &str,
         token: Option<&str>,
     ) -> Result<Clone, GitError> {
+        let clone = Clone::fetched(remote, dir, token)?;
+        clone.checkout_base(base)?;
+        Ok(clone)
+    }
+
+    /// Clones `remote` into `dir`, or fetches (pruning) into an existing clone; the
+    /// worktree is left as it was (see [`Clone::checkout_base`]). The remote's
+    /// branches are then known locally ([`Clone::remote_branches`]).
+    pub fn fetched(remote: &str, dir: &Path, token: Option<&str>) -> Result<Clone, GitError> {
         let clone = Clone {
             dir: dir.to_path_buf(),
             auth_header: token.map(basic_auth),
@@ -52,16 +61,30 @@ impl Clone {
             let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("clone");
             clone.run_in(parent, &["clone", "--quiet", "--no-checkout", remote, name])?;
         }
-        clone.run(&["fetch", "--quiet", "--prune", "origin"])?;
+        // No tags (the host never reads them) and no automatic maintenance after
+        // every fetch (a further git process each time; commits still trigger it).
         clone.run(&[
+            "fetch",
+            "--quiet",
+            "--prune",
+            "--no-tags",
+            "--no-auto-maintenance",
+            "origin",
+        ])?;
+        Ok(clone)
+    }
+
+    /// Leaves a clean detached checkout of `origin/<base>` as last fetched.
+    pub fn checkout_base(&self, base: &str) -> Result<(), GitError> {
+        self.run(&[
             "checkout",
             "--quiet",
             "--force",
             "--detach",
             &format!("origin/{base}"),
         ])?;
-        clone.run(&["clean", "--quiet", "-fdx"])?;
-        Ok(clone)
+        self.run(&["clean", "--quiet", "-fdx"])?;
+        Ok(())
     }
 
     /// Commits from now on are by `name <email>` (an App's bot user) instead of the
@@ -194,14 +217,18 @@ impl Clone {
 
     /// The branches on origin whose names start with `prefix`, sorted.
     pub fn remote_branches(&self, prefix: &str) -> Result<Vec<String>, GitError> {
-        let out = self.run(&["ls-remote", "--heads", "origin"])?;
+        // The remote-tracking refs as the last fetch (with --prune) left them, and as
+        // this clone's own pushes and deletions updated them: one local process
+        // instead of a second connection to the remote.
+        let out = self.run(&[
+            "for-each-ref",
+            "--format=%(refname:lstrip=3)",
+            "refs/remotes/origin/",
+        ])?;
         let mut names: Vec<String> = out
             .lines()
-            .filter_map(|l| {
-                l.split_once("refs/heads/")
-                    .map(|(_, n)| n.trim().to_string())
-            })
-            .filter(|n| n.starts_with(prefix))
+            .map(|n| n.trim().to_string())
+            .filter(|n| n.starts_with(prefix) && n != "HEAD")
             .collect();
         names.sort();
         Ok(names)

@@ -161,10 +161,9 @@ impl Scheduler<'_> {
         // From the fetch to the decision the target's PRs hold still: a local merge
         // or close in progress finishes first (see `leviathan_forge::serial`).
         let serial = leviathan_forge::serial::lock(id);
-        let clone = match Clone::prepare(
+        let clone = match Clone::fetched(
             &forge.clone_url(self.config, target),
             &self.work_dir.join(id),
-            &target.base_branch,
             forge.git_token(),
         ) {
             Ok(c) => match forge.author() {
@@ -176,6 +175,9 @@ impl Scheduler<'_> {
         // A discovered repository runs under its own policy, read after each fetch.
         let in_repo;
         let target = if target.policy_in_repo {
+            if let Err(e) = clone.checkout_base(&target.base_branch) {
+                return self.skip(target, "fetch_failed", e.to_string());
+            }
             match discover::with_repo_policy(target, clone.dir()) {
                 Ok(t) => {
                     in_repo = t;
@@ -202,6 +204,26 @@ impl Scheduler<'_> {
         branches.extend(still_open);
         branches.sort();
         branches.dedup();
+        // At `max_open_prs` the plan stops before reading the backlog, so the
+        // worktree is not checked out for it: a target waiting on its PRs costs a
+        // fetch and a look at the branches.
+        if branches.len() as u64 >= target.policy.max_open_prs {
+            self.cool_down(target)?;
+            return self.skip(
+                target,
+                TargetStop::MaxOpenPrs.as_str(),
+                format!(
+                    "{} open of at most {}",
+                    branches.len(),
+                    target.policy.max_open_prs
+                ),
+            );
+        }
+        if !target.policy_in_repo
+            && let Err(e) = clone.checkout_base(&target.base_branch)
+        {
+            return self.skip(target, "fetch_failed", e.to_string());
+        }
         let backlog = match Backlog::load_from_repo(clone.dir()) {
             Ok(b) => b,
             Err(e) => return self.skip(target, "backlog_invalid", e.to_string()),
