@@ -30,17 +30,23 @@ pub enum ShardsCommand {
     },
 }
 
+/// A shard count as the configuration's `shards` allows it.
+fn check_count(count: u32) -> Result<()> {
+    anyhow::ensure!(
+        (1..=leviathan_domain::config::MAX_SHARDS).contains(&count),
+        "--count must be 1 to {}",
+        leviathan_domain::config::MAX_SHARDS
+    );
+    Ok(())
+}
+
 /// Runs a `shards` command.
 pub fn run(command: ShardsCommand) -> Result<i32> {
     match command {
         ShardsCommand::Show { config, count } => {
             let config = Config::load(&config)?;
             let count = count.unwrap_or(config.shards);
-            anyhow::ensure!(
-                (1..=leviathan_domain::config::MAX_SHARDS).contains(&count),
-                "--count must be 1 to {}",
-                leviathan_domain::config::MAX_SHARDS
-            );
+            check_count(count)?;
             println!("{:<32} SHARD (of {count})", "TARGET");
             for t in &config.targets {
                 println!("{:<32} {}", t.id, shard_of(&t.id, count));
@@ -52,11 +58,7 @@ pub fn run(command: ShardsCommand) -> Result<i32> {
             count,
             index,
         } => {
-            anyhow::ensure!(
-                (1..=leviathan_domain::config::MAX_SHARDS).contains(&count),
-                "--count must be 1 to {}",
-                leviathan_domain::config::MAX_SHARDS
-            );
+            check_count(count)?;
             anyhow::ensure!(
                 index < count,
                 "--index must be below --count ({index} of {count})"

@@ -64,10 +64,7 @@ impl Scheduler<'_> {
     /// One pass over the targets this shard owns, served by the configuration's
     /// pool of `workers`; the reports come in configuration order. A pass writes
     /// only what changed: its end is noted in the projection (liveness), not logged.
-    pub fn tick(&self) -> Result<Vec<TargetReport>, StoreError>
-    where
-        Self: Sync,
-    {
+    pub fn tick(&self) -> Result<Vec<TargetReport>, StoreError> {
         // The identities' recent requests outlive the process (a restart, the next
         // `tick`), so no hour of GitHub's secondary limits is spent twice.
         let memory = self.work_dir.join(GITHUB_MEMORY_FILE);
