@@ -34,6 +34,26 @@ fn backlog(tasks: usize) -> String {
     text
 }
 
+/// A scheduler over `config` with the bundled registry, clones under `work/clones`.
+fn scheduler<'a>(
+    config: &'a Config,
+    log: &'a EventLog,
+    sandbox: &'a Sandbox,
+    github: &'a GitHubClients,
+    work: &Path,
+) -> Scheduler<'a> {
+    Scheduler {
+        config,
+        log,
+        sandbox,
+        registry_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/registry"),
+        work_dir: work.join("clones"),
+        plugins: None,
+        github,
+        shard: leviathan_domain::shards::Shard::ALL,
+    }
+}
+
 /// Delivers `tasks` PRs with `max_open_prs` and returns (requests, PRs, passes, time).
 fn run(tasks: usize, max_open_prs: usize) -> (usize, usize, usize, std::time::Duration) {
     let work = tempfile::tempdir().expect("temp dir");
@@ -72,16 +92,7 @@ fn run(tasks: usize, max_open_prs: usize) -> (usize, usize, usize, std::time::Du
             ..SecondaryLimits::default()
         },
     );
-    let scheduler = Scheduler {
-        config: &config,
-        log: &log,
-        sandbox: &sandbox,
-        registry_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/registry"),
-        work_dir: work.path().join("clones"),
-        plugins: None,
-        github: &github,
-        shard: leviathan_domain::shards::Shard::ALL,
-    };
+    let scheduler = scheduler(&config, &log, &sandbox, &github, work.path());
     let started = Instant::now();
     let mut passes = 0;
     loop {
@@ -162,16 +173,7 @@ fn one_identity(targets: usize, run_for: Duration) {
     let sandbox =
         Sandbox::new(ArtifactCache::new(Some(work.path().join("cache")))).expect("sandbox");
     let github = GitHubClients::new(RetryPolicy::default(), limits.clone());
-    let scheduler = Scheduler {
-        config: &config,
-        log: &log,
-        sandbox: &sandbox,
-        registry_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/registry"),
-        work_dir: work.path().join("clones"),
-        plugins: None,
-        github: &github,
-        shard: leviathan_domain::shards::Shard::ALL,
-    };
+    let scheduler = scheduler(&config, &log, &sandbox, &github, work.path());
     let started = Instant::now();
     let mut passes = 0;
     while started.elapsed() < run_for {
