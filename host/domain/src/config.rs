@@ -52,18 +52,7 @@ impl GitHubApp {
             context: format!("{}github_app: ", f.context),
             map,
         };
-        for key in map.keys() {
-            let name = yaml::scalar_text(key).unwrap_or_default();
-            if !GITHUB_APP_KEYS.contains(&name.as_str()) {
-                return Err(g.error(
-                    &name,
-                    format!(
-                        "unknown field; expected one of {}",
-                        GITHUB_APP_KEYS.join(", ")
-                    ),
-                ));
-            }
-        }
+        only_known(&g, GITHUB_APP_KEYS)?;
         let id = |key: &str| -> Result<u64, InputError> {
             match g.opt_u64(key)? {
                 Some(n) if n > 0 => Ok(n),
@@ -173,18 +162,7 @@ const DISCOVERY_KEYS: &[&str] = &[
 ];
 
 fn read_discovery(f: &Fields, base: &Path) -> Result<Discovery, InputError> {
-    for key in f.map.keys() {
-        let name = yaml::scalar_text(key).unwrap_or_default();
-        if !DISCOVERY_KEYS.contains(&name.as_str()) {
-            return Err(f.error(
-                &name,
-                format!(
-                    "unknown field; expected one of {}",
-                    DISCOVERY_KEYS.join(", ")
-                ),
-            ));
-        }
-    }
+    only_known(f, DISCOVERY_KEYS)?;
     let api_url = f
         .opt_string("github_api_url")?
         .unwrap_or_else(|| GITHUB_API.into());
@@ -289,18 +267,7 @@ impl GitHubLimits {
             context: format!("{}github_limits: ", f.context),
             map,
         };
-        for key in map.keys() {
-            let name = yaml::scalar_text(key).unwrap_or_default();
-            if !GITHUB_LIMIT_KEYS.contains(&name.as_str()) {
-                return Err(g.error(
-                    &name,
-                    format!(
-                        "unknown field; expected one of {}",
-                        GITHUB_LIMIT_KEYS.join(", ")
-                    ),
-                ));
-            }
-        }
+        only_known(&g, GITHUB_LIMIT_KEYS)?;
         let d = GitHubLimits::default();
         Ok(GitHubLimits {
             content_per_minute: bounded(
@@ -393,15 +360,7 @@ impl Config {
         if f.get("targets").is_none() && f.get("target_id").is_some() {
             return Config::from_legacy(file, &f);
         }
-        for key in map.keys() {
-            let name = yaml::scalar_text(key).unwrap_or_default();
-            if !TOP_KEYS.contains(&name.as_str()) {
-                return Err(f.error(
-                    &name,
-                    format!("unknown field; expected one of {}", TOP_KEYS.join(", ")),
-                ));
-            }
-        }
+        only_known(&f, TOP_KEYS)?;
         let items = match f.get("targets") {
             Some(serde_norway::Value::Sequence(items)) if !items.is_empty() => items,
             Some(_) => return Err(f.error("targets", "must be a non-empty list of targets")),
@@ -523,6 +482,20 @@ fn read_discoveries(f: &Fields, base: &Path) -> Result<Vec<Discovery>, InputErro
         .collect()
 }
 
+/// Refuses a field of `f` that is not one of `keys`, naming it and the known ones.
+fn only_known(f: &Fields, keys: &[&str]) -> Result<(), InputError> {
+    for key in f.map.keys() {
+        let name = yaml::scalar_text(key).unwrap_or_default();
+        if !keys.contains(&name.as_str()) {
+            return Err(f.error(
+                &name,
+                format!("unknown field; expected one of {}", keys.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// An optional whole number in `1..=max`, `default` when absent.
 fn bounded(f: &Fields, key: &str, default: u64, max: u64) -> Result<u64, InputError> {
     match f.opt_u64(key)? {
@@ -552,21 +525,13 @@ fn github_repo(url: &str) -> Option<String> {
 }
 
 fn read_target(f: &Fields, base: &Path) -> Result<Target, InputError> {
-    for key in f.map.keys() {
-        let name = yaml::scalar_text(key).unwrap_or_default();
-        if name == "token" {
-            return Err(f.error(
-                "token",
-                "tokens are never written in the configuration; use token_env or token_file",
-            ));
-        }
-        if !TARGET_KEYS.contains(&name.as_str()) {
-            return Err(f.error(
-                &name,
-                format!("unknown field; expected one of {}", TARGET_KEYS.join(", ")),
-            ));
-        }
+    if f.get("token").is_some() || f.map.contains_key("token") {
+        return Err(f.error(
+            "token",
+            "tokens are never written in the configuration; use token_env, token_file or github_app",
+        ));
     }
+    only_known(f, TARGET_KEYS)?;
     let id = f.string("id")?;
     if !valid_id(&id) {
         return Err(f.error(
