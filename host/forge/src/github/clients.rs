@@ -335,11 +335,6 @@ impl GitHubClients {
         Ok(credentials)
     }
 
-    /// The client for `api_url` with `token`, not tied to a target.
-    pub fn client(&self, api_url: &str, token: &str) -> Result<Arc<GitHub>, GitHubError> {
-        self.client_for(None, &TokenSource::Env("token".into()), api_url, token)
-    }
-
     /// The client for the identity of `source` on `api_url`, sending `token`, used
     /// by `target` (named in the usage report). A new token of the same identity (an
     /// App's renewed one) gets a new client that keeps the identity's budget.
@@ -357,57 +352,44 @@ impl GitHubClients {
         };
         let name = identity_name(source);
         let key: ClientKey = (api_url.to_string(), identity);
+        let remembered = memory_key(&key);
         let mut clients = self.clients.lock().map_err(|_| GitHubError::Setup {
             api_url: api_url.into(),
             message: "client cache poisoned".into(),
         })?;
-        let stale = clients
-            .get(&key)
-            .is_some_and(|e| e.token_hash != token_hash);
-        if stale || !clients.contains_key(&key) {
-            let budget = match clients.get(&key) {
-                Some(e) => e.client.identity().clone(),
-                None => {
-                    let budget = Arc::new(IdentityBudget::new(self.limits.clone()));
-                    let memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some(slots) = memory
-                        .as_ref()
-                        .and_then(|(_, loaded)| loaded.get(&memory_key(&key)))
-                    {
-                        budget.restore(slots);
-                    }
-                    budget
-                }
-            };
-            let client = Arc::new(GitHub::connect(
+        let connect = |budget| {
+            Ok::<_, GitHubError>(Arc::new(GitHub::connect(
                 api_url,
                 token,
                 self.runtime(api_url)?,
                 self.policy.clone(),
                 budget,
-            )?);
-            match clients.get_mut(&key) {
-                Some(e) => {
-                    e.client = client;
-                    e.token_hash = token_hash;
+            )?))
+        };
+        let entry = match clients.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let budget = Arc::new(IdentityBudget::new(self.limits.clone()));
+                let memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(slots) = memory
+                    .as_ref()
+                    .and_then(|(_, loaded)| loaded.get(&remembered))
+                {
+                    budget.restore(slots);
                 }
-                None => {
-                    clients.insert(
-                        key.clone(),
-                        Entry {
-                            client,
-                            token_hash,
-                            names: Vec::new(),
-                            targets: Default::default(),
-                        },
-                    );
-                }
+                drop(memory);
+                v.insert(Entry {
+                    client: connect(budget)?,
+                    token_hash,
+                    names: Vec::new(),
+                    targets: Default::default(),
+                })
             }
+        };
+        if entry.token_hash != token_hash {
+            entry.client = connect(entry.client.identity().clone())?;
+            entry.token_hash = token_hash;
         }
-        let entry = clients.get_mut(&key).ok_or_else(|| GitHubError::Setup {
-            api_url: api_url.into(),
-            message: "client cache lost an entry".into(),
-        })?;
         if !entry.names.contains(&name) {
             entry.names.push(name);
         }

@@ -130,7 +130,6 @@ struct Ledger {
     queue: Vec<(String, Need)>,
     /// Targets that asked since the last [`IdentityBudget::end_pass`].
     asked: HashSet<String>,
-    in_flight: u32,
 }
 
 impl Ledger {
@@ -181,9 +180,8 @@ impl Ledger {
 pub struct IdentityBudget {
     limits: SecondaryLimits,
     ledger: Mutex<Ledger>,
-    /// The concurrency gate.
+    /// The concurrency gate: `limits.concurrent` permits (at least one).
     gate: Arc<tokio::sync::Semaphore>,
-    concurrent: u32,
     /// The primary budget as the identity's responses last reported it.
     primary: Mutex<Budget>,
     /// Content-creating requests sent since start.
@@ -193,10 +191,10 @@ pub struct IdentityBudget {
 impl IdentityBudget {
     /// A fresh budget under `limits`.
     pub fn new(limits: SecondaryLimits) -> IdentityBudget {
-        let concurrent = limits.concurrent.max(1);
         IdentityBudget {
-            gate: Arc::new(tokio::sync::Semaphore::new(concurrent as usize)),
-            concurrent,
+            gate: Arc::new(tokio::sync::Semaphore::new(
+                limits.concurrent.max(1) as usize
+            )),
             limits,
             ledger: Mutex::new(Ledger::default()),
             primary: Mutex::new(Budget::default()),
@@ -232,11 +230,6 @@ impl IdentityBudget {
 
     fn ledger(&self) -> MutexGuard<'_, Ledger> {
         self.ledger.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The limits in force.
-    pub fn limits(&self) -> &SecondaryLimits {
-        &self.limits
     }
 
     /// Claims the next slot for a content-creating request at or after `now`: the
@@ -348,13 +341,10 @@ impl IdentityBudget {
     }
 
     /// Waits for a place among the identity's requests in flight.
-    pub async fn in_flight(&self) -> InFlight<'_> {
+    pub async fn in_flight(&self) -> InFlight {
         // The semaphore is never closed, so acquiring only waits.
-        let permit = self.gate.clone().acquire_owned().await.ok();
-        self.ledger().in_flight += 1;
         InFlight {
-            budget: self,
-            _permit: permit,
+            _permit: self.gate.clone().acquire_owned().await.ok(),
         }
     }
 
@@ -408,6 +398,7 @@ impl IdentityBudget {
     /// What is used and left at `now`.
     pub fn usage(&self, now: Instant) -> SecondaryUsage {
         let limits = &self.limits;
+        let concurrent = limits.concurrent.max(1);
         let mut l = self.ledger();
         l.prune(limits, now);
         SecondaryUsage {
@@ -419,8 +410,8 @@ impl IdentityBudget {
                 .saturating_sub(l.used(limits, limits.hour, now)),
             per_minute: limits.per_minute,
             per_hour: limits.per_hour,
-            in_flight: l.in_flight,
-            concurrent: self.concurrent,
+            in_flight: (concurrent as usize).saturating_sub(self.gate.available_permits()) as u32,
+            concurrent,
             reserved: l.reserved_content(),
             waiting: l.queue.iter().map(|(t, _)| t.clone()).collect(),
         }
@@ -441,16 +432,8 @@ impl Drop for Reservation {
 }
 
 /// A request in flight; its place frees when dropped.
-pub struct InFlight<'a> {
-    budget: &'a IdentityBudget,
+pub struct InFlight {
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        let mut l = self.budget.ledger();
-        l.in_flight = l.in_flight.saturating_sub(1);
-    }
 }
 
 #[cfg(test)]
@@ -619,6 +602,28 @@ mod tests {
             fifth >= Instant::now() + Duration::from_millis(900),
             "spaced after the restored"
         );
+    }
+
+    #[test]
+    fn requests_in_flight_are_counted_and_capped() {
+        let b = IdentityBudget::new(limits());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let first = b.in_flight().await;
+            let second = b.in_flight().await;
+            assert_eq!(b.usage(Instant::now()).in_flight, 2);
+            // A third waits for a place (the limit is two).
+            let third = tokio::time::timeout(Duration::from_millis(50), b.in_flight()).await;
+            assert!(third.is_err(), "a third request waited");
+            drop(first);
+            assert_eq!(b.usage(Instant::now()).in_flight, 1);
+            drop(second);
+        });
+        assert_eq!(b.usage(Instant::now()).in_flight, 0);
+        assert_eq!(b.usage(Instant::now()).concurrent, 2);
     }
 
     #[test]

@@ -408,23 +408,36 @@ impl GitHub {
 
     /// Every open PR into `base`, following the `Link` pagination.
     pub fn open_pulls(&self, repo: &RepoRef, base: &str) -> Result<Vec<Pull>, GitHubError> {
-        let mut path = format!(
+        let path = format!(
             "{}/pulls?state=open&base={}&per_page=100",
             repo.path(),
             query_escape(base)
         );
         let mut pulls = Vec::new();
+        self.get_pages(path, |page: Vec<RawPull>| {
+            pulls.extend(page.into_iter().map(Pull::from));
+        })?;
+        Ok(pulls)
+    }
+
+    /// Every page of a `GET` from `first`, following `Link: rel="next"` (only
+    /// within the API): each page's body decoded as `T` and handed to `take`.
+    fn get_pages<T: serde::de::DeserializeOwned>(
+        &self,
+        first: String,
+        mut take: impl FnMut(T),
+    ) -> Result<(), GitHubError> {
+        let mut path = first;
         loop {
             let reply = self.call(Method::GET, &path, None, &[200])?;
-            let page: Vec<RawPull> = Self::decode("GET", &path, &reply.body)?;
-            pulls.extend(page.into_iter().map(Pull::from));
+            take(Self::decode("GET", &path, &reply.body)?);
             let next = reply
                 .headers
                 .get(http::header::LINK)
                 .and_then(|v| v.to_str().ok())
                 .and_then(urls::next_link);
             match next {
-                None => return Ok(pulls),
+                None => return Ok(()),
                 Some(link) => match urls::relative_link(&self.api_url, link) {
                     Some(rel) => path = rel.to_string(),
                     None => {
@@ -545,33 +558,18 @@ impl GitHub {
             archived: bool,
         }
         let mut out = Vec::new();
-        let mut path = "/installation/repositories?per_page=100".to_string();
-        loop {
-            let reply = self.call(Method::GET, &path, None, &[200])?;
-            let page: Page = Self::decode("GET", &path, &reply.body)?;
-            out.extend(
-                page.repositories
-                    .into_iter()
-                    .filter(|r| !r.archived)
-                    .map(|r| (r.full_name, r.default_branch)),
-            );
-            let next = reply
-                .headers
-                .get(http::header::LINK)
-                .and_then(|v| v.to_str().ok())
-                .and_then(urls::next_link);
-            match next.map(|link| (link, urls::relative_link(&self.api_url, link))) {
-                None => return Ok(out),
-                Some((_, Some(rel))) => path = rel.to_string(),
-                Some((link, None)) => {
-                    return Err(GitHubError::Decode {
-                        method: "GET".into(),
-                        path,
-                        message: format!("pagination link off the API: {link}"),
-                    });
-                }
-            }
-        }
+        self.get_pages(
+            "/installation/repositories?per_page=100".to_string(),
+            |page: Page| {
+                out.extend(
+                    page.repositories
+                        .into_iter()
+                        .filter(|r| !r.archived)
+                        .map(|r| (r.full_name, r.default_branch)),
+                );
+            },
+        )?;
+        Ok(out)
     }
 
     /// Mints a token for App installation `installation_id` (this client sends the
