@@ -565,35 +565,72 @@ fn installation_repositories(s: &State, query: &str) -> Response {
         }
     }
     names.sort();
-    let q = query_map(query);
-    let page: usize = q
+    let all: Vec<Value> = names
         .iter()
-        .find(|(k, _)| k == "page")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(1)
-        .max(1);
-    let size = s.page_size;
-    let chunk: Vec<Value> = names
-        .iter()
-        .skip((page - 1) * size)
-        .take(size)
         .map(|n| json!({"full_name": n, "default_branch": "main", "archived": false}))
         .collect();
+    let total = all.len();
+    let (chunk, link) = paged(
+        all,
+        query,
+        s.page_size,
+        &format!("{}/api/v3/installation/repositories", s.base_url),
+    );
     let mut r = json_reply(
         200,
-        &json!({"total_count": names.len(), "repositories": chunk}),
+        &json!({"total_count": total, "repositories": chunk}),
         s,
     );
-    if page * size < names.len() {
-        let link = format!(
-            "<{}/api/v3/installation/repositories?per_page=100&page={}>; rel=\"next\"",
-            s.base_url,
-            page + 1
-        );
+    if let Some(link) = link {
         r.headers_mut()
             .insert("link", link.parse().expect("link header"));
     }
     r
+}
+
+/// One page of `items` as the request's `page` and `per_page` (default 30, at most
+/// 100 and the fake's page size) ask, and the `Link` header GitHub sends with it
+/// (`next`, `last`, `first`, `prev` to `url` with the request's other parameters)
+/// when there is more than one page.
+fn paged(
+    items: Vec<Value>,
+    query: &str,
+    page_size: usize,
+    url: &str,
+) -> (Vec<Value>, Option<String>) {
+    let q = query_map(query);
+    let get = |k: &str| q.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let per_page: usize = get("per_page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30)
+        .min(100)
+        .min(page_size);
+    let page: usize = get("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    let pages = items.len().div_ceil(per_page).max(1);
+    let chunk: Vec<Value> = items
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
+    if pages <= 1 {
+        return (chunk, None);
+    }
+    let others: Vec<(String, String)> = q.into_iter().filter(|(k, _)| k != "page").collect();
+    let link_to = |n: usize| {
+        let mut query: Vec<String> = others.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        query.push(format!("page={n}"));
+        format!("<{url}?{}>", query.join("&"))
+    };
+    let mut links = Vec::new();
+    if page < pages {
+        links.push(format!("{}; rel=\"next\"", link_to(page + 1)));
+        links.push(format!("{}; rel=\"last\"", link_to(pages)));
+    }
+    if page > 1 {
+        links.push(format!("{}; rel=\"first\"", link_to(1)));
+        links.push(format!("{}; rel=\"prev\"", link_to(page - 1)));
+    }
+    (chunk, Some(links.join(", ")))
 }
 
 /// Checks an App JWT as GitHub does; the reason when it fails.
@@ -831,12 +868,6 @@ fn api(s: &mut State, method: &Method, path: &str, query: &str, body: &Value) ->
             let q = query_map(query);
             let get = |k: &str| q.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
             let state_filter = get("state").unwrap_or_else(|| "open".into());
-            let per_page: usize = get("per_page")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(30)
-                .min(100)
-                .min(s.page_size);
-            let page: usize = get("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
             let matching: Vec<Value> = s
                 .pulls
                 .iter()
@@ -846,33 +877,10 @@ fn api(s: &mut State, method: &Method, path: &str, query: &str, body: &Value) ->
                 .filter(|p| get("head").is_none_or(|h| h == format!("{}:{}", parts[0], p.head)))
                 .map(|p| pull_json(p, &base_url))
                 .collect();
-            let pages = matching.len().div_ceil(per_page).max(1);
-            let items: Vec<Value> = matching
-                .into_iter()
-                .skip((page - 1) * per_page)
-                .take(per_page)
-                .collect();
+            let (items, link) = paged(matching, query, s.page_size, &format!("{base_url}{path}"));
             let mut r = json_reply(200, &Value::Array(items), s);
-            if pages > 1 {
-                let others: Vec<(String, String)> =
-                    q.into_iter().filter(|(k, _)| k != "page").collect();
-                let link_to = |n: usize| {
-                    let mut query: Vec<String> =
-                        others.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    query.push(format!("page={n}"));
-                    format!("<{base_url}{path}?{}>", query.join("&"))
-                };
-                let mut links = Vec::new();
-                if page < pages {
-                    links.push(format!("{}; rel=\"next\"", link_to(page + 1)));
-                    links.push(format!("{}; rel=\"last\"", link_to(pages)));
-                }
-                if page > 1 {
-                    links.push(format!("{}; rel=\"first\"", link_to(1)));
-                    links.push(format!("{}; rel=\"prev\"", link_to(page - 1)));
-                }
-                r.headers_mut()
-                    .insert("link", links.join(", ").parse().expect("link"));
+            if let Some(link) = link {
+                r.headers_mut().insert("link", link.parse().expect("link"));
             }
             r
         }
