@@ -96,10 +96,7 @@ pub(super) fn save(db: &sled::Db, projection: &Projection, hash: &str) -> Result
 /// Removes the checkpoint of the closed log in `dir`: its next open rebuilds the
 /// projection from the whole log (a repair, and the benchmark's baseline).
 pub fn remove(dir: &std::path::Path) -> Result<(), String> {
-    let db = sled::Config::new()
-        .path(dir)
-        .open()
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let db = super::store::open_db(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let tree = db.open_tree(TREE).map_err(|e| e.to_string())?;
     tree.remove(KEY).map_err(|e| e.to_string())?;
     db.flush().map(|_| ()).map_err(|e| e.to_string())

@@ -178,7 +178,7 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
 pub const CACHE_BYTES: u64 = 64 << 20;
 
 /// Opens sled at `dir`, retrying briefly while the directory's lock is held.
-fn open_db(dir: &Path) -> sled::Result<sled::Db> {
+pub(super) fn open_db(dir: &Path) -> sled::Result<sled::Db> {
     let started = std::time::Instant::now();
     loop {
         match sled::Config::new()

@@ -53,10 +53,7 @@ impl ConsoleHost for AppState {
     }
 
     fn github_usage(&self) -> Vec<leviathan_forge::github::clients::Usage> {
-        self.health
-            .get()
-            .map(|probe| probe().github)
-            .unwrap_or_default()
+        AppState::github_usage(self)
     }
 
     fn act(

@@ -130,15 +130,6 @@ fn identity_json(u: &leviathan_forge::github::clients::Usage) -> Value {
     })
 }
 
-/// The GitHub identities the passes use (empty without a scheduler).
-fn github_usage(state: &AppState) -> Vec<leviathan_forge::github::clients::Usage> {
-    state
-        .health
-        .get()
-        .map(|probe| probe().github)
-        .unwrap_or_default()
-}
-
 /// Adds its identity's budgets to a GitHub target's summary.
 fn with_identity(mut summary: Value, usage: &[leviathan_forge::github::clients::Usage]) -> Value {
     let id = summary["id"].as_str().unwrap_or_default().to_string();
@@ -151,7 +142,7 @@ fn with_identity(mut summary: Value, usage: &[leviathan_forge::github::clients::
 /// `GET /api/v1/targets`: the targets' counters, each GitHub target with its
 /// identity's budgets, and every identity (`github_identities`).
 pub async fn targets(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let usage = github_usage(&state);
+    let usage = state.github_usage();
     let value = state.log.with_projection(|p| {
         let targets: Vec<Value> = p
             .targets
@@ -172,7 +163,7 @@ pub async fn target(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let usage = github_usage(&state);
+    let usage = state.github_usage();
     state
         .log
         .with_projection(|p| {

@@ -198,6 +198,15 @@ pub enum ServeError {
 }
 
 impl AppState {
+    /// The GitHub identities the passes use and their budgets (empty without a
+    /// scheduler).
+    pub fn github_usage(&self) -> Vec<leviathan_forge::github::clients::Usage> {
+        self.health
+            .get()
+            .map(|probe| probe().github)
+            .unwrap_or_default()
+    }
+
     /// Appends durably as `by` (off the async threads) and counts it in the metrics.
     pub async fn append(
         &self,
