@@ -44,13 +44,8 @@ const GITHUB_APP_KEYS: &[&str] = &["app_id", "private_key_file", "installation_i
 impl GitHubApp {
     /// `github_app:` of a target.
     fn read(f: &Fields, base: &Path) -> Result<Option<GitHubApp>, InputError> {
-        let Some(map) = f.opt_mapping("github_app")? else {
+        let Some(g) = f.opt_nested("github_app")? else {
             return Ok(None);
-        };
-        let g = Fields {
-            file: f.file,
-            context: format!("{}github_app: ", f.context),
-            map,
         };
         only_known(&g, GITHUB_APP_KEYS)?;
         let id = |key: &str| -> Result<u64, InputError> {
@@ -259,13 +254,8 @@ const GITHUB_LIMIT_KEYS: &[&str] = &[
 impl GitHubLimits {
     /// `github_limits:` of a configuration; absent fields keep GitHub's values.
     fn read(f: &Fields) -> Result<GitHubLimits, InputError> {
-        let Some(map) = f.opt_mapping("github_limits")? else {
+        let Some(g) = f.opt_nested("github_limits")? else {
             return Ok(GitHubLimits::default());
-        };
-        let g = Fields {
-            file: f.file,
-            context: format!("{}github_limits: ", f.context),
-            map,
         };
         only_known(&g, GITHUB_LIMIT_KEYS)?;
         let d = GitHubLimits::default();
@@ -369,16 +359,7 @@ impl Config {
         let base = file.parent().unwrap_or(Path::new("."));
         let mut targets: Vec<Target> = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let map = item.as_mapping().ok_or_else(|| InputError::Invalid {
-                file: file.into(),
-                context: format!("targets[{i}]: "),
-                message: format!("expected a mapping, found {}", yaml::describe(item)),
-            })?;
-            let tf = Fields {
-                file,
-                context: format!("targets[{i}]: "),
-                map,
-            };
+            let tf = item_fields(file, "targets", i, item)?;
             let target = read_target(&tf, base)?;
             if targets.iter().any(|t| t.id == target.id) {
                 return Err(tf.error("id", format!("`{}` is used by another target", target.id)));
@@ -464,22 +445,27 @@ fn read_discoveries(f: &Fields, base: &Path) -> Result<Vec<Discovery>, InputErro
     items
         .iter()
         .enumerate()
-        .map(|(i, item)| {
-            let map = item.as_mapping().ok_or_else(|| InputError::Invalid {
-                file: f.file.into(),
-                context: format!("discover[{i}]: "),
-                message: format!("expected a mapping, found {}", yaml::describe(item)),
-            })?;
-            read_discovery(
-                &Fields {
-                    file: f.file,
-                    context: format!("discover[{i}]: "),
-                    map,
-                },
-                base,
-            )
-        })
+        .map(|(i, item)| read_discovery(&item_fields(f.file, "discover", i, item)?, base))
         .collect()
+}
+
+/// Item `i` of the list `name` as fields of its own, its errors prefixed
+/// `name[i]: `; anything but a mapping is refused.
+fn item_fields<'a>(
+    file: &'a Path,
+    name: &str,
+    i: usize,
+    item: &'a serde_norway::Value,
+) -> Result<Fields<'a>, InputError> {
+    let context = format!("{name}[{i}]: ");
+    match item.as_mapping() {
+        Some(map) => Ok(Fields { file, context, map }),
+        None => Err(InputError::Invalid {
+            file: file.into(),
+            context,
+            message: format!("expected a mapping, found {}", yaml::describe(item)),
+        }),
+    }
 }
 
 /// Refuses a field of `f` that is not one of `keys`, naming it and the known ones.
@@ -684,35 +670,6 @@ mod tests {
         };
         assert_eq!((app.app_id, app.installation_id), (12, 34));
         assert!(app.private_key_file.ends_with("keys/app.pem"));
-        for (text, field) in [
-            (
-                "      app_id: 12\n      private_key_file: k\n",
-                "installation_id",
-            ),
-            (
-                "      app_id: 0\n      private_key_file: k\n      installation_id: 1\n",
-                "app_id",
-            ),
-            (
-                "      app_id: 1\n      installation_id: 1\n",
-                "private_key_file",
-            ),
-            (
-                "      app_id: 1\n      private_key_file: k\n      installation_id: 1\n      secret: x\n",
-                "secret",
-            ),
-        ] {
-            let err = load(&[(
-                "leviathan.yaml",
-                &format!("targets:\n  - id: a\n    repository: acme/a\n    forge: github\n    github_app:\n{text}"),
-            )])
-            .unwrap_err()
-            .to_string();
-            assert!(
-                err.contains("targets[0]: github_app: ") && err.contains(field),
-                "{err}"
-            );
-        }
         let both = load(&[(
             "leviathan.yaml",
             "targets:\n  - id: a\n    repository: acme/a\n    forge: github\n    token_env: T\n    github_app:\n      app_id: 1\n      private_key_file: k\n      installation_id: 1\n",
@@ -750,32 +707,6 @@ mod tests {
         assert!(repository_matches("acme/*", "acme/x"));
         assert!(!repository_matches("acme/*", "acme/x/y"));
         assert!(repository_matches("*/docs", "anyone/docs"));
-        for (text, field) in [
-            (
-                "  - github_app:\n      app_id: 1\n      private_key_file: k\n      installation_id: 2\n",
-                "repositories",
-            ),
-            ("  - repositories: ['a/*']\n", "github_app"),
-            (
-                "  - github_app:\n      app_id: 1\n      private_key_file: k\n      installation_id: 2\n    repositories: ['*']\n",
-                "owner/name",
-            ),
-            (
-                "  - github_app:\n      app_id: 1\n      private_key_file: k\n      installation_id: 2\n    repositories: ['a/*']\n    token_env: T\n",
-                "token_env",
-            ),
-        ] {
-            let err = load(&[(
-                "leviathan.yaml",
-                &format!("targets:\n  - id: a\n    repository: r\ndiscover:\n{text}"),
-            )])
-            .unwrap_err()
-            .to_string();
-            assert!(
-                err.contains("discover[0]: ") && err.contains(field),
-                "{err}"
-            );
-        }
     }
 
     #[test]
@@ -855,6 +786,46 @@ mod tests {
                 "interval_seconds: 5\nschedule: '@hourly'\ntargets:\n  - id: a\n    repository: r\n",
                 "",
                 "`schedule`: give either",
+            ),
+            (
+                "targets:\n  - id: a\n    repository: acme/a\n    forge: github\n    github_app:\n      app_id: 12\n      private_key_file: k\n",
+                "targets[0]: github_app: ",
+                "installation_id",
+            ),
+            (
+                "targets:\n  - id: a\n    repository: acme/a\n    forge: github\n    github_app:\n      app_id: 0\n      private_key_file: k\n      installation_id: 1\n",
+                "targets[0]: github_app: ",
+                "app_id",
+            ),
+            (
+                "targets:\n  - id: a\n    repository: acme/a\n    forge: github\n    github_app:\n      app_id: 1\n      installation_id: 1\n",
+                "targets[0]: github_app: ",
+                "private_key_file",
+            ),
+            (
+                "targets:\n  - id: a\n    repository: acme/a\n    forge: github\n    github_app:\n      app_id: 1\n      private_key_file: k\n      installation_id: 1\n      secret: x\n",
+                "targets[0]: github_app: ",
+                "secret",
+            ),
+            (
+                "targets:\n  - id: a\n    repository: r\ndiscover:\n  - github_app:\n      app_id: 1\n      private_key_file: k\n      installation_id: 2\n",
+                "discover[0]: ",
+                "repositories",
+            ),
+            (
+                "targets:\n  - id: a\n    repository: r\ndiscover:\n  - repositories: ['a/*']\n",
+                "discover[0]: ",
+                "github_app",
+            ),
+            (
+                "targets:\n  - id: a\n    repository: r\ndiscover:\n  - github_app:\n      app_id: 1\n      private_key_file: k\n      installation_id: 2\n    repositories: ['*']\n",
+                "discover[0]: ",
+                "owner/name",
+            ),
+            (
+                "targets:\n  - id: a\n    repository: r\ndiscover:\n  - github_app:\n      app_id: 1\n      private_key_file: k\n      installation_id: 2\n    repositories: ['a/*']\n    token_env: T\n",
+                "discover[0]: ",
+                "token_env",
             ),
             (
                 "github_limits:\n  content_per_hour: 0\ntargets:\n  - id: a\n    repository: r\n",

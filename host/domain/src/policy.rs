@@ -213,19 +213,14 @@ fn read_layer(file: &Path, value: &Value) -> Result<Layer, InputError> {
         auto_merge: f.opt_bool("auto_merge")?,
         ..Layer::default()
     };
-    if let Some(limits) = f.opt_mapping("executor_limits")? {
-        let lf = Fields {
-            file,
-            context: "executor_limits: ".into(),
-            map: limits,
-        };
+    if let Some(lf) = f.opt_nested("executor_limits")? {
         layer.fuel = lf.opt_u64("fuel")?;
         layer.memory_mib = lf.opt_u64("memory_mib")?;
         layer.max_files_written = lf.opt_u64("max_files_written")?;
         layer.max_bytes_written = lf.opt_u64("max_bytes_written")?;
         layer.max_staged_file_bytes = lf.opt_u64("max_staged_file_bytes")?;
         layer.max_staged_bytes = lf.opt_u64("max_staged_bytes")?;
-        for key in limits.keys() {
+        for key in lf.map.keys() {
             let known = [
                 "fuel",
                 "memory_mib",

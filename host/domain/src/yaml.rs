@@ -370,6 +370,16 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An optional nested mapping as fields of its own, their errors prefixed with
+    /// this one's context and `field`.
+    pub fn opt_nested(&self, field: &str) -> Result<Option<Fields<'a>>, InputError> {
+        Ok(self.opt_mapping(field)?.map(|map| Fields {
+            file: self.file,
+            context: format!("{}{field}: ", self.context),
+            map,
+        }))
+    }
+
     /// An optional nested mapping.
     pub fn opt_mapping(
         &self,

@@ -112,6 +112,24 @@ impl Scheduler<'_> {
         Ok(format!("skipped: {reason} ({message})"))
     }
 
+    /// Records a stop of the plan's as a skip of the target, with its detail.
+    fn stop(
+        &self,
+        target: &Target,
+        stop: TargetStop,
+        branches: &[String],
+    ) -> Result<String, StoreError> {
+        let detail = match stop {
+            TargetStop::MaxOpenPrs => format!(
+                "{} open of at most {}",
+                branches.len(),
+                target.policy.max_open_prs
+            ),
+            _ => String::new(),
+        };
+        self.skip(target, stop.as_str(), detail)
+    }
+
     fn target(&self, target: &Target) -> Result<String, StoreError> {
         let id = &target.id;
         let paused = self
@@ -204,17 +222,9 @@ impl Scheduler<'_> {
         // At `max_open_prs` the plan stops before reading the backlog, so the
         // worktree is not checked out for it: a target waiting on its PRs costs a
         // fetch and a look at the branches.
-        if branches.len() as u64 >= target.policy.max_open_prs {
+        if select::at_max_open_prs(&target.policy, &branches) {
             self.cool_down(target)?;
-            return self.skip(
-                target,
-                TargetStop::MaxOpenPrs.as_str(),
-                format!(
-                    "{} open of at most {}",
-                    branches.len(),
-                    target.policy.max_open_prs
-                ),
-            );
+            return self.stop(target, TargetStop::MaxOpenPrs, &branches);
         }
         if !target.policy_in_repo
             && let Err(e) = clone.checkout_base(&target.base_branch)
@@ -262,17 +272,7 @@ impl Scheduler<'_> {
         }
         self.log.append(drafts)?;
         let task_id = match plan.decision {
-            Decision::Stop(stop) => {
-                let detail = match stop {
-                    TargetStop::MaxOpenPrs => format!(
-                        "{} open of at most {}",
-                        branches.len(),
-                        target.policy.max_open_prs
-                    ),
-                    _ => String::new(),
-                };
-                return self.skip(target, stop.as_str(), detail);
-            }
+            Decision::Stop(stop) => return self.stop(target, stop, &branches),
             Decision::Nothing => return Ok("nothing to run".into()),
             Decision::Run(task) => task,
         };

@@ -165,6 +165,12 @@ pub fn gate(policy: &Policy, paused: bool) -> Option<TargetStop> {
     }
 }
 
+/// Whether `open_branches` fill the policy's `max_open_prs`: the plan's first
+/// stop, which needs no backlog (the scheduler checks it before reading one).
+pub fn at_max_open_prs(policy: &Policy, open_branches: &[String]) -> bool {
+    open_branches.len() as u64 >= policy.max_open_prs
+}
+
 /// Plans one pass over a target that passed [`gate`].
 pub fn plan(backlog: &Backlog, policy: &Policy, state: &TargetState) -> Plan {
     let stop = |reason| Plan {
@@ -172,8 +178,7 @@ pub fn plan(backlog: &Backlog, policy: &Policy, state: &TargetState) -> Plan {
         newly_blocked: Vec::new(),
         decision: Decision::Stop(reason),
     };
-    let open = state.open_branches.len() as u64;
-    if open >= policy.max_open_prs {
+    if at_max_open_prs(policy, state.open_branches) {
         return stop(TargetStop::MaxOpenPrs);
     }
     if state.view.is_some_and(|v| v.circuit_breaker.open) {
