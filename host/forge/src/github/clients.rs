@@ -200,12 +200,12 @@ impl GitHubClients {
     /// Writes every identity's recent content-creating requests to the file given
     /// to [`GitHubClients::remember_in`] (atomically: a temporary file renamed).
     pub fn save(&self) -> std::io::Result<()> {
-        let Some(file) = self
+        let Some((file, held_any)) = self
             .memory
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(|(f, _)| f.clone())
+            .map(|(f, loaded)| (f.clone(), !loaded.is_empty()))
         else {
             return Ok(());
         };
@@ -217,6 +217,11 @@ impl GitHubClients {
                 .collect(),
             Err(_) => return Ok(()),
         };
+        // Nothing to keep and nothing kept before (no GitHub target sent content):
+        // a pass of local targets writes no file.
+        if identities.is_empty() && !held_any {
+            return Ok(());
+        }
         let text = serde_json::to_vec(&Memory {
             version: 1,
             identities,
