@@ -6,6 +6,9 @@
 //! git excluded); the same executor natively; the original Python docs executor in
 //! process, timed the same way (when `python3` is present); resident memory with the
 //! plugins loaded.
+//!
+//! `-- --profile-loop N` runs only `N` sandboxed docs runs on one staged directory (what
+//! `perf record -g` is pointed at for docs/PERFORMANCE.md's profile).
 
 use leviathan_domain::backlog::Task;
 use leviathan_domain::policy::Policy;
@@ -66,6 +69,17 @@ fn registry_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/registry"))
 }
 
+/// `--profile-loop N`: only the profiling loop, `N` runs.
+fn profile_loop_runs() -> Option<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    let at = args.iter().position(|a| a == "--profile-loop")?;
+    Some(
+        args.get(at + 1)
+            .and_then(|n| n.parse().ok())
+            .expect("--profile-loop takes a run count"),
+    )
+}
+
 fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64().max(1e-9)
 }
@@ -120,23 +134,28 @@ impl Bench<'_> {
         stage::prepare(self.worktree, &self.allowed, &[], &self.policy.staging).expect("stage")
     }
 
+    /// The run request of the docs task on `staged`.
+    fn request(&self, staged: &stage::Stage) -> RunRequest {
+        RunRequest {
+            task: self.task.clone(),
+            read_only: vec![Mount {
+                guest: "/repo".into(),
+                host: staged.repo.clone(),
+            }],
+            read_write: staged.mounts.clone(),
+            write_root: Some(staged.write_root()),
+            allowed: self.allowed.clone(),
+            seed: run_seed(&self.task, None),
+            limits: self.policy.limits.clone(),
+            timeout: self.policy.attempt_timeout,
+        }
+    }
+
     /// `n` runs in the sandbox, each on a freshly staged directory.
     fn sandboxed(&self, n: usize, parts: &mut Parts) {
         for _ in 0..n {
             let staged = self.stage();
-            let request = RunRequest {
-                task: self.task.clone(),
-                read_only: vec![Mount {
-                    guest: "/repo".into(),
-                    host: staged.repo.clone(),
-                }],
-                read_write: staged.mounts.clone(),
-                write_root: Some(staged.write_root()),
-                allowed: self.allowed.clone(),
-                seed: run_seed(&self.task, None),
-                limits: self.policy.limits.clone(),
-                timeout: self.policy.attempt_timeout,
-            };
+            let request = self.request(&staged);
             let t = Instant::now();
             let outcome = self.sandbox.run(self.component, &request);
             parts.total.push(t.elapsed());
@@ -149,6 +168,25 @@ impl Bench<'_> {
             parts.fuel = outcome.stats.fuel_used;
             parts.memory = outcome.stats.memory_peak;
         }
+    }
+
+    /// `n` sandboxed runs on one staged directory, the output removed between runs:
+    /// the loop to profile (`perf record -g`) with nothing but the run in it.
+    fn profile_loop(&self, n: usize) {
+        let staged = self.stage();
+        let request = self.request(&staged);
+        let t = Instant::now();
+        for _ in 0..n {
+            let outcome = self.sandbox.run(self.component, &request);
+            let report = outcome.result.expect("docs task succeeds");
+            for file in &report.files {
+                std::fs::remove_file(staged.out.join(file)).expect("remove output");
+            }
+        }
+        println!(
+            "profile loop: {n} runs, {:.1?} per run",
+            t.elapsed() / n as u32
+        );
     }
 
     /// `n` runs of the same executor crate compiled natively.
@@ -282,6 +320,10 @@ fn main() {
         policy: Policy::default_policy(),
         allowed: vec![leviathan_domain::paths::RepoPath::parse("docs/").expect("path")],
     };
+    if let Some(n) = profile_loop_runs() {
+        bench.profile_loop(n);
+        return;
+    }
     let runs = 2000 / scale;
     let mut parts = Parts::default();
     let mut native = Vec::with_capacity(runs);
