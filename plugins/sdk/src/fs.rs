@@ -24,8 +24,8 @@ trait Dir {
     fn read(&self, path: &str) -> io::Result<Vec<u8>>;
     /// Replaces the content of the existing file at `path` with `bytes`.
     fn overwrite(&self, path: &str, bytes: &[u8]) -> io::Result<()>;
-    /// Creates the directory `path`; `AlreadyExists` when it is there.
-    fn create_dir(&self, path: &str) -> io::Result<()>;
+    /// Creates every missing directory above `path`.
+    fn create_parents(&self, path: &str) -> io::Result<()>;
 }
 
 /// Writes `bytes` to `root/rel` unless the file already holds exactly those bytes.
@@ -46,7 +46,8 @@ pub fn write_if_changed(root: &Path, rel: &str, bytes: &[u8]) -> Result<bool, Ex
 fn write_in(dir: &impl Dir, path: &str, rel: &str, bytes: &[u8]) -> Result<bool, ExecError> {
     let created = match dir.create_new(path, bytes) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            create_parents(dir, path).map_err(|e| io_error("create parent of", rel, e))?;
+            dir.create_parents(path)
+                .map_err(|e| io_error("create parent of", rel, e))?;
             dir.create_new(path, bytes)
         }
         other => other,
@@ -62,27 +63,6 @@ fn write_in(dir: &impl Dir, path: &str, rel: &str, bytes: &[u8]) -> Result<bool,
     dir.overwrite(path, bytes)
         .map_err(|e| io_error("write", rel, e))?;
     Ok(true)
-}
-
-/// Creates every missing directory above `path`, outermost first.
-fn create_parents(dir: &impl Dir, path: &str) -> io::Result<()> {
-    let Some((parent, _)) = path.rsplit_once('/') else {
-        return Ok(());
-    };
-    for (end, _) in parent
-        .match_indices('/')
-        .chain(std::iter::once((parent.len(), "")))
-    {
-        let ancestor = &parent[..end];
-        if ancestor.is_empty() {
-            continue;
-        }
-        match dir.create_dir(ancestor) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 fn io_error(action: &str, rel: &str, e: io::Error) -> ExecError {
@@ -113,6 +93,9 @@ mod tests {
         std::fs::create_dir_all(dir.join("a/dir.md")).unwrap();
         assert!(write_if_changed(&dir, "a/dir.md", b"x").is_err());
         assert!(write_if_changed(&dir, "../up.md", b"x").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+        // A missing root is created, as for a nested file.
+        assert!(write_if_changed(&dir, "top.md", b"x").unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

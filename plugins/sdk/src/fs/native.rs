@@ -29,7 +29,10 @@ impl super::Dir for Under<'_> {
     }
 
     /// Also creates the root when it is missing.
-    fn create_dir(&self, path: &str) -> io::Result<()> {
-        std::fs::create_dir_all(self.0.join(path))
+    fn create_parents(&self, path: &str) -> io::Result<()> {
+        match self.0.join(path).parent() {
+            Some(parent) => std::fs::create_dir_all(parent),
+            None => Ok(()),
+        }
     }
 }

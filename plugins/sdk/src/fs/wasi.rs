@@ -94,8 +94,19 @@ impl super::Dir for Mount<'_> {
         write_all(&file, bytes)
     }
 
-    fn create_dir(&self, path: &str) -> io::Result<()> {
-        self.0.create_directory_at(path).map_err(to_io)
+    /// Outermost first, each `create-directory-at` below the mount.
+    fn create_parents(&self, path: &str) -> io::Result<()> {
+        let Some((parent, _)) = path.rsplit_once('/') else {
+            return Ok(());
+        };
+        let ends = parent.match_indices('/').map(|(end, _)| end);
+        for end in ends.chain([parent.len()]) {
+            match self.0.create_directory_at(&parent[..end]) {
+                Err(ErrorCode::Exist) | Ok(()) => {}
+                Err(code) => return Err(to_io(code)),
+            }
+        }
+        Ok(())
     }
 }
 
