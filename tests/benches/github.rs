@@ -17,7 +17,7 @@ use leviathan_forge::github::identity::SecondaryLimits;
 use leviathan_forge::github::ratelimit::RetryPolicy;
 use leviathan_sandbox::{ArtifactCache, Sandbox};
 use leviathan_scheduler::Scheduler;
-use leviathan_tests::github::{FakeGitHub, SecondaryRules};
+use leviathan_tests::github::{self as fake_github, FakeGitHub, SecondaryRules};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -146,29 +146,8 @@ fn one_identity(targets: usize, run_for: Duration) {
     const SCALE: u32 = 10;
     let (limits, rules) = scaled(SCALE);
     let work = tempfile::tempdir().expect("temp dir");
-    let git_root = work.path().join("github");
-    std::fs::create_dir_all(git_root.join("acme")).expect("mkdir");
-    let fake = FakeGitHub::start(&git_root, TOKEN);
-    fake.enforce_secondary(rules);
-    std::fs::write(work.path().join("token"), TOKEN).expect("token");
-    std::fs::write(work.path().join("policy.yaml"), "max_open_prs: 3\n").expect("policy");
-    let mut config = String::from("workers: 4\ntargets:\n");
-    for i in 0..targets {
-        let repo = format!("acme/r{i:03}");
-        fake.create_repo(
-            &repo,
-            &[
-                (".leviathan/backlog.yaml", &backlog(3)),
-                ("docs/index.md", "# Index\n"),
-            ],
-        );
-        config.push_str(&format!(
-            "  - id: r{i:03}\n    repository: {repo}\n    forge: github\n    github_api_url: {}\n    token_file: token\n    policy: policy.yaml\n    labels: [leviathan]\n",
-            fake.api_url
-        ));
-    }
-    std::fs::write(work.path().join("leviathan.yaml"), config).expect("config");
-    let config = Config::load(&work.path().join("leviathan.yaml")).expect("config loads");
+    let (fake, config) =
+        fake_github::one_identity(work.path(), TOKEN, targets, &backlog(3), 3, rules);
     let log = EventLog::open(&work.path().join("data")).expect("log");
     let sandbox =
         Sandbox::new(ArtifactCache::new(Some(work.path().join("cache")))).expect("sandbox");
@@ -185,7 +164,7 @@ fn one_identity(targets: usize, run_for: Duration) {
     let took = started.elapsed();
     let mut per_target: BTreeMap<String, usize> = BTreeMap::new();
     for i in 0..targets {
-        per_target.insert(format!("acme/r{i:03}"), 0);
+        per_target.insert(fake_github::one_identity_repo(i), 0);
     }
     for p in fake.pulls() {
         *per_target.entry(p.repo).or_default() += 1;

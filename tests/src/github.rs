@@ -1092,6 +1092,54 @@ async fn git_http(
         .expect("response")
 }
 
+/// The repository of target `i` made by [`one_identity`].
+pub fn one_identity_repo(i: usize) -> String {
+    format!("acme/repo-{i:03}")
+}
+
+/// `targets` repositories ([`one_identity_repo`]) on a fake GitHub enforcing `rules`,
+/// each holding `backlog` and a `docs/index.md`, and the host's configuration
+/// `dir/leviathan.yaml` serving them as targets on one token (4 workers, a policy with
+/// `max_open_prs`).
+pub fn one_identity(
+    dir: &Path,
+    token: &str,
+    targets: usize,
+    backlog: &str,
+    max_open_prs: usize,
+    rules: SecondaryRules,
+) -> (FakeGitHub, leviathan_domain::config::Config) {
+    let git_root = dir.join("github");
+    std::fs::create_dir_all(git_root.join("acme")).expect("mkdir");
+    let fake = FakeGitHub::start(&git_root, token);
+    fake.enforce_secondary(rules);
+    std::fs::write(dir.join("gh.token"), token).expect("token");
+    std::fs::write(
+        dir.join("policy.yaml"),
+        format!("max_open_prs: {max_open_prs}\n"),
+    )
+    .expect("policy");
+    let mut config = String::from("workers: 4\ntargets:\n");
+    for i in 0..targets {
+        let repo = one_identity_repo(i);
+        fake.create_repo(
+            &repo,
+            &[
+                (".leviathan/backlog.yaml", backlog),
+                ("docs/index.md", "# Index\n"),
+            ],
+        );
+        config.push_str(&format!(
+            "  - id: t{i:03}\n    repository: {repo}\n    forge: github\n    github_api_url: {}\n    token_file: gh.token\n    policy: policy.yaml\n    labels: [leviathan]\n",
+            fake.api_url
+        ));
+    }
+    let file = dir.join("leviathan.yaml");
+    std::fs::write(&file, config).expect("config");
+    let config = leviathan_domain::config::Config::load(&file).expect("config loads");
+    (fake, config)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -9,7 +9,7 @@ use leviathan_events::EventLog;
 use leviathan_forge::github::clients::GitHubClients;
 use leviathan_forge::github::identity::SecondaryLimits;
 use leviathan_forge::github::ratelimit::RetryPolicy;
-use leviathan_tests::github::{FakeGitHub, SecondaryRules};
+use leviathan_tests::github::{FakeGitHub, SecondaryRules, one_identity, one_identity_repo};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -36,30 +36,7 @@ struct World {
 
 fn world(rules: SecondaryRules) -> World {
     let dir = tempfile::tempdir().expect("tempdir");
-    let git_root = dir.path().join("github");
-    std::fs::create_dir_all(git_root.join("acme")).expect("mkdir");
-    let fake = FakeGitHub::start(&git_root, TOKEN);
-    fake.enforce_secondary(rules);
-    std::fs::write(dir.path().join("gh.token"), TOKEN).expect("token");
-    std::fs::write(dir.path().join("policy.yaml"), "max_open_prs: 20\n").expect("policy");
-    let mut config = String::from("workers: 4\ntargets:\n");
-    for i in 0..TARGETS {
-        let repo = format!("acme/repo-{i}");
-        fake.create_repo(
-            &repo,
-            &[
-                (".leviathan/backlog.yaml", &backlog()),
-                ("docs/index.md", "# Index\n"),
-            ],
-        );
-        config.push_str(&format!(
-            "  - id: t{i}\n    repository: {repo}\n    forge: github\n    github_api_url: {}\n    token_file: gh.token\n    policy: policy.yaml\n    labels: [leviathan]\n",
-            fake.api_url
-        ));
-    }
-    let file = dir.path().join("leviathan.yaml");
-    std::fs::write(&file, config).expect("config");
-    let config = Config::load(&file).expect("config loads");
+    let (fake, config) = one_identity(dir.path(), TOKEN, TARGETS, &backlog(), 20, rules);
     World { dir, fake, config }
 }
 
@@ -70,9 +47,8 @@ impl World {
 
     /// Agent PRs per target.
     fn delivered(&self) -> BTreeMap<String, usize> {
-        let mut out: BTreeMap<String, usize> = (0..TARGETS)
-            .map(|i| (format!("acme/repo-{i}"), 0))
-            .collect();
+        let mut out: BTreeMap<String, usize> =
+            (0..TARGETS).map(|i| (one_identity_repo(i), 0)).collect();
         for p in self.fake.pulls() {
             if p.head.starts_with("agent/") {
                 *out.entry(p.repo).or_default() += 1;
