@@ -8,8 +8,9 @@ use super::{error_page, respond};
 use crate::host::{ConsoleHost, Host};
 use http::StatusCode;
 use http::header::{self, HeaderValue};
-use leviathan_events::Event;
+use leviathan_events::Projection;
 use leviathan_events::projection::{AttemptOutcome, AttemptView, PrView};
+use leviathan_events::{Event, EventLog};
 use maud::{Markup, html};
 use serde_json::Value;
 
@@ -44,37 +45,53 @@ struct Found {
 }
 
 fn find(state: &dyn ConsoleHost, target: &str, attempt: &str) -> Result<Option<Found>, String> {
-    let found = state
-        .log()
-        .with_projection(|p| {
-            let (t, task) = p.attempt_owner(attempt)?;
-            if t != target {
-                return None;
-            }
-            let task_view = p.targets.get(t)?.tasks.get(task)?;
-            let view = task_view.attempts.iter().find(|a| a.id == attempt)?.clone();
-            let pr = task_view
-                .prs
-                .iter()
-                .rev()
-                .find(|p| p.attempt.as_deref() == Some(attempt))
-                .cloned();
-            Some((task.to_string(), view, pr))
-        })
-        .map_err(|e| e.to_string())?;
-    let Some((task, view, pr)) = found else {
-        return Ok(None);
-    };
-    let events = state
-        .log()
+    find_in(state.log(), target, attempt)
+}
+
+/// [`find`] in `log`: from the projection, or for an attempt older than those its
+/// task keeps, from the attempt's own events.
+fn find_in(log: &EventLog, target: &str, attempt: &str) -> Result<Option<Found>, String> {
+    let events = log
         .by_attempt(attempt, 0, MAX_EVENTS)
         .map_err(|e| e.to_string())?;
-    Ok(Some(Found {
+    let kept = log
+        .with_projection(|p| located(p, target, attempt))
+        .map_err(|e| e.to_string())?;
+    // An attempt older than those its task keeps: its own events tell the same.
+    let found = kept.or_else(|| {
+        let mut own = Projection::default();
+        for e in &events {
+            own.apply_event(e);
+        }
+        located(&own, target, attempt)
+    });
+    Ok(found.map(|(task, view, pr)| Found {
         task,
         view,
         pr,
         events,
     }))
+}
+
+/// The task, view and PR of `attempt` of `target` in `p`.
+fn located(
+    p: &Projection,
+    target: &str,
+    attempt: &str,
+) -> Option<(String, AttemptView, Option<PrView>)> {
+    let (t, task) = p.attempt_owner(attempt)?;
+    if t != target {
+        return None;
+    }
+    let task_view = p.targets.get(t)?.tasks.get(task)?;
+    let view = task_view.attempts.iter().find(|a| a.id == attempt)?.clone();
+    let pr = task_view
+        .prs
+        .iter()
+        .rev()
+        .find(|p| p.attempt.as_deref() == Some(attempt))
+        .cloned();
+    Some((task.to_string(), view, pr))
 }
 
 /// The branch an attempt worked on, from its PR or its `attempt.started`.
@@ -385,5 +402,65 @@ mod tests {
             assert_eq!(refused(Some(&none)).into_string(), "");
         }
         assert_eq!(refused(None).into_string(), "");
+    }
+
+    #[test]
+    fn an_attempt_older_than_its_task_keeps_is_found_from_its_events() {
+        use leviathan_events::EventDraft;
+        use leviathan_events::projection::KEPT_ATTEMPTS;
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        let ids: Vec<String> = (0..KEPT_ATTEMPTS + 3).map(|i| format!("{i:08x}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let event = |kind: &str, payload: serde_json::Value| EventDraft {
+                kind: kind.into(),
+                target: Some("t".into()),
+                task: Some("k".into()),
+                attempt: Some(id.clone()),
+                payload,
+            };
+            let branch = leviathan_domain::branches::branch_name("k", id);
+            log.append(vec![
+                event(
+                    "attempt.started",
+                    serde_json::json!({"via": "scheduler", "branch": branch}),
+                ),
+                event(
+                    "attempt.succeeded",
+                    serde_json::json!({"digest": format!("d{i}")}),
+                ),
+                event(
+                    "pr.opened",
+                    serde_json::json!({"pr": i + 1, "branch": branch}),
+                ),
+            ])
+            .unwrap();
+        }
+        let kept = log.projection().unwrap().targets["t"].tasks["k"]
+            .attempts
+            .len();
+        assert_eq!(kept, KEPT_ATTEMPTS);
+        for id in [&ids[0], ids.last().unwrap()] {
+            let found = find_in(&log, "t", id).unwrap().expect("found");
+            assert_eq!(found.task, "k");
+            assert_eq!(found.view.id, *id);
+            assert_eq!(found.view.outcome, AttemptOutcome::Succeeded);
+            assert!(found.pr.is_some_and(|p| p.branch.is_some()));
+            assert_eq!(found.events.len(), 3);
+        }
+        assert_eq!(
+            find_in(&log, "t", "00000000")
+                .unwrap()
+                .unwrap()
+                .view
+                .digest
+                .as_deref(),
+            Some("d0")
+        );
+        assert!(
+            find_in(&log, "other", &ids[0]).unwrap().is_none(),
+            "another target's"
+        );
+        assert!(find_in(&log, "t", "ffffffff").unwrap().is_none());
     }
 }

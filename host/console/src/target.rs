@@ -250,7 +250,8 @@ fn attempts_and_prs(id: &str, view: &TargetView, now: u64) -> Markup {
         .flat_map(|(task, t)| t.attempts.iter().map(move |a| (task, a)))
         .collect();
     attempts.sort_by_key(|(_, a)| std::cmp::Reverse(a.started_ms));
-    let all_prs = view.tasks.values().map(|t| t.prs.len()).sum::<usize>();
+    let all_attempts = view.tasks.values().map(|t| t.attempts_total).sum::<u64>();
+    let all_prs = view.tasks.values().map(|t| t.prs_total).sum::<u64>();
     let open_prs: Vec<_> = view
         .tasks
         .iter()
@@ -278,8 +279,8 @@ fn attempts_and_prs(id: &str, view: &TargetView, now: u64) -> Markup {
                 }
             }
         }
-        @if shown_attempts < attempts.len() {
-            p.muted { "The newest " (shown_attempts) " of " (attempts.len()) " attempts." }
+        @if (shown_attempts as u64) < all_attempts {
+            p.muted { "The newest " (shown_attempts) " of " (all_attempts) " attempts; older ones are in the event log." }
         }
         h2 { "Open pull requests" }
         @if open_prs.is_empty() { p.muted { "No open pull request." } } @else {

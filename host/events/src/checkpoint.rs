@@ -2,8 +2,10 @@
 //! chain: the sequence number and hash of the last event it folded in. On open it
 //! is used only when that event is still in the log with that hash and the format
 //! matches; otherwise the projection is rebuilt from the whole log. Start-up then
-//! replays only the events after it. Written every [`EVERY`] events by the commit
-//! thread, and when the log is flushed or closed.
+//! replays only the events after it. Written by the commit thread every [`EVERY`]
+//! events or, when fewer came, [`INTERVAL_MS`] after the last one, and when the log
+//! is flushed or closed. The projection is bounded (see [`super::projection`]), so
+//! a checkpoint's size does not grow with the history.
 
 use super::projection::Projection;
 use super::store::event_key;
@@ -14,9 +16,19 @@ pub(super) const TREE: &str = "checkpoint";
 const KEY: &[u8] = b"projection";
 /// The checkpoint's format. Bump it whenever the projection's fields or how
 /// `Projection::apply` folds an event change: an older checkpoint is then rebuilt.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 /// Events between two checkpoints written by the commit thread.
 pub const EVERY: u64 = 100_000;
+/// The longest the commit thread lets new events go without a checkpoint
+/// (checked when it commits), so a quiet host's next start replays little.
+pub const INTERVAL_MS: u64 = 5 * 60 * 1000;
+
+/// Whether a checkpoint is due after committing event `last`, the previous one
+/// being at `checkpointed`, written `since_ms` ago.
+pub(super) fn due(last: u64, checkpointed: u64, since_ms: u64) -> bool {
+    let new = last.saturating_sub(checkpointed);
+    new >= EVERY || (new > 0 && since_ms >= INTERVAL_MS)
+}
 
 #[derive(Serialize, Deserialize)]
 struct Stored {
@@ -100,4 +112,18 @@ pub fn remove(dir: &std::path::Path) -> Result<(), String> {
     let tree = db.open_tree(TREE).map_err(|e| e.to_string())?;
     tree.remove(KEY).map_err(|e| e.to_string())?;
     db.flush().map(|_| ()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_after_many_events_or_a_quiet_while_with_some() {
+        assert!(!due(10, 10, INTERVAL_MS * 2), "nothing new");
+        assert!(!due(11, 10, INTERVAL_MS - 1));
+        assert!(due(11, 10, INTERVAL_MS));
+        assert!(due(10 + EVERY, 10, 0));
+        assert!(!due(9 + EVERY, 10, 0));
+    }
 }

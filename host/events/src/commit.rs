@@ -68,7 +68,7 @@ impl Drop for Committer {
     }
 }
 
-fn run(shared: &Shared, mut head: Head, jobs: mpsc::Receiver<Job>) {
+fn run(shared: &Arc<Shared>, mut head: Head, jobs: mpsc::Receiver<Job>) {
     // Once a write or fsync fails, what sled holds is unknown: refuse every later
     // append rather than risk reusing a sequence number.
     let mut broken: Option<String> = None;
@@ -106,7 +106,7 @@ fn failed(shared: &Shared, message: &str) -> StoreError {
 
 /// Seals, writes and fsyncs one group, then updates the in-memory views and
 /// answers every job. Returns the error message when sled failed.
-fn commit(shared: &Shared, head: &mut Head, group: Vec<Job>) -> Result<(), String> {
+fn commit(shared: &Arc<Shared>, head: &mut Head, group: Vec<Job>) -> Result<(), String> {
     let ts = leviathan_domain::clock::now_ms();
     let mut batch = sled::Batch::default();
     let mut answered = Vec::with_capacity(group.len());
@@ -143,6 +143,7 @@ fn commit(shared: &Shared, head: &mut Head, group: Vec<Job>) -> Result<(), Strin
         for (key, bytes) in rows {
             batch.insert(key, bytes);
         }
+
         answered.push((job.reply, events));
     }
     let written = shared
@@ -171,9 +172,12 @@ fn commit(shared: &Shared, head: &mut Head, group: Vec<Job>) -> Result<(), Strin
     }
     shared.last_seq.store(seq - 1, Ordering::SeqCst);
     shared.durable_seq.send_replace(seq - 1);
-    if (seq - 1).saturating_sub(shared.checkpoint_seq.load(Ordering::SeqCst))
-        >= super::checkpoint::EVERY
-        && let Err(e) = shared.checkpoint()
+    if super::checkpoint::due(
+        seq - 1,
+        shared.checkpoint_seq.load(Ordering::SeqCst),
+        leviathan_domain::clock::now_ms()
+            .saturating_sub(shared.checkpoint_ms.load(Ordering::SeqCst)),
+    ) && let Err(e) = shared.checkpoint_in_background()
     {
         tracing::warn!(error = %e, "projection checkpoint not written");
     }

@@ -3,6 +3,11 @@
 //! breaker, paused). Rebuilt from the log when it is opened and updated on every
 //! append, so reads never scan the log.
 //!
+//! Its size depends on the targets and tasks, never on the history's length: a task
+//! keeps its newest [`KEPT_ATTEMPTS`] attempts and, beside every open PR, its newest
+//! [`KEPT_PRS`] merged or closed ones, with counters of all of them; older detail
+//! is read from the log through its indexes.
+//!
 //! What it acts on: a client's event (`origin: client`) is stored and shown, never
 //! acted on. Every other event must also be consistent with the host's own flow: an
 //! outcome needs a running attempt of its target and task, a completion a succeeded
@@ -234,13 +239,19 @@ pub struct PluginView {
     pub reason: Option<String>,
 }
 
-/// Where an attempt lives: its target, task and position in the task's attempts.
+/// Where an attempt lives: its target and task.
 #[derive(Debug, Clone, PartialEq)]
 struct AttemptSlot {
     target: String,
     task: String,
-    index: usize,
 }
+
+/// How many attempts a task keeps in the projection (the newest; a running one is
+/// dropped only when all of them are running).
+pub const KEPT_ATTEMPTS: usize = 20;
+/// How many merged or closed PRs a task keeps in the projection (the newest), beside
+/// all of its open ones.
+pub const KEPT_PRS: usize = 20;
 
 /// One target and its guardrail counters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
@@ -293,8 +304,14 @@ pub struct TaskView {
     /// The reason of the most recent `task.skipped` since the task last ran (a
     /// skip is recorded only when this changes).
     pub last_skip: Option<String>,
+    /// The newest attempts, oldest first (at most [`KEPT_ATTEMPTS`]).
     pub attempts: Vec<AttemptView>,
+    /// Every attempt the task ever had.
+    pub attempts_total: u64,
+    /// Every open PR and the newest [`KEPT_PRS`] others, oldest first.
     pub prs: Vec<PrView>,
+    /// Every PR the task ever had.
+    pub prs_total: u64,
 }
 
 /// How an attempt ended, or that it is still running.
@@ -365,7 +382,8 @@ impl Projection {
                         .tasks
                         .get(&s.task)?
                         .attempts
-                        .get(s.index)
+                        .iter()
+                        .find(|a| a.id == id)
                 })
                 .flatten()
         };
@@ -428,19 +446,18 @@ impl Projection {
         }
     }
 
-    /// Rebuilds what a checkpoint does not store: which target and task each attempt
-    /// belongs to (each id once, in the order the attempts were admitted).
+    /// Rebuilds what a checkpoint does not store: which target and task each kept
+    /// attempt belongs to (each id once, in the order the attempts were admitted).
     pub fn rebuild_slots(&mut self) {
         self.attempt_owner.clear();
         for (target_id, target) in &self.targets {
             for (task_id, task) in &target.tasks {
-                for (index, a) in task.attempts.iter().enumerate() {
+                for a in &task.attempts {
                     self.attempt_owner
                         .entry(a.id.clone())
                         .or_insert_with(|| AttemptSlot {
                             target: target_id.clone(),
                             task: task_id.clone(),
-                            index,
                         });
                 }
             }
@@ -586,27 +603,20 @@ impl Projection {
         }
         let Some(task_id) = e.task else { return };
         let task = entry(&mut target.tasks, task_id);
-        // An attempt's outcome finds it through its slot, in constant time, and only
-        // under the target and task that started it.
-        let slot = e.attempt.and_then(|id| match kind {
-            "attempt.started" => {
-                let slot = AttemptSlot {
-                    target: target_id.to_string(),
-                    task: task_id.to_string(),
-                    index: task.attempts.len(),
-                };
-                self.attempt_owner.insert(id.to_string(), slot);
-                None
-            }
-            "attempt.succeeded" | "attempt.failed" => self
-                .attempt_owner
-                .get(id)
-                .filter(|s| s.target == target_id && s.task == task_id)
-                .map(|s| s.index),
-            _ => None,
-        });
-        let open_delta = apply_to_task(task, kind, e, &fields, slot);
-        target.open_prs = target.open_prs.saturating_add_signed(open_delta);
+        if kind == "attempt.started"
+            && let Some(id) = e.attempt
+        {
+            let slot = AttemptSlot {
+                target: target_id.to_string(),
+                task: task_id.to_string(),
+            };
+            self.attempt_owner.insert(id.to_string(), slot);
+        }
+        let applied = apply_to_task(task, kind, e, &fields);
+        target.open_prs = target.open_prs.saturating_add_signed(applied.open_delta);
+        if let Some(dropped) = applied.dropped_attempt {
+            self.attempt_owner.remove(&dropped);
+        }
     }
 
     fn apply_plugin(&mut self, kind: &str, fields: &Fields) {
@@ -632,7 +642,14 @@ impl Projection {
         }
     }
 
-    /// The target and task an attempt belongs to.
+    /// Folds one stored event into the graph (see [`Projection::apply`]): e.g. an
+    /// attempt's own events into an empty projection, for an attempt older than
+    /// those a task keeps.
+    pub fn apply_event(&mut self, event: &super::Event) {
+        self.apply(&super::store::view_of(event));
+    }
+
+    /// The target and task of an attempt the projection keeps.
     pub fn attempt_owner(&self, attempt: &str) -> Option<(&str, &str)> {
         self.attempt_owner
             .get(attempt)
@@ -667,15 +684,42 @@ fn entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut
     map.get_mut(key).expect("inserted above")
 }
 
-/// Applies a task-level event; `slot` is the position of the attempt an outcome
-/// refers to. Returns the change in the target's open PRs.
-fn apply_to_task(
-    task: &mut TaskView,
-    kind: &str,
-    e: &EventView,
-    fields: &Fields,
-    slot: Option<usize>,
-) -> i32 {
+/// What applying a task-level event changed beyond the task.
+#[derive(Default)]
+struct Applied {
+    /// The change in the target's open PRs.
+    open_delta: i32,
+    /// The attempt no longer kept, to forget its owner.
+    dropped_attempt: Option<String>,
+}
+
+/// Removes the oldest attempt past [`KEPT_ATTEMPTS`] (the oldest finished one,
+/// unless every one is running); returns its id.
+fn drop_oldest_attempt(task: &mut TaskView) -> Option<String> {
+    if task.attempts.len() <= KEPT_ATTEMPTS {
+        return None;
+    }
+    let at = task
+        .attempts
+        .iter()
+        .position(|a| a.outcome != AttemptOutcome::Running)
+        .unwrap_or(0);
+    Some(task.attempts.remove(at).id)
+}
+
+/// Removes the oldest merged or closed PRs past [`KEPT_PRS`].
+fn drop_oldest_prs(task: &mut TaskView) {
+    let mut others = task.prs.iter().filter(|p| p.state != PrState::Open).count();
+    while others > KEPT_PRS {
+        if let Some(at) = task.prs.iter().position(|p| p.state != PrState::Open) {
+            task.prs.remove(at);
+        }
+        others -= 1;
+    }
+}
+
+/// Applies a task-level event.
+fn apply_to_task(task: &mut TaskView, kind: &str, e: &EventView, fields: &Fields) -> Applied {
     if matches!(kind, "task.selected" | "attempt.started") {
         // The task ran: a later skip starts a new run of skips.
         task.last_skip = None;
@@ -700,6 +744,11 @@ fn apply_to_task(
                     digest: None,
                     message: None,
                 });
+                task.attempts_total += 1;
+                return Applied {
+                    dropped_attempt: drop_oldest_attempt(task),
+                    ..Applied::default()
+                };
             }
         }
         "attempt.succeeded" | "attempt.failed" => {
@@ -710,7 +759,10 @@ fn apply_to_task(
                 TaskStatus::Failed
             };
             let [digest, failure, message] = fields.strings(["digest", "kind", "message"]);
-            if let Some(a) = slot.and_then(|i| task.attempts.get_mut(i)) {
+            let attempt = e
+                .attempt
+                .and_then(|id| task.attempts.iter_mut().rev().find(|a| a.id == id));
+            if let Some(a) = attempt {
                 a.finished_ms = Some(e.ts_ms);
                 if succeeded {
                     a.outcome = AttemptOutcome::Succeeded;
@@ -724,7 +776,9 @@ fn apply_to_task(
         }
         "pr.opened" => {
             let [pr, branch, url] = fields.strings(["pr", "branch", "url"]);
-            let Some(pr) = pr else { return 0 };
+            let Some(pr) = pr else {
+                return Applied::default();
+            };
             task.status = TaskStatus::InReview;
             task.prs.push(PrView {
                 pr,
@@ -733,7 +787,11 @@ fn apply_to_task(
                 attempt: e.attempt.map(str::to_string),
                 state: PrState::Open,
             });
-            return 1;
+            task.prs_total += 1;
+            return Applied {
+                open_delta: 1,
+                ..Applied::default()
+            };
         }
         "pr.merged" | "pr.closed" => {
             let [pr] = fields.strings(["pr"]);
@@ -743,9 +801,8 @@ fn apply_to_task(
                 .rev()
                 .find(|p| p.state == PrState::Open && Some(&p.pr) == pr.as_ref())
             else {
-                return 0;
+                return Applied::default();
             };
-            let was_open = view.state == PrState::Open;
             if kind == "pr.merged" {
                 view.state = PrState::Merged;
                 task.status = TaskStatus::Completed;
@@ -753,11 +810,15 @@ fn apply_to_task(
                 view.state = PrState::Closed;
                 task.status = TaskStatus::Pending;
             }
-            return if was_open { -1 } else { 0 };
+            drop_oldest_prs(task);
+            return Applied {
+                open_delta: -1,
+                ..Applied::default()
+            };
         }
         _ => {}
     }
-    0
+    Applied::default()
 }
 
 #[cfg(test)]
@@ -839,6 +900,82 @@ mod tests {
         assert_eq!(p.targets["t"].last_pass.as_ref().unwrap().outcome, "failed");
         let attempt = p.targets["t"].tasks["k"].attempts.last().unwrap();
         assert!(attempt.message.as_ref().unwrap().starts_with("xxx"));
+    }
+
+    #[test]
+    fn a_long_history_keeps_the_newest_attempts_and_prs_and_counts_them_all() {
+        let mut p = Projection::default();
+        let null = json!(null);
+        let mut seq = 0;
+        let mut next = || {
+            seq += 1;
+            seq
+        };
+        // One attempt that never finishes, then many that each open and merge a PR.
+        let hung = [Some("t"), Some("k"), Some("hung")];
+        p.apply(&view(next(), "attempt.started", hung, &null));
+        let rounds = 3 * KEPT_ATTEMPTS as u64;
+        for i in 0..rounds {
+            let id = format!("{i:08x}");
+            let refs = [Some("t"), Some("k"), Some(id.as_str())];
+            p.apply(&view(next(), "attempt.started", refs, &null));
+            let ok = json!({"digest": format!("d{i}")});
+            p.apply(&view(next(), "attempt.succeeded", refs, &ok));
+            let pr = json!({"pr": i, "branch": branch_name("k", &id)});
+            p.apply(&view(next(), "pr.opened", refs, &pr));
+            if i + 1 < rounds {
+                let done = json!({"pr": i});
+                p.apply(&view(
+                    next(),
+                    "pr.merged",
+                    [Some("t"), Some("k"), None],
+                    &done,
+                ));
+            }
+        }
+        let task = &p.targets["t"].tasks["k"];
+        assert_eq!(task.attempts_total, rounds + 1);
+        assert_eq!(task.prs_total, rounds);
+        assert_eq!(task.attempts.len(), KEPT_ATTEMPTS);
+        // The running attempt is kept; the finished ones kept are the newest.
+        assert_eq!(task.attempts[0].id, "hung");
+        assert_eq!(
+            task.attempts.last().unwrap().id,
+            format!("{:08x}", rounds - 1)
+        );
+        assert_eq!(task.attempts[1].id, format!("{:08x}", rounds - 19));
+        // Every open PR and the newest merged ones.
+        assert_eq!(task.prs.len(), KEPT_PRS + 1);
+        assert_eq!(task.prs.last().unwrap().state, PrState::Open);
+        assert_eq!(task.prs[0].pr, (rounds - 1 - KEPT_PRS as u64).to_string());
+        assert_eq!(p.targets["t"].open_prs, 1);
+        // Owners are known for the kept attempts only, and only those take outcomes.
+        assert_eq!(p.attempt_owner("hung"), Some(("t", "k")));
+        assert_eq!(p.attempt_owner("00000000"), None);
+        assert_eq!(p.attempt_owner.len(), KEPT_ATTEMPTS);
+        p.apply(&view(
+            next(),
+            "attempt.failed",
+            hung,
+            &json!({"kind": "timeout"}),
+        ));
+        assert_eq!(
+            p.targets["t"].tasks["k"].attempts[0].outcome,
+            AttemptOutcome::Failed
+        );
+        let old = [Some("t"), Some("k"), Some("00000000")];
+        p.apply(&view(next(), "attempt.failed", old, &null));
+        assert_eq!(p.unverified_events, 1);
+        // The last open PR still merges.
+        let last = json!({"pr": rounds - 1});
+        p.apply(&view(
+            next(),
+            "pr.merged",
+            [Some("t"), Some("k"), None],
+            &last,
+        ));
+        assert_eq!(p.targets["t"].open_prs, 0);
+        assert_eq!(p.targets["t"].tasks["k"].prs.len(), KEPT_PRS);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The sled-backed store: one tree holding the events under `e` + big-endian
-//! sequence, one atomic batch per append; secondary indexes live in memory
-//! ([`super::index`]).
+//! sequence, one atomic batch per append; secondary indexes in memory for the
+//! newest events and in a tree of their own for the rest ([`super::index`]).
 
 use super::commit::{Committer, Head};
 use super::event::{Event, EventDraft, GENESIS_HASH, Origin, Provenance};
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Errors from the event store.
 #[derive(Debug, thiserror::Error)]
@@ -63,13 +63,13 @@ pub(super) struct Shared {
     /// Highest durable (acknowledged) sequence; reads never go past it.
     pub last_seq: AtomicU64,
     pub indexes: RwLock<Indexes>,
-    /// Whether `indexes` cover the whole log (false while the events before a
-    /// checkpoint are still being indexed in the background after an open).
-    pub indexes_ready: Mutex<bool>,
-    pub indexes_built: Condvar,
+    /// The thread storing index entries in the background, if one was started.
+    pub index_writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub projection: RwLock<Projection>,
     /// The sequence number of the last checkpoint written.
     pub checkpoint_seq: AtomicU64,
+    /// When the last checkpoint was written or the log opened (ms since the epoch).
+    pub checkpoint_ms: AtomicU64,
     /// Publishes the highest durable sequence to subscribers (SSE, `tail --follow`).
     pub durable_seq: tokio::sync::watch::Sender<u64>,
 }
@@ -129,7 +129,7 @@ pub(super) fn event_key(seq: u64) -> Vec<u8> {
     k
 }
 
-fn seq_of_key(key: &[u8]) -> u64 {
+pub(super) fn seq_of_key(key: &[u8]) -> u64 {
     let mut bytes = [0u8; 8];
     if key.len() >= 8 {
         bytes.copy_from_slice(&key[key.len() - 8..]);
@@ -301,10 +301,15 @@ impl EventReader {
 
     /// The sequence of the newest event (0 when empty).
     pub fn last_seq(&self) -> Result<u64, StoreError> {
-        let last = self.tree.last().map_err(|source| StoreError::Sled {
-            dir: self.dir.clone(),
-            source,
-        })?;
+        let last = self
+            .tree
+            .range(..vec![b'f'])
+            .next_back()
+            .transpose()
+            .map_err(|source| StoreError::Sled {
+                dir: self.dir.clone(),
+                source,
+            })?;
         Ok(last.map(|(k, _)| seq_of_key(&k)).unwrap_or(0))
     }
 
@@ -321,60 +326,91 @@ impl EventReader {
     }
 }
 
-/// Indexes the events up to `last` (those an open left to the background), then
-/// puts in front of them what appends indexed meanwhile, and lets readers in.
-fn spawn_backfill(shared: Arc<Shared>, last: u64) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("event-index".into())
-        .spawn(move || {
-            let mut built = Indexes::default();
-            for item in shared.tree.range(event_key(1)..=event_key(last)) {
-                let Ok((key, value)) = item else {
-                    tracing::error!("event index: sled read failed; lookups may miss events");
-                    break;
-                };
-                let seq = seq_of_key(&key);
-                match serde_json::from_slice::<Stored>(&value) {
-                    Ok(stored) => {
-                        let (target, task, attempt) = stored.refs();
-                        built.add(seq, target, task, attempt);
-                    }
-                    Err(e) => tracing::error!(seq, error = %e, "event index: event unreadable"),
-                }
-            }
-            {
-                let mut live = shared.indexes.write().unwrap_or_else(|p| p.into_inner());
-                built.absorb(std::mem::take(&mut *live));
-                *live = built;
-            }
-            *shared
-                .indexes_ready
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = true;
-            shared.indexes_built.notify_all();
-        })
-        .map(|_| ())
-}
+/// The fewest events a flush or close stores as a run of the indexes: fewer are
+/// indexed again from the log by the next open (a few milliseconds), so a host
+/// opened and closed often does not pile up small runs that every lookup visits.
+const MIN_RUN_EVENTS: u64 = super::index::RUN_EVENTS / 10;
 
 impl Shared {
-    /// The indexes, once they cover the whole log.
-    pub(super) fn indexes(&self) -> Result<RwLockReadGuard<'_, Indexes>, StoreError> {
-        let mut ready = self
-            .indexes_ready
+    /// Stores the indexes' entries held in memory when they cover at least
+    /// [`MIN_RUN_EVENTS`] events (after any background store has finished), then
+    /// writes a checkpoint of the projection as it stands.
+    pub(super) fn checkpoint(&self) -> Result<(), StoreError> {
+        let writer = self
+            .index_writer
             .lock()
-            .map_err(|_| StoreError::Poisoned)?;
-        while !*ready {
-            ready = self
-                .indexes_built
-                .wait(ready)
-                .map_err(|_| StoreError::Poisoned)?;
+            .map_err(|_| StoreError::Poisoned)?
+            .take();
+        if let Some(thread) = writer {
+            let _ = thread.join();
         }
-        drop(ready);
-        self.indexes.read().map_err(|_| StoreError::Poisoned)
+        self.indexes
+            .write()
+            .map_err(|_| StoreError::Poisoned)?
+            .store(MIN_RUN_EVENTS)
+            .map_err(|source| StoreError::Sled {
+                dir: self.dir.clone(),
+                source,
+            })?;
+        self.checkpoint_projection()
+    }
+
+    /// Starts storing the indexes' entries held in memory on a background thread
+    /// (unless one is still at it: they then wait for the next checkpoint), and
+    /// writes a checkpoint of the projection meanwhile. For the commit thread,
+    /// which must not wait for the index's write.
+    pub(super) fn checkpoint_in_background(self: &Arc<Self>) -> Result<(), StoreError> {
+        {
+            let mut writer = self.index_writer.lock().map_err(|_| StoreError::Poisoned)?;
+            if writer.as_ref().is_none_or(|t| t.is_finished()) {
+                if let Some(done) = writer.take() {
+                    let _ = done.join();
+                }
+                let mut indexes = self.indexes.write().map_err(|_| StoreError::Poisoned)?;
+                let frozen = if indexes.pending_events() >= super::index::RUN_EVENTS {
+                    indexes.next_to_store()
+                } else {
+                    None
+                };
+                drop(indexes);
+                if let Some(frozen) = frozen {
+                    let shared = self.clone();
+                    let thread = std::thread::Builder::new()
+                        .name("event-index".into())
+                        .spawn(move || shared.store_frozen(&frozen));
+                    match thread {
+                        Ok(t) => *writer = Some(t),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot start the index writer; the entries wait in memory")
+                        }
+                    }
+                }
+            }
+        }
+        self.checkpoint_projection()
+    }
+
+    /// Writes `frozen` to the index tree and moves the mark (on the index writer).
+    fn store_frozen(&self, frozen: &super::index::Frozen) {
+        let tree = match self.indexes.read() {
+            Ok(ix) => ix.tree().clone(),
+            Err(_) => return,
+        };
+        match frozen.write(&tree) {
+            Ok(()) => {
+                if let Ok(mut ix) = self.indexes.write() {
+                    ix.stored(frozen.through());
+                }
+            }
+            // The entries stay readable in memory; the next checkpoint tries again.
+            Err(e) => {
+                tracing::error!(dir = %self.dir.display(), error = %e, "event index entries not stored")
+            }
+        }
     }
 
     /// Writes a checkpoint of the projection as it stands.
-    pub(super) fn checkpoint(&self) -> Result<(), StoreError> {
+    fn checkpoint_projection(&self) -> Result<(), StoreError> {
         let projection = self.projection.read().map_err(|_| StoreError::Poisoned)?;
         let seq = projection.last_seq;
         if seq == 0 || seq == self.checkpoint_seq.load(Ordering::SeqCst) {
@@ -392,6 +428,8 @@ impl Shared {
             }
         })?;
         self.checkpoint_seq.store(seq, Ordering::SeqCst);
+        self.checkpoint_ms
+            .store(leviathan_domain::clock::now_ms(), Ordering::SeqCst);
         Ok(())
     }
 }
@@ -420,8 +458,7 @@ impl EventLog {
         };
         let db = open_db(dir).map_err(sled_err)?;
         let tree = db.open_tree("events").map_err(sled_err)?;
-        // A checkpoint still on the chain: replay only what came after it, and index
-        // the events before it in the background.
+        // A checkpoint still on the chain: replay only what came after it.
         let checkpoint = super::checkpoint::load(&db, &tree);
         let (from, mut head, mut projection) = match checkpoint {
             Some((seq, hash, projection)) => (
@@ -441,9 +478,26 @@ impl EventLog {
                 Projection::default(),
             ),
         };
-        let index_now = from == 0;
-        let mut indexes = Indexes::default();
-        for item in tree.range(event_key(from + 1)..vec![b'f']) {
+        let mut indexes = Indexes::open(&db).map_err(sled_err)?;
+        let newest = tree
+            .range(..vec![b'f'])
+            .next_back()
+            .transpose()
+            .map_err(sled_err)?
+            .map(|(k, _)| seq_of_key(&k))
+            .unwrap_or(0);
+        if indexes.stored_through() > newest {
+            tracing::warn!(
+                indexed = indexes.stored_through(),
+                newest,
+                "event indexes reach past the log: rebuilding them"
+            );
+            indexes.reset().map_err(sled_err)?;
+        }
+        // The events after the checkpoint go into the projection; those after the
+        // stored indexes into the indexes (both are usually the same few).
+        let scan_from = from.min(indexes.stored_through());
+        for item in tree.range(event_key(scan_from + 1)..vec![b'f']) {
             let (key, value) = item.map_err(sled_err)?;
             let seq = seq_of_key(&key);
             let stored: Stored =
@@ -453,8 +507,10 @@ impl EventLog {
                     message: e.to_string(),
                 })?;
             let (target, task, attempt) = stored.refs();
-            if index_now {
-                indexes.add(seq, target, task, attempt);
+            indexes.add(seq, target, task, attempt);
+            indexes.store(super::index::RUN_EVENTS).map_err(sled_err)?;
+            if seq <= from {
+                continue;
             }
             projection.apply(&EventView {
                 seq,
@@ -474,6 +530,8 @@ impl EventLog {
                 last_hash: stored.hash.into_owned(),
             };
         }
+        // What the scan indexed, unless too little for a run of its own.
+        indexes.store(MIN_RUN_EVENTS).map_err(sled_err)?;
         let last = head.next_seq - 1;
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
@@ -481,18 +539,12 @@ impl EventLog {
             tree,
             last_seq: AtomicU64::new(last),
             indexes: RwLock::new(indexes),
-            indexes_ready: Mutex::new(index_now),
-            indexes_built: Condvar::new(),
+            index_writer: Mutex::new(None),
             projection: RwLock::new(projection),
             checkpoint_seq: AtomicU64::new(from),
+            checkpoint_ms: AtomicU64::new(leviathan_domain::clock::now_ms()),
             durable_seq: tokio::sync::watch::Sender::new(last),
         });
-        if !index_now {
-            spawn_backfill(shared.clone(), last).map_err(|e| StoreError::Failed {
-                dir: dir.to_path_buf(),
-                message: format!("cannot start the indexing thread: {e}"),
-            })?;
-        }
         let committer = Committer::start(shared.clone(), head).map_err(|e| StoreError::Failed {
             dir: dir.to_path_buf(),
             message: format!("cannot start the commit thread: {e}"),
@@ -585,6 +637,10 @@ impl EventLog {
         self.shared.last_seq.load(Ordering::SeqCst)
     }
 
+    fn indexes(&self) -> Result<std::sync::RwLockReadGuard<'_, Indexes>, StoreError> {
+        self.shared.indexes.read().map_err(|_| StoreError::Poisoned)
+    }
+
     fn decode(&self, seq: u64, bytes: &[u8]) -> Result<Event, StoreError> {
         decode(&self.shared.dir, seq, bytes)
     }
@@ -633,9 +689,9 @@ impl EventLog {
 
     fn by_index(&self, key: IndexKey, after: u64, page: Page) -> Result<Paged, StoreError> {
         let seqs = self
-            .shared
             .indexes()?
-            .after(&key, after, page.count.saturating_add(1));
+            .after(&key, after, self.last_seq(), page.count.saturating_add(1))
+            .map_err(|e| self.sled_err(e))?;
         self.read_seqs(seqs, page)
     }
 
@@ -668,11 +724,15 @@ impl EventLog {
         task: &str,
         page: Page,
     ) -> Result<Vec<Event>, StoreError> {
-        let mut seqs = self
-            .shared
+        let seqs = self
             .indexes()?
-            .last(&IndexKey::Task(target.into(), task.into()), page.count);
-        seqs.reverse();
+            .before(
+                &IndexKey::Task(target.into(), task.into()),
+                u64::MAX,
+                self.last_seq(),
+                page.count,
+            )
+            .map_err(|e| self.sled_err(e))?;
         let mut events = self.read_seqs(seqs, page)?.events;
         events.reverse();
         Ok(events)
@@ -688,11 +748,15 @@ impl EventLog {
     ) -> Result<Paged, StoreError> {
         let before = before.min(self.last_seq().saturating_add(1));
         let seqs: Vec<u64> = match target {
-            Some(t) => self.shared.indexes()?.before(
-                &IndexKey::Target(t.into()),
-                before,
-                page.count.saturating_add(1),
-            ),
+            Some(t) => self
+                .indexes()?
+                .before(
+                    &IndexKey::Target(t.into()),
+                    before,
+                    self.last_seq(),
+                    page.count.saturating_add(1),
+                )
+                .map_err(|e| self.sled_err(e))?,
             None => (1..before)
                 .rev()
                 .take(page.count.saturating_add(1))
@@ -881,6 +945,86 @@ mod tests {
             rebuilt.projection().unwrap().attempt_owner("00020001"),
             Some(("t2", "k2"))
         );
+    }
+
+    #[test]
+    fn indexes_are_stored_in_runs_and_rebuilt_from_the_log_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let lookups = |log: &EventLog| {
+            (
+                log.by_target("t1", 0, 100_000).unwrap().len(),
+                log.by_task("t2", "k2", 0, 100).unwrap().len(),
+                log.by_attempt("00020001", 0, 100).unwrap().len(),
+                log.latest_by_task("t1", "other", Page::count(2))
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.seq)
+                    .collect::<Vec<_>>(),
+                log.newest_page(Some("t2"), u64::MAX, Page::count(1))
+                    .unwrap()
+                    .events[0]
+                    .seq,
+            )
+        };
+        let filler = (MIN_RUN_EVENTS + 5) as usize;
+        let truth = {
+            let log = EventLog::open(dir.path()).unwrap();
+            history(&log, 1);
+            history(&log, 2);
+            log.append(vec![draft("x", Some("t1"), None); filler])
+                .unwrap();
+            history(&log, 3);
+            lookups(&log)
+        };
+        let last = 16 + filler as u64 + 8;
+        assert_eq!(truth, (filler + 12, 2, 2, vec![12, last - 4], last));
+        let reopened = EventLog::open(dir.path()).unwrap();
+        assert_eq!(reopened.indexes().unwrap().runs(), 1, "stored at close");
+        assert_eq!(reopened.indexes().unwrap().stored_through(), last);
+        assert_eq!(lookups(&reopened), truth);
+        // A few more events: too few for a run, so the next open indexes them again.
+        history(&reopened, 4);
+        drop(reopened);
+        let log = EventLog::open(dir.path()).unwrap();
+        assert_eq!(log.indexes().unwrap().runs(), 1);
+        assert_eq!(log.by_target("t1", 0, 100_000).unwrap().len(), filler + 16);
+        drop(log);
+        // As an older version left the store: no index tree, with or without a
+        // checkpoint of the projection.
+        for checkpoint in [true, false] {
+            {
+                let db = open_db(dir.path()).unwrap();
+                assert!(db.drop_tree(super::super::index::TREE).unwrap());
+                db.flush().unwrap();
+            }
+            if !checkpoint {
+                set_checkpoint(dir.path(), None);
+            }
+            let log = EventLog::open(dir.path()).unwrap();
+            assert_eq!(
+                log.shared.checkpoint_seq.load(Ordering::SeqCst),
+                if checkpoint { last + 8 } else { 0 }
+            );
+            assert_eq!(log.indexes().unwrap().runs(), 1, "indexed while opening");
+            assert_eq!(log.by_target("t1", 0, 100_000).unwrap().len(), filler + 16);
+            assert_eq!(log.by_attempt("00020001", 0, 100).unwrap().len(), 2);
+            assert_eq!(log.projection().unwrap().targets["t2"].attempts_failed, 4);
+        }
+        // The index reaching past the log (a store put back from an older copy).
+        {
+            let db = open_db(dir.path()).unwrap();
+            let tree = db.open_tree("events").unwrap();
+            tree.remove(event_key(last + 8)).unwrap();
+            db.flush().unwrap();
+        }
+        set_checkpoint(dir.path(), None);
+        let log = EventLog::open(dir.path()).unwrap();
+        assert_eq!(log.last_seq(), last + 7);
+        assert_eq!(log.by_task("t2", "other", 0, 100).unwrap().len(), 3);
+        drop(log);
+        // The index keys sort apart from the events: the reader finds the newest.
+        let reader = EventReader::open(dir.path()).unwrap();
+        assert_eq!(reader.last_seq().unwrap(), last + 7);
     }
 
     #[test]

@@ -44,7 +44,8 @@ pub fn remote_url(config: &Config, target: &Target) -> String {
         .into_owned()
 }
 
-/// Every PR record of the target in the event log, with its task.
+/// The PR records of the target the projection keeps (every open one and the
+/// newest others of each task), with their tasks.
 pub fn logged_prs(
     log: &EventLog,
     target: &str,
@@ -62,9 +63,19 @@ pub fn logged_prs(
     })
 }
 
+/// How many PR records the target's log holds, over its whole history.
+pub fn pr_count(log: &EventLog, target: &str) -> Result<u64, leviathan_events::StoreError> {
+    log.with_projection(|p| {
+        p.targets
+            .get(target)
+            .map(|t| t.tasks.values().map(|k| k.prs_total).sum())
+            .unwrap_or(0)
+    })
+}
+
 /// The number of the target's next local PR: they count up per target, from the log.
-fn next_local_number(log: &EventLog, target: &str) -> Result<usize, leviathan_events::StoreError> {
-    Ok(logged_prs(log, target)?.len() + 1)
+fn next_local_number(log: &EventLog, target: &str) -> Result<u64, leviathan_events::StoreError> {
+    Ok(pr_count(log, target)? + 1)
 }
 
 /// A target's forge, connected for one pass.

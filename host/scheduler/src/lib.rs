@@ -367,7 +367,7 @@ impl Scheduler<'_> {
     /// keeps its task `inflight`; with a record it can also be listed, merged or closed.
     fn adopt(&self, target: &Target, open: &[OpenPr]) -> Result<(), StoreError> {
         let logged = forge::logged_prs(self.log, &target.id)?;
-        let mut next = logged.len() + 1;
+        let mut next = forge::pr_count(self.log, &target.id)? + 1;
         let known: Vec<String> = logged
             .into_iter()
             .filter(|(_, x)| x.state == PrState::Open)

@@ -141,7 +141,7 @@ fn check(
     {
         return Err((SkipReason::Inflight, format!("open PR on `{branch}`")));
     }
-    let attempts = logged.map(|t| t.attempts.len() as u64).unwrap_or(0);
+    let attempts = logged.map(|t| t.attempts_total).unwrap_or(0);
     if attempts >= policy.max_attempts_per_task {
         return Err((
             SkipReason::Attempts,
@@ -329,6 +329,7 @@ mod tests {
                 digest: None,
                 message: None,
             });
+            t.attempts_total += 1;
         }
         view
     }

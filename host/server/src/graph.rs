@@ -25,9 +25,9 @@ use std::sync::Arc;
 struct TaskSummary<'a> {
     status: TaskStatus,
     last_skip: &'a Option<String>,
-    attempts: usize,
+    attempts: u64,
     last_attempt: Option<&'a AttemptView>,
-    prs: usize,
+    prs: u64,
     open_prs: Vec<&'a PrView>,
 }
 
@@ -36,9 +36,9 @@ impl<'a> From<&'a TaskView> for TaskSummary<'a> {
         TaskSummary {
             status: t.status,
             last_skip: &t.last_skip,
-            attempts: t.attempts.len(),
+            attempts: t.attempts_total,
             last_attempt: t.attempts.last(),
-            prs: t.prs.len(),
+            prs: t.prs_total,
             open_prs: t.prs.iter().filter(|p| p.state == PrState::Open).collect(),
         }
     }
@@ -178,8 +178,8 @@ pub async fn target(
 /// How many of a task's newest events `GET /tasks/{target}/{task}` includes.
 const RECENT_EVENTS: usize = 100;
 
-/// `GET /api/v1/tasks/{target}/{task}`: every attempt and PR of a task, and its
-/// latest events.
+/// `GET /api/v1/tasks/{target}/{task}`: the attempts and PRs the projection keeps
+/// of a task (with the totals), and its latest events.
 pub async fn task(
     State(state): State<Arc<AppState>>,
     Path((target, task)): Path<(String, String)>,

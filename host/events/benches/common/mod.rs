@@ -82,14 +82,24 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-/// Peak resident set size of this process, in KiB (`VmHWM`).
-pub fn peak_rss_kib() -> u64 {
+/// A memory figure of this process from `/proc/self/status`, in KiB (0 if absent).
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Peak resident set size of this process, in KiB (`VmHWM`).
+pub fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM:")
+}
+
+/// Resident set size of this process now, in KiB (`VmRSS`).
+pub fn rss_kib() -> u64 {
+    status_kib("VmRSS:")
 }
