@@ -7,8 +7,8 @@
 //! is flushed or closed. The projection is bounded (see [`super::projection`]), so
 //! a checkpoint's size does not grow with the history.
 
+use super::epochs::Epochs;
 use super::projection::Projection;
-use super::store::event_key;
 use serde::{Deserialize, Serialize};
 
 /// The sled tree that holds the checkpoint.
@@ -44,8 +44,8 @@ struct HashOnly {
 }
 
 /// The hash of stored event `seq`, if present and readable.
-pub(super) fn stored_hash(events: &sled::Tree, seq: u64) -> Option<String> {
-    let bytes = events.get(event_key(seq)).ok()??;
+pub(super) fn stored_hash(events: &Epochs, seq: u64) -> Option<String> {
+    let bytes = events.get(seq).ok()??;
     serde_json::from_slice::<HashOnly>(&bytes)
         .ok()
         .map(|h| h.hash)
@@ -53,7 +53,7 @@ pub(super) fn stored_hash(events: &sled::Tree, seq: u64) -> Option<String> {
 
 /// The checkpoint, when it is present, of this format and still on the chain:
 /// `(seq, hash, projection)`.
-pub(super) fn load(db: &sled::Db, events: &sled::Tree) -> Option<(u64, String, Projection)> {
+pub(super) fn load(db: &sled::Db, events: &Epochs) -> Option<(u64, String, Projection)> {
     let tree = db.open_tree(TREE).ok()?;
     let bytes = tree.get(KEY).ok()??;
     let stored: Stored = match serde_json::from_slice(&bytes) {

@@ -146,10 +146,12 @@ fn commit(shared: &Arc<Shared>, head: &mut Head, group: Vec<Job>) -> Result<(), 
 
         answered.push((job.reply, events));
     }
-    let written = shared
-        .tree
-        .apply_batch(batch)
-        .and_then(|()| shared.db.flush().map(|_| ()));
+    // A new epoch, when the newest is full, before anything of this group goes in.
+    let written = shared.epochs.roll_if_full(head.next_seq).and_then(|()| {
+        let epoch = shared.epochs.newest();
+        epoch.tree.apply_batch(batch)?;
+        epoch.db.flush().map(|_| ())
+    });
     if let Err(e) = written {
         let message = e.to_string();
         for (reply, _) in answered {

@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod checkpoint;
 mod commit;
+pub mod epochs;
 mod event;
 pub mod import;
 mod index;

@@ -1,8 +1,10 @@
-//! The sled-backed store: one tree holding the events under `e` + big-endian
-//! sequence, one atomic batch per append; secondary indexes in memory for the
-//! newest events and in a tree of their own for the rest ([`super::index`]).
+//! The sled-backed store: the events under `e` + big-endian sequence in sled
+//! databases of one epoch each ([`super::epochs`]), one atomic batch per append;
+//! secondary indexes in memory for the newest events and in a tree of their own
+//! for the rest ([`super::index`]).
 
 use super::commit::{Committer, Head};
+use super::epochs::Epochs;
 use super::event::{Event, EventDraft, GENESIS_HASH, Origin, Provenance};
 use super::index::{IndexKey, Indexes};
 use super::projection::{EventView, Payload, Projection};
@@ -58,8 +60,7 @@ pub struct EventLog {
 /// What the log's readers and its committing thread share.
 pub(super) struct Shared {
     pub dir: PathBuf,
-    pub db: sled::Db,
-    pub tree: sled::Tree,
+    pub epochs: Epochs,
     /// Highest durable (acknowledged) sequence; reads never go past it.
     pub last_seq: AtomicU64,
     pub indexes: RwLock<Indexes>,
@@ -257,20 +258,17 @@ fn collect_page(
 
 fn read_after(
     dir: &Path,
-    tree: &sled::Tree,
+    epochs: &Epochs,
     after: u64,
     last: u64,
     page: Page,
 ) -> Result<Paged, StoreError> {
-    let rows = tree
-        .range(event_key(after.saturating_add(1))..event_key(last.saturating_add(1)))
-        .map(|item| {
-            item.map(|(key, value)| (seq_of_key(&key), value))
-                .map_err(|source| StoreError::Sled {
-                    dir: dir.to_path_buf(),
-                    source,
-                })
-        });
+    let rows = epochs.rows(after.saturating_add(1), last).map(|item| {
+        item.map_err(|source| StoreError::Sled {
+            dir: dir.to_path_buf(),
+            source,
+        })
+    });
     collect_page(dir, page, rows)
 }
 
@@ -279,8 +277,7 @@ fn read_after(
 /// that writers can take it in between.
 pub struct EventReader {
     dir: PathBuf,
-    _db: sled::Db,
-    tree: sled::Tree,
+    epochs: Epochs,
 }
 
 impl EventReader {
@@ -291,33 +288,26 @@ impl EventReader {
             source,
         };
         let db = open_db(dir).map_err(sled_err)?;
-        let tree = db.open_tree("events").map_err(sled_err)?;
+        let epochs = Epochs::open(dir, db, super::epochs::EPOCH_EVENTS).map_err(sled_err)?;
         Ok(EventReader {
             dir: dir.to_path_buf(),
-            _db: db,
-            tree,
+            epochs,
         })
     }
 
     /// The sequence of the newest event (0 when empty).
     pub fn last_seq(&self) -> Result<u64, StoreError> {
-        let last = self
-            .tree
-            .range(..vec![b'f'])
-            .next_back()
-            .transpose()
-            .map_err(|source| StoreError::Sled {
-                dir: self.dir.clone(),
-                source,
-            })?;
-        Ok(last.map(|(k, _)| seq_of_key(&k)).unwrap_or(0))
+        self.epochs.newest_seq().map_err(|source| StoreError::Sled {
+            dir: self.dir.clone(),
+            source,
+        })
     }
 
     /// Up to `limit` events with a sequence above `after`, in order.
     pub fn after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         Ok(read_after(
             &self.dir,
-            &self.tree,
+            &self.epochs,
             after,
             u64::MAX - 1,
             Page::count(limit),
@@ -416,12 +406,13 @@ impl Shared {
         if seq == 0 || seq == self.checkpoint_seq.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let hash =
-            super::checkpoint::stored_hash(&self.tree, seq).ok_or_else(|| StoreError::Failed {
+        let hash = super::checkpoint::stored_hash(&self.epochs, seq).ok_or_else(|| {
+            StoreError::Failed {
                 dir: self.dir.clone(),
                 message: format!("checkpoint: event {seq} unreadable"),
-            })?;
-        super::checkpoint::save(&self.db, &projection, &hash).map_err(|message| {
+            }
+        })?;
+        super::checkpoint::save(self.epochs.root_db(), &projection, &hash).map_err(|message| {
             StoreError::Failed {
                 dir: self.dir.clone(),
                 message: format!("checkpoint: {message}"),
@@ -452,14 +443,20 @@ impl EventLog {
 
     /// Opens (or creates) the log in `dir`.
     pub fn open(dir: &Path) -> Result<EventLog, StoreError> {
+        Self::open_with_epochs(dir, super::epochs::EPOCH_EVENTS)
+    }
+
+    /// [`EventLog::open`] with epochs of `per_epoch` events (tests use small ones).
+    pub(crate) fn open_with_epochs(dir: &Path, per_epoch: u64) -> Result<EventLog, StoreError> {
         let sled_err = |source| StoreError::Sled {
             dir: dir.to_path_buf(),
             source,
         };
         let db = open_db(dir).map_err(sled_err)?;
-        let tree = db.open_tree("events").map_err(sled_err)?;
+        let epochs = Epochs::open(dir, db, per_epoch).map_err(sled_err)?;
+        let db = epochs.root_db();
         // A checkpoint still on the chain: replay only what came after it.
-        let checkpoint = super::checkpoint::load(&db, &tree);
+        let checkpoint = super::checkpoint::load(db, &epochs);
         let (from, mut head, mut projection) = match checkpoint {
             Some((seq, hash, projection)) => (
                 seq,
@@ -478,14 +475,8 @@ impl EventLog {
                 Projection::default(),
             ),
         };
-        let mut indexes = Indexes::open(&db).map_err(sled_err)?;
-        let newest = tree
-            .range(..vec![b'f'])
-            .next_back()
-            .transpose()
-            .map_err(sled_err)?
-            .map(|(k, _)| seq_of_key(&k))
-            .unwrap_or(0);
+        let mut indexes = Indexes::open(db).map_err(sled_err)?;
+        let newest = epochs.newest_seq().map_err(sled_err)?;
         if indexes.stored_through() > newest {
             tracing::warn!(
                 indexed = indexes.stored_through(),
@@ -497,9 +488,8 @@ impl EventLog {
         // The events after the checkpoint go into the projection; those after the
         // stored indexes into the indexes (both are usually the same few).
         let scan_from = from.min(indexes.stored_through());
-        for item in tree.range(event_key(scan_from + 1)..vec![b'f']) {
-            let (key, value) = item.map_err(sled_err)?;
-            let seq = seq_of_key(&key);
+        for item in epochs.rows(scan_from + 1, u64::MAX) {
+            let (seq, value) = item.map_err(sled_err)?;
             let stored: Stored =
                 serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
                     dir: dir.to_path_buf(),
@@ -535,8 +525,7 @@ impl EventLog {
         let last = head.next_seq - 1;
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
-            db,
-            tree,
+            epochs,
             last_seq: AtomicU64::new(last),
             indexes: RwLock::new(indexes),
             index_writer: Mutex::new(None),
@@ -589,11 +578,7 @@ impl EventLog {
     /// are durable already).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.shared.checkpoint()?;
-        self.shared
-            .db
-            .flush()
-            .map(|_| ())
-            .map_err(|e| self.sled_err(e))
+        self.shared.epochs.flush().map_err(|e| self.sled_err(e))
     }
 
     /// A receiver of the highest durable sequence, updated after every group commit.
@@ -647,12 +632,7 @@ impl EventLog {
 
     /// Event `seq`, if stored.
     pub fn get(&self, seq: u64) -> Result<Option<Event>, StoreError> {
-        match self
-            .shared
-            .tree
-            .get(event_key(seq))
-            .map_err(|e| self.sled_err(e))?
-        {
+        match self.shared.epochs.get(seq).map_err(|e| self.sled_err(e))? {
             Some(bytes) => Ok(Some(self.decode(seq, &bytes)?)),
             None => Ok(None),
         }
@@ -667,7 +647,7 @@ impl EventLog {
     pub fn after_page(&self, after: u64, page: Page) -> Result<Paged, StoreError> {
         read_after(
             &self.shared.dir,
-            &self.shared.tree,
+            &self.shared.epochs,
             after,
             self.last_seq(),
             page,
@@ -677,9 +657,10 @@ impl EventLog {
     /// The stored events `seqs` (one more than `page.count` tells whether more lie
     /// beyond), within `page`.
     fn read_seqs(&self, seqs: Vec<u64>, page: Page) -> Result<Paged, StoreError> {
-        let tree = &self.shared.tree;
+        let epochs = &self.shared.epochs;
         let rows = seqs.into_iter().filter_map(|seq| {
-            tree.get(event_key(seq))
+            epochs
+                .get(seq)
                 .map_err(|e| self.sled_err(e))
                 .map(|value| value.map(|v| (seq, v)))
                 .transpose()
@@ -814,12 +795,11 @@ impl EventLog {
     pub fn verify_each(&self, mut each: impl FnMut(&Event)) -> Result<u64, VerifyError> {
         let mut expected = 1u64;
         let mut prev = GENESIS_HASH.to_string();
-        for item in self.shared.tree.scan_prefix([b'e']) {
-            let (key, value) = item.map_err(|e| VerifyError {
+        for item in self.shared.epochs.rows(1, u64::MAX) {
+            let (seq, value) = item.map_err(|e| VerifyError {
                 seq: expected,
                 reason: format!("unreadable: {e}"),
             })?;
-            let seq = seq_of_key(&key);
             if seq != expected {
                 return Err(VerifyError {
                     seq: expected,
@@ -1025,6 +1005,83 @@ mod tests {
         // The index keys sort apart from the events: the reader finds the newest.
         let reader = EventReader::open(dir.path()).unwrap();
         assert_eq!(reader.last_seq().unwrap(), last + 7);
+    }
+
+    #[test]
+    fn a_log_over_many_epochs_reads_verifies_and_reopens_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let per_epoch = 5;
+        let live = {
+            let log = EventLog::open_with_epochs(dir.path(), per_epoch).unwrap();
+            for round in 1..=6 {
+                history(&log, round);
+            }
+            assert_eq!(
+                log.shared.epochs.count(),
+                6,
+                "groups of 4 never split: 8 events each"
+            );
+            log.projection().unwrap()
+        };
+        let check = |log: &EventLog| {
+            assert_eq!(log.last_seq(), 48);
+            assert_eq!(log.verify(), Ok(48));
+            let all: Vec<u64> = log.after(0, 100).unwrap().iter().map(|e| e.seq).collect();
+            assert_eq!(all, (1..=48).collect::<Vec<_>>());
+            let page = log.after_page(3, Page::count(7)).unwrap();
+            assert_eq!(page.events.first().map(|e| e.seq), Some(4));
+            assert_eq!((page.events.len(), page.more), (7, true));
+            assert_eq!(log.get(17).unwrap().unwrap().seq, 17);
+            assert_eq!(log.get(2).unwrap().unwrap().seq, 2);
+            assert_eq!(log.get(41).unwrap().unwrap().seq, 41);
+            assert_eq!(log.by_target("t2", 0, 100).unwrap().len(), 24);
+            let newest = log
+                .newest_page(Some("t1"), u64::MAX, Page::count(3))
+                .unwrap();
+            assert_eq!(
+                newest.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+                [44, 43, 42]
+            );
+            assert_eq!(log.by_attempt("00030001", 0, 9).unwrap().len(), 2);
+        };
+        let log = EventLog::open_with_epochs(dir.path(), per_epoch).unwrap();
+        check(&log);
+        assert_eq!(log.projection().unwrap(), live);
+        // More events go into the newest epoch, or a new one, and chain on.
+        history(&log, 7);
+        assert_eq!(log.verify(), Ok(56));
+        drop(log);
+        set_checkpoint(dir.path(), None);
+        {
+            let log = EventLog::open_with_epochs(dir.path(), per_epoch).unwrap();
+            assert_eq!(log.last_seq(), 56);
+            assert_eq!(
+                log.projection().unwrap().targets["t1"].attempts_succeeded,
+                7
+            );
+        }
+        // Reopened with the default epoch size: the newest epoch simply fills on.
+        let log = EventLog::open(dir.path()).unwrap();
+        history(&log, 8);
+        assert_eq!(log.verify(), Ok(64));
+        drop(log);
+        let reader = EventReader::open(dir.path()).unwrap();
+        assert_eq!(reader.last_seq().unwrap(), 64);
+        assert_eq!(reader.after(30, 5).unwrap()[0].seq, 31);
+        drop(reader);
+        // An epoch's event altered on disk: verify names it.
+        {
+            let db = open_db(&dir.path().join("epochs").join(format!("{:020}", 17))).unwrap();
+            let tree = db.open_tree("events").unwrap();
+            let mut event: serde_json::Value =
+                serde_json::from_slice(&tree.get(event_key(22)).unwrap().unwrap()).unwrap();
+            event["payload"] = serde_json::json!({"forged": true});
+            tree.insert(event_key(22), serde_json::to_vec(&event).unwrap())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let log = EventLog::open(dir.path()).unwrap();
+        assert_eq!(log.verify().unwrap_err().seq, 22);
     }
 
     #[test]
