@@ -3,6 +3,7 @@
 //! real git repositories to run tasks against.
 
 pub mod github;
+pub mod openapi;
 pub mod serve;
 
 use leviathan_sandbox::exec::{ExecFailure, ExecReport, ExecRequest};

@@ -4,6 +4,7 @@
 
 use leviathan_events::{Event, EventLog};
 use leviathan_tests::github::{FakeGitHub, FakePull, Fault, FaultKind};
+use leviathan_tests::openapi::Description;
 use leviathan_tests::{git, host_binary, registry, root};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -106,6 +107,7 @@ impl Hub {
     fn take_requests(&self) -> Vec<String> {
         let requests = self.fake.requests();
         self.fake.clear_requests();
+        Description::load().assert_conforms(&requests);
         for r in &requests {
             assert_eq!(
                 r.authorization.as_deref(),

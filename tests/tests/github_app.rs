@@ -11,6 +11,7 @@ use leviathan_forge::github::clients::GitHubClients;
 use leviathan_forge::github::identity::SecondaryLimits;
 use leviathan_forge::github::ratelimit::RetryPolicy;
 use leviathan_tests::github::{FakeApp, FakeGitHub};
+use leviathan_tests::openapi::Description;
 use leviathan_tests::{git, root};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -101,6 +102,15 @@ fn the_host_acts_as_the_apps_installation_and_renews_its_token() {
     let first = w.pass(&log, &github);
     assert!(first[0].contains("guide: PR 1 opened"), "{first:?}");
     let requests = w.fake.requests();
+    let operations = Description::load().assert_conforms(&requests);
+    assert_eq!(
+        operations[..3],
+        [
+            "apps/create-installation-access-token",
+            "apps/get-authenticated",
+            "users/get-by-username"
+        ]
+    );
     let lines: Vec<String> = requests.iter().map(|r| r.line()).collect();
     assert_eq!(
         lines[..3],
@@ -250,7 +260,14 @@ fn discovery_serves_the_allowed_repositories_under_their_own_policies() {
         reports[2].starts_with("widgets: guide: PR 1 opened"),
         "configured once: {reports:#?}"
     );
-    let lines: Vec<String> = w.fake.requests().iter().map(|r| r.line()).collect();
+    let requests = w.fake.requests();
+    let operations = Description::load().assert_conforms(&requests);
+    assert!(
+        operations
+            .iter()
+            .any(|o| o == "apps/list-repos-accessible-to-installation")
+    );
+    let lines: Vec<String> = requests.iter().map(|r| r.line()).collect();
     assert_eq!(
         lines
             .iter()
