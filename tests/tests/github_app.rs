@@ -245,9 +245,20 @@ fn discovery_serves_the_allowed_repositories_under_their_own_policies() {
     let config = Config::load(&file).expect("config loads");
     let w = World { config, ..w };
     let log = EventLog::open(&w.dir.path().join("data")).expect("log");
-    let mut reports = w.pass(&log, &clients());
+    let github = clients();
+    let mut reports = w.pass(&log, &github);
     reports.sort();
     assert_eq!(reports.len(), 3, "{reports:#?}");
+    // What the console and the API show: the served discovered target under its
+    // repository's policy (the one without a policy never ran).
+    let discovered = github.discovered();
+    assert_eq!(
+        discovered
+            .iter()
+            .map(|t| (t.id.as_str(), t.policy.max_open_prs))
+            .collect::<Vec<_>>(),
+        [("acme-docs-a", 2)]
+    );
     assert!(
         reports[0].starts_with("acme-docs-a: guide: PR 1 opened"),
         "{reports:#?}"

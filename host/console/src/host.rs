@@ -44,6 +44,11 @@ pub trait ConsoleHost: Send + Sync + 'static {
     fn github_usage(&self) -> Vec<leviathan_forge::github::clients::Usage> {
         Vec::new()
     }
+    /// The targets discovered in GitHub App installations, under their
+    /// repositories' policies as the passes last read them (empty without passes).
+    fn discovered_targets(&self) -> Vec<leviathan_domain::config::Target> {
+        Vec::new()
+    }
     /// Performs a confirmed console action as `caller`, recording it like the API does.
     fn act(
         self: Arc<Self>,

@@ -12,19 +12,19 @@ use maud::{Markup, html};
 use std::collections::BTreeMap;
 
 /// Every target the console knows: the configured ones in configuration order,
-/// then any other the log holds.
+/// those the passes discovered in App installations, then any other the log holds.
 pub fn known_targets<'a>(
     config: Option<&'a Config>,
+    discovered: &'a [Target],
     p: &'a Projection,
 ) -> Vec<(&'a str, Option<&'a Target>, Option<&'a TargetView>)> {
     let mut out: Vec<_> = config
-        .map(|c| {
-            c.targets
-                .iter()
-                .map(|t| (t.id.as_str(), Some(t), p.targets.get(&t.id)))
-                .collect()
-        })
-        .unwrap_or_default();
+        .map(|c| c.targets.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .chain(discovered)
+        .map(|t| (t.id.as_str(), Some(t), p.targets.get(&t.id)))
+        .collect();
     for (id, view) in &p.targets {
         if !out.iter().any(|(known, _, _)| known == id) {
             out.push((id.as_str(), None, Some(view)));
@@ -213,6 +213,7 @@ fn body(
 ) -> Markup {
     let now = leviathan_domain::clock::now_ms();
     let github = state.github_usage();
+    let discovered = state.discovered_targets();
     let config = state.forge().map(|f| &f.config);
     html! {
         h1 { "Overview" }
@@ -239,7 +240,7 @@ fn body(
         }
         @if let Some(p) = p {
             h2 { "Targets" }
-            @let all = known_targets(config, p);
+            @let all = known_targets(config, &discovered, p);
             @let (targets, page, pages) = page_of(&all, page);
             @if pages > 1 {
                 p.pager {
@@ -362,6 +363,49 @@ mod tests {
             },
             content_requests: 0,
         }
+    }
+
+    #[test]
+    fn known_targets_are_the_configured_then_the_discovered_then_the_logs_others() {
+        let target = |id: &str| Target {
+            id: id.into(),
+            repository: format!("acme/{id}"),
+            base_branch: "main".into(),
+            forge: Forge::Local,
+            policy: leviathan_domain::policy::Policy::default_policy(),
+            labels: Vec::new(),
+            auto_merge: false,
+            policy_in_repo: false,
+        };
+        let config = Config {
+            source: "leviathan.yaml".into(),
+            interval_seconds: 60,
+            schedule: None,
+            workers: 1,
+            shards: 1,
+            github_limits: Default::default(),
+            targets: vec![target("configured")],
+            discover: Vec::new(),
+        };
+        let discovered = [target("found")];
+        let mut p = Projection::default();
+        for id in ["only-in-log", "found", "configured"] {
+            p.targets.insert(id.into(), TargetView::default());
+        }
+        let known = known_targets(Some(&config), &discovered, &p);
+        let listed: Vec<(&str, bool, bool)> = known
+            .iter()
+            .map(|(id, t, v)| (*id, t.is_some(), v.is_some()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("configured", true, true),
+                ("found", true, true),
+                ("only-in-log", false, true)
+            ]
+        );
+        assert_eq!(known_targets(None, &[], &p).len(), 3);
     }
 
     #[test]

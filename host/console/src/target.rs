@@ -294,9 +294,16 @@ fn attempts_and_prs(id: &str, view: &TargetView, now: u64) -> Markup {
 pub fn render(state: &dyn ConsoleHost, session: &super::session::Session, id: &str) -> Response {
     let now = leviathan_domain::clock::now_ms();
     let last_seq = state.log().last_seq();
-    let target = state
-        .forge()
-        .and_then(|f| f.config.targets.iter().find(|t| t.id == id).map(|t| (f, t)));
+    // A configured target, or one the passes discovered in an App installation.
+    let discovered = state.discovered_targets();
+    let target = state.forge().and_then(|f| {
+        f.config
+            .targets
+            .iter()
+            .chain(&discovered)
+            .find(|t| t.id == id)
+            .map(|t| (f, t))
+    });
     let Ok((view, host_paused)) = state
         .log()
         .with_projection(|p| (p.targets.get(id).cloned(), p.paused))

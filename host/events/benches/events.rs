@@ -68,6 +68,28 @@ fn open_only(dir: &str, rebuild: bool) {
         common::peak_rss_kib() / 1024,
         common::rss_kib() / 1024
     );
+    // Lookups that visit every index run (an attempt's events: where they lie is
+    // not known in advance) and that read old epochs.
+    let last = log.last_seq();
+    for (what, seq) in [("middle", last / 2), ("newest", last.saturating_sub(2))] {
+        let Some(attempt) = common::loop_event(seq.saturating_sub(1)).attempt else {
+            continue;
+        };
+        let timed = Instant::now();
+        let events = log.by_attempt(&attempt, 0, 100).expect("by attempt");
+        println!(
+            "  the {what} history's attempt {attempt}: {} events in {:.1} ms",
+            events.len(),
+            timed.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    let timed = Instant::now();
+    let page = log.by_target("target-07", 0, 100).expect("by target");
+    println!(
+        "  the oldest 100 events of one target: {} in {:.1} ms",
+        page.len(),
+        timed.elapsed().as_secs_f64() * 1e3
+    );
 }
 
 /// `--history N`: start-up with `N` events of loop history (issue #17 asks for

@@ -56,6 +56,7 @@ pub fn targets(config: &Config, github: &GitHubClients) -> Vec<Target> {
             }
         }
     }
+    github.keep_discovered(&out.iter().map(|t| t.id.as_str()).collect::<Vec<_>>());
     out
 }
 

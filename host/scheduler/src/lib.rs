@@ -196,6 +196,7 @@ impl Scheduler<'_> {
             match discover::with_repo_policy(target, clone.dir()) {
                 Ok(t) => {
                     in_repo = t;
+                    self.github.note_discovered(&in_repo);
                     if let Some(stop) = select::gate(&in_repo.policy, paused) {
                         return self.skip(&in_repo, stop.as_str(), String::new());
                     }

@@ -80,6 +80,11 @@ impl PassStatus {
     pub fn github(&self) -> Vec<leviathan_forge::github::clients::Usage> {
         self.github.usage()
     }
+
+    /// The targets discovered in App installations, as the passes last served them.
+    pub fn discovered(&self) -> Vec<leviathan_domain::config::Target> {
+        self.github.discovered()
+    }
 }
 
 impl Passes {

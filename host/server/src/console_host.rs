@@ -56,6 +56,10 @@ impl ConsoleHost for AppState {
         AppState::github_usage(self)
     }
 
+    fn discovered_targets(&self) -> Vec<leviathan_domain::config::Target> {
+        AppState::discovered_targets(self)
+    }
+
     fn act(
         self: Arc<Self>,
         caller: Principal,

@@ -143,6 +143,11 @@ fn with_identity(mut summary: Value, usage: &[leviathan_forge::github::clients::
 /// identity's budgets, and every identity (`github_identities`).
 pub async fn targets(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let usage = state.github_usage();
+    let discovered: Vec<String> = state
+        .discovered_targets()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
     let value = state.log.with_projection(|p| {
         let targets: Vec<Value> = p
             .targets
@@ -152,6 +157,7 @@ pub async fn targets(State(state): State<Arc<AppState>>) -> Result<Json<Value>, 
         json!({
             "targets": targets,
             "github_identities": usage.iter().map(identity_json).collect::<Vec<_>>(),
+            "discovered": discovered,
         })
     })?;
     Ok(Json(value))

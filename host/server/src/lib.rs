@@ -101,6 +101,9 @@ pub struct BackgroundHealth {
     pub passes_failed: u64,
     /// Each GitHub identity's budget and content requests.
     pub github: Vec<leviathan_forge::github::clients::Usage>,
+    /// The targets discovered in GitHub App installations, under their
+    /// repositories' policies as the passes last read them.
+    pub discovered: Vec<leviathan_domain::config::Target>,
 }
 
 /// Reads the background work's health.
@@ -204,6 +207,15 @@ impl AppState {
         self.health
             .get()
             .map(|probe| probe().github)
+            .unwrap_or_default()
+    }
+
+    /// The targets the passes discovered in App installations (empty without a
+    /// scheduler).
+    pub fn discovered_targets(&self) -> Vec<leviathan_domain::config::Target> {
+        self.health
+            .get()
+            .map(|probe| probe().discovered)
             .unwrap_or_default()
     }
 

@@ -622,6 +622,7 @@ mod tests {
                 last_pass_completed_ms: Some(1_800_000_000_500),
                 passes_failed: 2,
                 github: vec![usage("https://a", 900, 3), usage("https://a", 40, 4)],
+                discovered: Vec::new(),
             }),
             plugin_reload_failures: 1,
             plugins_rejected: Some(2),

@@ -380,6 +380,7 @@ fn start_passes(
                 last_pass_completed_ms: status.last_completed_ms(),
                 passes_failed: status.failed(),
                 github: status.github(),
+                discovered: status.discovered(),
             }
         })),
     })

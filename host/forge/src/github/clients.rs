@@ -10,7 +10,7 @@ use super::app::{AppError, AppKey, BotIdentity, InstallationToken};
 use super::identity::{IdentityBudget, SecondaryLimits, SecondaryUsage};
 use super::ratelimit::RetryPolicy;
 use super::{GitHub, GitHubError};
-use leviathan_domain::config::{GitHubApp, TokenSource};
+use leviathan_domain::config::{GitHubApp, Target, TokenSource};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -100,6 +100,9 @@ pub struct GitHubClients {
     /// The file the identities' recent content-creating requests are kept in
     /// between processes, and what it held when first read.
     memory: Mutex<Option<(std::path::PathBuf, Slots)>>,
+    /// Targets discovered in App installations, by id, under their repositories'
+    /// own policies as the latest pass read them (for the console and the API).
+    discovered: Mutex<std::collections::BTreeMap<String, Target>>,
 }
 
 /// `<api url> <identity>` → recent content-creating requests (ms since the epoch).
@@ -157,7 +160,34 @@ impl GitHubClients {
             policy,
             limits,
             memory: Mutex::new(None),
+            discovered: Mutex::new(std::collections::BTreeMap::new()),
         }
+    }
+
+    /// Notes a discovered target as a pass serves it (under its repository's policy).
+    pub fn note_discovered(&self, target: &Target) {
+        self.discovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(target.id.clone(), target.clone());
+    }
+
+    /// Forgets the discovered targets a pass no longer found (any not in `ids`).
+    pub fn keep_discovered(&self, ids: &[&str]) {
+        self.discovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, _| ids.contains(&id.as_str()));
+    }
+
+    /// The discovered targets the passes served, by id.
+    pub fn discovered(&self) -> Vec<Target> {
+        self.discovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Keeps the identities' windows in `file` between processes: read now (once;
