@@ -8,6 +8,7 @@
 //! description and are not checked here.
 
 use crate::github::Recorded;
+use leviathan_domain::percent;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -40,36 +41,15 @@ struct Operation {
     request_body: Option<Body>,
 }
 
+/// A request's path parameters by name (`None` where the escapes are bad).
+type PathParams = Vec<(String, Option<String>)>;
+
 /// The operations of GitHub's description the host may call.
 #[derive(Debug, Deserialize)]
 pub struct Description {
     /// Where the operations were extracted from.
     pub source: String,
     operations: Vec<Operation>,
-}
-
-/// `%XX` escapes decoded (invalid ones kept as they are).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The names of a schema's types (`type` as a string or, in OpenAPI 3.1, a list).
@@ -231,8 +211,8 @@ impl Description {
     }
 
     /// The operation `method` + `path` (below the API root, without the query)
-    /// is, with its path parameters' values.
-    fn operation(&self, method: &str, path: &str) -> Option<(&Operation, Vec<(String, String)>)> {
+    /// is, with its path parameters' values (`None` where the escapes are bad).
+    fn operation(&self, method: &str, path: &str) -> Option<(&Operation, PathParams)> {
         let actual: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         self.operations.iter().find_map(|op| {
             if op.method != method {
@@ -246,7 +226,7 @@ impl Description {
             for (t, a) in template.iter().zip(&actual) {
                 match t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
                     Some(name) if !a.is_empty() => {
-                        params.push((name.to_string(), percent_decode(a)));
+                        params.push((name.to_string(), percent::decode(a)));
                     }
                     Some(_) => return None,
                     None if t == a => {}
@@ -282,19 +262,24 @@ impl Description {
                 .find(|p| p.name == name && p.location == location)
         };
         for (name, value) in &path_params {
-            if let Some(p) = declared(name, "path") {
-                validate(
+            match (declared(name, "path"), value) {
+                (_, None) => problems.push(format!("{name}: bad percent-encoding")),
+                (Some(p), Some(value)) => validate(
                     &p.schema,
                     &parameter_value(&p.schema, value),
                     name,
                     &mut problems,
-                );
+                ),
+                (None, Some(_)) => {}
             }
         }
         let mut seen: Vec<String> = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let (name, value) = (percent_decode(name), percent_decode(value));
+            let (Some(name), Some(value)) = (percent::decode(name), percent::decode(value)) else {
+                problems.push(format!("query `{pair}`: bad percent-encoding"));
+                continue;
+            };
             if seen.contains(&name) {
                 problems.push(format!("query `{name}` sent twice"));
             }
@@ -447,6 +432,13 @@ mod tests {
                 Value::Null,
                 "sent twice",
             ),
+            (
+                "GET",
+                "/repos/acme/w/pulls?base=m%zz",
+                Value::Null,
+                "bad percent-encoding",
+            ),
+            ("GET", "/users/bot%5", Value::Null, "bad percent-encoding"),
             (
                 "GET",
                 "/repos/acme/w/pulls/four",

@@ -53,7 +53,7 @@ impl ConsoleRequest {
             .path()
             .split('/')
             .skip(1)
-            .map(percent_decode)
+            .map(leviathan_domain::percent::decode)
             .collect()
     }
 }
@@ -86,25 +86,6 @@ pub fn redirect(to: &str) -> Response {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
-}
-
-/// Decodes `%XX` escapes; `None` for a bad escape or a result that is not UTF-8.
-fn percent_decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
