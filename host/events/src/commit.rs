@@ -143,7 +143,6 @@ fn commit(shared: &Arc<Shared>, head: &mut Head, group: Vec<Job>) -> Result<(), 
         for (key, bytes) in rows {
             batch.insert(key, bytes);
         }
-
         answered.push((job.reply, events));
     }
     // A new epoch, when the newest is full, before anything of this group goes in.
