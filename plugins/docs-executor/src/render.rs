@@ -25,62 +25,93 @@ pub fn output_path(task: &Task) -> Result<String, ExecError> {
     choose_output(&task.allowed_paths, "md", &file_name)
 }
 
-fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| w.to_lowercase())
-        .collect()
-}
+/// The words of a text, lower-cased, split at every character that is not
+/// alphanumeric: tokenised once, then asked about as often as needed.
+struct Words(Vec<String>);
 
-fn mentions(text: &str, word: &str) -> bool {
-    words(text).iter().any(|w| w == word)
-}
+impl Words {
+    fn of(text: &str) -> Words {
+        Words(
+            text.split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(|w| w.to_lowercase())
+                .collect(),
+        )
+    }
 
-fn mentions_phrase(text: &str, phrase: &[&str]) -> bool {
-    let w = words(text);
-    w.windows(phrase.len())
-        .any(|win| win.iter().zip(phrase).all(|(a, b)| a == b))
+    /// Whether `word` (lower-case) is one of the words.
+    fn has(&self, word: &str) -> bool {
+        self.0.iter().any(|w| w == word)
+    }
+
+    /// Whether `phrase` (lower-case words) occurs as consecutive words.
+    fn has_phrase(&self, phrase: &[&str]) -> bool {
+        self.0
+            .windows(phrase.len())
+            .any(|win| win.iter().zip(phrase).all(|(a, b)| a == b))
+    }
 }
 
 impl DocKind {
     /// Classifies a task; `path` is the output path chosen for it.
     pub fn of(task: &Task, path: &str) -> DocKind {
-        let id_title = format!("{} {}", task.id, task.title);
+        let id_title = Words::of(&format!("{} {}", task.id, task.title));
         let under_templates = task
             .allowed_paths
             .iter()
             .map(String::as_str)
             .chain([path])
             .any(|p| p.split('/').any(|c| c == "templates"));
-        if mentions(&id_title, "template") || mentions(&id_title, "templates") || under_templates {
-            let pr = mentions(&task.id, "pr")
-                || task
-                    .acceptance_criteria
-                    .iter()
-                    .any(|c| mentions(c, "pr") || mentions_phrase(c, &["pull", "request"]));
+        if id_title.has("template") || id_title.has("templates") || under_templates {
+            let pr = Words::of(&task.id).has("pr")
+                || task.acceptance_criteria.iter().any(|c| {
+                    let words = Words::of(c);
+                    words.has("pr") || words.has_phrase(&["pull", "request"])
+                });
             return if pr {
                 DocKind::PullRequestTemplate
             } else {
                 DocKind::Template
             };
         }
-        if mentions_phrase(&id_title, &["operating", "rules"])
-            || mentions(&id_title, "rules")
-            || mentions(&id_title, "guardrails")
-        {
+        // "operating rules" counts through its word "rules".
+        if id_title.has("rules") || id_title.has("guardrails") {
             return DocKind::OperatingRules;
         }
-        if mentions(&id_title, "runbook") || mentions(&id_title, "playbook") {
+        if id_title.has("runbook") || id_title.has("playbook") {
             return DocKind::Runbook;
         }
         DocKind::Generic
     }
 }
 
-/// Collapses any run of whitespace (including newlines) into one space so a field can
-/// sit on one Markdown line.
+/// Collapses any run of whitespace (including newlines) into one space, and trims
+/// the ends, so a field can sit on one Markdown line.
 fn one_line(text: &str) -> String {
+    if is_one_line(text) {
+        return text.to_owned();
+    }
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Whether `text` is already what [`one_line`] makes of it: words separated by
+/// single spaces, no other whitespace, nothing at either end (one pass, no
+/// allocation: most fields are like this).
+fn is_one_line(text: &str) -> bool {
+    let mut after_space = true;
+    for c in text.chars() {
+        if c == ' ' {
+            if after_space {
+                return false;
+            }
+            after_space = true;
+        } else if c.is_whitespace() {
+            return false;
+        } else {
+            after_space = false;
+        }
+    }
+    !after_space || text.is_empty()
 }
 
 /// Renders the document for `task`, written at `path`.
@@ -327,6 +358,133 @@ mod tests {
         assert!(md.contains("### 1. Explains setup"));
         assert!(md.contains("### 2. Explains review"));
         assert!(md.contains("task `docs-guide`"));
+    }
+
+    /// The classification as first written (every question re-tokenises its text),
+    /// kept as the definition the tokenise-once version must agree with.
+    fn reference_kind(task: &Task, path: &str) -> DocKind {
+        let words = |text: &str| -> Vec<String> {
+            text.split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(|w| w.to_lowercase())
+                .collect()
+        };
+        let mentions = |text: &str, word: &str| words(text).iter().any(|w| w == word);
+        let phrase = |text: &str, p: &[&str]| {
+            words(text)
+                .windows(p.len())
+                .any(|win| win.iter().zip(p).all(|(a, b)| a == b))
+        };
+        let id_title = format!("{} {}", task.id, task.title);
+        let under = task
+            .allowed_paths
+            .iter()
+            .map(String::as_str)
+            .chain([path])
+            .any(|p| p.split('/').any(|c| c == "templates"));
+        if mentions(&id_title, "template") || mentions(&id_title, "templates") || under {
+            let pr = mentions(&task.id, "pr")
+                || task
+                    .acceptance_criteria
+                    .iter()
+                    .any(|c| mentions(c, "pr") || phrase(c, &["pull", "request"]));
+            return if pr {
+                DocKind::PullRequestTemplate
+            } else {
+                DocKind::Template
+            };
+        }
+        if phrase(&id_title, &["operating", "rules"])
+            || mentions(&id_title, "rules")
+            || mentions(&id_title, "guardrails")
+        {
+            return DocKind::OperatingRules;
+        }
+        if mentions(&id_title, "runbook") || mentions(&id_title, "playbook") {
+            return DocKind::Runbook;
+        }
+        DocKind::Generic
+    }
+
+    /// A small deterministic generator (xorshift), so the cases are the same on
+    /// every run without a dependency.
+    struct Gen(u64);
+
+    impl Gen {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+
+        fn text(&mut self) -> String {
+            const WORDS: &[&str] = &[
+                "template",
+                "Templates",
+                "TEMPLATE",
+                "PR",
+                "pr",
+                "Pull",
+                "request",
+                "pull-request",
+                "operating",
+                "Rules",
+                "rules",
+                "guardrails",
+                "runbook",
+                "Playbook",
+                "RUNBOO\u{212A}",
+                "prepare",
+                "improve",
+                "docs",
+                "İstanbul",
+                "naïve",
+                "",
+                "x1",
+                "a_b",
+            ];
+            const GAPS: &[&str] = &[" ", "  ", "\n", "\t", "-", "_", "/", " \u{a0}", "\r\n", ""];
+            let mut text = String::new();
+            for _ in 0..self.below(6) {
+                text.push_str(GAPS[self.below(GAPS.len())]);
+                text.push_str(WORDS[self.below(WORDS.len())]);
+            }
+            if self.below(3) == 0 {
+                text.push_str(GAPS[self.below(GAPS.len())]);
+            }
+            text
+        }
+    }
+
+    #[test]
+    fn classification_and_one_line_agree_with_their_definitions() {
+        let mut generator = Gen(0x9e37_79b9_7f4a_7c15);
+        let mut kinds = std::collections::BTreeSet::new();
+        for _ in 0..20_000 {
+            let criteria: Vec<String> = (0..generator.below(3)).map(|_| generator.text()).collect();
+            let paths = [["docs/"], [".github/templates/"], ["templates"]][generator.below(3)];
+            let t = Task {
+                id: generator.text(),
+                title: generator.text(),
+                scope: "docs".into(),
+                allowed_paths: paths.iter().map(|s| s.to_string()).collect(),
+                acceptance_criteria: criteria.clone(),
+                ..Task::default()
+            };
+            let kind = DocKind::of(&t, "docs/X.md");
+            assert_eq!(kind, reference_kind(&t, "docs/X.md"), "{t:?}");
+            kinds.insert(format!("{kind:?}"));
+            for text in criteria.iter().chain([&t.id, &t.title]) {
+                let reference = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                assert_eq!(one_line(text), reference, "{text:?}");
+            }
+        }
+        assert_eq!(
+            kinds.len(),
+            5,
+            "the generated tasks reach every kind: {kinds:?}"
+        );
     }
 
     #[test]
