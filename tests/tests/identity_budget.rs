@@ -161,7 +161,8 @@ fn many_targets_on_one_identity_never_trip_the_secondary_limits_and_share_fairly
 }
 
 /// A restart (or the next `tick`, a new process) remembers the identity's recent
-/// content-creating requests, so it does not spend the same hour twice.
+/// content-creating requests, so it does not spend the same hour twice, and its
+/// queue, so the targets that waited are served first.
 #[test]
 fn a_new_process_does_not_spend_the_same_hour_again() {
     let hour = Duration::from_secs(60);
@@ -183,6 +184,8 @@ fn a_new_process_does_not_spend_the_same_hour_again() {
         2,
         "two PRs fill the hour"
     );
+    let waited = first.usage()[0].secondary.waiting.clone();
+    assert!(!waited.is_empty(), "targets were left waiting");
     drop(first);
     assert!(
         w.dir
@@ -201,6 +204,10 @@ fn a_new_process_does_not_spend_the_same_hour_again() {
         "{reports:#?}"
     );
     assert_eq!(w.delivered().values().sum::<usize>(), 2);
+    // The targets that waited keep their places, ahead of the two that delivered.
+    let waiting = next.usage()[0].secondary.waiting.clone();
+    assert_eq!(waiting[..waited.len()], waited[..], "{waiting:?}");
+    assert_eq!(waiting.len(), waited.len() + 2, "{waiting:?}");
     assert_eq!(
         w.fake.limit_responses(),
         0,

@@ -7,7 +7,7 @@
 //! they expire, under one identity however often they change.
 
 use super::app::{AppError, AppKey, BotIdentity, InstallationToken};
-use super::identity::{IdentityBudget, SecondaryLimits, SecondaryUsage};
+use super::identity::{IdentityBudget, Need, SecondaryLimits, SecondaryUsage};
 use super::ratelimit::RetryPolicy;
 use super::{GitHub, GitHubError};
 use leviathan_domain::config::{GitHubApp, Target, TokenSource};
@@ -99,20 +99,111 @@ pub struct GitHubClients {
     limits: SecondaryLimits,
     /// The file the identities' recent content-creating requests are kept in
     /// between processes, and what it held when first read.
-    memory: Mutex<Option<(std::path::PathBuf, Slots)>>,
+    memory: Mutex<Option<(std::path::PathBuf, Identities)>>,
     /// Targets discovered in App installations, by id, under their repositories'
     /// own policies as the latest pass read them (for the console and the API).
     discovered: Mutex<std::collections::BTreeMap<String, Target>>,
 }
 
-/// `<api url> <identity>` → recent content-creating requests (ms since the epoch).
-type Slots = HashMap<String, Vec<u64>>;
+/// What the memory file keeps of one identity.
+#[derive(serde::Serialize, serde::Deserialize, Default, Clone, Debug, PartialEq)]
+struct Remembered {
+    /// Recent content-creating requests (ms since the epoch).
+    slots: Vec<u64>,
+    /// Targets waiting for budget, first served first.
+    #[serde(default)]
+    queue: Vec<Waiting>,
+}
 
-/// The format of the identities' memory file.
-#[derive(serde::Serialize, serde::Deserialize, Default)]
+/// A target in an identity's queue, with what it asked for.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+struct Waiting {
+    target: String,
+    content: u32,
+    total: u32,
+}
+
+impl Remembered {
+    /// What `budget` holds now.
+    fn of(budget: &IdentityBudget) -> Remembered {
+        Remembered {
+            slots: budget.recent_slots_ms(),
+            queue: budget
+                .queue()
+                .into_iter()
+                .map(|(target, need)| Waiting {
+                    target,
+                    content: need.content,
+                    total: need.total,
+                })
+                .collect(),
+        }
+    }
+
+    /// Gives `budget` what an earlier process left.
+    fn restore_into(&self, budget: &IdentityBudget) {
+        budget.restore(&self.slots);
+        let queue: Vec<(String, Need)> = self
+            .queue
+            .iter()
+            .map(|w| {
+                let need = Need {
+                    content: w.content,
+                    total: w.total,
+                };
+                (w.target.clone(), need)
+            })
+            .collect();
+        budget.restore_queue(&queue);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.slots.is_empty() && self.queue.is_empty()
+    }
+}
+
+/// `<api url> <identity>` → what the memory file keeps of it.
+type Identities = HashMap<String, Remembered>;
+
+/// The format of the identities' memory file (version 2; version 1 kept only each
+/// identity's slots, and is still read).
+#[derive(serde::Serialize, Default)]
 struct Memory {
     version: u32,
-    identities: Slots,
+    identities: Identities,
+}
+
+/// The memory file as read: either version.
+#[derive(serde::Deserialize)]
+struct StoredMemory {
+    identities: HashMap<String, StoredIdentity>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum StoredIdentity {
+    /// Version 1: the slots alone.
+    Slots(Vec<u64>),
+    Remembered(Remembered),
+}
+
+/// Reads a memory file's bytes (either version).
+fn parse_memory(bytes: &[u8]) -> serde_json::Result<Identities> {
+    let stored: StoredMemory = serde_json::from_slice(bytes)?;
+    Ok(stored
+        .identities
+        .into_iter()
+        .map(|(key, identity)| {
+            let remembered = match identity {
+                StoredIdentity::Slots(slots) => Remembered {
+                    slots,
+                    queue: Vec::new(),
+                },
+                StoredIdentity::Remembered(r) => r,
+            };
+            (key, remembered)
+        })
+        .collect())
 }
 
 /// The largest memory file read (500 slots of a few hundred identities).
@@ -204,9 +295,7 @@ impl GitHubClients {
             file,
             leviathan_domain::repofs::Limit::new(MAX_MEMORY, "GitHub identities file limit"),
         ) {
-            Ok(bytes) => serde_json::from_slice::<Memory>(&bytes)
-                .map(|m| m.identities)
-                .unwrap_or_else(|e| {
+            Ok(bytes) => parse_memory(&bytes).unwrap_or_else(|e| {
                     tracing::warn!(file = %file.display(), error = %e, "ignoring an unreadable GitHub identities file");
                     HashMap::new()
                 }),
@@ -219,15 +308,15 @@ impl GitHubClients {
         };
         if let Ok(clients) = self.clients.lock() {
             for (key, e) in clients.iter() {
-                if let Some(slots) = loaded.get(&memory_key(key)) {
-                    e.client.identity().restore(slots);
+                if let Some(remembered) = loaded.get(&memory_key(key)) {
+                    remembered.restore_into(e.client.identity());
                 }
             }
         }
         *memory = Some((file.to_path_buf(), loaded));
     }
 
-    /// Writes every identity's recent content-creating requests to the file given
+    /// Writes every identity's recent content-creating requests and queue to the file given
     /// to [`GitHubClients::remember_in`] (atomically: a temporary file renamed).
     pub fn save(&self) -> std::io::Result<()> {
         let Some((file, held_any)) = self
@@ -239,11 +328,11 @@ impl GitHubClients {
         else {
             return Ok(());
         };
-        let identities: Slots = match self.clients.lock() {
+        let identities: Identities = match self.clients.lock() {
             Ok(clients) => clients
                 .iter()
-                .map(|(key, e)| (memory_key(key), e.client.identity().recent_slots_ms()))
-                .filter(|(_, slots)| !slots.is_empty())
+                .map(|(key, e)| (memory_key(key), Remembered::of(e.client.identity())))
+                .filter(|(_, remembered)| !remembered.is_empty())
                 .collect(),
             Err(_) => return Ok(()),
         };
@@ -253,7 +342,7 @@ impl GitHubClients {
             return Ok(());
         }
         let text = serde_json::to_vec(&Memory {
-            version: 1,
+            version: 2,
             identities,
         })
         .map_err(std::io::Error::other)?;
@@ -406,11 +495,11 @@ impl GitHubClients {
             std::collections::hash_map::Entry::Vacant(v) => {
                 let budget = Arc::new(IdentityBudget::new(self.limits.clone()));
                 let memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(slots) = memory
+                if let Some(earlier) = memory
                     .as_ref()
                     .and_then(|(_, loaded)| loaded.get(&remembered))
                 {
-                    budget.restore(slots);
+                    earlier.restore_into(&budget);
                 }
                 drop(memory);
                 v.insert(Entry {
@@ -501,6 +590,41 @@ pub fn by_api(usage: &[Usage]) -> std::collections::BTreeMap<&str, ApiUsage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_memory_file_keeps_slots_and_queue_and_reads_version_one() {
+        let v1 = br#"{"version":1,"identities":{"https://api x":[5,6]}}"#;
+        let read = parse_memory(v1).expect("version 1");
+        assert_eq!(read["https://api x"].slots, [5, 6]);
+        assert!(read["https://api x"].queue.is_empty());
+
+        let budget = IdentityBudget::new(SecondaryLimits::default());
+        let earlier = Remembered {
+            slots: Vec::new(),
+            queue: vec![
+                Waiting {
+                    target: "b".into(),
+                    content: 2,
+                    total: 5,
+                },
+                Waiting {
+                    target: "a".into(),
+                    content: 1,
+                    total: 4,
+                },
+            ],
+        };
+        earlier.restore_into(&budget);
+        let now = Remembered::of(&budget);
+        assert_eq!(now.queue, earlier.queue);
+        let text = serde_json::to_vec(&Memory {
+            version: 2,
+            identities: [("k".to_string(), now.clone())].into(),
+        })
+        .expect("json");
+        assert_eq!(parse_memory(&text).expect("version 2")["k"], now);
+        assert!(parse_memory(br#"{"identities":{"k":"x"}}"#).is_err());
+    }
 
     #[test]
     fn tokens_come_from_a_file_or_the_environment_and_must_not_be_empty() {

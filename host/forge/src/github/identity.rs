@@ -395,6 +395,27 @@ impl IdentityBudget {
         l.prune(&self.limits, now);
     }
 
+    /// The targets waiting for budget, first served first, with what each asked
+    /// for (for [`IdentityBudget::restore_queue`] by the next process).
+    pub fn queue(&self) -> Vec<(String, Need)> {
+        self.ledger().queue.clone()
+    }
+
+    /// Takes the queue an earlier process left: those targets keep their places
+    /// ahead of any this process has refused so far, so a restart (or the next
+    /// `tick`) does not send a target that waited back behind newcomers. A target
+    /// that no longer asks leaves at the end of the next pass, as usual.
+    pub fn restore_queue(&self, earlier: &[(String, Need)]) {
+        let mut l = self.ledger();
+        let mut queue: Vec<(String, Need)> = Vec::with_capacity(earlier.len() + l.queue.len());
+        for (target, need) in earlier.iter().chain(l.queue.iter()) {
+            if !queue.iter().any(|(t, _)| t == target) {
+                queue.push((target.clone(), *need));
+            }
+        }
+        l.queue = queue;
+    }
+
     /// What is used and left at `now`.
     pub fn usage(&self, now: Instant) -> SecondaryUsage {
         let limits = &self.limits;
@@ -575,6 +596,43 @@ mod tests {
         b.reserve("stays", NEED, None, t0).expect_err("short");
         b.end_pass();
         assert_eq!(b.usage(t0).waiting, vec!["stays"]);
+    }
+
+    #[test]
+    fn the_queue_carries_over_to_the_next_process() {
+        let first = Arc::new(IdentityBudget::new(limits()));
+        let t0 = Instant::now();
+        let held = [
+            first.reserve("holder", NEED, None, t0).expect("room"),
+            first.reserve("holder", NEED, None, t0).expect("room"),
+        ];
+        first
+            .reserve("waited-first", NEED, None, t0)
+            .expect_err("short");
+        first
+            .reserve("waited-second", NEED, None, t0)
+            .expect_err("short");
+        let saved = first.queue();
+        assert_eq!(
+            saved.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+            ["waited-first", "waited-second"]
+        );
+        drop(held);
+        // The next process refuses a newcomer before it reads the file.
+        let next = Arc::new(IdentityBudget::new(limits()));
+        let _full = [
+            next.reserve("holder", NEED, None, t0).expect("room"),
+            next.reserve("holder", NEED, None, t0).expect("room"),
+        ];
+        next.reserve("newcomer", NEED, None, t0).expect_err("short");
+        next.reserve("waited-second", NEED, None, t0)
+            .expect_err("short");
+        next.restore_queue(&saved);
+        assert_eq!(
+            next.usage(t0).waiting,
+            ["waited-first", "waited-second", "newcomer"],
+            "the earlier queue keeps its order, ahead of the newcomer, each target once"
+        );
     }
 
     #[test]
