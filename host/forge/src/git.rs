@@ -59,7 +59,19 @@ impl Clone {
             }
             let parent = dir.parent().unwrap_or(Path::new("."));
             let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("clone");
-            clone.run_in(parent, &["clone", "--quiet", "--no-checkout", remote, name])?;
+            // A fresh clone already holds every branch of the remote: no fetch after it.
+            clone.run_in(
+                parent,
+                &[
+                    "clone",
+                    "--quiet",
+                    "--no-checkout",
+                    "--no-tags",
+                    remote,
+                    name,
+                ],
+            )?;
+            return Ok(clone);
         }
         // No tags (the host never reads them) and no automatic maintenance after
         // every fetch (a further git process each time; commits still trigger it).

@@ -52,6 +52,20 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds used so far by this process and the children it waited for (the
+/// `git` processes), from `/proc/self/stat` (in USER_HZ, 100 per second on Linux).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<u64> = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    fields.iter().sum::<u64>() as f64 / 100.0
+}
+
 /// The pool sizes compared.
 const WORKERS: [usize; 2] = [1, 4];
 
@@ -139,8 +153,10 @@ fn run(quick: bool, workers: usize) {
     };
     let rss_before = peak_rss_kib();
     let started = Instant::now();
+    let cpu_before = cpu_seconds();
     let reports = scheduler.tick().expect("tick");
     let first = started.elapsed();
+    let first_cpu = cpu_seconds() - cpu_before;
     let opened = reports
         .iter()
         .filter(|r| r.outcome.contains("opened"))
@@ -170,6 +186,11 @@ fn run(quick: bool, workers: usize) {
         opened as f64 / first.as_secs_f64() * 60.0
     );
     println!("second pass (fetch, every target at max_open_prs): {second:.2?}");
+    println!(
+        "first pass CPU (host + git children): {first_cpu:.2} s = {:.2} of {} cores busy on average",
+        first_cpu / first.as_secs_f64(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     println!(
         "peak RSS of the process: {} MiB (before the passes: {} MiB); {} events",
         peak_rss_kib() / 1024,
