@@ -115,12 +115,13 @@ struct Remembered {
     queue: Vec<Waiting>,
 }
 
-/// A target in an identity's queue, with what it asked for.
+/// A target in an identity's queue, with what it asked for (one flat object:
+/// `target`, `content`, `total`).
 #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
 struct Waiting {
     target: String,
-    content: u32,
-    total: u32,
+    #[serde(flatten)]
+    need: Need,
 }
 
 impl Remembered {
@@ -131,11 +132,7 @@ impl Remembered {
             queue: budget
                 .queue()
                 .into_iter()
-                .map(|(target, need)| Waiting {
-                    target,
-                    content: need.content,
-                    total: need.total,
-                })
+                .map(|(target, need)| Waiting { target, need })
                 .collect(),
         }
     }
@@ -146,13 +143,7 @@ impl Remembered {
         let queue: Vec<(String, Need)> = self
             .queue
             .iter()
-            .map(|w| {
-                let need = Need {
-                    content: w.content,
-                    total: w.total,
-                };
-                (w.target.clone(), need)
-            })
+            .map(|w| (w.target.clone(), w.need))
             .collect();
         budget.restore_queue(&queue);
     }
@@ -296,9 +287,9 @@ impl GitHubClients {
             leviathan_domain::repofs::Limit::new(MAX_MEMORY, "GitHub identities file limit"),
         ) {
             Ok(bytes) => parse_memory(&bytes).unwrap_or_else(|e| {
-                    tracing::warn!(file = %file.display(), error = %e, "ignoring an unreadable GitHub identities file");
-                    HashMap::new()
-                }),
+                tracing::warn!(file = %file.display(), error = %e, "ignoring an unreadable GitHub identities file");
+                HashMap::new()
+            }),
             Err(e) => {
                 if file.exists() {
                     tracing::warn!(file = %file.display(), error = %e, "ignoring an unreadable GitHub identities file");
@@ -604,13 +595,17 @@ mod tests {
             queue: vec![
                 Waiting {
                     target: "b".into(),
-                    content: 2,
-                    total: 5,
+                    need: Need {
+                        content: 2,
+                        total: 5,
+                    },
                 },
                 Waiting {
                     target: "a".into(),
-                    content: 1,
-                    total: 4,
+                    need: Need {
+                        content: 1,
+                        total: 4,
+                    },
                 },
             ],
         };
@@ -623,6 +618,11 @@ mod tests {
         })
         .expect("json");
         assert_eq!(parse_memory(&text).expect("version 2")["k"], now);
+        let written: serde_json::Value = serde_json::from_slice(&text).expect("json");
+        assert_eq!(
+            written["identities"]["k"]["queue"][0],
+            serde_json::json!({"target": "b", "content": 2, "total": 5})
+        );
         assert!(parse_memory(br#"{"identities":{"k":"x"}}"#).is_err());
     }
 

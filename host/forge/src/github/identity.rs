@@ -81,7 +81,7 @@ impl SecondaryLimits {
 }
 
 /// What a target's pass (with an attempt) may ask of its identity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Need {
     /// Content-creating requests (opening the PR, labelling it, auto-merge).
     pub content: u32,
