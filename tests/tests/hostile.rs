@@ -76,6 +76,17 @@ fn writes_outside_the_grant_are_refused_by_the_sandbox() {
 }
 
 #[test]
+fn the_sdk_refuses_a_path_no_mount_holds() {
+    let (repo, err) = attack("unmounted", &["docs/"]);
+    assert_failure(
+        &err,
+        ErrorKind::PolicyDenied,
+        "no directory the sandbox mounted holds `src/evil.rs`",
+    );
+    assert!(!repo.path().join("src").exists());
+}
+
+#[test]
 fn a_write_beside_an_allowed_file_fails_at_the_call() {
     let (repo, err) = attack("sibling", &["docs/allowed.md"]);
     // The guest's own error is the sandbox's refusal (not-permitted), and the host
@@ -142,8 +153,15 @@ fn every_kind_of_change_beside_an_allowed_file_is_refused_at_the_call() {
 
 #[test]
 fn dot_dot_paths_cannot_escape() {
-    let (_, err) = attack("dotdot", &["docs/"]);
+    let (repo, err) = attack("dotdot", &["docs/"]);
     assert_failure(&err, ErrorKind::PolicyDenied, "every attempt was refused");
+    // Exclusive creates (the sandbox's short path for new files) are refused alike.
+    assert_failure(
+        &err,
+        ErrorKind::PolicyDenied,
+        "create /out/docs/../../../escape.md",
+    );
+    assert!(!repo.path().parent().unwrap().join("escape.md").exists());
 }
 
 #[test]
@@ -176,6 +194,23 @@ fn flooding_files_hits_the_write_cap() {
         std::fs::read_dir(repo.path().join("docs")).unwrap().count(),
         1
     );
+}
+
+#[test]
+fn running_out_of_stack_traps_the_run_and_the_host_keeps_working() {
+    // Executors are built with a 64 KiB stack: recursion past it must trap the run
+    // (the stack pointer leaves the linear memory), never overwrite the guest's data.
+    let (_, err) = attack("recurse", &["docs/"]);
+    assert_failure(&err, ErrorKind::ExecutorFailed, "trapped");
+    assert!(err.message.contains("out of bounds memory access"), "{err}");
+    let repo = TestRepo::new(
+        &backlog_with("after", "docs", &["docs/"], &["still works"]),
+        &[],
+    );
+    let report = repo
+        .exec("after")
+        .expect("a normal task still runs in the same host");
+    assert_eq!(report.files.len(), 1);
 }
 
 #[test]

@@ -391,7 +391,7 @@ fn plugins_new_scaffolds_a_crate_that_tests_builds_and_installs() {
     let cargo_config = std::fs::read_to_string(crate_dir.join(".cargo/config.toml")).unwrap();
     assert!(
         cargo_config.contains("[target.wasm32-wasip2]")
-            && cargo_config.contains("-zstack-size=262144"),
+            && cargo_config.contains("-zstack-size=65536"),
         "{cargo_config}"
     );
 

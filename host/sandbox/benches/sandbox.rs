@@ -9,6 +9,9 @@
 //!
 //! `-- --profile-loop N` runs only `N` sandboxed docs runs on one staged directory (what
 //! `perf record -g` is pointed at for docs/PERFORMANCE.md's profile).
+//! `-- --compare-with DIR` runs only sandboxed docs runs, of this registry's docs
+//! component and of the one installed in the registry at `DIR`, interleaved in one
+//! process (how a change to an executor or the SDK is measured side by side).
 
 use leviathan_domain::backlog::Task;
 use leviathan_domain::policy::Policy;
@@ -69,15 +72,26 @@ fn registry_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/registry"))
 }
 
-/// `--profile-loop N`: only the profiling loop, `N` runs.
-fn profile_loop_runs() -> Option<usize> {
+/// The value after `flag` on the command line, if the flag is there.
+fn flag_value(flag: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    let at = args.iter().position(|a| a == "--profile-loop")?;
+    let at = args.iter().position(|a| a == flag)?;
     Some(
         args.get(at + 1)
-            .and_then(|n| n.parse().ok())
-            .expect("--profile-loop takes a run count"),
+            .unwrap_or_else(|| panic!("{flag} takes a value"))
+            .clone(),
     )
+}
+
+/// `--profile-loop N`: only the profiling loop, `N` runs.
+fn profile_loop_runs() -> Option<usize> {
+    flag_value("--profile-loop").map(|n| n.parse().expect("--profile-loop takes a run count"))
+}
+
+/// `--compare-with DIR`: only the sandboxed docs runs, of this registry's component
+/// and of the one in the registry at `DIR`, interleaved in one process.
+fn compare_registry() -> Option<PathBuf> {
+    flag_value("--compare-with").map(PathBuf::from)
 }
 
 fn ratio(a: Duration, b: Duration) -> f64 {
@@ -120,6 +134,7 @@ struct Parts {
 }
 
 /// What the docs runs share.
+#[derive(Clone)]
 struct Bench<'a> {
     sandbox: &'a Sandbox,
     component: &'a leviathan_sandbox::LoadedComponent,
@@ -215,6 +230,48 @@ impl Bench<'_> {
             samples.push(t.elapsed());
         }
     }
+}
+
+/// `runs` sandboxed docs runs of each of two components, alternating in rounds of
+/// 100, with the p50 of every part side by side: a comparison the machine's drift
+/// touches alike (docs/PERFORMANCE.md, "Method").
+fn compare(this: &Bench, other: &Bench, runs: usize) {
+    let (mut a, mut b) = (Parts::default(), Parts::default());
+    for _ in 0..runs / 100 {
+        this.sandboxed(50, &mut a);
+        other.sandboxed(50, &mut b);
+        other.sandboxed(50, &mut b);
+        this.sandboxed(50, &mut a);
+    }
+    println!(
+        "{:<30} {:>12} {:>12} {:>8}",
+        "p50 (n per side)", "this", "other", "this/other"
+    );
+    let rows: [(&str, &mut Vec<Duration>, &mut Vec<Duration>); 5] = [
+        ("set-up", &mut a.setup, &mut b.setup),
+        ("instantiate", &mut a.instantiate, &mut b.instantiate),
+        ("execute", &mut a.execute, &mut b.execute),
+        ("teardown", &mut a.teardown, &mut b.teardown),
+        ("run total", &mut a.total, &mut b.total),
+    ];
+    for (name, this_samples, other_samples) in rows {
+        let n = this_samples.len();
+        let (x, y) = (
+            percentile(this_samples, 0.5),
+            percentile(other_samples, 0.5),
+        );
+        println!(
+            "{:<30} {:>12.1?} {:>12.1?} {:>8.3}",
+            format!("{name} ({n})"),
+            x,
+            y,
+            ratio(x, y)
+        );
+    }
+    println!(
+        "fuel: this {}, other {}; guest memory: this {} bytes, other {} bytes",
+        a.fuel, b.fuel, a.memory, b.memory
+    );
 }
 
 /// What the policy check at the WASI call adds: a docs run makes one checked call
@@ -322,6 +379,21 @@ fn main() {
     };
     if let Some(n) = profile_loop_runs() {
         bench.profile_loop(n);
+        return;
+    }
+    if let Some(other_dir) = compare_registry() {
+        let other_registry = Registry::scan(&other_dir).expect("the registry to compare with");
+        let other_entry = other_registry
+            .entries
+            .iter()
+            .find(|e| e.manifest.name == "docs-executor")
+            .expect("docs-executor installed in the registry to compare with");
+        let other_component = load_entry(other_entry, &sandbox).expect("the other docs loads");
+        let other = Bench {
+            component: &other_component,
+            ..bench.clone()
+        };
+        compare(&bench, &other, 4000 / scale);
         return;
     }
     let runs = 2000 / scale;

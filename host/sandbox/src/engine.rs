@@ -14,7 +14,8 @@ pub use leviathan_domain::policy::MAX_MEMORY_BYTES;
 pub const MAX_CONCURRENT_INSTANCES: u32 = 16;
 
 /// Bytes of each pooled linear memory kept mapped between runs (an executor built
-/// with the SDK's 256 KiB stack uses about 320 KiB).
+/// with the SDK's 64 KiB stack uses 128 KiB; all of a memory up to this size is
+/// zeroed or restored from its image at teardown, used or not).
 pub const KEEP_RESIDENT_MEMORY: usize = 512 << 10;
 /// Bytes of each pooled table kept mapped between runs.
 pub const KEEP_RESIDENT_TABLE: usize = 64 << 10;

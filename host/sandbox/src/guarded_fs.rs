@@ -3,7 +3,7 @@
 //! creates, writes, renames, links or removes a path. A refused call fails with
 //! `not-permitted` and is recorded (and logged as the plugin's own log line).
 //! File writes go straight to the file on the calling thread instead of through a
-//! blocking-thread hand-off.
+//! blocking-thread hand-off, and an exclusive create is one `openat2` ([`create`]).
 
 use crate::guard::{Action, Rule, WriteGuard};
 use crate::state::LogBook;
@@ -17,6 +17,7 @@ use wasmtime_wasi::p2::bindings::sync::filesystem::types::{
 use wasmtime_wasi::p2::bindings::sync::io::streams;
 use wasmtime_wasi::p2::{FsError, FsResult};
 
+mod create;
 mod writer;
 
 /// The filesystem view of one call: wasmtime-wasi's, the guard and the plugin's log.
@@ -105,6 +106,9 @@ impl fs::HostDescriptor for GuardedFs<'_> {
         let parent = dir.rep();
         if opens_for_writing(oflags, flags) {
             self.check(parent, &path, Action::Write)?;
+        }
+        if let Some(created) = create::new_file(self.fs.table, &dir, &path, oflags, flags) {
+            return Ok(created);
         }
         let opened = fs::HostDescriptor::open_at(
             &mut self.fs,

@@ -2,6 +2,7 @@
 
 use leviathan_executor_sdk::paths::choose_output;
 use leviathan_executor_sdk::{ExecError, Task};
+use std::borrow::Cow;
 use std::fmt::Write;
 
 /// The kind of document a task asks for, which picks the body's shape.
@@ -21,20 +22,42 @@ pub enum DocKind {
 
 /// The repository-relative path the docs executor writes for `task`.
 pub fn output_path(task: &Task) -> Result<String, ExecError> {
-    let file_name = format!("{}.md", task.id.to_uppercase().replace('-', "_"));
-    choose_output(&task.allowed_paths, "md", &file_name)
+    choose_output(&task.allowed_paths, "md", &file_name(&task.id))
+}
+
+/// The file name for a task id: upper-cased, `-` as `_`, with `.md` (built in one
+/// string: the executor's work is measured per allocation).
+fn file_name(id: &str) -> String {
+    let mut name = String::with_capacity(id.len() + 3);
+    for c in id.chars() {
+        match c {
+            '-' => name.push('_'),
+            c if c.is_ascii() => name.push(c.to_ascii_uppercase()),
+            c => name.extend(c.to_uppercase()),
+        }
+    }
+    name.push_str(".md");
+    name
 }
 
 /// The words of a text, lower-cased, split at every character that is not
-/// alphanumeric: tokenised once, then asked about as often as needed.
-struct Words(Vec<String>);
+/// alphanumeric: tokenised once, then asked about as often as needed. A word
+/// already in lower-case ASCII is borrowed, not copied.
+struct Words<'a>(Vec<Cow<'a, str>>);
 
-impl Words {
-    fn of(text: &str) -> Words {
+impl<'a> Words<'a> {
+    fn of(text: &'a str) -> Words<'a> {
+        Words::of_all(&[text])
+    }
+
+    /// The words of several texts one after another (as if joined by a space).
+    fn of_all(texts: &[&'a str]) -> Words<'a> {
         Words(
-            text.split(|c: char| !c.is_alphanumeric())
+            texts
+                .iter()
+                .flat_map(|text| text.split(|c: char| !c.is_alphanumeric()))
                 .filter(|w| !w.is_empty())
-                .map(|w| w.to_lowercase())
+                .map(lower_case)
                 .collect(),
         )
     }
@@ -52,10 +75,21 @@ impl Words {
     }
 }
 
+/// `word.to_lowercase()`, borrowing `word` when that changes nothing.
+fn lower_case(word: &str) -> Cow<'_, str> {
+    if !word.is_ascii() {
+        Cow::Owned(word.to_lowercase())
+    } else if word.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(word.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(word)
+    }
+}
+
 impl DocKind {
     /// Classifies a task; `path` is the output path chosen for it.
     pub fn of(task: &Task, path: &str) -> DocKind {
-        let id_title = Words::of(&format!("{} {}", task.id, task.title));
+        let id_title = Words::of_all(&[&task.id, &task.title]);
         let under_templates = task
             .allowed_paths
             .iter()
@@ -87,19 +121,27 @@ impl DocKind {
 
 /// Collapses any run of whitespace (including newlines) into one space, and trims
 /// the ends, so a field can sit on one Markdown line.
-fn one_line(text: &str) -> String {
+fn one_line(text: &str) -> Cow<'_, str> {
     if is_one_line(text) {
-        return text.to_owned();
+        return Cow::Borrowed(text);
     }
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    Cow::Owned(text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 /// Whether `text` is already what [`one_line`] makes of it: words separated by
 /// single spaces, no other whitespace, nothing at either end (one pass, no
-/// allocation: most fields are like this).
+/// allocation: most fields are like this; ASCII text is scanned byte by byte).
 fn is_one_line(text: &str) -> bool {
+    if text.is_ascii() {
+        single_spaced(text.bytes().map(char::from), text.is_empty())
+    } else {
+        single_spaced(text.chars(), text.is_empty())
+    }
+}
+
+fn single_spaced(chars: impl Iterator<Item = char>, empty: bool) -> bool {
     let mut after_space = true;
-    for c in text.chars() {
+    for c in chars {
         if c == ' ' {
             if after_space {
                 return false;
@@ -111,21 +153,34 @@ fn is_one_line(text: &str) -> bool {
             after_space = false;
         }
     }
-    !after_space || text.is_empty()
+    !after_space || empty
+}
+
+/// Room for a document: its fixed text and the task's fields, so it is not
+/// re-allocated as it grows.
+fn capacity_for(task: &Task) -> usize {
+    let fields = [&task.id, &task.title, &task.description, &task.scope]
+        .into_iter()
+        .chain(&task.acceptance_criteria)
+        .chain(&task.labels)
+        .chain(&task.dependencies)
+        .map(|f| f.len())
+        .sum::<usize>();
+    1024 + 2 * fields + 48 * task.acceptance_criteria.len()
 }
 
 /// Renders the document for `task`, written at `path`.
 pub fn render(task: &Task, path: &str) -> String {
     let kind = DocKind::of(task, path);
-    let criteria: Vec<String> = task
+    let criteria: Vec<Cow<str>> = task
         .acceptance_criteria
         .iter()
         .map(|c| one_line(c))
         .collect();
-    let mut md = String::new();
+    let mut md = String::with_capacity(capacity_for(task));
     let title = one_line(&task.title);
     let title = if title.is_empty() {
-        task.id.clone()
+        Cow::Borrowed(task.id.as_str())
     } else {
         title
     };
@@ -168,7 +223,7 @@ fn metadata(md: &mut String, task: &Task) {
     md.push('\n');
 }
 
-fn overview(md: &mut String, task: &Task, criteria: &[String]) {
+fn overview(md: &mut String, task: &Task, criteria: &[Cow<str>]) {
     let _ = writeln!(md, "## Overview\n");
     let description = task.description.trim();
     if !description.is_empty() {
@@ -185,7 +240,7 @@ fn overview(md: &mut String, task: &Task, criteria: &[String]) {
     md.push('\n');
 }
 
-fn pr_template(md: &mut String, criteria: &[String]) {
+fn pr_template(md: &mut String, criteria: &[Cow<str>]) {
     let _ = writeln!(md, "## Pull Request Template\n");
     let _ = writeln!(
         md,
@@ -205,7 +260,7 @@ fn pr_template(md: &mut String, criteria: &[String]) {
     let _ = writeln!(md, "\n### Testing\n\n<!-- How was this verified? -->\n");
 }
 
-fn template(md: &mut String, criteria: &[String]) {
+fn template(md: &mut String, criteria: &[Cow<str>]) {
     let _ = writeln!(md, "## Template\n");
     let _ = writeln!(
         md,
@@ -219,7 +274,7 @@ fn template(md: &mut String, criteria: &[String]) {
     }
 }
 
-fn operating_rules(md: &mut String, criteria: &[String]) {
+fn operating_rules(md: &mut String, criteria: &[Cow<str>]) {
     let _ = writeln!(md, "## Rules\n");
     let _ = writeln!(
         md,
@@ -238,7 +293,7 @@ fn operating_rules(md: &mut String, criteria: &[String]) {
     );
 }
 
-fn runbook(md: &mut String, criteria: &[String]) {
+fn runbook(md: &mut String, criteria: &[Cow<str>]) {
     let _ = writeln!(md, "## When to use this runbook\n");
     let _ = writeln!(
         md,
@@ -260,7 +315,7 @@ fn runbook(md: &mut String, criteria: &[String]) {
     let _ = writeln!(md, "<!-- How to undo these steps safely. -->\n");
 }
 
-fn generic(md: &mut String, criteria: &[String]) {
+fn generic(md: &mut String, criteria: &[Cow<str>]) {
     let _ = writeln!(md, "## Details\n");
     for (i, c) in criteria.iter().enumerate() {
         let _ = writeln!(md, "### {}. {c}\n", i + 1);
@@ -440,11 +495,18 @@ mod tests {
                 "docs",
                 "İstanbul",
                 "naïve",
+                "straße",
+                "ǅx",
+                "ﬁle",
+                "ΣΑΣ",
                 "",
                 "x1",
                 "a_b",
             ];
-            const GAPS: &[&str] = &[" ", "  ", "\n", "\t", "-", "_", "/", " \u{a0}", "\r\n", ""];
+            const GAPS: &[&str] = &[
+                " ", "  ", "\n", "\t", "-", "_", "/", " \u{a0}", "\r\n", "", "\u{b}", "\u{85}",
+                "\u{2028}",
+            ];
             let mut text = String::new();
             for _ in 0..self.below(6) {
                 text.push_str(GAPS[self.below(GAPS.len())]);
@@ -458,7 +520,7 @@ mod tests {
     }
 
     #[test]
-    fn classification_and_one_line_agree_with_their_definitions() {
+    fn classification_one_line_and_file_name_agree_with_their_definitions() {
         let mut generator = Gen(0x9e37_79b9_7f4a_7c15);
         let mut kinds = std::collections::BTreeSet::new();
         for _ in 0..20_000 {
@@ -474,6 +536,8 @@ mod tests {
             };
             let kind = DocKind::of(&t, "docs/X.md");
             assert_eq!(kind, reference_kind(&t, "docs/X.md"), "{t:?}");
+            let reference_name = format!("{}.md", t.id.to_uppercase().replace('-', "_"));
+            assert_eq!(file_name(&t.id), reference_name, "{:?}", t.id);
             kinds.insert(format!("{kind:?}"));
             for text in criteria.iter().chain([&t.id, &t.title]) {
                 let reference = text.split_whitespace().collect::<Vec<_>>().join(" ");

@@ -2,8 +2,10 @@
 //!
 //! One algorithm on every target, over a small set of directory operations: inside
 //! the sandbox they are direct `wasi:filesystem` calls on the mount that holds the
-//! path ([`wasi`]), natively (and in a WebAssembly runtime whose mounts do not hold
-//! the path) they are `std::fs` calls ([`native`]). The common case, a file that does
+//! path ([`wasi`]; a path no mount holds is refused, as wasi-libc would refuse it, and
+//! keeping `std::fs` out of the guest keeps wasi-libc's filesystem imports out of
+//! every executor that does not use it), natively they are `std::fs` calls
+//! ([`native`]). The common case, a file that does
 //! not exist yet in a directory that does, is one create-and-write; the read that
 //! makes the write idempotent happens only when the file is already there.
 
@@ -11,6 +13,7 @@ use crate::ExecError;
 use std::io;
 use std::path::Path;
 
+#[cfg(not(target_arch = "wasm32"))]
 mod native;
 #[cfg(target_arch = "wasm32")]
 mod wasi;
@@ -33,11 +36,16 @@ trait Dir {
 pub fn write_if_changed(root: &Path, rel: &str, bytes: &[u8]) -> Result<bool, ExecError> {
     crate::paths::check_relative(rel)?;
     #[cfg(target_arch = "wasm32")]
-    if let Some(written) = wasi::with_mount(&root.join(rel), |dir, below| {
+    return wasi::with_mount(&root.join(rel), |dir, below| {
         write_in(dir, below, rel, bytes)
-    }) {
-        return written;
-    }
+    })
+    .unwrap_or_else(|| {
+        Err(ExecError::Denied(format!(
+            "no directory the sandbox mounted holds `{rel}` (below {}): the task's allowed_paths do not include it",
+            root.display()
+        )))
+    });
+    #[cfg(not(target_arch = "wasm32"))]
     write_in(&native::Under(root), rel, rel, bytes)
 }
 

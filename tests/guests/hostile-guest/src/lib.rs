@@ -25,19 +25,34 @@ impl Executor for HostileGuest {
         match task.id.as_str() {
             "loop" => spin(),
             "grow" => grow(),
+            "recurse" => recurse(0).map(|depth| Report {
+                files: Vec::new(),
+                summary: format!("recursed {depth} deep"),
+            }),
             "outside" => attempts(&[
                 Attempt::Write("/repo/README.md"),
                 Attempt::Write("/out/src/evil.rs"),
                 Attempt::Write("/evil.txt"),
                 Attempt::Write("/out/docs/../../evil.txt"),
+                Attempt::CreateNew("/out/src/evil.rs"),
+                Attempt::CreateNew("/out/docs/../../evil.txt"),
             ]),
             "sibling" => write_report("/out/docs/other.md", b"not allowed\n"),
+            "unmounted" => Workspace::sandbox()
+                .write_if_changed("src/evil.rs", b"escaped\n")
+                .map(|_| Report {
+                    files: vec!["src/evil.rs".into()],
+                    summary: "wrote outside the mounts".into(),
+                }),
             "probe" => probe(),
             "dotdot" => attempts(&[
                 Attempt::Read("/out/docs/../../../../etc/passwd"),
                 Attempt::Read("/repo/../../../../etc/passwd"),
                 Attempt::Write("/out/docs/../../../escape.md"),
                 Attempt::Write("/repo/../escape.md"),
+                Attempt::CreateNew("/out/docs/../../../escape.md"),
+                Attempt::CreateNew("/repo/../escape.md"),
+                Attempt::CreateNew("/repo/docs/new.md"),
             ]),
             "git" => attempts(&[
                 Attempt::Read("/repo/.git/config"),
@@ -70,9 +85,18 @@ fn grow() -> Result<Report, ExecError> {
     }
 }
 
+/// Recursion without end, each frame holding 4 KiB on the stack: overruns any stack.
+fn recurse(depth: u64) -> Result<u64, ExecError> {
+    let frame = std::hint::black_box([depth as u8; 4096]);
+    let deeper = recurse(depth + 1)?;
+    Ok(deeper + u64::from(std::hint::black_box(frame)[4095]))
+}
+
 enum Attempt {
     Read(&'static str),
     Write(&'static str),
+    /// An exclusive create (`open-at` with `create` and `exclusive`).
+    CreateNew(&'static str),
 }
 
 /// Tries every attempt; any that succeeds is reported as an escape (Ok), otherwise
@@ -84,6 +108,14 @@ fn attempts(list: &[Attempt]) -> Result<Report, ExecError> {
         let (what, result) = match attempt {
             Attempt::Read(p) => (format!("read {p}"), fs::read(p).map(|_| ())),
             Attempt::Write(p) => (format!("write {p}"), fs::write(p, b"escaped\n")),
+            Attempt::CreateNew(p) => (
+                format!("create {p}"),
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(p)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, b"escaped\n")),
+            ),
         };
         match result {
             Ok(()) => escaped.push(what),
