@@ -27,6 +27,18 @@ fn assert_failure(err: &ExecFailure, kind: ErrorKind, needle: &str) {
     );
 }
 
+/// After an attack, the same host still runs an ordinary docs task.
+fn a_normal_task_still_runs() {
+    let repo = TestRepo::new(
+        &backlog_with("after", "docs", &["docs/"], &["still works"]),
+        &[],
+    );
+    let report = repo
+        .exec("after")
+        .expect("a normal task still runs in the same host");
+    assert_eq!(report.files.len(), 1);
+}
+
 #[test]
 fn infinite_loop_runs_out_of_fuel() {
     let (_, err) = attack("loop", &["docs/"]);
@@ -203,14 +215,7 @@ fn running_out_of_stack_traps_the_run_and_the_host_keeps_working() {
     let (_, err) = attack("recurse", &["docs/"]);
     assert_failure(&err, ErrorKind::ExecutorFailed, "trapped");
     assert!(err.message.contains("out of bounds memory access"), "{err}");
-    let repo = TestRepo::new(
-        &backlog_with("after", "docs", &["docs/"], &["still works"]),
-        &[],
-    );
-    let report = repo
-        .exec("after")
-        .expect("a normal task still runs in the same host");
-    assert_eq!(report.files.len(), 1);
+    a_normal_task_still_runs();
 }
 
 #[test]
@@ -223,14 +228,7 @@ fn panic_and_exit_fail_cleanly_and_the_host_keeps_working() {
     );
     let (_, err) = attack("exit", &["docs/"]);
     assert_failure(&err, ErrorKind::ExecutorFailed, "exited with status 1"); // WASI 0.2 exit carries only ok/err
-    let repo = TestRepo::new(
-        &backlog_with("after", "docs", &["docs/"], &["still works"]),
-        &[],
-    );
-    let report = repo
-        .exec("after")
-        .expect("a normal task still runs in the same host");
-    assert_eq!(report.files.len(), 1);
+    a_normal_task_still_runs();
 }
 
 #[test]

@@ -86,6 +86,10 @@ fn grow() -> Result<Report, ExecError> {
 }
 
 /// Recursion without end, each frame holding 4 KiB on the stack: overruns any stack.
+#[allow(
+    unconditional_recursion,
+    reason = "the attack: it must run out of stack"
+)]
 fn recurse(depth: u64) -> Result<u64, ExecError> {
     let frame = std::hint::black_box([depth as u8; 4096]);
     let deeper = recurse(depth + 1)?;
