@@ -232,8 +232,8 @@ impl Bench<'_> {
     }
 }
 
-/// `runs` sandboxed docs runs of each of two components, alternating in rounds of
-/// 100, with the p50 of every part side by side: a comparison the machine's drift
+/// `runs` sandboxed docs runs of each of two components, alternating in blocks of 50
+/// (this, other, other, this), with the p50 of every part side by side: a comparison the machine's drift
 /// touches alike (docs/PERFORMANCE.md, "Method").
 fn compare(this: &Bench, other: &Bench, runs: usize) {
     let (mut a, mut b) = (Parts::default(), Parts::default());

@@ -108,7 +108,7 @@ impl fs::HostDescriptor for GuardedFs<'_> {
             self.check(parent, &path, Action::Write)?;
         }
         if let Some(created) = create::new_file(self.fs.table, &dir, &path, oflags, flags) {
-            return Ok(created);
+            return created;
         }
         let opened = fs::HostDescriptor::open_at(
             &mut self.fs,

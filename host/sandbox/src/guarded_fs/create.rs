@@ -2,29 +2,37 @@
 //! `exclusive`), opened with one `openat2` beneath its mount. wasmtime-wasi's generic
 //! open makes the same `openat2` (same resolve flags) and then a `statx` to tell a
 //! file from a directory, which an exclusive create never needs: it only ever makes
-//! a new regular file. Anything else, and any failure, takes wasmtime-wasi's own
-//! path, so its checks and its error codes stay the only ones.
+//! a new regular file. A file that already exists is `exist` at once (what
+//! wasmtime-wasi reports for it, without opening a second time: the SDK's write of an
+//! existing file starts with this create). Anything else, and any other failure, takes
+//! wasmtime-wasi's own path, so its checks and its error codes stay the only ones.
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 use std::ffi::CString;
 use std::os::fd::AsFd;
 use wasmtime::component::{Resource, ResourceTable};
+#[cfg(test)]
+use wasmtime_wasi::FsPerms;
+use wasmtime_wasi::OpenMode;
 use wasmtime_wasi::filesystem::{Descriptor, File};
+use wasmtime_wasi::p2::FsResult;
+use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
 use wasmtime_wasi::p2::bindings::sync::filesystem::types::{
     self as fs, DescriptorFlags, OpenFlags,
 };
-use wasmtime_wasi::{FsPerms, OpenMode};
 
 /// Creates `path` below the directory `dir` when the call is an exclusive create of a
-/// file that succeeds at once; `None` to hand the call to wasmtime-wasi (another kind
-/// of open, a read-only mount, or any error, which wasmtime-wasi then reports).
+/// file: the new descriptor, or `exist` when the path is already there; `None` to hand
+/// the call to wasmtime-wasi (another kind of open, a read-only mount, or any other
+/// error, which wasmtime-wasi then reports).
 pub fn new_file(
     table: &mut ResourceTable,
     dir: &Resource<fs::Descriptor>,
     path: &str,
     oflags: OpenFlags,
     flags: DescriptorFlags,
-) -> Option<Resource<fs::Descriptor>> {
+) -> Option<FsResult<Resource<fs::Descriptor>>> {
     if oflags != OpenFlags::CREATE | OpenFlags::EXCLUSIVE
         || !(DescriptorFlags::READ | DescriptorFlags::WRITE).contains(flags)
     {
@@ -45,18 +53,21 @@ pub fn new_file(
         (OFlags::WRONLY, OpenMode::WRITE)
     };
     let c_path = CString::new(path).ok()?;
-    let file = rustix::fs::openat2(
+    let opened = rustix::fs::openat2(
         parent.dir.as_fd(),
         c_path.as_c_str(),
         access | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o666),
         ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
-    )
-    .ok()?;
-    let perms: FsPerms = parent.perms;
+    );
+    let file = match opened {
+        Ok(file) => file,
+        Err(Errno::EXIST) => return Some(Err(ErrorCode::Exist.into())),
+        Err(_) => return None,
+    };
     // Runs are set up with `allow_blocking_current_thread` (run.rs), and so is this file.
-    let file = File::new(std::fs::File::from(file), perms, mode, true);
-    table.push(Descriptor::File(file)).ok()
+    let file = File::new(std::fs::File::from(file), parent.perms, mode, true);
+    table.push(Descriptor::File(file)).ok().map(Ok)
 }
 
 #[cfg(test)]
@@ -90,7 +101,8 @@ mod tests {
             new_flags(),
             DescriptorFlags::WRITE,
         )
-        .expect("an exclusive create of a new file takes the short path");
+        .expect("an exclusive create of a new file takes the short path")
+        .expect("and succeeds");
         let Ok(Descriptor::File(f)) = table.get(&file) else {
             panic!("a file descriptor");
         };
@@ -108,8 +120,11 @@ mod tests {
         let dir = mount(&mut table, root.path(), FsPerms::ReadWrite);
         let write = DescriptorFlags::WRITE;
         let new = new_flags();
+        let exists = new_file(&mut table, &dir, "old.md", new, write)
+            .expect("an existing file is reported at once")
+            .expect_err("it exists");
+        assert!(matches!(exists.downcast(), Ok(ErrorCode::Exist)));
         for (path, oflags, flags) in [
-            ("old.md", new, write),                         // exists
             ("missing/x.md", new, write),                   // no parent
             ("../x.md", new, write),                        // leaves the mount
             ("link/x.md", new, write),                      // through a link out of it
