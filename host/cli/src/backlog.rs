@@ -130,9 +130,12 @@ pub fn problems(backlog: &Backlog, policy: &Policy, registry: &Registry) -> Vec<
             found.push(problem(task, Some(field), e.to_string()));
         }
     }
-    for (id, why) in &backlog.uneditable {
-        if let Some(task) = ids.get(id.as_str()) {
-            found.push(problem(task, None, why.clone()));
+    // A task not yet completed must be one whose completion the host can record.
+    for task in &backlog.tasks {
+        if task.status.as_deref() != Some("completed")
+            && let Some(why) = backlog.completion_problem(&task.id)
+        {
+            found.push(problem(task, None, why));
         }
     }
     for cycle in cycles(backlog) {

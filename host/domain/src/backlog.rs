@@ -77,10 +77,9 @@ impl Task {
 pub struct Backlog {
     pub source: PathBuf,
     pub tasks: Vec<Task>,
-    /// Tasks whose completion the host could not record in this text (task id →
-    /// why, with the line): the scheduler never runs them, and `backlog validate`
-    /// names them. See [`crate::writeback::uneditable`].
-    pub uneditable: BTreeMap<String, String>,
+    /// The text parsed and what it parsed to, for [`Backlog::completion_problem`].
+    text: String,
+    document: Value,
 }
 
 const KNOWN: &[&str] = &[
@@ -120,15 +119,33 @@ impl Backlog {
         Backlog::from_text(&repo.join(BACKLOG_PATH), &read_text(repo)?)
     }
 
-    /// Parses backlog text read from `file`.
-    /// Tasks whose completion the host could not record in `text` are listed in
-    /// [`Backlog::uneditable`] (the parse itself still succeeds).
+    /// Parses backlog text read from `file`. Whether each task's completion can be
+    /// recorded in this text is asked separately ([`Backlog::completion_problem`]).
     pub fn from_text(file: &Path, text: &str) -> Result<Backlog, InputError> {
         let value = yaml::parse(file, text)?;
         let mut backlog = Backlog::from_value(file, &value)?;
-        let ids: Vec<&str> = backlog.tasks.iter().map(|t| t.id.as_str()).collect();
-        backlog.uneditable = crate::writeback::uneditable(text, &ids);
+        backlog.text = text.to_string();
+        backlog.document = value;
         Ok(backlog)
+    }
+
+    /// Why the host could not record the completion of task `id` in this backlog as
+    /// written (naming the line), or `None` when it can: the write-back is tried on
+    /// the text and must read back as that completion alone. The scheduler never
+    /// runs a task with a problem, and `backlog validate` names it, so no attempt
+    /// does its work only to fail at the write-back. One parse (of the edit): asked
+    /// only for a task that would otherwise run.
+    pub fn completion_problem(&self, id: &str) -> Option<String> {
+        let probe = crate::writeback::Completion {
+            attempt_id: "att-00000000".into(),
+            branch_name: format!("agent/task-exec-attempt-{id}-00000000"),
+            completed_at: "2000-01-01T00:00:00Z".into(),
+        };
+        crate::writeback::write_back_parsed(&self.text, &self.document, id, &probe)
+            .err()
+            .map(|e| {
+                format!("{e} (the host records a task's completion by editing its lines in place)")
+            })
     }
 
     fn from_value(file: &Path, value: &Value) -> Result<Backlog, InputError> {
@@ -152,7 +169,8 @@ impl Backlog {
                 return Ok(Backlog {
                     source: file.into(),
                     tasks: Vec::new(),
-                    uneditable: BTreeMap::new(),
+                    text: String::new(),
+                    document: Value::Null,
                 });
             }
             Some(v) => v,
@@ -182,7 +200,8 @@ impl Backlog {
         Ok(Backlog {
             source: file.into(),
             tasks,
-            uneditable: BTreeMap::new(),
+            text: String::new(),
+            document: Value::Null,
         })
     }
 

@@ -69,6 +69,31 @@ fn cpu_seconds() -> f64 {
 /// The pool sizes compared.
 const WORKERS: [usize; 2] = [1, 4];
 
+/// What reading a target's backlog costs a pass: the parse, and the up-front check
+/// that the task it would run can have its completion recorded (a trial write-back,
+/// parsed again), on this bench's 50-task backlog, alternating in one loop.
+fn backlog_costs(runs: u32) {
+    use leviathan_domain::backlog::Backlog;
+    let text = backlog(50);
+    let file = Path::new(".leviathan/backlog.yaml");
+    let parsed = Backlog::from_text(file, &text).expect("the bench backlog parses");
+    let (mut parse, mut check) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+    for _ in 0..runs {
+        let t = Instant::now();
+        std::hint::black_box(Backlog::from_text(file, &text).expect("parses"));
+        parse += t.elapsed();
+        let t = Instant::now();
+        assert!(std::hint::black_box(parsed.completion_problem("docs-49")).is_none());
+        check += t.elapsed();
+    }
+    println!(
+        "backlog of 50 tasks ({} bytes): parse {:.0?}, write-back check of the task to run {:.0?} (mean of {runs})",
+        text.len(),
+        parse / runs,
+        check / runs
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -107,6 +132,7 @@ fn main() {
         firsts[0].0 / firsts[1].0,
         firsts[0].1 / firsts[1].1
     );
+    backlog_costs(if quick { 100 } else { 2000 });
 }
 
 fn run(quick: bool, workers: usize) {

@@ -131,8 +131,8 @@ fn check(
     if let Err(e) = checked_allowed_paths(&backlog.source, task, policy) {
         return Err((SkipReason::Scope, e.message));
     }
-    if let Some(why) = backlog.uneditable.get(&task.id) {
-        return Err((SkipReason::Format, why.clone()));
+    if let Some(why) = backlog.completion_problem(&task.id) {
+        return Err((SkipReason::Format, why));
     }
     if let Some(branch) = state
         .open_branches
