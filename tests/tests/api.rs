@@ -132,6 +132,16 @@ fn malformed_requests_get_400_naming_the_field() {
     );
     let (status, body) = server.get("/api/v1/targets/nope", Some(VIEWER));
     assert_eq!((status, error_code(&body)), (404, "not_found"));
+    // A method the path does not take, and a request the server's state refuses, in
+    // the same error shape, each with its own code.
+    let (status, body) = server.post("/api/v1/targets", Some(OPERATOR), "{}");
+    assert_eq!(
+        (status, error_code(&body)),
+        (405, "method_not_allowed"),
+        "{body}"
+    );
+    let (status, body) = server.post("/api/v1/targets/t/prs/1/merge", Some(OPERATOR), "");
+    assert_eq!((status, error_code(&body)), (409, "conflict"), "{body}");
 
     // Nothing of the refused requests reached the log.
     let (_, page) = server.get("/api/v1/events", Some(VIEWER));

@@ -100,10 +100,13 @@ impl ApiError {
     pub fn with_status(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
-            code: if status == StatusCode::PAYLOAD_TOO_LARGE {
-                "payload_too_large"
-            } else {
-                "bad_request"
+            code: match status {
+                StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+                StatusCode::CONFLICT => "conflict",
+                StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+                StatusCode::NOT_FOUND => "not_found",
+                StatusCode::SERVICE_UNAVAILABLE => "busy",
+                _ => "bad_request",
             },
             message: message.into(),
             field: None,

@@ -323,6 +323,7 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .merge(api)
         .merge(console_host::routes())
         .fallback(observe::not_found)
+        .method_not_allowed_fallback(observe::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -214,3 +214,16 @@ pub async fn not_found(req: Request) -> ApiError {
         req.uri().path()
     ))
 }
+
+/// 405 in the API's error shape (the `Allow` header, which the router adds, lists the
+/// methods the path takes).
+pub async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::with_status(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} is not a method of {}; the Allow header lists those it takes",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
