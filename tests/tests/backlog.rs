@@ -102,3 +102,79 @@ fn a_clean_backlog_passes_and_each_problem_is_named() {
         "{text}"
     );
 }
+
+#[test]
+fn a_misspelt_field_that_would_have_no_effect_is_named_with_the_field_meant() {
+    // `dependecies` would be kept as an executor parameter and the task would run
+    // before `b`; `max_open_pr` would leave the default in force. An executor's own
+    // parameter (`changelog_section`) and the original's extra policy fields
+    // (`target_id`) are not typos.
+    let text = format!(
+        "tasks:\n{}    dependecies: [b]\n    changelog_section: Added\n{}",
+        task("a", "docs", "", "docs/"),
+        task("b", "docs", "", "docs/")
+    );
+    let repo = TestRepo::new(&text, &[]);
+    let policy = repo.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "max_open_pr: 3\ntarget_id: radix\nallowed_path_prefixes: [docs/]\n",
+    )
+    .unwrap();
+    let out = validate(
+        &repo,
+        &["--json", "--policy", &policy.display().to_string()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let named: Vec<(String, String, String)> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["file"]
+                    .as_str()
+                    .unwrap_or("")
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+                p["task"].as_str().unwrap_or("").to_string(),
+                p["field"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        named,
+        vec![
+            (
+                "policy.yaml".to_string(),
+                String::new(),
+                "max_open_pr".to_string()
+            ),
+            (
+                "backlog.yaml".to_string(),
+                "a".to_string(),
+                "dependecies".to_string()
+            ),
+        ],
+        "{report}"
+    );
+    for problem in report["problems"].as_array().unwrap() {
+        let message = problem["message"].as_str().unwrap();
+        assert!(message.contains("did you mean"), "{message}");
+    }
+    assert!(
+        report["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`max_open_prs`")
+    );
+    assert!(
+        report["problems"][1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`dependencies`")
+    );
+}

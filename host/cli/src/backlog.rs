@@ -17,7 +17,7 @@ pub struct Problem {
     /// The task's id, when the problem is a task's.
     pub task: Option<String>,
     /// The field, when one is to blame.
-    pub field: Option<&'static str>,
+    pub field: Option<String>,
     pub message: String,
 }
 
@@ -27,7 +27,7 @@ impl std::fmt::Display for Problem {
         if let Some(task) = &self.task {
             write!(f, "task `{task}`: ")?;
         }
-        if let Some(field) = self.field {
+        if let Some(field) = &self.field {
             write!(f, "field `{field}`: ")?;
         }
         f.write_str(&self.message)
@@ -93,15 +93,18 @@ pub fn cycles(backlog: &Backlog) -> Vec<Vec<String>> {
 /// Every problem of `backlog` under `policy` and the plugins of `registry`.
 pub fn problems(backlog: &Backlog, policy: &Policy, registry: &Registry) -> Vec<Problem> {
     let file = backlog.source.clone();
-    let problem = |task: &Task, field: Option<&'static str>, message: String| Problem {
+    let problem = |task: &Task, field: Option<&str>, message: String| Problem {
         file: file.clone(),
         task: Some(task.id.clone()),
-        field,
+        field: field.map(str::to_string),
         message,
     };
     let ids: HashMap<&str, &Task> = backlog.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
     let mut found = Vec::new();
     for task in &backlog.tasks {
+        for (key, meant) in task.misspelt_fields() {
+            found.push(problem(task, Some(&key), misspelt(meant)));
+        }
         for dep in &task.dependencies {
             if !ids.contains_key(dep.as_str()) {
                 found.push(problem(
@@ -153,6 +156,22 @@ pub fn problems(backlog: &Backlog, policy: &Policy, registry: &Registry) -> Vec<
     found
 }
 
+/// The message for an unknown field that is likely `meant`.
+fn misspelt(meant: &str) -> String {
+    format!(
+        "not a field the host reads: did you mean `{meant}`? (unknown fields are kept as written, so this one has no effect)"
+    )
+}
+
+/// `message` without a leading `file: ` (input errors already name their file, and a
+/// problem prints it once).
+fn unprefixed(file: &Path, message: String) -> String {
+    match message.strip_prefix(&format!("{}: ", file.display())) {
+        Some(rest) => rest.to_string(),
+        None => message,
+    }
+}
+
 /// What `backlog validate` is asked.
 pub struct ValidateArgs {
     pub repo: PathBuf,
@@ -192,27 +211,31 @@ pub fn validate(args: &ValidateArgs) -> i32 {
 }
 
 fn check(args: &ValidateArgs) -> Result<(usize, Vec<Problem>), Problem> {
+    // The input errors already name the file, the task and the field.
     let whole = |file: &Path, message: String| Problem {
         file: file.to_path_buf(),
         task: None,
         field: None,
-        message,
+        message: unprefixed(file, message),
     };
     let backlog_file = args.repo.join(BACKLOG_PATH);
-    // The input errors already name the file, the task and the field.
-    let backlog = Backlog::load_from_repo(&args.repo).map_err(|e| Problem {
-        file: backlog_file.clone(),
-        task: None,
-        field: None,
-        message: e
-            .to_string()
-            .trim_start_matches(&format!("{}: ", backlog_file.display()))
-            .to_string(),
-    })?;
+    let backlog =
+        Backlog::load_from_repo(&args.repo).map_err(|e| whole(&backlog_file, e.to_string()))?;
     let policy = match &args.policy {
         Some(file) => Policy::load(file).map_err(|e| whole(file, e.to_string()))?,
         None => Policy::default_policy(),
     };
+    let policy_problems = args.policy.iter().flat_map(|file| {
+        policy
+            .misspelt_fields()
+            .into_iter()
+            .map(move |(key, meant)| Problem {
+                file: file.clone(),
+                task: None,
+                field: Some(key),
+                message: misspelt(meant),
+            })
+    });
     let dir = args
         .plugin_dir
         .clone()
@@ -220,7 +243,8 @@ fn check(args: &ValidateArgs) -> Result<(usize, Vec<Problem>), Problem> {
     let mut registry = Registry::scan_with_policy(&dir, &policy.plugins)
         .map_err(|e| whole(&dir, e.to_string()))?;
     registry.reject_contested();
-    let mut found = problems(&backlog, &policy, &registry);
+    let mut found: Vec<Problem> = policy_problems.collect();
+    found.extend(problems(&backlog, &policy, &registry));
     // Backlog order, then the order they were found in.
     let order: BTreeMap<&str, usize> = backlog
         .tasks

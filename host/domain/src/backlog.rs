@@ -63,6 +63,16 @@ pub struct Task {
 }
 
 impl Task {
+    /// Unknown fields that look like a misspelt known one, each with the field it is
+    /// likely meant as (`dependecies` → `dependencies`): kept as parameters, they would
+    /// otherwise have no effect.
+    pub fn misspelt_fields(&self) -> Vec<(String, &'static str)> {
+        self.extra
+            .keys()
+            .filter_map(|k| yaml::near_miss(k, KNOWN).map(|meant| (k.clone(), meant)))
+            .collect()
+    }
+
     /// Unknown scalar fields as `(key, text)` pairs, sorted by key.
     pub fn parameters(&self) -> Vec<(String, String)> {
         self.extra

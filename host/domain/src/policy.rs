@@ -270,6 +270,16 @@ fn read_layer(file: &Path, value: &Value) -> Result<Layer, InputError> {
 pub const REPO_POLICY_PATH: &str = ".leviathan/policy.yaml";
 
 impl Policy {
+    /// Unknown fields that look like a misspelt known one, each with the field it is
+    /// likely meant as (`max_open_pr` → `max_open_prs`): kept as written, they would
+    /// otherwise have no effect.
+    pub fn misspelt_fields(&self) -> Vec<(String, &'static str)> {
+        self.extra
+            .keys()
+            .filter_map(Value::as_str)
+            .filter_map(|k| yaml::near_miss(k, KNOWN).map(|meant| (k.to_string(), meant)))
+            .collect()
+    }
     /// The built-in default policy.
     pub fn default_policy() -> Policy {
         let file = Path::new(DEFAULT_POLICY_NAME);

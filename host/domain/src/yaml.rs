@@ -263,6 +263,67 @@ impl<'de> Visitor<'de> for TagSeed<'_> {
     }
 }
 
+/// The known field `key` is most likely a misspelling of: one that differs only in
+/// case, `-` for `_` or a trailing `s`, or, for keys of five characters or more, by at
+/// most two letters inserted, removed, replaced or swapped. Formats that keep unknown
+/// fields (a backlog's task, a policy) use it to name a typo that would otherwise have
+/// no effect.
+pub fn near_miss(key: &str, known: &[&'static str]) -> Option<&'static str> {
+    let fold = |k: &str| {
+        k.to_ascii_lowercase()
+            .replace('-', "_")
+            .trim_end_matches('s')
+            .to_string()
+    };
+    if known.contains(&key) {
+        return None;
+    }
+    let folded = fold(key);
+    known
+        .iter()
+        .copied()
+        .find(|k| fold(k) == folded)
+        .or_else(|| {
+            (key.chars().count() >= 5)
+                .then(|| {
+                    known
+                        .iter()
+                        .copied()
+                        .map(|k| (edit_distance(&folded, &fold(k)), k))
+                        .filter(|&(d, _)| d <= 2)
+                        .min_by_key(|&(d, _)| d)
+                        .map(|(_, k)| k)
+                })
+                .flatten()
+        })
+}
+
+/// Edits (insert, remove, replace, swap of neighbours) between `a` and `b`
+/// (optimal string alignment distance).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        rows[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
 /// A short description of a value's type for error messages; never the value itself,
 /// so an error cannot repeat a file's contents (a token, a host file's text).
 pub fn describe(v: &Value) -> String {
@@ -406,6 +467,45 @@ pub fn scalar_text(v: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn near_misses_name_the_field_a_typo_was_meant_for() {
+        let known = &[
+            "dependencies",
+            "ready",
+            "allowed_paths",
+            "max_open_prs",
+            "id",
+            "title",
+        ];
+        for (typo, meant) in [
+            ("dependecies", "dependencies"),
+            ("Dependencies", "dependencies"),
+            ("depedencies", "dependencies"),
+            ("allowed-paths", "allowed_paths"),
+            ("allowed_path", "allowed_paths"),
+            ("alowed_paths", "allowed_paths"),
+            ("max_open_pr", "max_open_prs"),
+            ("max_open_rps", "max_open_prs"),
+            ("Ready", "ready"),
+            ("titles", "title"),
+        ] {
+            assert_eq!(near_miss(typo, known), Some(meant), "{typo}");
+        }
+        // Fields far from every known one (an executor's own parameters), known
+        // fields, and short keys one letter away from a short field are not typos.
+        for other in [
+            "changelog_section",
+            "owner",
+            "rdy",
+            "ix",
+            "dependencies",
+            "target_id",
+            "is",
+        ] {
+            assert_eq!(near_miss(other, known), None, "{other}");
+        }
+    }
 
     /// What a value costs in the budget: [`NODE_COST`] per node plus scalar bytes.
     fn cost(v: &Value) -> u64 {
