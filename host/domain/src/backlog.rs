@@ -90,6 +90,9 @@ pub struct Backlog {
     /// The text parsed and what it parsed to, for [`Backlog::completion_problem`].
     text: String,
     document: Value,
+    /// The tasks whose completion the host could not record, worked out once when
+    /// first asked.
+    completion_problems: std::sync::OnceLock<BTreeMap<String, crate::writeback::WriteBackError>>,
 }
 
 const KNOWN: &[&str] = &[
@@ -143,16 +146,12 @@ impl Backlog {
     /// written (naming the line), or `None` when it can: the write-back is tried on
     /// the text and must read back as that completion alone. The scheduler never
     /// runs a task with a problem, and `backlog validate` names it, so no attempt
-    /// does its work only to fail at the write-back. One parse (of the edit): asked
-    /// only for a task that would otherwise run.
+    /// does its work only to fail at the write-back. Worked out for every task at
+    /// once, when first asked: one parse of all the edits together.
     pub fn completion_problem(&self, id: &str) -> Option<String> {
-        let probe = crate::writeback::Completion {
-            attempt_id: "att-00000000".into(),
-            branch_name: format!("agent/task-exec-attempt-{id}-00000000"),
-            completed_at: "2000-01-01T00:00:00Z".into(),
-        };
-        crate::writeback::write_back_parsed(&self.text, &self.document, id, &probe)
-            .err()
+        self.completion_problems
+            .get_or_init(|| crate::writeback::problems(&self.text, &self.document))
+            .get(id)
             .map(|e| {
                 format!("{e} (the host records a task's completion by editing its lines in place)")
             })
@@ -181,6 +180,7 @@ impl Backlog {
                     tasks: Vec::new(),
                     text: String::new(),
                     document: Value::Null,
+                    completion_problems: Default::default(),
                 });
             }
             Some(v) => v,
@@ -212,6 +212,7 @@ impl Backlog {
             tasks,
             text: String::new(),
             document: Value::Null,
+            completion_problems: Default::default(),
         })
     }
 

@@ -12,6 +12,7 @@
 
 use crate::yaml;
 use serde_norway::Value;
+use std::collections::BTreeMap;
 
 /// What the write-back records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,23 +359,106 @@ fn lone_carriage_return(text: &str) -> Option<usize> {
     Some(text[..at].matches('\n').count())
 }
 
+/// A backlog's text split for editing: its byte-order mark (kept in front of the
+/// edited text, not read as a line's), its lines, and one item per task of the parsed
+/// document, in the same order.
+struct Prepared<'a> {
+    bom: &'a str,
+    lines: Vec<Line<'a>>,
+    items: Vec<Item>,
+    crlf: bool,
+}
+
+impl<'a> Prepared<'a> {
+    fn new(text: &'a str, document: &Value) -> Result<Prepared<'a>, WriteBackError> {
+        let (bom, body) = match text.strip_prefix('\u{feff}') {
+            Some(rest) => ("\u{feff}", rest),
+            None => ("", text),
+        };
+        if let Some(line) = lone_carriage_return(body) {
+            return Err(unsupported(
+                line,
+                "a line ends in a carriage return alone; the host edits backlogs with `\\n` or `\\r\\n` line endings",
+            ));
+        }
+        let lines = split_lines(body);
+        let items = items(&lines)?;
+        let listed = document
+            .get("tasks")
+            .and_then(Value::as_sequence)
+            .map_or(0, Vec::len);
+        if items.len() != listed {
+            let at = lines.iter().position(|l| is_tasks_key(l.body)).unwrap_or(0);
+            return Err(unsupported(
+                at,
+                "the `tasks:` list must be block style (a `- ` line per task) for the host to record completions",
+            ));
+        }
+        Ok(Prepared {
+            bom,
+            lines,
+            items,
+            crlf: text.contains("\r\n"),
+        })
+    }
+
+    /// The text with the completion written into the items `edited` (positions in
+    /// the `tasks` list); each item's edit touches only its own lines.
+    fn edit(&self, edited: &[usize], completion: &Completion) -> String {
+        let mut out: Vec<String> = self
+            .lines
+            .iter()
+            .map(|l| format!("{}{}", l.body, l.ending))
+            .collect();
+        for &index in edited {
+            edit_item(
+                &mut out,
+                &self.lines,
+                &self.items[index],
+                completion,
+                self.crlf,
+            );
+        }
+        format!("{}{}", self.bom, out.concat())
+    }
+}
+
+/// The completion keys as the edited text must read them back.
+fn completion_values(completion: &Completion) -> [(&'static str, Value); 5] {
+    [
+        ("status", Value::String("completed".into())),
+        ("ready", Value::Bool(false)),
+        (
+            "last_attempt_id",
+            Value::String(completion.attempt_id.clone()),
+        ),
+        ("branch_name", Value::String(completion.branch_name.clone())),
+        (
+            "completed_at",
+            Value::String(completion.completed_at.clone()),
+        ),
+    ]
+}
+
 /// Checks that `edited` reads as `before` with only the completion `values` set on
-/// task `index`: what the write-back promises, whatever the text's shape.
+/// the tasks at `indices`: what the write-back promises, whatever the text's shape.
 fn verify(
     before: &Value,
-    index: usize,
+    indices: &[usize],
     values: &[(&str, Value)],
     edited: &str,
     line: usize,
 ) -> Result<(), WriteBackError> {
     let mut expected = before.clone();
-    let task = expected
-        .get_mut("tasks")
-        .and_then(|tasks| tasks.get_mut(index))
-        .and_then(Value::as_mapping_mut);
-    if let Some(task) = task {
-        for (key, value) in values {
-            task.insert(Value::String(key.to_string()), value.clone());
+    for &index in indices {
+        let task = expected
+            .get_mut("tasks")
+            .and_then(|tasks| tasks.get_mut(index))
+            .and_then(Value::as_mapping_mut);
+        if let Some(task) = task {
+            for (key, value) in values {
+                task.insert(Value::String(key.to_string()), value.clone());
+            }
         }
     }
     match yaml::parse(std::path::Path::new(FILE), edited) {
@@ -400,7 +484,7 @@ pub fn write_back(
 }
 
 /// [`write_back`] of `text` already parsed as `before`.
-pub(crate) fn write_back_parsed(
+fn write_back_parsed(
     text: &str,
     before: &Value,
     task_id: &str,
@@ -408,55 +492,68 @@ pub(crate) fn write_back_parsed(
 ) -> Result<String, WriteBackError> {
     let index =
         task_index(before, task_id).ok_or_else(|| WriteBackError::NoTask(task_id.into()))?;
-    // A byte-order mark is kept in front of the edited text, not read as a line's.
-    let (bom, body) = match text.strip_prefix('\u{feff}') {
-        Some(rest) => ("\u{feff}", rest),
-        None => ("", text),
-    };
-    if let Some(line) = lone_carriage_return(body) {
-        return Err(unsupported(
-            line,
-            "a line ends in a carriage return alone; the host edits backlogs with `\\n` or `\\r\\n` line endings",
-        ));
-    }
-    let lines = split_lines(body);
-    let items = items(&lines)?;
-    let listed = before
-        .get("tasks")
-        .and_then(Value::as_sequence)
-        .map_or(0, Vec::len);
-    if items.len() != listed {
-        let at = lines.iter().position(|l| is_tasks_key(l.body)).unwrap_or(0);
-        return Err(unsupported(
-            at,
-            "the `tasks:` list must be block style (a `- ` line per task) for the host to record completions",
-        ));
-    }
-    let item = &items[index];
-    item.editable(&lines)?;
-    let edited = format!(
-        "{bom}{}",
-        edit(&lines, item, completion, text.contains("\r\n"))
-    );
-    let values = [
-        ("status", Value::String("completed".into())),
-        ("ready", Value::Bool(false)),
-        (
-            "last_attempt_id",
-            Value::String(completion.attempt_id.clone()),
-        ),
-        ("branch_name", Value::String(completion.branch_name.clone())),
-        (
-            "completed_at",
-            Value::String(completion.completed_at.clone()),
-        ),
-    ];
-    verify(before, index, &values, &edited, item.start)?;
+    let prepared = Prepared::new(text, before)?;
+    let item = &prepared.items[index];
+    item.editable(&prepared.lines)?;
+    let edited = prepared.edit(&[index], completion);
+    verify(
+        before,
+        &[index],
+        &completion_values(completion),
+        &edited,
+        item.start,
+    )?;
     Ok(edited)
 }
 
-/// The lines with `item`'s completion keys replaced in place or added.
-fn edit(lines: &[Line], item: &Item, completion: &Completion, crlf: bool) -> String {
+/// Every task of `text` (parsed as `before`) whose completion the write-back could not
+/// record, with why. One parse for the whole backlog when every edit reads back right
+/// (the edits of different tasks touch different lines); each task is tried on its own
+/// only when they do not, to name the ones at fault.
+pub(crate) fn problems(text: &str, before: &Value) -> BTreeMap<String, WriteBackError> {
+    let probe = Completion {
+        attempt_id: "att-00000000".into(),
+        branch_name: "agent/task-exec-attempt-probe-00000000".into(),
+        completed_at: "2000-01-01T00:00:00Z".into(),
+    };
+    let ids: Vec<String> = before
+        .get("tasks")
+        .and_then(Value::as_sequence)
+        .map(|tasks| {
+            tasks
+                .iter()
+                .map(|t| t.get("id").and_then(yaml::scalar_text).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    let prepared = match Prepared::new(text, before) {
+        Ok(prepared) => prepared,
+        Err(e) => return ids.into_iter().map(|id| (id, e.clone())).collect(),
+    };
+    let mut found = BTreeMap::new();
+    let mut editable = Vec::new();
+    for (index, id) in ids.iter().enumerate() {
+        match prepared.items[index].editable(&prepared.lines) {
+            Ok(()) => editable.push(index),
+            Err(e) => {
+                found.insert(id.clone(), e);
+            }
+        }
+    }
+    let all = prepared.edit(&editable, &probe);
+    if verify(before, &editable, &completion_values(&probe), &all, 0).is_err() {
+        for index in editable {
+            if let Err(e) = write_back_parsed(text, before, &ids[index], &probe) {
+                found.insert(ids[index].clone(), e);
+            }
+        }
+    }
+    found
+}
+
+/// Writes `item`'s completion keys into `out` (one string per line of `lines`):
+/// present keys replaced in place, missing ones appended to the item's last line.
+fn edit_item(out: &mut [String], lines: &[Line], item: &Item, completion: &Completion, crlf: bool) {
     let (start, end, key_indent) = (item.start, item.end, item.key_indent);
     let values = [
         "completed".to_string(),
@@ -465,10 +562,6 @@ fn edit(lines: &[Line], item: &Item, completion: &Completion, crlf: bool) -> Str
         scalar(&completion.branch_name),
         serde_json::to_string(&completion.completed_at).unwrap_or_default(),
     ];
-    let mut out: Vec<String> = lines
-        .iter()
-        .map(|l| format!("{}{}", l.body, l.ending))
-        .collect();
     let mut missing = Vec::new();
     for (key, value) in KEYS.into_iter().zip(values) {
         match item.find(lines, key) {
@@ -482,32 +575,31 @@ fn edit(lines: &[Line], item: &Item, completion: &Completion, crlf: bool) -> Str
             None => missing.push(format!("{}{key}: {value}", " ".repeat(key_indent))),
         }
     }
-    if !missing.is_empty() {
-        let newline = if crlf { "\r\n" } else { "\n" };
-        let last = (start..end)
-            .rev()
-            .find(|&i| !lines[i].is_filler())
-            .unwrap_or(start);
-        // After the last line if it holds a whole key (or list item) of the task;
-        // after the `id:` line if the last value spans lines (a block scalar there
-        // would take the added keys' line break into its value).
-        let last = if last == start || lines[last].indent() == key_indent {
-            last
-        } else {
-            item.find(lines, "id").unwrap_or(last)
-        };
-        let unterminated = lines[last].ending.is_empty();
-        if unterminated {
-            // The file ends without a newline: so will the added block.
-            out[last].push_str(newline);
-        }
-        let mut block = missing.join(newline);
-        if !unterminated {
-            block.push_str(newline);
-        }
-        out.insert(last + 1, block);
+    if missing.is_empty() {
+        return;
     }
-    out.concat()
+    let newline = if crlf { "\r\n" } else { "\n" };
+    let last = (start..end)
+        .rev()
+        .find(|&i| !lines[i].is_filler())
+        .unwrap_or(start);
+    // After the last line if it holds a whole key (or list item) of the task;
+    // after the `id:` line if the last value spans lines (a block scalar there
+    // would take the added keys' line break into its value).
+    let last = if last == start || lines[last].indent() == key_indent {
+        last
+    } else {
+        item.find(lines, "id").unwrap_or(last)
+    };
+    let unterminated = lines[last].ending.is_empty();
+    if unterminated {
+        // The file ends without a newline: so will the added block.
+        out[last].push_str(newline);
+    }
+    out[last].push_str(&missing.join(newline));
+    if !unterminated {
+        out[last].push_str(newline);
+    }
 }
 
 #[cfg(test)]
