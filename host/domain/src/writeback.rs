@@ -506,16 +506,18 @@ fn write_back_parsed(
     Ok(edited)
 }
 
+/// How many bytes of edited text the check of one backlog parses at most: a backlog
+/// whose edits do not read back is narrowed down by halves, and a hostile one (every
+/// task in a shape the edit breaks, near the 1 MiB limit) must not cost a pass more
+/// than about a second.
+const CHECK_BUDGET_BYTES: usize = 32 << 20;
+
 /// Every task of `text` (parsed as `before`) whose completion the write-back could not
-/// record, with why. One parse for the whole backlog when every edit reads back right
-/// (the edits of different tasks touch different lines); each task is tried on its own
-/// only when they do not, to name the ones at fault.
+/// record, with why. All edits are made at once and parsed once (the edits of different
+/// tasks touch different lines); when they do not read back right, the tasks are
+/// halved until the ones at fault are named, within [`CHECK_BUDGET_BYTES`] (tasks left
+/// unchecked then are named as such, never passed as editable).
 pub(crate) fn problems(text: &str, before: &Value) -> BTreeMap<String, WriteBackError> {
-    let probe = Completion {
-        attempt_id: "att-00000000".into(),
-        branch_name: "agent/task-exec-attempt-probe-00000000".into(),
-        completed_at: "2000-01-01T00:00:00Z".into(),
-    };
     let ids: Vec<String> = before
         .get("tasks")
         .and_then(Value::as_sequence)
@@ -530,25 +532,79 @@ pub(crate) fn problems(text: &str, before: &Value) -> BTreeMap<String, WriteBack
         Ok(prepared) => prepared,
         Err(e) => return ids.into_iter().map(|id| (id, e.clone())).collect(),
     };
-    let mut found = BTreeMap::new();
+    let mut check = Check {
+        before,
+        prepared: &prepared,
+        probe: Completion {
+            attempt_id: "att-00000000".into(),
+            branch_name: "agent/task-exec-attempt-probe-00000000".into(),
+            completed_at: "2000-01-01T00:00:00Z".into(),
+        },
+        budget: CHECK_BUDGET_BYTES,
+        found: BTreeMap::new(),
+    };
     let mut editable = Vec::new();
-    for (index, id) in ids.iter().enumerate() {
-        match prepared.items[index].editable(&prepared.lines) {
+    for (index, item) in prepared.items.iter().enumerate() {
+        match item.editable(&prepared.lines) {
             Ok(()) => editable.push(index),
             Err(e) => {
-                found.insert(id.clone(), e);
+                check.found.insert(index, e);
             }
         }
     }
-    let all = prepared.edit(&editable, &probe);
-    if verify(before, &editable, &completion_values(&probe), &all, 0).is_err() {
-        for index in editable {
-            if let Err(e) = write_back_parsed(text, before, &ids[index], &probe) {
-                found.insert(ids[index].clone(), e);
+    check.narrow(&editable);
+    check
+        .found
+        .into_iter()
+        .map(|(index, e)| (ids[index].clone(), e))
+        .collect()
+}
+
+/// The state of [`problems`]: what is found so far (by task position) and the bytes
+/// left to parse.
+struct Check<'a> {
+    before: &'a Value,
+    prepared: &'a Prepared<'a>,
+    probe: Completion,
+    budget: usize,
+    found: BTreeMap<usize, WriteBackError>,
+}
+
+impl Check<'_> {
+    /// Edits the tasks at `indices` at once and, when the result does not read back as
+    /// their completion, each half again, down to the single tasks at fault.
+    fn narrow(&mut self, indices: &[usize]) {
+        let Some(&first) = indices.first() else {
+            return;
+        };
+        let edited = self.prepared.edit(indices, &self.probe);
+        if edited.len() > self.budget {
+            for &index in indices {
+                self.found.insert(
+                    index,
+                    unsupported(
+                        self.prepared.items[index].start,
+                        "not checked: the backlog's other tasks in shapes the host cannot edit used up the check's budget; fix those first",
+                    ),
+                );
+            }
+            return;
+        }
+        self.budget -= edited.len();
+        let line = self.prepared.items[first].start;
+        let values = completion_values(&self.probe);
+        match verify(self.before, indices, &values, &edited, line) {
+            Ok(()) => {}
+            Err(e) if indices.len() == 1 => {
+                self.found.insert(first, e);
+            }
+            Err(_) => {
+                let (left, right) = indices.split_at(indices.len() / 2);
+                self.narrow(left);
+                self.narrow(right);
             }
         }
     }
-    found
 }
 
 /// Writes `item`'s completion keys into `out` (one string per line of `lines`):
@@ -662,6 +718,62 @@ mod tests {
         assert_eq!(
             out,
             "\u{feff}tasks:\n  - \"id\": \"\\x74\"\n    'ready' : false # go\n    \"status\":\tcompleted  # one\n    last_attempt_id: att-1a2b3c4d\n    branch_name: agent/task-exec-attempt-docs-1-1a2b3c4d\n    completed_at: \"2026-11-24T22:58:46Z\"\n"
+        );
+    }
+
+    /// A backlog of `count` tasks; those in `broken` carry an explicit `? status` key,
+    /// which the line editor cannot see and its edit turns into a duplicate key.
+    fn many(count: usize, broken: &[usize]) -> String {
+        let mut text = String::from("tasks:\n");
+        for i in 0..count {
+            text.push_str(&format!(
+                "  - id: t{i}\n    title: T\n    scope: docs\n    ready: true\n"
+            ));
+            if broken.contains(&i) {
+                text.push_str("    ? status\n    : pending\n");
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn the_few_tasks_at_fault_among_many_are_named_and_only_they() {
+        use crate::backlog::Backlog;
+        let broken = [7, 150, 299];
+        let text = many(300, &broken);
+        let backlog = Backlog::from_text(std::path::Path::new(FILE), &text).unwrap();
+        for i in 0..300 {
+            let problem = backlog.completion_problem(&format!("t{i}"));
+            if broken.contains(&i) {
+                let why = problem.unwrap_or_else(|| panic!("t{i} passed"));
+                assert!(why.contains("read back"), "t{i}: {why}");
+                assert!(write_back(&text, &format!("t{i}"), &completion()).is_err());
+            } else {
+                assert_eq!(problem, None, "t{i}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_backlog_of_tasks_the_edit_breaks_is_refused_whole_within_the_check_budget() {
+        use crate::backlog::Backlog;
+        let count = 7000;
+        let every: Vec<usize> = (0..count).collect();
+        let text = many(count, &every);
+        assert!(text.len() < 1 << 20, "within the backlog size limit");
+        let backlog = Backlog::from_text(std::path::Path::new(FILE), &text).unwrap();
+        let problems: Vec<String> = (0..count)
+            .map(|i| {
+                backlog
+                    .completion_problem(&format!("t{i}"))
+                    .unwrap_or_else(|| panic!("t{i} passed"))
+            })
+            .collect();
+        // Halving down to every single task would parse the whole text thousands of
+        // times; the budget stops it and names what it left unchecked.
+        assert!(
+            problems.iter().any(|why| why.contains("not checked")),
+            "the budget was never reached"
         );
     }
 
