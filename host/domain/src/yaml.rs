@@ -264,10 +264,11 @@ impl<'de> Visitor<'de> for TagSeed<'_> {
 }
 
 /// The known field `key` is most likely a misspelling of: one that differs only in
-/// case, `-` for `_` or a trailing `s`, or, for keys of five characters or more, by at
-/// most two letters inserted, removed, replaced or swapped. Formats that keep unknown
-/// fields (a backlog's task, a policy) use it to name a typo that would otherwise have
-/// no effect.
+/// case, `-` for `_` or a trailing `s`, or by one letter inserted, removed, replaced or
+/// swapped (keys of six characters or more), or two (nine or more). Shorter keys are
+/// left alone: `state` or `reads` are as likely an executor's own parameters as typos
+/// of `status` or `ready`. Formats that keep unknown fields (a backlog's task, a
+/// policy) use it to name a typo that would otherwise have no effect.
 pub fn near_miss(key: &str, known: &[&'static str]) -> Option<&'static str> {
     let fold = |k: &str| {
         k.to_ascii_lowercase()
@@ -279,22 +280,23 @@ pub fn near_miss(key: &str, known: &[&'static str]) -> Option<&'static str> {
         return None;
     }
     let folded = fold(key);
+    let allowed = match key.chars().count() {
+        0..=5 => 0,
+        6..=8 => 1,
+        _ => 2,
+    };
     known
         .iter()
         .copied()
         .find(|k| fold(k) == folded)
         .or_else(|| {
-            (key.chars().count() >= 5)
-                .then(|| {
-                    known
-                        .iter()
-                        .copied()
-                        .map(|k| (edit_distance(&folded, &fold(k)), k))
-                        .filter(|&(d, _)| d <= 2)
-                        .min_by_key(|&(d, _)| d)
-                        .map(|(_, k)| k)
-                })
-                .flatten()
+            known
+                .iter()
+                .copied()
+                .map(|k| (edit_distance(&folded, &fold(k)), k))
+                .filter(|&(d, _)| d <= allowed)
+                .min_by_key(|&(d, _)| d)
+                .map(|(_, k)| k)
         })
 }
 
@@ -477,6 +479,8 @@ mod tests {
             "max_open_prs",
             "id",
             "title",
+            "status",
+            "executor",
         ];
         for (typo, meant) in [
             ("dependecies", "dependencies"),
@@ -489,11 +493,14 @@ mod tests {
             ("max_open_rps", "max_open_prs"),
             ("Ready", "ready"),
             ("titles", "title"),
+            ("statsu", "status"),
+            ("executer", "executor"),
+            ("dependency", "dependencies"),
         ] {
             assert_eq!(near_miss(typo, known), Some(meant), "{typo}");
         }
         // Fields far from every known one (an executor's own parameters), known
-        // fields, and short keys one letter away from a short field are not typos.
+        // fields, and short keys a letter or two away from a field are not typos.
         for other in [
             "changelog_section",
             "owner",
@@ -502,6 +509,10 @@ mod tests {
             "dependencies",
             "target_id",
             "is",
+            "state",
+            "reads",
+            "files",
+            "table",
         ] {
             assert_eq!(near_miss(other, known), None, "{other}");
         }

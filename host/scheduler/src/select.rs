@@ -111,6 +111,16 @@ fn check(
     if !task.ready {
         return Err((SkipReason::NotReady, "not `ready: true`".into()));
     }
+    // A misspelt `dependencies`, `status` or `executor` is kept as a parameter and
+    // would let the task run before what it depends on, again, or elsewhere.
+    if let Some((key, meant)) = task.misspelt_fields().into_iter().next() {
+        return Err((
+            SkipReason::Format,
+            format!(
+                "field `{key}` is not one the host reads: did you mean `{meant}`? (the task waits until it is renamed)"
+            ),
+        ));
+    }
     for dep in &task.dependencies {
         match completed(backlog, state.view, dep) {
             None => {
@@ -455,5 +465,27 @@ mod tests {
         let (task, reason, detail) = &plan.skips[0];
         assert_eq!((task.as_str(), *reason), ("flow", SkipReason::Format));
         assert!(detail.contains("line 2"), "{detail}");
+    }
+
+    #[test]
+    fn a_task_with_a_misspelt_field_waits_instead_of_running_without_it() {
+        let b = backlog(
+            "tasks:\n  - id: first\n    title: a\n    scope: docs\n    ready: true\n    allowed_paths: [docs/]\n    dependecies: [second]\n  - id: second\n    title: b\n    scope: docs\n    ready: true\n    allowed_paths: [docs/]\n    changelog_section: Added\n",
+        );
+        let plan = plan(
+            &b,
+            &Policy::default_policy(),
+            &TargetState {
+                view: None,
+                open_branches: &[],
+            },
+        );
+        assert_eq!(plan.decision, Decision::Run("second".into()));
+        let (task, reason, detail) = &plan.skips[0];
+        assert_eq!((task.as_str(), *reason), ("first", SkipReason::Format));
+        assert!(
+            detail.contains("`dependecies`") && detail.contains("`dependencies`"),
+            "{detail}"
+        );
     }
 }
