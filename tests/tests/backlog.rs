@@ -178,3 +178,44 @@ fn a_misspelt_field_that_would_have_no_effect_is_named_with_the_field_meant() {
             .contains("`dependencies`")
     );
 }
+
+#[test]
+fn without_policy_the_repository_s_own_policy_is_the_one_checked_under() {
+    // The policy a discovered target runs under: it allows `src/`, the built-in does not.
+    let text = task("a", "docs", "", "src/");
+    let backlog = format!("tasks:\n{text}");
+    let own = TestRepo::new(
+        &backlog,
+        &[(".leviathan/policy.yaml", "allowed_path_prefixes: [src/]\n")],
+    );
+    let out = validate(&own, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(stdout.contains(".leviathan/policy.yaml"), "{stdout}");
+
+    let none = TestRepo::new(&backlog, &[]);
+    let out = validate(&none, &["--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["policy"].as_str().unwrap().contains("built-in"),
+        "{report}"
+    );
+
+    // The repository's policy is checked too: a misspelt field is named in its file.
+    let typo = TestRepo::new(
+        &backlog,
+        &[(
+            ".leviathan/policy.yaml",
+            "allowed_path_prefixes: [src/]\nmax_attempts_per_tsk: 1\n",
+        )],
+    );
+    let out = validate(&typo, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr.contains(".leviathan/policy.yaml: field `max_attempts_per_tsk`")
+            && stderr.contains("`max_attempts_per_task`"),
+        "{stderr}"
+    );
+}

@@ -3,7 +3,7 @@
 //! a target repository's own CI.
 
 use leviathan_domain::backlog::{BACKLOG_PATH, Backlog, Task};
-use leviathan_domain::policy::Policy;
+use leviathan_domain::policy::{Policy, REPO_POLICY_PATH};
 use leviathan_domain::registry::Registry;
 use leviathan_sandbox::exec::checked_allowed_paths;
 use serde_json::json;
@@ -184,10 +184,14 @@ pub struct ValidateArgs {
 pub fn validate(args: &ValidateArgs) -> i32 {
     let file = args.repo.join(BACKLOG_PATH);
     let checked = check(args);
-    let (tasks, problems) = match checked {
+    let (tasks, policy, problems) = match checked {
         Ok(done) => done,
-        Err(problem) => (0, vec![problem]),
+        Err(problem) => (0, None, vec![problem]),
     };
+    let policy = policy.map_or_else(
+        || "the built-in policies/dev.yaml".to_string(),
+        |p| p.display().to_string(),
+    );
     if args.json {
         let list: Vec<_> = problems
             .iter()
@@ -197,10 +201,10 @@ pub fn validate(args: &ValidateArgs) -> i32 {
             .collect();
         println!(
             "{}",
-            json!({"file": file, "tasks": tasks, "ok": problems.is_empty(), "problems": list})
+            json!({"file": file, "policy": policy, "tasks": tasks, "ok": problems.is_empty(), "problems": list})
         );
     } else if problems.is_empty() {
-        println!("{}: ok, {tasks} task(s)", file.display());
+        println!("{}: ok, {tasks} task(s), under {policy}", file.display());
     } else {
         for p in &problems {
             eprintln!("{p}");
@@ -210,7 +214,9 @@ pub fn validate(args: &ValidateArgs) -> i32 {
     i32::from(!problems.is_empty())
 }
 
-fn check(args: &ValidateArgs) -> Result<(usize, Vec<Problem>), Problem> {
+/// The backlog's task count, the policy file it was checked under (`None`: the
+/// built-in default) and its problems; `Err` when it could not be checked at all.
+fn check(args: &ValidateArgs) -> Result<(usize, Option<PathBuf>, Vec<Problem>), Problem> {
     // The input errors already name the file, the task and the field.
     let whole = |file: &Path, message: String| Problem {
         file: file.to_path_buf(),
@@ -221,11 +227,22 @@ fn check(args: &ValidateArgs) -> Result<(usize, Vec<Problem>), Problem> {
     let backlog_file = args.repo.join(BACKLOG_PATH);
     let backlog =
         Backlog::load_from_repo(&args.repo).map_err(|e| whole(&backlog_file, e.to_string()))?;
-    let policy = match &args.policy {
-        Some(file) => Policy::load(file).map_err(|e| whole(file, e.to_string()))?,
-        None => Policy::default_policy(),
+    // The policy: the one named, else the repository's own (what a discovered target
+    // runs under), else the built-in default.
+    let repo_policy = args.repo.join(REPO_POLICY_PATH);
+    let (policy, policy_file) = match &args.policy {
+        Some(file) => (
+            Policy::load(file).map_err(|e| whole(file, e.to_string()))?,
+            Some(file.clone()),
+        ),
+        None => match Policy::load_from_repo(&args.repo)
+            .map_err(|e| whole(&repo_policy, e.to_string()))?
+        {
+            Some(policy) => (policy, Some(repo_policy)),
+            None => (Policy::default_policy(), None),
+        },
     };
-    let policy_problems = args.policy.iter().flat_map(|file| {
+    let policy_problems = policy_file.iter().flat_map(|file| {
         policy
             .misspelt_fields()
             .into_iter()
@@ -253,7 +270,7 @@ fn check(args: &ValidateArgs) -> Result<(usize, Vec<Problem>), Problem> {
         .map(|(i, t)| (t.id.as_str(), i))
         .collect();
     found.sort_by_key(|p| p.task.as_deref().and_then(|t| order.get(t).copied()));
-    Ok((backlog.tasks.len(), found))
+    Ok((backlog.tasks.len(), policy_file, found))
 }
 
 #[cfg(test)]
