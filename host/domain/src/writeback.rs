@@ -336,9 +336,6 @@ impl Item {
     }
 }
 
-/// The file name the write-back's own parses are reported under.
-const FILE: &str = ".leviathan/backlog.yaml";
-
 /// The position of the task `id` in the parsed document's `tasks` list.
 fn task_index(document: &Value, id: &str) -> Option<usize> {
     document
@@ -461,7 +458,7 @@ fn verify(
             }
         }
     }
-    match yaml::parse(std::path::Path::new(FILE), edited) {
+    match yaml::parse(std::path::Path::new(crate::backlog::BACKLOG_PATH), edited) {
         Ok(after) if after == expected => Ok(()),
         _ => Err(unsupported(
             line,
@@ -478,26 +475,16 @@ pub fn write_back(
     task_id: &str,
     completion: &Completion,
 ) -> Result<String, WriteBackError> {
-    let before = yaml::parse(std::path::Path::new(FILE), text)
+    let before = yaml::parse(std::path::Path::new(crate::backlog::BACKLOG_PATH), text)
         .map_err(|e| WriteBackError::Unparsable(e.to_string()))?;
-    write_back_parsed(text, &before, task_id, completion)
-}
-
-/// [`write_back`] of `text` already parsed as `before`.
-fn write_back_parsed(
-    text: &str,
-    before: &Value,
-    task_id: &str,
-    completion: &Completion,
-) -> Result<String, WriteBackError> {
     let index =
-        task_index(before, task_id).ok_or_else(|| WriteBackError::NoTask(task_id.into()))?;
-    let prepared = Prepared::new(text, before)?;
+        task_index(&before, task_id).ok_or_else(|| WriteBackError::NoTask(task_id.into()))?;
+    let prepared = Prepared::new(text, &before)?;
     let item = &prepared.items[index];
     item.editable(&prepared.lines)?;
     let edited = prepared.edit(&[index], completion);
     verify(
-        before,
+        &before,
         &[index],
         &completion_values(completion),
         &edited,
@@ -741,7 +728,8 @@ mod tests {
         use crate::backlog::Backlog;
         let broken = [7, 150, 299];
         let text = many(300, &broken);
-        let backlog = Backlog::from_text(std::path::Path::new(FILE), &text).unwrap();
+        let backlog =
+            Backlog::from_text(std::path::Path::new(crate::backlog::BACKLOG_PATH), &text).unwrap();
         for i in 0..300 {
             let problem = backlog.completion_problem(&format!("t{i}"));
             if broken.contains(&i) {
@@ -761,7 +749,8 @@ mod tests {
         let every: Vec<usize> = (0..count).collect();
         let text = many(count, &every);
         assert!(text.len() < 1 << 20, "within the backlog size limit");
-        let backlog = Backlog::from_text(std::path::Path::new(FILE), &text).unwrap();
+        let backlog =
+            Backlog::from_text(std::path::Path::new(crate::backlog::BACKLOG_PATH), &text).unwrap();
         let problems: Vec<String> = (0..count)
             .map(|i| {
                 backlog

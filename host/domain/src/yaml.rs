@@ -293,37 +293,11 @@ pub fn near_miss(key: &str, known: &[&'static str]) -> Option<&'static str> {
             known
                 .iter()
                 .copied()
-                .map(|k| (edit_distance(&folded, &fold(k)), k))
+                .map(|k| (strsim::osa_distance(&folded, &fold(k)), k))
                 .filter(|&(d, _)| d <= allowed)
                 .min_by_key(|&(d, _)| d)
                 .map(|(_, k)| k)
         })
-}
-
-/// Edits (insert, remove, replace, swap of neighbours) between `a` and `b`
-/// (optimal string alignment distance).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in rows.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in rows[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (rows[i - 1][j] + 1)
-                .min(rows[i][j - 1] + 1)
-                .min(rows[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(rows[i - 2][j - 2] + 1);
-            }
-            rows[i][j] = best;
-        }
-    }
-    rows[a.len()][b.len()]
 }
 
 /// A short description of a value's type for error messages; never the value itself,
