@@ -10,6 +10,7 @@
 //! so a task whose completion cannot be recorded is refused up front, never after its
 //! attempt.
 
+use crate::backlog::MAX_BACKLOG;
 use crate::yaml;
 use serde_norway::Value;
 use std::collections::BTreeMap;
@@ -458,6 +459,12 @@ fn verify(
             }
         }
     }
+    if too_large(edited) {
+        return Err(unsupported(
+            line,
+            "recording this task's completion would take the backlog past its size limit; split the backlog or remove completed tasks",
+        ));
+    }
     match yaml::parse(std::path::Path::new(crate::backlog::BACKLOG_PATH), edited) {
         Ok(after) if after == expected => Ok(()),
         _ => Err(unsupported(
@@ -465,6 +472,12 @@ fn verify(
             "the host's edit of this task would not read back as its completion alone; write the task as a block-style mapping with one plain `key: value` per line",
         )),
     }
+}
+
+/// Whether `edited` is past [`MAX_BACKLOG`]: the host would commit a backlog it then
+/// refuses to read.
+fn too_large(edited: &str) -> bool {
+    edited.len() as u64 > MAX_BACKLOG.bytes
 }
 
 /// `text` with the write-back of `task_id` applied. The edit is parsed again before it
@@ -565,6 +578,13 @@ impl Check<'_> {
             return;
         };
         let edited = self.prepared.edit(indices, &self.probe);
+        if indices.len() > 1 && too_large(&edited) {
+            // Each task's own edit may still fit: split without spending a parse.
+            let (left, right) = indices.split_at(indices.len() / 2);
+            self.narrow(left);
+            self.narrow(right);
+            return;
+        }
         if edited.len() > self.budget {
             for &index in indices {
                 self.found.insert(
@@ -764,6 +784,53 @@ mod tests {
             problems.iter().any(|why| why.contains("not checked")),
             "the budget was never reached"
         );
+    }
+
+    /// [`many`] padded with a comment to `size` bytes.
+    fn padded(count: usize, size: usize) -> String {
+        let mut text = many(count, &[]);
+        let pad = size - text.len() - 2;
+        text.push('#');
+        text.push_str(&" ".repeat(pad));
+        text.push('\n');
+        assert_eq!(text.len(), size);
+        text
+    }
+
+    #[test]
+    fn a_completion_that_would_take_the_backlog_past_its_size_limit_is_refused_up_front() {
+        use crate::backlog::Backlog;
+        let file = std::path::Path::new(crate::backlog::BACKLOG_PATH);
+        let limit = MAX_BACKLOG.bytes as usize;
+        // One task's edit adds about 150 bytes: none fits in the last 100.
+        let text = padded(20, limit - 100);
+        let backlog = Backlog::from_text(file, &text).unwrap();
+        for i in 0..20 {
+            let why = backlog
+                .completion_problem(&format!("t{i}"))
+                .unwrap_or_else(|| panic!("t{i} passed"));
+            assert!(why.contains("size limit"), "t{i}: {why}");
+            let refused = write_back(&text, &format!("t{i}"), &completion()).unwrap_err();
+            assert!(refused.to_string().contains("size limit"), "{refused}");
+        }
+        // In the last 1,000 bytes each task's own edit fits, though all twenty at
+        // once do not: no task is refused, and each write-back is within the limit.
+        let text = padded(20, limit - 1000);
+        let backlog = Backlog::from_text(file, &text).unwrap();
+        assert!(too_large(&edit_of_all(&text)));
+        for i in 0..20 {
+            assert_eq!(backlog.completion_problem(&format!("t{i}")), None, "t{i}");
+            let out = write_back(&text, &format!("t{i}"), &completion()).unwrap();
+            assert!(out.len() <= limit);
+        }
+    }
+
+    /// Every task of `text` edited at once (what the up-front check tries first).
+    fn edit_of_all(text: &str) -> String {
+        let before = yaml::parse(std::path::Path::new("b.yaml"), text).unwrap();
+        let prepared = Prepared::new(text, &before).unwrap();
+        let all: Vec<usize> = (0..prepared.items.len()).collect();
+        prepared.edit(&all, &completion())
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::attempt_events::{self as attempts, task_event as draft};
 use crate::pr_text;
-use leviathan_domain::backlog::{BACKLOG_PATH, Backlog, Task, backlog_path};
+use leviathan_domain::backlog::{BACKLOG_PATH, Task, backlog_path};
 use leviathan_domain::branches::branch_name;
 use leviathan_domain::config::Target;
 use leviathan_domain::repofs::RepoDir;
@@ -184,8 +184,8 @@ fn pushed(
 
 /// The backlog write-back on the attempt's branch, through a capability handle on the
 /// clone: the backlog is read and replaced without following a link (a committed
-/// `.leviathan` link is refused, never written through), and the result must still
-/// parse before it is written.
+/// `.leviathan` link is refused, never written through), and the result must read
+/// back as the task's completion alone before it is written.
 fn write_completion(clone: &Path, task: &Task, attempt: &str, branch: &str) -> Result<(), Failure> {
     let backlog_file = clone.join(BACKLOG_PATH);
     let failed = |message: String| ("writeback".to_string(), message);
@@ -195,10 +195,10 @@ fn write_completion(clone: &Path, task: &Task, attempt: &str, branch: &str) -> R
         branch_name: branch.into(),
         completed_at: leviathan_domain::clock::rfc3339(leviathan_domain::clock::now_ms()),
     };
+    // `write_back` parses its result again: it reads as this backlog with only the
+    // task's completion set, and within the backlog's size limit.
     let updated = write_back(&text, &task.id, &completion)
         .map_err(|e| failed(format!("{}: {e}", backlog_file.display())))?;
-    // The write-back must still be a valid backlog before it is committed.
-    Backlog::from_text(&backlog_file, &updated).map_err(|e| failed(e.to_string()))?;
     let dir = RepoDir::open(clone, "a target repository")
         .map_err(|e| failed(format!("{}: {e}", clone.display())))?;
     dir.write(&backlog_path(), updated.as_bytes())
