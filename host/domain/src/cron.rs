@@ -1,8 +1,10 @@
 //! Cron schedules for `serve`'s scheduler passes: the five standard fields
 //! (minute, hour, day of month, month, day of week), in UTC, with `*`, numbers,
 //! ranges `a-b`, steps `*/n` and `a-b/n`, lists `a,b`, and the macros `@hourly`,
-//! `@daily`, `@weekly`, `@monthly`, `@yearly`. As in Vixie cron, when both day
-//! fields are restricted a day matching either runs.
+//! `@daily`, `@weekly`, `@monthly`, `@yearly`; months and weekdays also by their
+//! English three-letter names (`jan`, `MON-FRI`, any case). As in Vixie cron and
+//! cronie, when both day fields are restricted a day matching either runs, and a day
+//! field that starts with `*` (`*/2` too) is not restricted.
 
 /// A parsed schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,15 +28,21 @@ pub struct CronError {
     pub message: String,
 }
 
-const FIELDS: [(&str, u32, u32); 5] = [
-    ("minute", 0, 59),
-    ("hour", 0, 23),
-    ("day of month", 1, 31),
-    ("month", 1, 12),
-    ("day of week", 0, 7),
+const MONTHS: &[&str] = &[
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+const WEEKDAYS: &[&str] = &["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+
+/// Each field: its name, its range, and the names standing for its first values.
+const FIELDS: [(&str, u32, u32, &[&str]); 5] = [
+    ("minute", 0, 59, &[]),
+    ("hour", 0, 23, &[]),
+    ("day of month", 1, 31, &[]),
+    ("month", 1, 12, MONTHS),
+    ("day of week", 0, 7, WEEKDAYS),
 ];
 
-fn parse_field(text: &str, min: u32, max: u32) -> Result<u64, String> {
+fn parse_field(text: &str, min: u32, max: u32, names: &[&str]) -> Result<u64, String> {
     let mut bits = 0u64;
     for part in text.split(',') {
         let (range, step) = match part.split_once('/') {
@@ -48,10 +56,19 @@ fn parse_field(text: &str, min: u32, max: u32) -> Result<u64, String> {
             None => (part, 1),
         };
         let number = |s: &str| {
-            s.parse::<u32>()
-                .ok()
+            let named = names
+                .iter()
+                .position(|name| name.eq_ignore_ascii_case(s))
+                .map(|i| min + i as u32);
+            named
+                .or_else(|| s.parse::<u32>().ok())
                 .filter(|n| (min..=max).contains(n))
-                .ok_or_else(|| format!("`{s}` is not a number from {min} to {max}"))
+                .ok_or_else(|| match (names.first(), names.last()) {
+                    (Some(first), Some(last)) => format!(
+                        "`{s}` is not a number from {min} to {max} or a name from `{first}` to `{last}`"
+                    ),
+                    _ => format!("`{s}` is not a number from {min} to {max}"),
+                })
         };
         let (lo, hi) = if range == "*" {
             (min, max)
@@ -99,8 +116,8 @@ impl Cron {
             });
         }
         let mut bits = [0u64; 5];
-        for (i, ((name, min, max), text)) in FIELDS.iter().zip(&fields).enumerate() {
-            bits[i] = parse_field(text, *min, *max).map_err(|message| CronError {
+        for (i, ((name, min, max, names), text)) in FIELDS.iter().zip(&fields).enumerate() {
+            bits[i] = parse_field(text, *min, *max, names).map_err(|message| CronError {
                 schedule: source.clone(),
                 field: name,
                 message,
@@ -110,7 +127,9 @@ impl Cron {
         if bits[4] & (1 << 7) != 0 {
             bits[4] |= 1;
         }
-        let (days_restricted, weekdays_restricted) = (fields[2] != "*", fields[4] != "*");
+        // Vixie cron's rule: a day field is "any day" when it starts with `*`.
+        let restricted = |field: &str| !field.starts_with('*');
+        let (days_restricted, weekdays_restricted) = (restricted(fields[2]), restricted(fields[4]));
         Ok(Cron {
             days_restricted,
             weekdays_restricted,
@@ -194,6 +213,45 @@ mod tests {
         // 1st) comes before Monday 2026-12-07.
         let c = Cron::parse("0 0 1 * 1").expect("parses");
         assert_eq!(c.next_after(NOW), Some(1_796_083_200)); // 2026-12-01T00:00Z
+    }
+
+    #[test]
+    fn months_and_weekdays_by_name_in_any_case() {
+        for (named, numbered) in [
+            ("30 9 * * MON-FRI", "30 9 * * 1-5"),
+            ("0 0 * * sun", "0 0 * * 0"),
+            ("0 0 * * Sat,sun", "0 0 * * 6,0"),
+            ("0 0 1 JAN,jul *", "0 0 1 1,7 *"),
+            ("0 0 * feb-Apr/2 *", "0 0 * 2-4/2 *"),
+        ] {
+            let (a, b) = (Cron::parse(named), Cron::parse(numbered));
+            let (a, b) = (a.expect(named), b.expect(numbered));
+            let (mut at_a, mut at_b) = (NOW, NOW);
+            for _ in 0..20 {
+                at_a = a.next_after(at_a).expect(named);
+                at_b = b.next_after(at_b).expect(numbered);
+                assert_eq!(at_a, at_b, "{named}");
+            }
+        }
+        for bad in [
+            "0 0 * * monday",
+            "0 0 * * jan",
+            "0 0 * sun *",
+            "0 0 mon * *",
+        ] {
+            assert!(Cron::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_day_field_starting_with_a_star_is_not_restricted() {
+        // `*/2` days and Mondays, as Vixie cron reads it: odd days that are Mondays
+        // (not odd days or Mondays). From Monday 2026-11-30 17:25: Monday the 7th.
+        let c = Cron::parse("0 0 */2 * mon").expect("parses");
+        assert_eq!(c.next_after(NOW), Some(1_796_601_600)); // 2026-12-07T00:00Z
+        // Restricted without a star: either, so Tuesday 2026-12-01 (odd) is next.
+        let c = Cron::parse("0 0 1-31/2 * mon").expect("parses");
+        assert_eq!(c.next_after(NOW), Some(1_796_083_200));
     }
 
     #[test]
