@@ -219,3 +219,77 @@ fn without_policy_the_repository_s_own_policy_is_the_one_checked_under() {
         "{stderr}"
     );
 }
+
+#[test]
+fn every_task_the_backlog_cannot_read_is_named_at_once_by_task_and_field() {
+    // One task with two wrong fields, one with a wrong title, one without an id, a
+    // duplicate of the first (broken) task's id, and a readable task with its own
+    // problem after them: each is reported, none hides the next.
+    let text = format!(
+        "tasks:\n{}{}{}{}{}",
+        "  - id: a\n    title: A\n    scope: docs\n    ready: \"true\"\n    labels: {x: 1}\n    dependencies: [b]\n",
+        "  - id: b\n    title: [B]\n    scope: docs\n",
+        "  - title: no id\n    scope: docs\n",
+        "  - id: a\n    title: again\n    scope: docs\n",
+        task("d", "docs", "a, b, ghost", "src/"),
+    );
+    let repo = TestRepo::new(&text, &[]);
+    let out = validate(&repo, &["--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let named: Vec<(String, String, String)> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["task"].as_str().unwrap_or("").to_string(),
+                p["field"].as_str().unwrap_or("").to_string(),
+                p["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let fields: Vec<(&str, &str)> = named
+        .iter()
+        .map(|(t, f, _)| (t.as_str(), f.as_str()))
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            ("a", "ready"),
+            ("a", "labels"),
+            ("b", "title"),
+            ("", "id"),
+            ("a", "id"),
+            // `a` and `b` are in the backlog though unreadable: only `ghost` is missing.
+            ("d", "dependencies"),
+            ("d", "allowed_paths"),
+        ],
+        "{report}"
+    );
+    assert!(named[0].2.contains("expected true or false") && named[0].2.contains("task #1"));
+    assert!(named[3].2.contains("is required") && named[3].2.contains("task #3"));
+    assert!(named[4].2.contains("duplicate task id") && named[4].2.contains("task #4"));
+    assert!(named[5].2.contains("`ghost`"), "{}", named[5].2);
+    assert_eq!(report["tasks"], 5, "{report}");
+
+    // Without a readable plugin registry the rest is still checked, and the report
+    // says the executors were not.
+    let out = std::process::Command::new(host_binary())
+        .args(["backlog", "validate", "--json", "--repo"])
+        .arg(repo.path())
+        .arg("--plugin-dir")
+        .arg(repo.path().join("no-registry"))
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = report["problems"].as_array().unwrap();
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no task's executor was checked"),
+        "{report}"
+    );
+    assert_eq!(problems.len(), 8, "{report}");
+}

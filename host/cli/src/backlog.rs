@@ -2,12 +2,13 @@
 //! would read it, every problem named by file, task and field; the exit status is for
 //! a target repository's own CI.
 
-use leviathan_domain::backlog::{BACKLOG_PATH, Backlog, Task};
+use leviathan_domain::backlog::{BACKLOG_PATH, Backlog, Task, TaskError, read_text};
 use leviathan_domain::policy::{Policy, REPO_POLICY_PATH};
-use leviathan_domain::registry::Registry;
+use leviathan_domain::registry::{Registry, RegistryError};
+use leviathan_domain::yaml::InputError;
 use leviathan_sandbox::exec::checked_allowed_paths;
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 /// One problem of a backlog.
@@ -90,8 +91,16 @@ pub fn cycles(backlog: &Backlog) -> Vec<Vec<String>> {
     found
 }
 
-/// Every problem of `backlog` under `policy` and the plugins of `registry`.
-pub fn problems(backlog: &Backlog, policy: &Policy, registry: &Registry) -> Vec<Problem> {
+/// Every problem of `backlog` under `policy` and the plugins of `registry` (without
+/// one, which executor runs each task is not checked).
+/// (`unread`: the ids of tasks the backlog holds but could not read, reported on
+/// their own, so a dependency on one of them is not taken for a missing task.)
+pub fn problems(
+    backlog: &Backlog,
+    unread: &[&str],
+    policy: &Policy,
+    registry: Option<&Registry>,
+) -> Vec<Problem> {
     let file = backlog.source.clone();
     let problem = |task: &Task, field: Option<&str>, message: String| Problem {
         file: file.clone(),
@@ -106,7 +115,7 @@ pub fn problems(backlog: &Backlog, policy: &Policy, registry: &Registry) -> Vec<
             found.push(problem(task, Some(&key), misspelt(meant)));
         }
         for dep in &task.dependencies {
-            if !ids.contains_key(dep.as_str()) {
+            if !ids.contains_key(dep.as_str()) && !unread.contains(&dep.as_str()) {
                 found.push(problem(
                     task,
                     Some("dependencies"),
@@ -124,8 +133,8 @@ pub fn problems(backlog: &Backlog, policy: &Policy, registry: &Registry) -> Vec<
             let message = e.message.strip_prefix(&located).unwrap_or(&e.message);
             found.push(problem(task, Some("allowed_paths"), message.to_string()));
         }
-        if let Err(e) = registry.route(task) {
-            let field = if task.extra.contains_key("executor") {
+        if let Some(Err(e)) = registry.map(|r| r.route(task)) {
+            let field = if task.executor.is_some() {
                 "executor"
             } else {
                 "scope"
@@ -183,12 +192,12 @@ pub struct ValidateArgs {
 /// `backlog validate`: prints each problem; exit 0 when there is none, 1 otherwise.
 pub fn validate(args: &ValidateArgs) -> i32 {
     let file = args.repo.join(BACKLOG_PATH);
-    let checked = check(args);
-    let (tasks, policy, problems) = match checked {
-        Ok(done) => done,
-        Err(problem) => (0, None, vec![problem]),
-    };
-    let policy = policy.map_or_else(
+    let Report {
+        tasks,
+        policy_file,
+        problems,
+    } = check(args);
+    let policy = policy_file.map_or_else(
         || "the built-in policies/dev.yaml".to_string(),
         |p| p.display().to_string(),
     );
@@ -214,9 +223,31 @@ pub fn validate(args: &ValidateArgs) -> i32 {
     i32::from(!problems.is_empty())
 }
 
-/// The backlog's task count, the policy file it was checked under (`None`: the
-/// built-in default) and its problems; `Err` when it could not be checked at all.
-fn check(args: &ValidateArgs) -> Result<(usize, Option<PathBuf>, Vec<Problem>), Problem> {
+/// What `backlog validate` found.
+struct Report {
+    /// Tasks in the backlog's list, read or not.
+    tasks: usize,
+    /// The policy file the backlog was checked under (`None`: the built-in default).
+    policy_file: Option<PathBuf>,
+    /// In backlog order; problems that are not a task's first.
+    problems: Vec<Problem>,
+}
+
+/// Checks the backlog of `args.repo` under its policy.
+fn check(args: &ValidateArgs) -> Report {
+    let mut report = Report {
+        tasks: 0,
+        policy_file: None,
+        problems: Vec::new(),
+    };
+    if let Err(problem) = check_into(args, &mut report) {
+        report.problems.insert(0, problem);
+    }
+    report
+}
+
+/// Fills `report`; `Err` is a problem that stopped the check (an unreadable file).
+fn check_into(args: &ValidateArgs, report: &mut Report) -> Result<(), Problem> {
     // The input errors already name the file, the task and the field.
     let whole = |file: &Path, message: String| Problem {
         file: file.to_path_buf(),
@@ -224,53 +255,103 @@ fn check(args: &ValidateArgs) -> Result<(usize, Option<PathBuf>, Vec<Problem>), 
         field: None,
         message: unprefixed(file, message),
     };
-    let backlog_file = args.repo.join(BACKLOG_PATH);
-    let backlog =
-        Backlog::load_from_repo(&args.repo).map_err(|e| whole(&backlog_file, e.to_string()))?;
     // The policy: the one named, else the repository's own (what a discovered target
     // runs under), else the built-in default.
     let repo_policy = args.repo.join(REPO_POLICY_PATH);
-    let (policy, policy_file) = match &args.policy {
-        Some(file) => (
-            Policy::load(file).map_err(|e| whole(file, e.to_string()))?,
-            Some(file.clone()),
-        ),
-        None => match Policy::load_from_repo(&args.repo)
-            .map_err(|e| whole(&repo_policy, e.to_string()))?
-        {
-            Some(policy) => (policy, Some(repo_policy)),
-            None => (Policy::default_policy(), None),
+    let policy = match &args.policy {
+        Some(file) => {
+            report.policy_file = Some(file.clone());
+            Policy::load(file).map_err(|e| whole(file, e.to_string()))?
+        }
+        None => match Policy::load_from_repo(&args.repo) {
+            Ok(Some(policy)) => {
+                report.policy_file = Some(repo_policy);
+                policy
+            }
+            Ok(None) => Policy::default_policy(),
+            Err(e) => {
+                report.policy_file = Some(repo_policy.clone());
+                return Err(whole(&repo_policy, e.to_string()));
+            }
         },
     };
-    let policy_problems = policy_file.iter().flat_map(|file| {
-        policy
-            .misspelt_fields()
-            .into_iter()
-            .map(move |(key, meant)| Problem {
-                file: file.clone(),
-                task: None,
-                field: Some(key),
-                message: misspelt(meant),
-            })
-    });
+    if let Some(file) = &report.policy_file {
+        report.problems.extend(
+            policy
+                .misspelt_fields()
+                .into_iter()
+                .map(|(key, meant)| Problem {
+                    file: file.clone(),
+                    task: None,
+                    field: Some(key),
+                    message: misspelt(meant),
+                }),
+        );
+    }
+    let backlog_file = args.repo.join(BACKLOG_PATH);
+    let text = read_text(&args.repo).map_err(|e| whole(&backlog_file, e.to_string()))?;
+    let (backlog, unread) = Backlog::from_text_with_task_errors(&backlog_file, &text)
+        .map_err(|e| whole(&backlog_file, e.to_string()))?;
     let dir = args
         .plugin_dir
         .clone()
         .unwrap_or_else(Registry::default_dir);
-    let mut registry = Registry::scan_with_policy(&dir, &policy.plugins)
-        .map_err(|e| whole(&dir, e.to_string()))?;
-    registry.reject_contested();
-    let mut found: Vec<Problem> = policy_problems.collect();
-    found.extend(problems(&backlog, &policy, &registry));
-    // Backlog order, then the order they were found in.
-    let order: BTreeMap<&str, usize> = backlog
-        .tasks
+    // Without a registry the rest is still checked; only the executors are not.
+    let registry = match Registry::scan_with_policy(&dir, &policy.plugins) {
+        Ok(mut registry) => {
+            registry.reject_contested();
+            Some(registry)
+        }
+        Err(e) => {
+            let why = match e {
+                RegistryError::Unreadable { message, .. } => message,
+                other => other.to_string(),
+            };
+            report.problems.push(whole(
+                &dir,
+                format!("cannot read the plugin registry ({why}), so no task's executor was checked (--plugin-dir names it)"),
+            ));
+            None
+        }
+    };
+    // Where each task stands in the list: the tasks read fill the places no error took.
+    let unread_places: BTreeSet<usize> = unread.iter().map(|e| e.index).collect();
+    report.tasks = backlog.tasks.len() + unread_places.len();
+    let mut place = HashMap::new();
+    let read_places = (0..report.tasks).filter(|i| !unread_places.contains(i));
+    for (task, index) in backlog.tasks.iter().zip(read_places) {
+        place.entry(task.id.clone()).or_insert(index);
+    }
+    let unread_ids: Vec<&str> = unread.iter().filter_map(|e| e.id.as_deref()).collect();
+    let mut found: Vec<(Option<usize>, Problem)> = unread
         .iter()
-        .enumerate()
-        .map(|(i, t)| (t.id.as_str(), i))
+        .map(|e| (Some(e.index), unread_problem(&backlog_file, e)))
         .collect();
-    found.sort_by_key(|p| p.task.as_deref().and_then(|t| order.get(t).copied()));
-    Ok((backlog.tasks.len(), policy_file, found))
+    found.extend(
+        problems(&backlog, &unread_ids, &policy, registry.as_ref())
+            .into_iter()
+            .map(|p| (p.task.as_ref().and_then(|t| place.get(t).copied()), p)),
+    );
+    // Backlog order, then the order they were found in.
+    found.sort_by_key(|(index, _)| *index);
+    report.problems.extend(found.into_iter().map(|(_, p)| p));
+    Ok(())
+}
+
+/// The problem of a task the backlog could not read, by task and field where known,
+/// and by its place in the list.
+fn unread_problem(file: &Path, unread: &TaskError) -> Problem {
+    let (field, message) = match &unread.error {
+        InputError::Field { field, message, .. } => (Some(field.clone()), message.clone()),
+        InputError::Invalid { message, .. } => (None, message.clone()),
+        other => (None, unprefixed(file, other.to_string())),
+    };
+    Problem {
+        file: file.to_path_buf(),
+        task: unread.id.clone(),
+        field,
+        message: format!("{message} (task #{} in the list)", unread.index + 1),
+    }
 }
 
 #[cfg(test)]

@@ -135,11 +135,26 @@ impl Backlog {
     /// Parses backlog text read from `file`. Whether each task's completion can be
     /// recorded in this text is asked separately ([`Backlog::completion_problem`]).
     pub fn from_text(file: &Path, text: &str) -> Result<Backlog, InputError> {
+        let (backlog, errors) = Backlog::from_text_with_task_errors(file, text)?;
+        match errors.into_iter().next() {
+            Some(first) => Err(first.error),
+            None => Ok(backlog),
+        }
+    }
+
+    /// Parses backlog text, keeping going past a task it cannot read: the tasks read,
+    /// and every error of the others (each of a task's fields, duplicate ids), in
+    /// backlog order; `Err` only when the document itself is not a backlog. For
+    /// `backlog validate`, which names every problem at once.
+    pub fn from_text_with_task_errors(
+        file: &Path,
+        text: &str,
+    ) -> Result<(Backlog, Vec<TaskError>), InputError> {
         let value = yaml::parse(file, text)?;
-        let mut backlog = Backlog::from_value(file, &value)?;
+        let (mut backlog, errors) = Backlog::from_value(file, &value)?;
         backlog.text = text.to_string();
         backlog.document = value;
-        Ok(backlog)
+        Ok((backlog, errors))
     }
 
     /// Why the host could not record the completion of task `id` in this backlog as
@@ -157,7 +172,7 @@ impl Backlog {
             })
     }
 
-    fn from_value(file: &Path, value: &Value) -> Result<Backlog, InputError> {
+    fn from_value(file: &Path, value: &Value) -> Result<(Backlog, Vec<TaskError>), InputError> {
         let invalid = |message: String| InputError::Invalid {
             file: file.into(),
             context: String::new(),
@@ -175,13 +190,16 @@ impl Backlog {
         let tasks_value = match root.get("tasks") {
             None => return Err(invalid("the `tasks:` list is missing".into())),
             Some(Value::Null) => {
-                return Ok(Backlog {
-                    source: file.into(),
-                    tasks: Vec::new(),
-                    text: String::new(),
-                    document: Value::Null,
-                    completion_problems: Default::default(),
-                });
+                return Ok((
+                    Backlog {
+                        source: file.into(),
+                        tasks: Vec::new(),
+                        text: String::new(),
+                        document: Value::Null,
+                        completion_problems: Default::default(),
+                    },
+                    Vec::new(),
+                ));
             }
             Some(v) => v,
         };
@@ -195,25 +213,45 @@ impl Backlog {
             }
         };
         let mut tasks = Vec::with_capacity(items.len());
+        let mut errors = Vec::new();
         let mut seen = HashSet::new();
         for (index, item) in items.iter().enumerate() {
-            let task = parse_task(file, index, item)?;
+            let task = match parse_task(file, index, item) {
+                Ok(task) => task,
+                Err((id, found)) => {
+                    // Its id is taken all the same: a later task with it is a duplicate.
+                    seen.extend(id.clone());
+                    errors.extend(found.into_iter().map(|error| TaskError {
+                        index,
+                        id: id.clone(),
+                        error,
+                    }));
+                    continue;
+                }
+            };
             if !seen.insert(task.id.clone()) {
-                return Err(InputError::Invalid {
-                    file: file.into(),
-                    context: format!("task #{} `{}`: ", index + 1, task.id),
-                    message: "duplicate task id".into(),
+                errors.push(TaskError {
+                    index,
+                    id: Some(task.id.clone()),
+                    error: InputError::Field {
+                        file: file.into(),
+                        context: format!("task #{} `{}`: ", index + 1, task.id),
+                        field: "id".into(),
+                        message: "duplicate task id: an earlier task has it".into(),
+                    },
                 });
+                continue;
             }
             tasks.push(task);
         }
-        Ok(Backlog {
+        let backlog = Backlog {
             source: file.into(),
             tasks,
             text: String::new(),
             document: Value::Null,
             completion_problems: Default::default(),
-        })
+        };
+        Ok((backlog, errors))
     }
 
     /// The task with `id`.
@@ -222,15 +260,34 @@ impl Backlog {
     }
 }
 
-fn parse_task(file: &Path, index: usize, item: &Value) -> Result<Task, InputError> {
+/// A task of the backlog that could not be read.
+#[derive(Debug)]
+pub struct TaskError {
+    /// Its position in the `tasks:` list, from 0.
+    pub index: usize,
+    /// Its id, when that much could be read.
+    pub id: Option<String>,
+    /// What is wrong, naming the file, the task and the field.
+    pub error: InputError,
+}
+
+/// The task at `index`, or its id (when it could be read) and every error found in it.
+fn parse_task(
+    file: &Path,
+    index: usize,
+    item: &Value,
+) -> Result<Task, (Option<String>, Vec<InputError>)> {
     let map = match item {
         Value::Mapping(m) => m,
         other => {
-            return Err(InputError::Invalid {
-                file: file.into(),
-                context: format!("task #{}: ", index + 1),
-                message: format!("expected a mapping, found {}", yaml::describe(other)),
-            });
+            return Err((
+                None,
+                vec![InputError::Invalid {
+                    file: file.into(),
+                    context: format!("task #{}: ", index + 1),
+                    message: format!("expected a mapping, found {}", yaml::describe(other)),
+                }],
+            ));
         }
     };
     let id_fields = Fields {
@@ -238,17 +295,21 @@ fn parse_task(file: &Path, index: usize, item: &Value) -> Result<Task, InputErro
         context: format!("task #{}: ", index + 1),
         map,
     };
+    let unread = |error: InputError| Err((None, vec![error]));
     let id = match id_fields.get("id") {
-        None => return Err(id_fields.error("id", "is required")),
-        Some(v) => yaml::scalar_text(v).ok_or_else(|| {
-            id_fields.error(
-                "id",
-                format!("expected a string, found {}", yaml::describe(v)),
-            )
-        })?,
+        None => return unread(id_fields.error("id", "is required")),
+        Some(v) => match yaml::scalar_text(v) {
+            Some(id) => id,
+            None => {
+                return unread(id_fields.error(
+                    "id",
+                    format!("expected a string, found {}", yaml::describe(v)),
+                ));
+            }
+        },
     };
     if !valid_task_id(&id) {
-        return Err(id_fields.error(
+        return unread(id_fields.error(
             "id",
             "is not a valid task id (letters, digits, `.`, `_`, `-`, starting with a letter \
              or digit, without `..`, not ending in `.` or `.lock`; at most 128 characters)",
@@ -259,6 +320,7 @@ fn parse_task(file: &Path, index: usize, item: &Value) -> Result<Task, InputErro
         context: format!("task #{} `{id}`: ", index + 1),
         map,
     };
+    let mut errors = Vec::new();
     let mut extra = BTreeMap::new();
     for (k, v) in map {
         match k.as_str() {
@@ -266,30 +328,47 @@ fn parse_task(file: &Path, index: usize, item: &Value) -> Result<Task, InputErro
             Some(key) => {
                 extra.insert(key.to_string(), v.clone());
             }
-            None => {
-                return Err(InputError::Invalid {
-                    file: file.into(),
-                    context: f.context.clone(),
-                    message: format!("field names must be strings, found {}", yaml::describe(k)),
-                });
-            }
+            None => errors.push(InputError::Invalid {
+                file: file.into(),
+                context: f.context.clone(),
+                message: format!("field names must be strings, found {}", yaml::describe(k)),
+            }),
         }
     }
-    Ok(Task {
-        title: f.string("title")?,
-        description: f.opt_string("description")?.unwrap_or_default(),
-        scope: f.string("scope")?,
-        priority: f.opt_scalar("priority")?,
-        estimated_size: f.opt_scalar("estimated_size")?,
-        ready: f.opt_bool("ready")?.unwrap_or(false),
-        status: f.opt_string("status")?,
-        dependencies: f.string_list("dependencies")?,
-        allowed_paths: f.string_list("allowed_paths")?,
-        acceptance_criteria: f.string_list("acceptance_criteria")?,
-        labels: f.string_list("labels")?,
-        executor: f.opt_string("executor")?,
+    // Every field is read, so all of a task's errors are found at once.
+    macro_rules! keep {
+        ($read:expr) => {
+            keep_error(&mut errors, $read)
+        };
+    }
+    let task = Task {
+        title: keep!(f.string("title")),
+        description: keep!(f.opt_string("description")).unwrap_or_default(),
+        scope: keep!(f.string("scope")),
+        priority: keep!(f.opt_scalar("priority")),
+        estimated_size: keep!(f.opt_scalar("estimated_size")),
+        ready: keep!(f.opt_bool("ready")).unwrap_or(false),
+        status: keep!(f.opt_string("status")),
+        dependencies: keep!(f.string_list("dependencies")),
+        allowed_paths: keep!(f.string_list("allowed_paths")),
+        acceptance_criteria: keep!(f.string_list("acceptance_criteria")),
+        labels: keep!(f.string_list("labels")),
+        executor: keep!(f.opt_string("executor")),
         id,
         extra,
+    };
+    if errors.is_empty() {
+        Ok(task)
+    } else {
+        Err((Some(task.id), errors))
+    }
+}
+
+/// `result`'s value, or the type's default with the error added to `errors`.
+fn keep_error<T: Default>(errors: &mut Vec<InputError>, result: Result<T, InputError>) -> T {
+    result.unwrap_or_else(|e| {
+        errors.push(e);
+        T::default()
     })
 }
 
