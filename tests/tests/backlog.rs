@@ -293,3 +293,36 @@ fn every_task_the_backlog_cannot_read_is_named_at_once_by_task_and_field() {
     );
     assert_eq!(problems.len(), 8, "{report}");
 }
+
+#[test]
+fn a_policy_the_host_cannot_read_is_named_by_its_field() {
+    let repo = TestRepo::new(&format!("tasks:\n{}", task("a", "docs", "", "docs/")), &[]);
+    for (text, field, words) in [
+        (
+            "max_open_prs: three\n",
+            "max_open_prs",
+            "non-negative integer",
+        ),
+        (
+            "plugins:\n  trusted_keys: [nothex]\n",
+            "plugins.trusted_keys",
+            "item 1",
+        ),
+    ] {
+        let policy = repo.path().join("policy.yaml");
+        std::fs::write(&policy, text).unwrap();
+        let out = validate(
+            &repo,
+            &["--json", "--policy", &policy.display().to_string()],
+        );
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let problem = &report["problems"][0];
+        assert_eq!(problem["field"], field, "{report}");
+        assert!(
+            problem["message"].as_str().unwrap().contains(words),
+            "{report}"
+        );
+        assert!(report["policy"].as_str().unwrap().ends_with("policy.yaml"));
+    }
+}

@@ -261,7 +261,7 @@ fn check_into(args: &ValidateArgs, report: &mut Report) -> Result<(), Problem> {
     let policy = match &args.policy {
         Some(file) => {
             report.policy_file = Some(file.clone());
-            Policy::load(file).map_err(|e| whole(file, e.to_string()))?
+            Policy::load(file).map_err(|e| policy_problem(file, e))?
         }
         None => match Policy::load_from_repo(&args.repo) {
             Ok(Some(policy)) => {
@@ -271,7 +271,7 @@ fn check_into(args: &ValidateArgs, report: &mut Report) -> Result<(), Problem> {
             Ok(None) => Policy::default_policy(),
             Err(e) => {
                 report.policy_file = Some(repo_policy.clone());
-                return Err(whole(&repo_policy, e.to_string()));
+                return Err(policy_problem(&repo_policy, e));
             }
         },
     };
@@ -336,6 +336,34 @@ fn check_into(args: &ValidateArgs, report: &mut Report) -> Result<(), Problem> {
     found.sort_by_key(|(index, _)| *index);
     report.problems.extend(found.into_iter().map(|(_, p)| p));
     Ok(())
+}
+
+/// The problem of a policy the host could not read, by field where one is to blame
+/// (a nested one as `plugins.trusted_keys`).
+fn policy_problem(file: &Path, error: InputError) -> Problem {
+    let (field, message) = match error {
+        InputError::Field {
+            context,
+            field,
+            message,
+            ..
+        } => {
+            let path = context
+                .split(": ")
+                .filter(|part| !part.is_empty())
+                .chain([field.as_str()])
+                .collect::<Vec<_>>()
+                .join(".");
+            (Some(path), message)
+        }
+        other => (None, unprefixed(file, other.to_string())),
+    };
+    Problem {
+        file: file.to_path_buf(),
+        task: None,
+        field,
+        message,
+    }
 }
 
 /// The problem of a task the backlog could not read, by task and field where known,
