@@ -146,6 +146,12 @@ fn signatures_are_checked_and_required_when_the_policy_says_so() {
         line(&out, "hostile-guest").contains("bad signature"),
         "{out}"
     );
+    // The registry named as every other command takes it: the same verdict.
+    let named = host(&["plugins", "verify", "--plugin-dir", reg.to_str().unwrap()]);
+    assert_eq!(
+        (named.status.code().unwrap_or(-1), text(&named)),
+        (code, out)
+    );
 
     // A key the policy does not trust is refused when signatures are required.
     let other = work.path().join("other");

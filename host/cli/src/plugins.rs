@@ -24,7 +24,11 @@ pub enum PluginsCommand {
     /// any is rejected.
     Verify {
         /// The registry directory (default: --plugin-dir, $LEVIATHAN_PLUGIN_DIR or plugins/registry).
+        #[arg(conflicts_with = "plugin_dir")]
         dir: Option<PathBuf>,
+        /// The registry directory, named as the other commands take it.
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
         #[arg(long)]
         policy: Option<PathBuf>,
     },
@@ -125,8 +129,12 @@ pub fn run(command: PluginsCommand) -> Result<i32> {
             print_set(&set);
             Ok(0)
         }
-        PluginsCommand::Verify { dir, policy: p } => {
-            let dir = dir.unwrap_or_else(Registry::default_dir);
+        PluginsCommand::Verify {
+            dir,
+            plugin_dir,
+            policy: p,
+        } => {
+            let dir = dir.or(plugin_dir).unwrap_or_else(Registry::default_dir);
             let set = PluginSet::load(&dir, &policy(p.as_deref())?.plugins, &sandbox()?, None)?;
             let rejected = print_set(&set);
             if rejected > 0 {
