@@ -106,7 +106,11 @@ const BACKLOGS: &[&str] = &[
     "tasks:\n  - id: 42\n    title: Numeric id\n    scope: docs\n",
     "tasks:\n  - id: t\n    title: T\n    scope: docs\n    priority: 1\n    estimated_size: small\n    labels: [a, 2, true]\n    acceptance_criteria: [Works, 42]\n    dependencies: [x]\n    owner: team\n    notes: {nested: [1, 2]}\n    description: ~\n    ready: ~\n",
     "tasks:\n  - id: t\n    title: T\n    scope: docs\n    executor: docs-executor@0.1.0\n    status: pending\n",
+    // YAML 1.1's booleans, as the original's PyYAML read them.
+    "tasks:\n  - id: a\n    title: A\n    scope: docs\n    ready: yes\n  - id: b\n    title: B\n    scope: docs\n    ready: OFF\n",
     // Refused:
+    "tasks:\n  - id: a\n    title: A\n    scope: docs\n    ready: \"true\"\n",
+    "tasks:\n  - id: a\n    title: A\n    scope: docs\n    ready: y\n",
     "",
     "- id: a\n",
     "tasks: {a: 1}\n",
@@ -191,6 +195,8 @@ fn task_ids_get_the_same_verdict() {
 const POLICIES: &[&str] = &[
     "",
     "max_open_prs: 3\n",
+    "autonomy_enabled: on\nauto_merge: No\nplugins:\n  require_signatures: YES\n",
+    "auto_merge: nope\n",
     "allowed_path_prefixes: [docs/, 'tests/**', src/lib/*, ./notes, docs//api/, 42]\nunknown_field: kept\n",
     "executor_limits:\n  fuel: 1\n  memory_mib: 512\n  max_files_written: 0\n",
     "executor_limits: ~\nplugins: ~\nauto_merge: ~\n",
@@ -335,6 +341,8 @@ const CONFIGS: &[&str] = &[
     "targets:\n  - id: alpha\n    repository: alpha.git\n",
     "interval_seconds: 60\ntargets:\n  - id: a\n    repository: a.git\n    base_branch: develop\n    labels: [leviathan, docs]\n    auto_merge: true\n    policy: policy.yaml\n",
     "schedule: '*/5 * * * *'\ntargets:\n  - id: a\n    repository: a.git\n",
+    "targets:\n  - id: a\n    repository: a.git\n    auto_merge: off\n",
+    "targets:\n  - id: a\n    repository: a.git\n    auto_merge: 'false '\n",
     "schedule: '@daily'\ninterval_seconds: ~\ntargets:\n  - id: a\n    repository: a.git\n",
     "targets:\n  - id: gh\n    repository: acme/radix\n    forge: github\n    token_env: GITHUB_TOKEN\n    github_api_url: http://127.0.0.1:9/api\n",
     "targets:\n  - id: gh\n    repository: acme/radix\n    forge: github\n    token_file: secrets/token\n    token_env: ~\n",

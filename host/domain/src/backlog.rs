@@ -406,6 +406,24 @@ tasks:
 "#;
 
     #[test]
+    fn ready_takes_yaml_1_1_booleans_as_the_original_read_them() {
+        let ready = |word: &str| {
+            parse(&format!(
+                "tasks:\n  - id: a\n    title: A\n    scope: docs\n    ready: {word}\n"
+            ))
+            .map(|b| b.tasks[0].ready)
+            .map_err(|e| e.to_string())
+        };
+        for (word, value) in [("yes", true), ("On", true), ("NO", false), ("off", false)] {
+            assert_eq!(ready(word), Ok(value), "{word}");
+        }
+        for word in ["\"true\"", "y", "n", "yes please", "1", "oN"] {
+            let err = ready(word).expect_err(word);
+            assert!(err.contains("field `ready`"), "{word}: {err}");
+        }
+    }
+
+    #[test]
     fn parses_the_original_format() {
         let b = parse(GOOD).unwrap();
         assert_eq!(b.tasks.len(), 2);

@@ -314,6 +314,17 @@ pub fn describe(v: &Value) -> String {
     }
 }
 
+/// The booleans of YAML 1.1 that YAML 1.2 reads as strings: `yes`, `no`, `on`, `off`
+/// in lower, title or upper case. The original Leviathan read its backlogs and
+/// policies with PyYAML (YAML 1.1), so `ready: yes` was true there, and stays so.
+pub fn yaml11_bool(word: &str) -> Option<bool> {
+    match word {
+        "yes" | "Yes" | "YES" | "on" | "On" | "ON" => Some(true),
+        "no" | "No" | "NO" | "off" | "Off" | "OFF" => Some(false),
+        _ => None,
+    }
+}
+
 /// Reads fields out of one YAML mapping, producing located errors.
 pub struct Fields<'a> {
     pub file: &'a Path,
@@ -363,14 +374,19 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// An optional boolean.
+    /// An optional boolean: `true` or `false`, or one of the words YAML 1.1 reads
+    /// as one ([`yaml11_bool`]), as the original Leviathan's PyYAML read its files.
     pub fn opt_bool(&self, field: &str) -> Result<Option<bool>, InputError> {
         match self.get(field) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) if yaml11_bool(s).is_some() => Ok(yaml11_bool(s)),
             Some(v) => Err(self.error(
                 field,
-                format!("expected true or false, found {}", describe(v)),
+                format!(
+                    "expected true or false (or yes, no, on, off), found {}",
+                    describe(v)
+                ),
             )),
         }
     }
