@@ -278,6 +278,19 @@ fn without_values(message: &str) -> String {
     out
 }
 
+/// For the parser's "unknown field" message, the known key the field looks like a
+/// misspelling of (`summery`: `summary`), named without repeating the field itself.
+fn meant_key(message: &str) -> String {
+    let unknown = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(field, _)| field);
+    match unknown.and_then(|field| crate::yaml::near_miss(field, MANIFEST_KEYS)) {
+        Some(meant) => format!(" (did you mean `{meant}`?)"),
+        None => String::new(),
+    }
+}
+
 /// The manifest key assigned on the line holding byte `at`, if it is a known key.
 fn key_on_line(text: &str, at: usize) -> Option<&'static str> {
     let start = text[..at.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
@@ -290,7 +303,8 @@ fn key_on_line(text: &str, at: usize) -> Option<&'static str> {
 /// the parser's message, never the offending line or a value from it.
 pub fn parse(manifest_path: &Path, text: &str) -> Result<Manifest, String> {
     toml::from_str(text).map_err(|e| {
-        let message = without_values(e.message().lines().next().unwrap_or_default());
+        let first = e.message().lines().next().unwrap_or_default();
+        let message = without_values(first) + &meant_key(first);
         match e.span() {
             Some(span) => {
                 let before = &text[..span.start.min(text.len())];
@@ -409,6 +423,14 @@ mod tests {
             without_values(r#"invalid "secret" value `name`, not `7` or `host_line`"#),
             r#"invalid "…" value `name`, not `…` or `…`"#
         );
+        // An unknown field is not repeated, but the key it looks like is named.
+        let err = parse(Path::new("p.toml"), "name = \"x\"\nsummery = \"s\"\n").unwrap_err();
+        assert!(
+            err.contains("did you mean `summary`?") && !err.contains("summery"),
+            "{err}"
+        );
+        let err = parse(Path::new("p.toml"), "name = \"x\"\nsecret_words = 1\n").unwrap_err();
+        assert!(!err.contains("did you mean"), "{err}");
         let err = parse(Path::new("p.toml"), "name = \"x\"\nscopes = 7\n").unwrap_err();
         assert!(
             err.contains("field `scopes`") && !err.contains('7'),
