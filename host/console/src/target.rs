@@ -462,5 +462,18 @@ mod tests {
         git(&work.join("t"), &["fetch", "-q", "origin"]);
         let moved = base_backlog(&cache, &work, &target).expect("backlog");
         assert_eq!(moved.tasks.len(), 2);
+        // Three tasks it cannot read: the first is named, and how many more there are.
+        std::fs::write(
+            origin.join(BACKLOG_PATH),
+            "tasks:\n  - id: a\n    scope: docs\n  - id: b\n    title: [B]\n    scope: docs\n  - id: c\n    title: C\n",
+        )
+        .expect("write");
+        git(&origin, &["commit", "-q", "-am", "broken"]);
+        git(&work.join("t"), &["fetch", "-q", "origin"]);
+        let why = base_backlog(&cache, &work, &target).expect_err("broken");
+        assert!(
+            why.contains("task #1 `a`: field `title`") && why.contains("and 2 more"),
+            "{why}"
+        );
     }
 }

@@ -132,14 +132,46 @@ impl Backlog {
         Backlog::from_text(&repo.join(BACKLOG_PATH), &read_text(repo)?)
     }
 
-    /// Parses backlog text read from `file`. Whether each task's completion can be
-    /// recorded in this text is asked separately ([`Backlog::completion_problem`]).
+    /// Parses backlog text read from `file`; an error names the first problem and how
+    /// many more there are. Whether each task's completion can be recorded in this
+    /// text is asked separately ([`Backlog::completion_problem`]).
     pub fn from_text(file: &Path, text: &str) -> Result<Backlog, InputError> {
         let (backlog, errors) = Backlog::from_text_with_task_errors(file, text)?;
-        match errors.into_iter().next() {
-            Some(first) => Err(first.error),
-            None => Ok(backlog),
-        }
+        let mut errors = errors.into_iter();
+        let Some(first) = errors.next() else {
+            return Ok(backlog);
+        };
+        // The first problem, and how many follow it.
+        Err(match (first.error, errors.len()) {
+            (error, 0) => error,
+            (
+                InputError::Field {
+                    file,
+                    context,
+                    field,
+                    message,
+                },
+                more,
+            ) => InputError::Field {
+                file,
+                context,
+                field,
+                message: format!("{message}{}", more_problems(more)),
+            },
+            (
+                InputError::Invalid {
+                    file,
+                    context,
+                    message,
+                },
+                more,
+            ) => InputError::Invalid {
+                file,
+                context,
+                message: format!("{message}{}", more_problems(more)),
+            },
+            (error, _) => error,
+        })
     }
 
     /// Parses backlog text, keeping going past a task it cannot read: the tasks read,
@@ -258,6 +290,11 @@ impl Backlog {
     pub fn task(&self, id: &str) -> Option<&Task> {
         self.tasks.iter().find(|t| t.id == id)
     }
+}
+
+/// What follows the first problem of a backlog with `more` others.
+fn more_problems(more: usize) -> String {
+    format!(" (and {more} more; `leviathan-host backlog validate` lists every one)")
 }
 
 /// A task of the backlog that could not be read.
