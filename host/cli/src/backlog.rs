@@ -91,10 +91,10 @@ pub fn cycles(backlog: &Backlog) -> Vec<Vec<String>> {
     found
 }
 
-/// Every problem of `backlog` under `policy` and the plugins of `registry` (without
-/// one, which executor runs each task is not checked).
-/// (`unread`: the ids of tasks the backlog holds but could not read, reported on
-/// their own, so a dependency on one of them is not taken for a missing task.)
+/// Every problem of `backlog`'s tasks under `policy` and the plugins of `registry`
+/// (without one, which executor runs each task is not checked). `unread` are the ids
+/// of tasks the backlog holds but could not read (reported on their own): a
+/// dependency on one of them is not a missing task.
 pub fn problems(
     backlog: &Backlog,
     unread: &[&str],
@@ -229,7 +229,7 @@ struct Report {
     tasks: usize,
     /// The policy file the backlog was checked under (`None`: the built-in default).
     policy_file: Option<PathBuf>,
-    /// In backlog order; problems that are not a task's first.
+    /// The policy's and the registry's problems, then the backlog's in backlog order.
     problems: Vec<Problem>,
 }
 

@@ -142,35 +142,9 @@ impl Backlog {
             return Ok(backlog);
         };
         // The first problem, and how many follow it.
-        Err(match (first.error, errors.len()) {
-            (error, 0) => error,
-            (
-                InputError::Field {
-                    file,
-                    context,
-                    field,
-                    message,
-                },
-                more,
-            ) => InputError::Field {
-                file,
-                context,
-                field,
-                message: format!("{message}{}", more_problems(more)),
-            },
-            (
-                InputError::Invalid {
-                    file,
-                    context,
-                    message,
-                },
-                more,
-            ) => InputError::Invalid {
-                file,
-                context,
-                message: format!("{message}{}", more_problems(more)),
-            },
-            (error, _) => error,
+        Err(match errors.len() {
+            0 => first.error,
+            more => first.error.noted(&more_problems(more)),
         })
     }
 

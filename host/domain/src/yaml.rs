@@ -57,6 +57,15 @@ pub enum InputError {
 }
 
 impl InputError {
+    /// The same error with `note` after its message (one without a message of its own
+    /// is returned as it is).
+    pub fn noted(mut self, note: &str) -> InputError {
+        if let InputError::Field { message, .. } | InputError::Invalid { message, .. } = &mut self {
+            message.push_str(note);
+        }
+        self
+    }
+
     /// The error for a file refused by a capability read.
     pub fn refused(file: &Path, source: RepoFsError) -> InputError {
         match source {
