@@ -15,6 +15,22 @@ fn validate(repo: &TestRepo, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Each problem of a `--json` report as (task, field, message), "" for a null.
+fn task_field_message(report: &serde_json::Value) -> Vec<(String, String, String)> {
+    report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["task"].as_str().unwrap_or("").to_string(),
+                p["field"].as_str().unwrap_or("").to_string(),
+                p["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 fn task(id: &str, scope: &str, deps: &str, paths: &str) -> String {
     format!(
         "  - id: {id}\n    title: Task {id}\n    scope: {scope}\n    ready: true\n    dependencies: [{deps}]\n    allowed_paths: [{paths}]\n"
@@ -43,18 +59,7 @@ fn a_clean_backlog_passes_and_each_problem_is_named() {
     let out = validate(&repo, &["--json"]);
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let problems: Vec<(String, String, String)> = report["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["task"].as_str().unwrap_or("").to_string(),
-                p["field"].as_str().unwrap_or("").to_string(),
-                p["message"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let problems = task_field_message(&report);
     let has = |task: &str, field: &str, words: &str| {
         problems
             .iter()
@@ -237,18 +242,7 @@ fn every_task_the_backlog_cannot_read_is_named_at_once_by_task_and_field() {
     let out = validate(&repo, &["--json"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let named: Vec<(String, String, String)> = report["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["task"].as_str().unwrap_or("").to_string(),
-                p["field"].as_str().unwrap_or("").to_string(),
-                p["message"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let named = task_field_message(&report);
     let fields: Vec<(&str, &str)> = named
         .iter()
         .map(|(t, f, _)| (t.as_str(), f.as_str()))
