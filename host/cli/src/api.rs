@@ -92,7 +92,7 @@ pub fn tail(api: &str, token: &str, last: u64, after: Option<u64>, follow: bool)
         match stream(&agent, base, token, &mut seen) {
             Ok(()) => {}
             Err(e) if e.downcast_ref::<Refused>().is_some() => return Err(e),
-            Err(e) => eprintln!("events stream: {e:#}; reconnecting"),
+            Err(e) => eprintln!("events stream: {}; reconnecting", crate::error_text(&e)),
         }
         std::thread::sleep(Duration::from_secs(1));
     }

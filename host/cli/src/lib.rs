@@ -23,9 +23,24 @@ use std::path::PathBuf;
 /// causes) on stderr and 1.
 pub fn exit_code(result: anyhow::Result<i32>) -> i32 {
     result.unwrap_or_else(|e| {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", error_text(&e));
         1
     })
+}
+
+/// An error and its causes on one line, `: ` between them, each cause said once: most
+/// of the host's errors already end with their cause's message, which `{:#}` would
+/// repeat ("cannot read: No such file or directory: No such file or directory").
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+    }
+    text
 }
 
 /// `exec`: runs one task of the worktree `repo` and prints the report (JSON with
@@ -154,5 +169,39 @@ fn print_exec(result: &Result<ExecReport, ExecFailure>, json: bool) {
         (Err(e), false) => {
             eprintln!("error ({}): {}", e.kind.as_str(), e.message);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    /// An error that says its cause in its own message, as most of the host's do.
+    #[derive(Debug)]
+    struct Says(std::io::Error);
+
+    impl std::fmt::Display for Says {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "data/config.yaml: cannot read: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Says {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::other("disk on fire");
+        let e = anyhow::Error::new(Says(io)).context("loading the configuration");
+        assert_eq!(
+            error_text(&e),
+            "loading the configuration: data/config.yaml: cannot read: disk on fire"
+        );
+        // A cause its error does not say is still shown.
+        let e = anyhow::Error::new(std::io::Error::other("denied")).context("opening the log");
+        assert_eq!(error_text(&e), "opening the log: denied");
     }
 }

@@ -33,7 +33,7 @@ pub fn read_text(repo: &Path) -> Result<String, InputError> {
         .map_err(|e| InputError::refused(&file, e))?
         .ok_or_else(|| InputError::Read {
             file: file.clone(),
-            source: std::io::ErrorKind::NotFound.into(),
+            source: crate::repofs::not_found(),
         })?;
     String::from_utf8(bytes).map_err(|_| InputError::Syntax {
         file,

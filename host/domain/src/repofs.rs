@@ -95,6 +95,12 @@ pub enum RepoFsError {
     Io { path: String, source: io::Error },
 }
 
+/// The error for a file or directory that is not there, worded as the OS words it
+/// (an error made from the kind alone reads "entity not found").
+pub fn not_found() -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, "no such file or directory")
+}
+
 impl RepoFsError {
     fn io(path: impl Into<String>, source: impl Into<io::Error>) -> RepoFsError {
         RepoFsError::Io {
@@ -227,7 +233,7 @@ impl RepoDir {
                         Err(e) => return Err(RepoFsError::io(shown, e)),
                     }
                     self.open_child_dir(current.as_fd(), name, &shown)?
-                        .ok_or_else(|| RepoFsError::io(shown.clone(), io::ErrorKind::NotFound))?
+                        .ok_or_else(|| RepoFsError::io(shown.clone(), not_found()))?
                 }
                 None => return Ok(None),
             };
@@ -374,7 +380,7 @@ impl RepoDir {
         let shown = self.shown(&rel.as_string());
         let parent = self
             .parent_of(rel, true)?
-            .ok_or_else(|| RepoFsError::io(shown.clone(), io::ErrorKind::NotFound))?;
+            .ok_or_else(|| RepoFsError::io(shown.clone(), not_found()))?;
         let name = Self::last(rel).to_os_string();
         let mode = self
             .meta_at(parent.as_fd(), &name, &shown)?

@@ -19,6 +19,11 @@ use std::sync::{Arc, Mutex, RwLock};
 pub enum StoreError {
     #[error("event store {dir}: {source}")]
     Sled { dir: PathBuf, source: sled::Error },
+    /// Another process has the store open.
+    #[error(
+        "event store {dir}: in use by another leviathan-host process (a `serve` or `tick` on this data directory); stop it first, or read the log through `serve`'s API"
+    )]
+    InUse { dir: PathBuf },
     #[error("event store {dir}: event {seq} cannot be decoded: {message}")]
     Corrupt {
         dir: PathBuf,
@@ -40,6 +45,27 @@ pub enum StoreError {
     Closed,
     #[error("event store {dir}: write failed, appends are refused until restart: {message}")]
     Failed { dir: PathBuf, message: String },
+}
+
+impl StoreError {
+    /// The error for opening the store at `dir` failing with `source`: [`StoreError::InUse`]
+    /// when another process holds its lock.
+    fn opening(dir: &Path, source: sled::Error) -> StoreError {
+        match &source {
+            sled::Error::Io(e) if is_lock_held(e) => StoreError::InUse {
+                dir: dir.to_path_buf(),
+            },
+            _ => StoreError::Sled {
+                dir: dir.to_path_buf(),
+                source,
+            },
+        }
+    }
+}
+
+/// True for sled's error when another handle holds the directory's lock.
+fn is_lock_held(e: &std::io::Error) -> bool {
+    e.to_string().contains("could not acquire lock")
 }
 
 /// Where and why the hash chain breaks.
@@ -187,10 +213,7 @@ pub(super) fn open_db(dir: &Path) -> sled::Result<sled::Db> {
             .cache_capacity(CACHE_BYTES)
             .open()
         {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && started.elapsed() < LOCK_WAIT =>
-            {
+            Err(sled::Error::Io(e)) if is_lock_held(&e) && started.elapsed() < LOCK_WAIT => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             other => return other,
@@ -287,7 +310,7 @@ impl EventReader {
             dir: dir.to_path_buf(),
             source,
         };
-        let db = open_db(dir).map_err(sled_err)?;
+        let db = open_db(dir).map_err(|e| StoreError::opening(dir, e))?;
         let epochs = Epochs::open(dir, db, super::epochs::EPOCH_EVENTS).map_err(sled_err)?;
         Ok(EventReader {
             dir: dir.to_path_buf(),
@@ -452,7 +475,7 @@ impl EventLog {
             dir: dir.to_path_buf(),
             source,
         };
-        let db = open_db(dir).map_err(sled_err)?;
+        let db = open_db(dir).map_err(|e| StoreError::opening(dir, e))?;
         let epochs = Epochs::open(dir, db, per_epoch).map_err(sled_err)?;
         let db = epochs.root_db();
         // A checkpoint still on the chain: replay only what came after it.
@@ -847,6 +870,23 @@ mod tests {
             task: task.map(String::from),
             ..EventDraft::default()
         }
+    }
+
+    #[test]
+    fn a_store_held_elsewhere_is_refused_as_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = EventLog::open(dir.path()).unwrap();
+        let err = match EventReader::open(dir.path()) {
+            Err(e) => e,
+            Ok(_) => panic!("a second handle opened a held store"),
+        };
+        assert!(matches!(err, StoreError::InUse { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains("in use by another leviathan-host process"),
+            "{message}"
+        );
+        assert!(!message.contains("Os {"), "{message}");
     }
 
     /// A history with attempts, outcomes, skips and PRs over two targets.

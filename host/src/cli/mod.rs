@@ -357,7 +357,7 @@ fn start_passes(
 ) -> std::io::Result<leviathan_server::Background> {
     // A shard that does not match its log's record refuses to start.
     let shard = sched::claim_shard(&shared.config, &shared.log, shard_index)
-        .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        .map_err(|e| std::io::Error::other(leviathan_cli::error_text(&e)))?;
     eprintln!(
         "scheduler: shard {} of {}, {} worker(s)",
         shard.index, shard.count, shared.config.workers
