@@ -883,3 +883,42 @@ fn a_pass_and_a_local_merge_of_one_target_take_turns() {
     let third = pass_in_process(&dir, &log);
     assert!(third[0].contains("a-dependent: PR 2 opened"), "{third:?}");
 }
+
+#[test]
+fn a_silent_remote_is_given_up_and_a_clone_a_crash_left_locked_is_repaired() {
+    let world = World::new();
+    // A remote that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming() {
+            held.push(stream);
+        }
+    });
+    std::fs::write(
+        world.path("leviathan.yaml"),
+        format!(
+            "git_timeout_seconds: 1\ntargets:\n  - id: silent\n    repository: http://127.0.0.1:{port}/acme/silent.git\n  - id: alpha\n    repository: alpha.git\n    labels: [leviathan]\n"
+        ),
+    )
+    .unwrap();
+    let first = world.tick();
+    assert!(
+        first.contains("silent: skipped: fetch_failed") && first.contains("stopped after 1 s"),
+        "{first}"
+    );
+    assert!(first.contains("alpha: a-docs: PR 1 opened"), "{first}");
+    // The host was killed in the middle of a git command on alpha's clone.
+    std::fs::write(world.path("data-work/alpha/.git/index.lock"), "").unwrap();
+    let second = world.tick();
+    let alpha = second
+        .lines()
+        .find(|l| l.starts_with("alpha: "))
+        .unwrap_or_default();
+    assert!(
+        !alpha.is_empty() && !alpha.contains("fetch_failed"),
+        "{second}"
+    );
+    assert!(!world.path("data-work/alpha/.git/index.lock").exists());
+}

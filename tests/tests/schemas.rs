@@ -356,6 +356,8 @@ const CONFIGS: &[&str] = &[
     "targets:\n  - id: gh\n    repository: acme/radix\n    forge: github\n    github_app:\n      app_id: 12\n      private_key_file: keys/app.pem\n      installation_id: 34\n",
     "targets:\n  - id: gh\n    repository: acme/radix\n    forge: github\n    token_env: ~\n    github_app:\n      app_id: 12\n      private_key_file: k.pem\n      installation_id: 34\n",
     "github_limits:\n  content_per_hour: ~\ntargets:\n  - id: a\n    repository: a.git\n",
+    "git_timeout_seconds: 120\ntargets:\n  - id: a\n    repository: a.git\n",
+    "git_timeout_seconds: ~\ntargets:\n  - id: a\n    repository: a.git\n",
     // Refused:
     "",
     "targets: []\n",
@@ -392,6 +394,9 @@ const CONFIGS: &[&str] = &[
     "targets:\n  - id: gh\n    repository: acme/radix\n    forge: github\n    github_app: 12\n",
     "targets:\n  - id: a\n    repository: a.git\n    github_app:\n      app_id: 12\n      private_key_file: k.pem\n      installation_id: 34\n",
     "interval_seconds: 0\ntargets:\n  - id: a\n    repository: a.git\n",
+    "git_timeout_seconds: 0\ntargets:\n  - id: a\n    repository: a.git\n",
+    "git_timeout_seconds: 86401\ntargets:\n  - id: a\n    repository: a.git\n",
+    "git_timeout_seconds: '60'\ntargets:\n  - id: a\n    repository: a.git\n",
     "schedule: '@daily'\ninterval_seconds: 60\ntargets:\n  - id: a\n    repository: a.git\n",
     "schedule: 'every day'\ntargets:\n  - id: a\n    repository: a.git\n",
     "target_id: legacy\n",

@@ -384,6 +384,7 @@ mod tests {
             workers: 1,
             shards: 1,
             github_limits: Default::default(),
+            git_timeout_seconds: 600,
             targets: vec![target("configured")],
             discover: Vec::new(),
         };

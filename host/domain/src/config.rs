@@ -211,6 +211,9 @@ pub struct Config {
     pub shards: u32,
     /// How the host paces each GitHub identity (`github_limits`).
     pub github_limits: GitHubLimits,
+    /// The longest a clone, fetch or push of a target may take before the host stops
+    /// it (`git_timeout_seconds`, default [`DEFAULT_GIT_TIMEOUT_SECONDS`]).
+    pub git_timeout_seconds: u64,
     pub targets: Vec<Target>,
     /// App installations whose repositories become targets (`discover:`).
     pub discover: Vec<Discovery>,
@@ -289,6 +292,12 @@ pub const DEFAULT_WORKERS: usize = 4;
 /// The most workers a configuration may ask for (the sandbox engine pools 16
 /// instances; see `leviathan_sandbox::engine::MAX_CONCURRENT_INSTANCES`).
 pub const MAX_WORKERS: usize = 16;
+/// How long a clone, fetch or push may take when the configuration does not say:
+/// long enough for a first clone of a large repository, short enough that a remote
+/// that stopped answering frees its worker within a pass or two.
+pub const DEFAULT_GIT_TIMEOUT_SECONDS: u64 = 600;
+/// The longest `git_timeout_seconds` a configuration may ask for (a day).
+pub const MAX_GIT_TIMEOUT_SECONDS: u64 = 86_400;
 /// The most shards a configuration may ask for.
 pub const MAX_SHARDS: u32 = 1024;
 
@@ -308,6 +317,7 @@ const TOP_KEYS: &[&str] = &[
     "workers",
     "shards",
     "github_limits",
+    "git_timeout_seconds",
     "targets",
     "discover",
 ];
@@ -385,6 +395,12 @@ impl Config {
             workers: bounded(&f, "workers", DEFAULT_WORKERS as u64, MAX_WORKERS as u64)? as usize,
             shards: bounded(&f, "shards", 1, u64::from(MAX_SHARDS))? as u32,
             github_limits: GitHubLimits::read(&f)?,
+            git_timeout_seconds: bounded(
+                &f,
+                "git_timeout_seconds",
+                DEFAULT_GIT_TIMEOUT_SECONDS,
+                MAX_GIT_TIMEOUT_SECONDS,
+            )?,
             targets,
             discover: read_discoveries(&f, base)?,
         })
@@ -418,6 +434,7 @@ impl Config {
             workers: DEFAULT_WORKERS,
             shards: 1,
             github_limits: GitHubLimits::default(),
+            git_timeout_seconds: DEFAULT_GIT_TIMEOUT_SECONDS,
             discover: Vec::new(),
             targets: vec![Target {
                 id,
@@ -727,6 +744,29 @@ mod tests {
                 content_spacing_ms: 2000,
                 ..GitHubLimits::default()
             }
+        );
+    }
+
+    #[test]
+    fn the_git_timeout_has_a_default_and_bounds() {
+        let plain =
+            load(&[("leviathan.yaml", "targets:\n  - id: a\n    repository: r\n")]).unwrap();
+        assert_eq!(plain.git_timeout_seconds, DEFAULT_GIT_TIMEOUT_SECONDS);
+        let set = load(&[(
+            "leviathan.yaml",
+            "git_timeout_seconds: 90\ntargets:\n  - id: a\n    repository: r\n",
+        )])
+        .unwrap();
+        assert_eq!(set.git_timeout_seconds, 90);
+        let err = load(&[(
+            "leviathan.yaml",
+            "git_timeout_seconds: 0\ntargets:\n  - id: a\n    repository: r\n",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("git_timeout_seconds") && err.contains("1 to 86400"),
+            "{err}"
         );
     }
 

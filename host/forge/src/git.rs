@@ -3,9 +3,41 @@
 //! list and delete agent branches.
 //! A forge token reaches git through the child's environment (`GIT_CONFIG_*`), never
 //! through a URL, an argument or a log line.
+//!
+//! A clone heals what an interrupted or reconfigured host leaves: it is made aside and
+//! moved into place (a killed clone never looks finished), git's stale lock files are
+//! removed under the clone's claim ([`claim`]), its `origin` follows the configured
+//! remote, and every command that talks to the remote runs under a deadline
+//! ([`deadline`]).
+
+mod claim;
+mod deadline;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+/// Where a clone fetches from and pushes to, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Remote<'a> {
+    /// The URL (or absolute path) git clones, fetches and pushes.
+    pub url: &'a str,
+    /// A token git sends as an HTTP header, if the remote needs one.
+    pub token: Option<&'a str>,
+    /// The longest a clone, fetch or push may take before it is stopped.
+    pub timeout: Duration,
+}
+
+impl<'a> Remote<'a> {
+    /// A remote without a token, under the default deadline.
+    pub fn local(url: &'a str) -> Remote<'a> {
+        Remote {
+            url,
+            token: None,
+            timeout: Duration::from_secs(leviathan_domain::config::DEFAULT_GIT_TIMEOUT_SECONDS),
+        }
+    }
+}
 
 /// A failed git command: what ran (without secrets) and what git said.
 #[derive(Debug, thiserror::Error)]
@@ -27,55 +59,57 @@ pub struct Clone {
     auth_header: Option<String>,
     /// Who commits are by: the host ([`AUTHOR_NAME`]) unless set (an App's bot).
     author: Option<(String, String)>,
+    /// The deadline of each command that talks to the remote.
+    timeout: Duration,
+    /// The clone's lock, held while this value lives (none for a replay's checkout).
+    _claim: Option<claim::Claim>,
 }
 
 impl Clone {
     /// Clones `remote` into `dir`, or fetches into an existing clone, and leaves a
     /// clean detached checkout of `origin/<base>`.
-    pub fn prepare(
-        remote: &str,
-        dir: &Path,
-        base: &str,
-        token: Option<&str>,
-    ) -> Result<Clone, GitError> {
-        let clone = Clone::fetched(remote, dir, token)?;
+    pub fn prepare(remote: &Remote, dir: &Path, base: &str) -> Result<Clone, GitError> {
+        let clone = Clone::fetched(remote, dir)?;
         clone.checkout_base(base)?;
         Ok(clone)
     }
 
-    /// Clones `remote` into `dir`, or fetches (pruning) into an existing clone; the
-    /// worktree is left as it was (see [`Clone::checkout_base`]). The remote's
-    /// branches are then known locally ([`Clone::remote_branches`]).
-    pub fn fetched(remote: &str, dir: &Path, token: Option<&str>) -> Result<Clone, GitError> {
+    /// Takes the clone at `dir` and clones `remote` into it, or fetches (pruning) into
+    /// the existing clone after repairing it (stale locks removed, `origin` pointed at
+    /// `remote`); the worktree is left as it was (see [`Clone::checkout_base`]). The
+    /// remote's branches are then known locally ([`Clone::remote_branches`]). Refused
+    /// while another process or worker holds the clone.
+    pub fn fetched(remote: &Remote, dir: &Path) -> Result<Clone, GitError> {
+        let error = |args: &str, message: String| GitError {
+            dir: dir.to_path_buf(),
+            args: args.into(),
+            message,
+        };
+        let claim = claim::Claim::take(dir).map_err(|e| error("clone", e.to_string()))?;
         let clone = Clone {
             dir: dir.to_path_buf(),
-            auth_header: token.map(basic_auth),
+            auth_header: remote.token.map(basic_auth),
             author: None,
+            timeout: remote.timeout,
+            _claim: Some(claim),
         };
-        if !dir.join(".git").is_dir() {
-            if let Some(parent) = dir.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| clone.error(&["clone"], e.to_string()))?;
-            }
-            let parent = dir.parent().unwrap_or(Path::new("."));
-            let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("clone");
-            // A fresh clone already holds every branch of the remote: no fetch after it.
-            clone.run_in(
-                parent,
-                &[
-                    "clone",
-                    "--quiet",
-                    "--no-checkout",
-                    "--no-tags",
-                    remote,
-                    name,
-                ],
-            )?;
+        let git_dir = dir.join(".git");
+        if !git_dir.is_dir() {
+            clone.clone_fresh(remote.url)?;
             return Ok(clone);
+        }
+        let removed = claim::remove_stale_locks(&git_dir);
+        if !removed.is_empty() {
+            tracing::warn!(clone = %dir.display(), removed = ?removed, "removed git lock files an interrupted git left in the clone");
+        }
+        if claim::origin_url(&git_dir).as_deref() != Some(remote.url) {
+            // The configured remote changed (or the work directory was moved):
+            // fetch and push where the configuration says, never where it said.
+            clone.run(&["remote", "set-url", "origin", remote.url])?;
         }
         // No tags (the host never reads them) and no automatic maintenance after
         // every fetch (a further git process each time; commits still trigger it).
-        clone.run(&[
+        clone.run_remote(&[
             "fetch",
             "--quiet",
             "--prune",
@@ -84,6 +118,45 @@ impl Clone {
             "origin",
         ])?;
         Ok(clone)
+    }
+
+    /// Clones `url` beside the clone's directory and moves it into place: a clone
+    /// that is interrupted leaves only its staging directory, removed on the next try.
+    /// A fresh clone already holds every branch of the remote: no fetch after it.
+    fn clone_fresh(&self, url: &str) -> Result<(), GitError> {
+        let staging = claim::staging_path(&self.dir);
+        let fail = |message: String| self.error(&["clone"], message);
+        if std::fs::symlink_metadata(&staging).is_ok() {
+            std::fs::remove_dir_all(&staging)
+                .map_err(|e| fail(format!("cannot remove {}: {e}", staging.display())))?;
+        }
+        let parent = staging.parent().unwrap_or(Path::new("."));
+        let name = staging
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(".clone.cloning");
+        if let Err(e) = self.run_remote_in(
+            parent,
+            &[
+                "clone",
+                "--quiet",
+                "--no-checkout",
+                "--no-tags",
+                "--",
+                url,
+                name,
+            ],
+        ) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        std::fs::rename(&staging, &self.dir).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&staging);
+            fail(format!(
+                "cannot move the new clone into {}, which exists and is not a git clone: {e}",
+                self.dir.display()
+            ))
+        })
     }
 
     /// Leaves a clean detached checkout of `origin/<base>` as last fetched.
@@ -141,6 +214,30 @@ impl Clone {
         c
     }
 
+    /// Runs a command that talks to the remote in `dir`, under the clone's deadline.
+    fn run_remote_in(&self, dir: &Path, args: &[&str]) -> Result<String, GitError> {
+        let done = deadline::run(&mut self.command(dir, args), self.timeout)
+            .map_err(|e| self.error(args, format!("cannot run git: {e}")))?;
+        if done.timed_out {
+            return Err(self.error(
+                args,
+                format!(
+                    "stopped after {} s without finishing (git_timeout_seconds); the remote may not be answering",
+                    self.timeout.as_secs()
+                ),
+            ));
+        }
+        if !done.status.success() {
+            let stderr = String::from_utf8_lossy(&done.stderr).trim().to_string();
+            return Err(self.error(args, stderr));
+        }
+        Ok(String::from_utf8_lossy(&done.stdout).into_owned())
+    }
+
+    fn run_remote(&self, args: &[&str]) -> Result<String, GitError> {
+        self.run_remote_in(&self.dir, args)
+    }
+
     fn run_in(&self, dir: &Path, args: &[&str]) -> Result<String, GitError> {
         let out = self
             .command(dir, args)
@@ -185,7 +282,7 @@ impl Clone {
 
     /// Pushes `branch` to origin.
     pub fn push(&self, branch: &str) -> Result<(), GitError> {
-        self.run(&[
+        self.run_remote(&[
             "push",
             "--quiet",
             "origin",
@@ -212,7 +309,7 @@ impl Clone {
             message,
             &format!("origin/{branch}"),
         ])?;
-        self.run(&[
+        self.run_remote(&[
             "push",
             "--quiet",
             "origin",
@@ -223,7 +320,7 @@ impl Clone {
 
     /// Deletes `branch` on origin (a cleanup after a failed attempt).
     pub fn delete_remote(&self, branch: &str) -> Result<(), GitError> {
-        self.run(&["push", "--quiet", "origin", "--delete", branch])?;
+        self.run_remote(&["push", "--quiet", "origin", "--delete", branch])?;
         Ok(())
     }
 
@@ -406,6 +503,8 @@ pub fn checkout_commit(repo: &Path, commit: &str, dir: &Path) -> Result<(), GitE
         dir: dir.to_path_buf(),
         auth_header: None,
         author: None,
+        timeout: Duration::from_secs(leviathan_domain::config::DEFAULT_GIT_TIMEOUT_SECONDS),
+        _claim: None,
     };
     // The clone runs in `dir`'s parent: a relative `repo` would be read from there.
     let repo = std::fs::canonicalize(repo).map_err(|e| GitError {
@@ -526,7 +625,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let bare = remote(root.path());
         let work = root.path().join("work/target-a");
-        let clone = Clone::prepare(bare.to_str().unwrap(), &work, "main", None).unwrap();
+        let clone = Clone::prepare(&Remote::local(bare.to_str().unwrap()), &work, "main").unwrap();
         let branch = "agent/task-exec-attempt-docs-1-0badcafe";
         clone.start_branch(branch, "main").unwrap();
         std::fs::write(work.join("docs/new.md"), "new\n").unwrap();
@@ -543,10 +642,133 @@ mod tests {
         assert_eq!(clone.remote_branches("agent/").unwrap(), [branch]);
         // A second prepare resets to the base, dropping stray files.
         std::fs::write(work.join("stray.txt"), "x").unwrap();
-        let again = Clone::prepare(bare.to_str().unwrap(), &work, "main", None).unwrap();
+        drop(clone);
+        let again = Clone::prepare(&Remote::local(bare.to_str().unwrap()), &work, "main").unwrap();
         assert!(!work.join("stray.txt").exists() && !work.join("docs/new.md").exists());
         again.delete_remote(branch).unwrap();
         assert!(again.remote_branches("agent/").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_clone_left_locked_by_a_killed_git_is_repaired() {
+        let root = tempfile::tempdir().unwrap();
+        let bare = remote(root.path());
+        let work = root.path().join("work/target-a");
+        let remote = Remote::local(bare.to_str().unwrap());
+        drop(Clone::prepare(&remote, &work, "main").unwrap());
+        // What a git killed in a checkout, a commit or a fetch leaves behind.
+        std::fs::write(work.join(".git/index.lock"), "").unwrap();
+        std::fs::create_dir_all(work.join(".git/refs/heads/agent")).unwrap();
+        std::fs::write(work.join(".git/refs/heads/agent/x.lock"), "").unwrap();
+        std::fs::write(work.join("half-written.md"), "x").unwrap();
+        let clone = Clone::prepare(&remote, &work, "main").unwrap();
+        assert!(!work.join(".git/index.lock").exists());
+        assert!(!work.join("half-written.md").exists());
+        clone
+            .start_branch("agent/task-exec-attempt-a-0badcafe", "main")
+            .unwrap();
+    }
+
+    #[test]
+    fn an_interrupted_first_clone_is_made_again_and_never_taken_for_a_clone() {
+        let root = tempfile::tempdir().unwrap();
+        let bare = remote(root.path());
+        let work = root.path().join("work/target-a");
+        // A clone killed half way: only its staging directory.
+        let staging = claim::staging_path(&work);
+        std::fs::create_dir_all(staging.join(".git/objects")).unwrap();
+        let clone = Clone::prepare(&Remote::local(bare.to_str().unwrap()), &work, "main").unwrap();
+        assert!(work.join("docs/index.md").is_file());
+        assert!(!staging.exists());
+        drop(clone);
+        // A directory of someone else's is never cloned over or removed.
+        let other = root.path().join("work/target-b");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("notes.txt"), "mine").unwrap();
+        let err = Clone::prepare(&Remote::local(bare.to_str().unwrap()), &other, "main")
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("is not a git clone"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(other.join("notes.txt")).unwrap(),
+            "mine"
+        );
+        assert!(!claim::staging_path(&other).exists());
+    }
+
+    #[test]
+    fn a_clone_follows_its_remote_when_the_configuration_changes_it() {
+        let root = tempfile::tempdir().unwrap();
+        let old = remote(root.path());
+        let moved = root.path().join("moved.git");
+        git(
+            root.path(),
+            &[
+                "clone",
+                "--quiet",
+                "--bare",
+                old.to_str().unwrap(),
+                moved.to_str().unwrap(),
+            ],
+        );
+        let work = root.path().join("work/target-a");
+        drop(Clone::prepare(&Remote::local(old.to_str().unwrap()), &work, "main").unwrap());
+        let clone = Clone::prepare(&Remote::local(moved.to_str().unwrap()), &work, "main").unwrap();
+        let branch = "agent/task-exec-attempt-docs-1-0badcafe";
+        clone.start_branch(branch, "main").unwrap();
+        std::fs::write(work.join("docs/new.md"), "new\n").unwrap();
+        clone.commit(&["docs/new.md".into()], "docs-1").unwrap();
+        clone.push(branch).unwrap();
+        let on = |bare: &Path| {
+            Command::new("git")
+                .arg("-C")
+                .arg(bare)
+                .args(["branch", "--list", "agent/*"])
+                .output()
+                .unwrap()
+                .stdout
+        };
+        assert!(!on(&moved).is_empty(), "pushed to the configured remote");
+        assert!(on(&old).is_empty(), "nothing pushed to the old one");
+    }
+
+    #[test]
+    fn a_remote_that_stops_answering_is_given_up_at_the_deadline() {
+        let root = tempfile::tempdir().unwrap();
+        // Accepts connections and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in silent.incoming() {
+                held.push(stream);
+            }
+        });
+        let url = format!("http://127.0.0.1:{port}/acme/widgets.git");
+        let remote = Remote {
+            timeout: Duration::from_millis(500),
+            ..Remote::local(&url)
+        };
+        let work = root.path().join("work/target-a");
+        let err = Clone::prepare(&remote, &work, "main")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("git_timeout_seconds"), "{err}");
+        assert!(!work.exists() && !claim::staging_path(&work).exists());
+        // The clone is free again for the next pass.
+        drop(claim::Claim::take(&work).unwrap());
+    }
+
+    #[test]
+    fn a_clone_in_use_is_refused_to_a_second_user() {
+        let root = tempfile::tempdir().unwrap();
+        let bare = remote(root.path());
+        let work = root.path().join("work/target-a");
+        let remote = Remote::local(bare.to_str().unwrap());
+        let _first = Clone::prepare(&remote, &work, "main").unwrap();
+        let err = Clone::prepare(&remote, &work, "main").err().unwrap();
+        assert!(err.to_string().contains("in use"), "{err}");
     }
 
     #[test]
@@ -564,15 +786,14 @@ mod tests {
             "Authorization: Basic eC1hY2Nlc3MtdG9rZW46YWJjZA=="
         );
         let root = tempfile::tempdir().unwrap();
-        let err = Clone::prepare(
-            "/nonexistent/repo.git",
-            &root.path().join("w"),
-            "main",
-            Some("s3cr3t-token"),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let remote = Remote {
+            token: Some("s3cr3t-token"),
+            ..Remote::local("/nonexistent/repo.git")
+        };
+        let err = Clone::prepare(&remote, &root.path().join("w"), "main")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(!err.contains("s3cr3t-token"), "{err}");
         assert!(err.contains("clone"), "{err}");
     }

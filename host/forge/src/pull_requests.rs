@@ -419,11 +419,15 @@ pub fn merge_or_close_local(
             pr: pr.into(),
         });
     }
+    let url = remote_url(config, target);
+    let remote = crate::git::Remote {
+        timeout: std::time::Duration::from_secs(config.git_timeout_seconds),
+        ..crate::git::Remote::local(&url)
+    };
     let clone = crate::git::Clone::prepare(
-        &remote_url(config, target),
+        &remote,
         &work_dir.join(format!("{target_id}-forge")),
         &target.base_branch,
-        None,
     )?;
     let commit = if merge {
         Some(clone.merge_to_base(

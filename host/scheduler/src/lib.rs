@@ -15,13 +15,14 @@ use leviathan_domain::backlog::Backlog;
 use leviathan_domain::config::{Config, Target};
 use leviathan_events::projection::{PrState, PrView};
 use leviathan_events::{EventDraft, EventLog, StoreError};
-use leviathan_forge::git::Clone;
+use leviathan_forge::git::{Clone, Remote};
 use leviathan_forge::github::clients::GitHubClients;
 use leviathan_forge::pull_requests::{self as forge, OpenPr, Settled, TargetForge};
 use leviathan_sandbox::Sandbox;
 use select::{Decision, TargetState, TargetStop};
 use serde_json::json;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// What a pass did for one target, for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,11 +177,13 @@ impl Scheduler<'_> {
         // From the fetch to the decision the target's PRs hold still: a local merge
         // or close in progress finishes first (see `leviathan_forge::serial`).
         let serial = leviathan_forge::serial::lock(id);
-        let clone = match Clone::fetched(
-            &forge.clone_url(self.config, target),
-            &self.work_dir.join(id),
-            forge.git_token(),
-        ) {
+        let url = forge.clone_url(self.config, target);
+        let remote = Remote {
+            url: &url,
+            token: forge.git_token(),
+            timeout: Duration::from_secs(self.config.git_timeout_seconds),
+        };
+        let clone = match Clone::fetched(&remote, &self.work_dir.join(id)) {
             Ok(c) => match forge.author() {
                 Some(bot) => c.authored_by(&bot.name, &bot.email),
                 None => c,

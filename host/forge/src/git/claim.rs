@@ -1,0 +1,207 @@
+//! The host's hold on one of its clones, and what it repairs when it takes it.
+//!
+//! A clone is used by one git command at a time, all from the worker serving its
+//! target: [`Claim`] makes that a rule across processes (an exclusive lock on a file
+//! beside the clone, held while the clone is in use). Under the claim, git's lock
+//! files in the clone (`index.lock`, `HEAD.lock`, `refs/…/*.lock`) can only have
+//! been left by a git that was killed (a pod evicted, the host restarted, a command
+//! stopped at its deadline), and git would refuse every later command until someone
+//! removed them by hand; [`remove_stale_locks`] removes them.
+
+use std::fs::{File, TryLockError};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// An exclusive hold on a clone directory, released when dropped.
+#[derive(Debug)]
+pub struct Claim {
+    _file: File,
+}
+
+impl Claim {
+    /// Takes the clone at `dir` (which need not exist yet); refused while another
+    /// holder has it.
+    pub fn take(dir: &Path) -> io::Result<Claim> {
+        let path = lock_path(dir);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Claim { _file: file }),
+            Err(TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "the clone is in use by another leviathan-host process or worker ({} is locked)",
+                    path.display()
+                ),
+            )),
+            Err(TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+/// The lock file of the clone at `dir`: `.<name>.lock` beside it.
+fn lock_path(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    dir.with_file_name(format!(".{name}.lock"))
+}
+
+/// Where a fresh clone of `dir` is made before it is moved into place, so that an
+/// interrupted clone never looks like a finished one.
+pub fn staging_path(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    dir.with_file_name(format!(".{name}.cloning"))
+}
+
+/// Removes every lock file git left in `git_dir` (a clone's `.git`), and returns
+/// them. Only call it under the clone's [`Claim`]. Loose-object directories are not
+/// walked (git takes no locks there); links are never followed.
+pub fn remove_stale_locks(git_dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let mut pending = vec![git_dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let in_objects = dir == git_dir.join("objects");
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if kind.is_dir() {
+                let loose =
+                    in_objects && name.len() == 2 && name.bytes().all(|b| b.is_ascii_hexdigit());
+                if !loose {
+                    pending.push(entry.path());
+                }
+            } else if kind.is_file()
+                && name.ends_with(".lock")
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed.push(entry.path());
+            }
+        }
+    }
+    removed.sort();
+    removed
+}
+
+/// The first `url` of `[remote "origin"]` in the clone's `.git/config`, as git wrote
+/// it (`None` when it is not there or not plainly written; the caller then sets it).
+pub fn origin_url(git_dir: &Path) -> Option<String> {
+    let mut text = String::new();
+    File::open(git_dir.join("config"))
+        .ok()?
+        .take(64 << 10)
+        .read_to_string(&mut text)
+        .ok()?;
+    let mut in_origin = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_origin = line == "[remote \"origin\"]";
+            continue;
+        }
+        if !in_origin {
+            continue;
+        }
+        if let Some((key, value)) = line.split_once('=')
+            && key.trim() == "url"
+        {
+            let value = value.trim();
+            // Quoted or escaped values (and comments) are left to git.
+            let plain = !value.contains(['"', '\\', '#', ';']);
+            return plain.then(|| value.to_string());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claimed_clone_is_refused_to_a_second_holder_until_released() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("work/target-a");
+        let first = Claim::take(&dir).unwrap();
+        let refused = Claim::take(&dir).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::WouldBlock);
+        assert!(refused.to_string().contains("in use"), "{refused}");
+        drop(first);
+        Claim::take(&dir).unwrap();
+        assert!(!dir.exists(), "taking a claim does not make the clone");
+    }
+
+    #[test]
+    fn stale_locks_are_removed_and_nothing_else() {
+        let root = tempfile::tempdir().unwrap();
+        let git = root.path().join(".git");
+        for dir in ["refs/heads/agent", "objects/ab", "objects/pack", "logs"] {
+            std::fs::create_dir_all(git.join(dir)).unwrap();
+        }
+        let stale = [
+            "index.lock",
+            "HEAD.lock",
+            "refs/heads/agent/task-1.lock",
+            "objects/pack/multi-pack-index.lock",
+        ];
+        let kept = [
+            "index",
+            "HEAD",
+            "config",
+            "refs/heads/main",
+            "objects/ab/cdef",
+            "logs/HEAD",
+        ];
+        for file in stale.iter().chain(&kept) {
+            std::fs::write(git.join(file), "x").unwrap();
+        }
+        // A link named like a lock is not followed and not touched.
+        let outside = root.path().join("outside.lock");
+        std::fs::write(&outside, "x").unwrap();
+        std::os::unix::fs::symlink(&outside, git.join("packed-refs.lock")).unwrap();
+        let removed = remove_stale_locks(&git);
+        let mut expected: Vec<PathBuf> = stale.iter().map(|f| git.join(f)).collect();
+        expected.sort();
+        assert_eq!(removed, expected);
+        for file in kept {
+            assert!(git.join(file).exists(), "{file} removed");
+        }
+        assert!(outside.exists());
+    }
+
+    #[test]
+    fn the_origin_url_is_read_as_git_wrote_it() {
+        let root = tempfile::tempdir().unwrap();
+        let config = "[core]\n\tbare = false\n[remote \"upstream\"]\n\turl = /elsewhere\n\
+                      [remote \"origin\"]\n\turl = /srv/repos/one.git\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n";
+        std::fs::write(root.path().join("config"), config).unwrap();
+        assert_eq!(
+            origin_url(root.path()).as_deref(),
+            Some("/srv/repos/one.git")
+        );
+        std::fs::write(
+            root.path().join("config"),
+            "[remote \"origin\"]\n\turl = \"/a b\"\n",
+        )
+        .unwrap();
+        assert_eq!(origin_url(root.path()), None, "quoted: left to git");
+        std::fs::write(root.path().join("config"), "[core]\n").unwrap();
+        assert_eq!(origin_url(root.path()), None);
+    }
+}
