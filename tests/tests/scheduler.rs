@@ -922,3 +922,106 @@ fn a_silent_remote_is_given_up_and_a_clone_a_crash_left_locked_is_repaired() {
     );
     assert!(!world.path("data-work/alpha/.git/index.lock").exists());
 }
+
+impl Served {
+    /// The targets the events name, in order of first appearance.
+    fn event_targets(&self) -> Vec<String> {
+        let (_, page) = self.call("GET", "/api/v1/events?limit=1000", VIEWER);
+        let mut out: Vec<String> = Vec::new();
+        for e in page["events"].as_array().unwrap() {
+            if let Some(t) = e["target"].as_str()
+                && !out.iter().any(|o| o == t)
+            {
+                out.push(t.to_string());
+            }
+        }
+        out
+    }
+
+    /// Polls until `done` holds of the event targets (at most 60 s).
+    fn wait_targets(&self, what: &str, done: impl Fn(&[String]) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !done(&self.event_targets()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {:?}",
+                self.event_targets()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// The value of one metric series in `/metrics`.
+    fn metric(&self, series: &str) -> Option<String> {
+        let mut response = self
+            .agent
+            .get(format!("{}/metrics", self.base))
+            .call()
+            .unwrap();
+        let text = response.body_mut().read_to_string().unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ').map(String::from))
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+const ALPHA_ONLY: &str =
+    "interval_seconds: 1\ntargets:\n  - id: alpha\n    repository: alpha.git\n";
+const ALPHA_AND_BETA: &str = "interval_seconds: 1\ntargets:\n  - id: alpha\n    repository: alpha.git\n  - id: beta\n    repository: beta.git\n";
+
+#[test]
+fn serve_reloads_the_targets_when_the_configuration_file_changes() {
+    let world = World::new();
+    std::fs::write(world.path("leviathan.yaml"), ALPHA_ONLY).unwrap();
+    let served = Served::start(&world, registry(), &["--tokens-poll-ms", "100"]);
+    served.wait_targets("alpha's first pass", |t| t.iter().any(|t| t == "alpha"));
+    std::fs::write(world.path("leviathan.yaml"), ALPHA_AND_BETA).unwrap();
+    served.wait_targets("beta, added while serve runs", |t| {
+        t.iter().any(|t| t == "beta")
+    });
+    assert_eq!(
+        served.metric("leviathan_config_reload_failing").as_deref(),
+        Some("0")
+    );
+    // A file that does not load, and one that moves the shard count, change nothing.
+    std::fs::write(
+        world.path("leviathan.yaml"),
+        "interval_seconds: 1\ntargets:\n  - id: alpha\n    repository: alpha.git\n    colour: blue\n",
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while served.metric("leviathan_config_reload_failing").as_deref() != Some("1") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broken file was not reported"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // (That the configuration in force stays whole is `LiveConfig`'s unit test.)
+    assert!(served.stop());
+}
+
+#[test]
+fn serve_reloads_the_targets_on_sighup() {
+    let world = World::new();
+    std::fs::write(world.path("leviathan.yaml"), ALPHA_ONLY).unwrap();
+    // Polling off: only the signal can reload here.
+    let served = Served::start(&world, registry(), &["--tokens-poll-ms", "0"]);
+    served.wait_targets("alpha's first pass", |t| t.iter().any(|t| t == "alpha"));
+    std::fs::write(world.path("leviathan.yaml"), ALPHA_AND_BETA).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        !served.event_targets().iter().any(|t| t == "beta"),
+        "beta served without a reload"
+    );
+    served.signal("HUP");
+    served.wait_targets("beta, after SIGHUP", |t| t.iter().any(|t| t == "beta"));
+    assert!(served.stop());
+}

@@ -118,10 +118,11 @@ fn branch_diff(
 ) -> Result<leviathan_forge::git::Diff, String> {
     let Some((forge, t)) = state.forge().and_then(|f| {
         f.config
+            .current()
             .targets
             .iter()
             .find(|t| t.id == target)
-            .map(|t| (f, t))
+            .map(|t| (f, t.clone()))
     }) else {
         return Err("the target is not in the configuration".into());
     };

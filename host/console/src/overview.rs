@@ -214,7 +214,8 @@ fn body(
     let now = leviathan_domain::clock::now_ms();
     let github = state.github_usage();
     let discovered = state.discovered_targets();
-    let config = state.forge().map(|f| &f.config);
+    let config = state.forge().map(|f| f.config.current());
+    let config = config.as_deref();
     html! {
         h1 { "Overview" }
         div.cards {

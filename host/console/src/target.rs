@@ -298,12 +298,14 @@ pub fn render(state: &dyn ConsoleHost, session: &super::session::Session, id: &s
     let discovered = state.discovered_targets();
     let target = state.forge().and_then(|f| {
         f.config
+            .current()
             .targets
             .iter()
             .chain(&discovered)
             .find(|t| t.id == id)
-            .map(|t| (f, t))
+            .map(|t| (f, t.clone()))
     });
+    let target = target.as_ref().map(|(f, t)| (*f, t));
     let Ok((view, host_paused)) = state
         .log()
         .with_projection(|p| (p.targets.get(id).cloned(), p.paused))

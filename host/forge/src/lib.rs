@@ -10,6 +10,7 @@ pub mod serial;
 /// The targets and where the host keeps their clones: what the local forge's
 /// endpoints and the console's diffs read.
 pub struct ForgeContext {
-    pub config: leviathan_domain::config::Config,
+    /// The configuration in force (reloaded on SIGHUP or when its file changes).
+    pub config: std::sync::Arc<leviathan_domain::live_config::LiveConfig>,
     pub work_dir: std::path::PathBuf,
 }

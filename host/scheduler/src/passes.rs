@@ -5,8 +5,8 @@
 
 use crate::Scheduler;
 use leviathan_domain::clock::now_secs;
-use leviathan_domain::config::Config;
 use leviathan_domain::cron::Cron;
+use leviathan_domain::live_config::LiveConfig;
 use leviathan_events::EventLog;
 use leviathan_forge::github::clients::GitHubClients;
 use leviathan_sandbox::Sandbox;
@@ -88,11 +88,11 @@ impl PassStatus {
 }
 
 impl Passes {
-    /// Starts the loop.
-    /// `plugins` gives the hot-reloaded plugin set at the start of each pass (`None`
+    /// Starts the loop on the configuration `live` holds, read again at the start of
+    /// each pass (its `github_limits` are read once, here). `plugins` gives the hot-reloaded plugin set at the start of each pass (`None`
     /// while it is still loading: the pass then scans the registry directory).
     pub fn start(
-        config: Config,
+        live: Arc<LiveConfig>,
         log: Arc<EventLog>,
         sandbox: Arc<Sandbox>,
         registry_dir: PathBuf,
@@ -106,15 +106,16 @@ impl Passes {
         let status = PassStatus {
             last_completed_ms: Arc::new(AtomicU64::new(0)),
             failed: Arc::new(AtomicU64::new(0)),
-            github: Arc::new(GitHubClients::for_config(&config)),
+            github: Arc::new(GitHubClients::for_config(&live.current())),
         };
         let reported = status.clone();
         let thread = std::thread::Builder::new()
             .name("scheduler".into())
             .spawn(move || {
-                let interval = Duration::from_secs(config.interval_seconds);
                 let github = reported.github.clone();
                 while !stopping.load(Ordering::SeqCst) {
+                    // Each pass runs on the configuration in force when it starts.
+                    let config = live.current();
                     if let Some(cron) = &config.schedule
                         && !wait_for_cron(cron, &stopping)
                     {
@@ -146,6 +147,7 @@ impl Passes {
                         }
                     }
                     if config.schedule.is_none() {
+                        let interval = Duration::from_secs(config.interval_seconds);
                         wait_until(&stopping, || started.elapsed() >= interval);
                     }
                 }

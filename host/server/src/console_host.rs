@@ -33,7 +33,7 @@ impl ConsoleHost for AppState {
     }
 
     fn autonomy_enabled(&self) -> bool {
-        self.autonomy_enabled
+        AppState::autonomy_enabled(self)
     }
 
     fn explain(&self) -> Option<&ExplainWaits> {

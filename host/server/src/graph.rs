@@ -235,7 +235,7 @@ pub async fn autonomy(State(state): State<Arc<AppState>>) -> Result<Json<Value>,
             })
             .collect();
         json!({
-            "enabled": state.autonomy_enabled,
+            "enabled": state.autonomy_enabled(),
             "paused": p.paused,
             "last_tick_ms": p.last_tick_ms,
             "circuit_breakers_open": p.open_breakers(),

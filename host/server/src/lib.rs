@@ -39,8 +39,9 @@ pub struct ServeOptions {
     pub data_dir: PathBuf,
     /// The bearer tokens file (YAML).
     pub tokens_file: PathBuf,
-    /// How often the tokens file is checked for a change (a mounted Secret's update,
-    /// an edit); zero leaves reloading to SIGHUP alone.
+    /// How often the tokens file and the targets configuration are checked for a
+    /// change (a mounted Secret's or ConfigMap's update, an edit); zero leaves
+    /// reloading to SIGHUP alone.
     pub tokens_poll: Duration,
     /// The plugin registry directory (loaded at start, then watched).
     pub plugin_dir: PathBuf,
@@ -68,7 +69,8 @@ pub struct ServeOptions {
 /// which the binary wires in): the configuration, the server's event log, sandbox and
 /// plugin set in force.
 pub struct Shared {
-    pub config: leviathan_domain::config::Config,
+    /// The configuration in force (reloaded on SIGHUP or when its file changes).
+    pub config: Arc<leviathan_domain::live_config::LiveConfig>,
     pub log: Arc<EventLog>,
     pub sandbox: Arc<leviathan_sandbox::Sandbox>,
     /// The plugin registry directory.
@@ -166,8 +168,6 @@ pub struct AppState {
     pub plugins: plugins::PluginStatus,
     /// Becomes true when shutdown begins; long-lived streams end on it.
     shutdown: watch::Receiver<bool>,
-    /// Whether any configured target has `autonomy_enabled` (true without a config).
-    pub autonomy_enabled: bool,
     /// The targets and clone directory, when `serve` runs with `--config`.
     pub forge: Option<Arc<ForgeContext>>,
     /// The request limits.
@@ -201,6 +201,17 @@ pub enum ServeError {
 }
 
 impl AppState {
+    /// Whether any configured target has `autonomy_enabled` (true without a config).
+    pub fn autonomy_enabled(&self) -> bool {
+        self.forge.as_ref().is_none_or(|f| {
+            f.config
+                .current()
+                .targets
+                .iter()
+                .any(|t| t.policy.autonomy_enabled)
+        })
+    }
+
     /// The GitHub identities the passes use and their budgets (empty without a
     /// scheduler).
     pub fn github_usage(&self) -> Vec<leviathan_forge::github::clients::Usage> {
@@ -354,7 +365,8 @@ pub fn serve(
         .config
         .as_deref()
         .map(leviathan_domain::config::Config::load)
-        .transpose()?;
+        .transpose()?
+        .map(|c| Arc::new(leviathan_domain::live_config::LiveConfig::new(c)));
     let log = Arc::new(EventLog::open(&options.data_dir)?);
     let work_dir =
         leviathan_domain::config::work_dir_for(&options.data_dir, options.work_dir.clone());
@@ -374,9 +386,6 @@ pub fn serve(
             tokens_file: options.tokens_file.clone(),
             plugins: plugins::PluginStatus::default(),
             shutdown: stop_rx,
-            autonomy_enabled: config
-                .as_ref()
-                .is_none_or(|c| c.targets.iter().any(|t| t.policy.autonomy_enabled)),
             forge: config.as_ref().map(|c| {
                 Arc::new(ForgeContext {
                     config: c.clone(),
@@ -503,6 +512,34 @@ impl Signals {
 async fn reload_on_sighup(state: Arc<AppState>, mut hup: tokio::signal::unix::Signal) {
     while hup.recv().await.is_some() {
         reload_and_log(&state, "SIGHUP");
+        reload_config_and_log(&state, "SIGHUP");
+    }
+}
+
+/// Re-reads the targets configuration (and the policy files it names), logging the
+/// outcome; one that does not load, or changes the shard count, leaves the
+/// configuration in force (and `config_reload_failing` at 1 until a reload succeeds).
+fn reload_config_and_log(state: &AppState, why: &str) {
+    let Some(forge) = &state.forge else {
+        return;
+    };
+    let reloaded = forge.config.reload();
+    state.metrics.config_reloaded(reloaded.is_ok());
+    match reloaded {
+        Ok(r) => tracing::info!(
+            targets = r.targets,
+            added = ?r.added,
+            removed = ?r.removed,
+            why,
+            "targets configuration reloaded; passes from the next one on use it"
+        ),
+        Err(e) => {
+            tracing::error!(
+                error = %e,
+                why,
+                "targets configuration not reloaded; the one in force stays"
+            );
+        }
     }
 }
 
@@ -528,16 +565,34 @@ fn file_identity(path: &std::path::Path) -> Option<(u64, u64, u64, i64, i64)> {
     Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
 }
 
-/// Reloads the tokens whenever the file's identity changes, checked every `every`
-/// (nobody sends signals into a pod). A file that is briefly missing during an update
-/// keeps the tokens in force and is reloaded once it is back.
+/// Reloads the tokens, and the targets configuration, whenever its file's identity
+/// changes, checked every `every` (nobody sends signals into a pod). A file that is
+/// briefly missing during an update keeps what is in force and is reloaded once it is
+/// back.
 async fn reload_on_change(state: Arc<AppState>, every: Duration) {
+    let config_file = state
+        .forge
+        .as_ref()
+        .map(|f| f.config.current().source.clone());
     let mut seen = file_identity(&state.tokens_file);
+    let mut seen_config = config_file.as_deref().and_then(file_identity);
     let mut stop = state.shutdown.clone();
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|stopping| *stopping) => return,
+        }
+        if let Some(file) = &config_file {
+            let now = file_identity(file);
+            if now != seen_config {
+                seen_config = now;
+                match seen_config {
+                    None => tracing::warn!(
+                        "targets configuration file missing; the configuration in force stays"
+                    ),
+                    Some(_) => reload_config_and_log(&state, "file changed"),
+                }
+            }
         }
         let now = file_identity(&state.tokens_file);
         if now == seen {

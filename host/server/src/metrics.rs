@@ -132,6 +132,7 @@ pub struct Metrics {
     passes_failed_seen: AtomicU64,
     plugin_reload_failures: Counter,
     plugin_reload_failures_seen: AtomicU64,
+    config_reload_failing: Gauge,
     plugins_rejected: Gauge,
     data_free_bytes: Gauge,
     data_size_bytes: Gauge,
@@ -184,6 +185,7 @@ impl Metrics {
             passes_failed_seen: AtomicU64::new(0),
             plugin_reload_failures: Counter::default(),
             plugin_reload_failures_seen: AtomicU64::new(0),
+            config_reload_failing: Gauge::default(),
             plugins_rejected: Gauge::default(),
             data_free_bytes: Gauge::default(),
             data_size_bytes: Gauge::default(),
@@ -299,6 +301,11 @@ impl Metrics {
             m.plugin_reload_failures.clone(),
         );
         registry.register(
+            "config_reload_failing",
+            "1 while the last reload of the targets configuration failed (the configuration in force is the one before it), else 0",
+            m.config_reload_failing.clone(),
+        );
+        registry.register(
             "plugins_rejected",
             "Registry entries the plugin set in force rejected",
             m.plugins_rejected.clone(),
@@ -354,6 +361,11 @@ impl Metrics {
             m.identity_waiting.clone(),
         );
         Metrics { registry, ..m }
+    }
+
+    /// Records how the last reload of the targets configuration went.
+    pub fn config_reloaded(&self, ok: bool) {
+        self.config_reload_failing.set(i64::from(!ok));
     }
 
     /// Sets the series of a scrape that do not come from the projection.

@@ -33,7 +33,7 @@ pub(crate) async fn merge_or_close(
     let done = tokio::task::spawn_blocking(move || {
         let by = Provenance::host_for(caller.name);
         merge_or_close_local(
-            &forge.config,
+            &forge.config.current(),
             &log,
             &forge.work_dir,
             &t,

@@ -156,8 +156,9 @@ enum Command {
         /// Milliseconds a registry change must be quiet before it is reloaded.
         #[arg(long, default_value_t = 300)]
         reload_debounce_ms: u64,
-        /// Milliseconds between checks of the tokens file for a change (a mounted
-        /// Secret's update, an edit); 0 reloads on SIGHUP only.
+        /// Milliseconds between checks of the tokens file and the `--config` file for a
+        /// change (a mounted Secret's or ConfigMap's update, an edit); 0 reloads on
+        /// SIGHUP only.
         #[arg(long, default_value_t = 2000, env = "LEVIATHAN_TOKENS_POLL_MS")]
         tokens_poll_ms: u64,
         /// Largest request body in bytes.
@@ -356,11 +357,12 @@ fn start_passes(
     shard_index: Option<u32>,
 ) -> std::io::Result<leviathan_server::Background> {
     // A shard that does not match its log's record refuses to start.
-    let shard = sched::claim_shard(&shared.config, &shared.log, shard_index)
+    let config = shared.config.current();
+    let shard = sched::claim_shard(&config, &shared.log, shard_index)
         .map_err(|e| std::io::Error::other(leviathan_cli::error_text(&e)))?;
     eprintln!(
         "scheduler: shard {} of {}, {} worker(s)",
-        shard.index, shard.count, shared.config.workers
+        shard.index, shard.count, config.workers
     );
     let passes = leviathan_scheduler::passes::Passes::start(
         shared.config,
