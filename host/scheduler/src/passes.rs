@@ -114,13 +114,13 @@ impl Passes {
             .spawn(move || {
                 let github = reported.github.clone();
                 while !stopping.load(Ordering::SeqCst) {
-                    // Each pass runs on the configuration in force when it starts.
-                    let config = live.current();
-                    if let Some(cron) = &config.schedule
+                    if let Some(cron) = &live.current().schedule
                         && !wait_for_cron(cron, &stopping)
                     {
                         break;
                     }
+                    // Each pass runs on the configuration in force when it starts.
+                    let config = live.current();
                     let started = Instant::now();
                     let scheduler = Scheduler {
                         config: &config,
