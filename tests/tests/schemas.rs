@@ -440,6 +440,10 @@ fn what_the_schemas_leave_to_the_parsers() {
             "schedule: '61 * * * *'\ntargets:\n  - {id: a, repository: a.git}\n",
             "schedule",
         ),
+        (
+            "targets:\n  - {id: docs, repository: a.git}\n  - {id: docs-forge, repository: b.git}\n",
+            "would share a clone",
+        ),
     ] {
         assert!(targets_schema.is_valid(&as_json(doc)), "{doc}");
         let err = config(doc).unwrap_err();

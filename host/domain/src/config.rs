@@ -301,6 +301,21 @@ pub const MAX_GIT_TIMEOUT_SECONDS: u64 = 86_400;
 /// The most shards a configuration may ask for.
 pub const MAX_SHARDS: u32 = 1024;
 
+/// The work directory's name for the clone a local-forge target's merges and closes
+/// use, beside the passes' own clone `<id>`.
+pub fn merge_clone_name(id: &str) -> String {
+    format!("{id}-forge")
+}
+
+/// True when one of `a` and `b` is a local target whose merge clone has the other's
+/// id as its name.
+pub fn shares_a_clone(a: &Target, b: &Target) -> bool {
+    let merges_into = |local: &Target, other: &Target| {
+        local.forge == Forge::Local && merge_clone_name(&local.id) == other.id
+    };
+    merges_into(a, b) || merges_into(b, a)
+}
+
 /// Where the host keeps its clones of the targets: `work_dir` when given, else
 /// `<data-dir>-work` beside the event store.
 pub fn work_dir_for(data_dir: &Path, work_dir: Option<PathBuf>) -> PathBuf {
@@ -373,6 +388,15 @@ impl Config {
             let target = read_target(&tf, base)?;
             if targets.iter().any(|t| t.id == target.id) {
                 return Err(tf.error("id", format!("`{}` is used by another target", target.id)));
+            }
+            if let Some(other) = targets.iter().find(|t| shares_a_clone(t, &target)) {
+                return Err(tf.error(
+                    "id",
+                    format!(
+                        "`{}` and target `{}` would share a clone in the work directory (a local target's merges use `<id>-forge`); choose another id",
+                        target.id, other.id
+                    ),
+                ));
             }
             targets.push(target);
         }
@@ -745,6 +769,26 @@ mod tests {
                 ..GitHubLimits::default()
             }
         );
+    }
+
+    #[test]
+    fn a_target_named_like_a_local_targets_merge_clone_is_refused() {
+        for text in [
+            "targets:\n  - id: docs\n    repository: a.git\n  - id: docs-forge\n    repository: b.git\n",
+            "targets:\n  - id: docs-forge\n    repository: b.git\n  - id: docs\n    repository: a.git\n",
+        ] {
+            let err = load(&[("leviathan.yaml", text)]).unwrap_err().to_string();
+            assert!(
+                err.contains("targets[1]") && err.contains("would share a clone"),
+                "{err}"
+            );
+        }
+        // A GitHub target has no merge clone.
+        load(&[(
+            "leviathan.yaml",
+            "targets:\n  - id: docs\n    repository: acme/docs\n    forge: github\n    token_env: T\n  - id: docs-forge\n    repository: b.git\n",
+        )])
+        .unwrap();
     }
 
     #[test]

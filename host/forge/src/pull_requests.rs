@@ -426,7 +426,7 @@ pub fn merge_or_close_local(
     };
     let clone = crate::git::Clone::prepare(
         &remote,
-        &work_dir.join(format!("{target_id}-forge")),
+        &work_dir.join(leviathan_domain::config::merge_clone_name(target_id)),
         &target.base_branch,
     )?;
     let commit = if merge {

@@ -5,7 +5,7 @@
 //! the repository's capability). A repository without one is skipped with the
 //! reason recorded.
 
-use leviathan_domain::config::{Config, Forge, Target, TokenSource};
+use leviathan_domain::config::{Config, Forge, Target, TokenSource, shares_a_clone};
 use leviathan_domain::policy::{Policy, REPO_POLICY_PATH};
 use leviathan_forge::github::clients::GitHubClients;
 use std::path::Path;
@@ -48,6 +48,7 @@ pub fn targets(config: &Config, github: &GitHubClients) -> Vec<Target> {
             };
             let known = config.targets.iter().chain(&out).any(|t| {
                 t.id == found.id
+                    || shares_a_clone(t, &found)
                     || (t.repository.eq_ignore_ascii_case(&name)
                         && matches!(&t.forge, Forge::GitHub { api_url, .. } if *api_url == d.api_url))
             });
