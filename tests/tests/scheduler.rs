@@ -1025,3 +1025,57 @@ fn serve_reloads_the_targets_on_sighup() {
     served.wait_targets("beta, after SIGHUP", |t| t.iter().any(|t| t == "beta"));
     assert!(served.stop());
 }
+
+#[test]
+fn the_operators_own_git_configuration_stays_out_of_the_hosts_clones() {
+    let world = World::new();
+    // A developer's ~/.gitconfig: signed commits, global hooks, CRLF conversion.
+    let home = world.path("home");
+    let hooks = home.join("hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    let marker = world.path("hook-ran");
+    for hook in [
+        "post-checkout",
+        "pre-commit",
+        "post-commit",
+        "reference-transaction",
+    ] {
+        let script = format!("#!/bin/sh\necho {hook} \"$PWD\" >> {}\n", marker.display());
+        std::fs::write(hooks.join(hook), script).unwrap();
+        let mut mode = std::fs::metadata(hooks.join(hook)).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o755);
+        std::fs::set_permissions(hooks.join(hook), mode).unwrap();
+    }
+    std::fs::write(
+        home.join(".gitconfig"),
+        format!(
+            "[commit]\n\tgpgSign = true\n[core]\n\thooksPath = {}\n\tautocrlf = true\n[submodule]\n\trecurse = true\n",
+            hooks.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(host_binary())
+        .args(["tick", "--plugin-dir"])
+        .arg(registry())
+        .arg("--data-dir")
+        .arg(world.path("data"))
+        .env("LEVIATHAN_CONFIG", world.path("leviathan.yaml"))
+        .env("LEVIATHAN_CACHE_DIR", root().join("target/test-cache"))
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("alpha: a-docs: PR 1 opened"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The push runs the remote's own receive side, which keeps its configuration (a
+    // local forge's repository is the operator's); no hook runs in the host's clones.
+    let ran = std::fs::read_to_string(&marker).unwrap_or_default();
+    assert!(
+        !ran.contains("data-work"),
+        "the operator's hooks ran in a clone: {ran}"
+    );
+}

@@ -206,11 +206,8 @@ impl Clone {
             .env("GIT_AUTHOR_EMAIL", email)
             .env("GIT_COMMITTER_NAME", name)
             .env("GIT_COMMITTER_EMAIL", email);
-        if let Some(header) = &self.auth_header {
-            c.env("GIT_CONFIG_COUNT", "1")
-                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-                .env("GIT_CONFIG_VALUE_0", header);
-        }
+        let header = self.auth_header.as_deref().map(|h| ("http.extraHeader", h));
+        pin_config(&mut c, header);
         c
     }
 
@@ -344,6 +341,35 @@ impl Clone {
     }
 }
 
+/// Settings of the operator's own git configuration (`~/.gitconfig`, `/etc/gitconfig`)
+/// that must not reach the host's clones, overridden on every command: signing would
+/// fail (or prompt) for the host's commits, the operator's hooks would run in them,
+/// line-ending conversion and a file-system monitor would change what the host reads
+/// from the worktree, and submodule recursion would fetch whatever URLs a target's
+/// `.gitmodules` names. Credentials, proxies, `url.*.insteadOf` and `core.sshCommand`
+/// are the operator's to set and stay in force.
+const PINNED_CONFIG: &[(&str, &str)] = &[
+    ("commit.gpgSign", "false"),
+    ("core.hooksPath", "/dev/null"),
+    ("core.autocrlf", "false"),
+    ("core.fsmonitor", "false"),
+    ("submodule.recurse", "false"),
+    ("fetch.recurseSubmodules", "false"),
+    ("advice.detachedHead", "false"),
+];
+
+/// Sets [`PINNED_CONFIG`], and `extra`, as command-line-level configuration of `c`
+/// (through its environment: `GIT_CONFIG_COUNT`, `GIT_CONFIG_KEY_n`, `GIT_CONFIG_VALUE_n`,
+/// which outrank every configuration file and never show in a process list).
+fn pin_config(c: &mut Command, extra: Option<(&str, &str)>) {
+    let entries: Vec<(&str, &str)> = PINNED_CONFIG.iter().copied().chain(extra).collect();
+    c.env("GIT_CONFIG_COUNT", entries.len().to_string());
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        c.env(format!("GIT_CONFIG_KEY_{i}"), key)
+            .env(format!("GIT_CONFIG_VALUE_{i}"), value);
+    }
+}
+
 /// A git command for reading a repository at `dir`, without a pager, external diff
 /// drivers or text conversion, and without asking for credentials.
 fn reader(dir: &Path, args: &[&str]) -> Command {
@@ -355,6 +381,7 @@ fn reader(dir: &Path, args: &[&str]) -> Command {
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .stdin(std::process::Stdio::null());
+    pin_config(&mut c, None);
     c
 }
 
@@ -529,14 +556,7 @@ pub fn checkout_commit(repo: &Path, commit: &str, dir: &Path) -> Result<(), GitE
             name,
         ],
     )?;
-    clone.run(&[
-        "-c",
-        "advice.detachedHead=false",
-        "checkout",
-        "--quiet",
-        "--detach",
-        commit,
-    ])?;
+    clone.run(&["checkout", "--quiet", "--detach", commit])?;
     Ok(())
 }
 
