@@ -1027,7 +1027,7 @@ fn serve_reloads_the_targets_on_sighup() {
 }
 
 #[test]
-fn the_operators_own_git_configuration_stays_out_of_the_hosts_clones() {
+fn the_operators_own_git_configuration_and_environment_stay_out_of_the_hosts_clones() {
     let world = World::new();
     // A developer's ~/.gitconfig: signed commits, global hooks, CRLF conversion.
     let home = world.path("home");
@@ -1063,6 +1063,9 @@ fn the_operators_own_git_configuration_stays_out_of_the_hosts_clones() {
         .env("LEVIATHAN_CACHE_DIR", root().join("target/test-cache"))
         .env("HOME", &home)
         .env("XDG_CONFIG_HOME", home.join(".config"))
+        // As if started from a git hook or alias of another repository.
+        .env("GIT_DIR", world.path("alpha.git"))
+        .env("GIT_INDEX_FILE", world.path("stray-index"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -1078,4 +1081,5 @@ fn the_operators_own_git_configuration_stays_out_of_the_hosts_clones() {
         !ran.contains("data-work"),
         "the operator's hooks ran in a clone: {ran}"
     );
+    assert!(!world.path("stray-index").exists());
 }

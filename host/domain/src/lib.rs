@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod cron;
 pub mod digest;
+pub mod git_env;
 pub mod live_config;
 pub mod paths;
 pub mod percent;

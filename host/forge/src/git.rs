@@ -358,10 +358,13 @@ const PINNED_CONFIG: &[(&str, &str)] = &[
     ("advice.detachedHead", "false"),
 ];
 
-/// Sets [`PINNED_CONFIG`], and `extra`, as command-line-level configuration of `c`
-/// (through its environment: `GIT_CONFIG_COUNT`, `GIT_CONFIG_KEY_n`, `GIT_CONFIG_VALUE_n`,
-/// which outrank every configuration file and never show in a process list).
+/// Clears the variables that would point git elsewhere than the clone
+/// ([`leviathan_domain::git_env::only_this_repository`]) and sets [`PINNED_CONFIG`], and
+/// `extra`, as command-line-level configuration (through the environment:
+/// `GIT_CONFIG_COUNT`, `GIT_CONFIG_KEY_n`, `GIT_CONFIG_VALUE_n`, which outrank every
+/// configuration file and never show in a process list).
 fn pin_config(c: &mut Command, extra: Option<(&str, &str)>) {
+    leviathan_domain::git_env::only_this_repository(c);
     let entries: Vec<(&str, &str)> = PINNED_CONFIG.iter().copied().chain(extra).collect();
     c.env("GIT_CONFIG_COUNT", entries.len().to_string());
     for (i, (key, value)) in entries.into_iter().enumerate() {

@@ -152,12 +152,13 @@ fn guest_task(task: &Task, allowed: &[RepoPath]) -> Task {
 /// The commit id HEAD points to, or `None` outside a repository or before the first
 /// commit.
 fn head_commit(worktree: &Path) -> Option<String> {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(worktree)
-        .args(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"])
-        .output()
-        .ok()?;
+    let out =
+        leviathan_domain::git_env::only_this_repository(&mut std::process::Command::new("git"))
+            .arg("-C")
+            .arg(worktree)
+            .args(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"])
+            .output()
+            .ok()?;
     if !out.status.success() {
         return None;
     }
