@@ -153,7 +153,7 @@ impl Clone {
         std::fs::rename(&staging, &self.dir).map_err(|e| {
             let _ = std::fs::remove_dir_all(&staging);
             fail(format!(
-                "cannot move the new clone into {}, which exists and is not a git clone: {e}",
+                "cannot move the new clone into {}: {e} (a directory there that is not a git clone is never replaced; remove it)",
                 self.dir.display()
             ))
         })
@@ -711,7 +711,7 @@ mod tests {
         let err = Clone::prepare(&Remote::local(bare.to_str().unwrap()), &other, "main")
             .err()
             .unwrap();
-        assert!(err.to_string().contains("is not a git clone"), "{err}");
+        assert!(err.to_string().contains("never replaced"), "{err}");
         assert_eq!(
             std::fs::read_to_string(other.join("notes.txt")).unwrap(),
             "mine"

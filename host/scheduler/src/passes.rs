@@ -89,8 +89,9 @@ impl PassStatus {
 
 impl Passes {
     /// Starts the loop on the configuration `live` holds, read again at the start of
-    /// each pass (its `github_limits` are read once, here). `plugins` gives the hot-reloaded plugin set at the start of each pass (`None`
-    /// while it is still loading: the pass then scans the registry directory).
+    /// each pass (its `github_limits` are read once, here). `plugins` gives the
+    /// hot-reloaded plugin set at the start of each pass (`None` while it is still
+    /// loading: the pass then scans the registry directory).
     pub fn start(
         live: Arc<LiveConfig>,
         log: Arc<EventLog>,
