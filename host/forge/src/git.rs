@@ -224,11 +224,7 @@ impl Clone {
                 ),
             ));
         }
-        if !done.status.success() {
-            let stderr = String::from_utf8_lossy(&done.stderr).trim().to_string();
-            return Err(self.error(args, stderr));
-        }
-        Ok(String::from_utf8_lossy(&done.stdout).into_owned())
+        self.outcome(args, done.status, &done.stdout, &done.stderr)
     }
 
     fn run_remote(&self, args: &[&str]) -> Result<String, GitError> {
@@ -240,11 +236,22 @@ impl Clone {
             .command(dir, args)
             .output()
             .map_err(|e| self.error(args, format!("cannot run git: {e}")))?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            return Err(self.error(args, stderr));
+        self.outcome(args, out.status, &out.stdout, &out.stderr)
+    }
+
+    /// A finished command's output, or its error with what git said.
+    fn outcome(
+        &self,
+        args: &[&str],
+        status: std::process::ExitStatus,
+        stdout: &[u8],
+        stderr: &[u8],
+    ) -> Result<String, GitError> {
+        if !status.success() {
+            let said = String::from_utf8_lossy(stderr).trim().to_string();
+            return Err(self.error(args, said));
         }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(String::from_utf8_lossy(stdout).into_owned())
     }
 
     fn run(&self, args: &[&str]) -> Result<String, GitError> {
