@@ -32,13 +32,19 @@ pub fn run(command: &mut Command, deadline: Duration) -> io::Result<Finished> {
     let mut child = command.spawn()?;
     let pid = Pid::from_child(&child);
     let stderr = child.stderr.take();
-    let stderr_reader = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        if let Some(mut pipe) = stderr {
-            let _ = pipe.read_to_end(&mut bytes);
-        }
-        bytes
-    });
+    let stderr_reader = std::thread::Builder::new()
+        .name("git-stderr".into())
+        .spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = stderr {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        });
+    let stderr_reader = match stderr_reader {
+        Ok(reader) => reader,
+        Err(e) => return Err(stopped(child, e)),
+    };
     // Set once the child has exited; checked under the lock before a kill. The child
     // is reaped only after the watchdog is done, so its group id cannot have been
     // reused by another process when the kill is sent.
@@ -46,17 +52,23 @@ pub fn run(command: &mut Command, deadline: Duration) -> io::Result<Finished> {
     let (done, wait_for_done) = mpsc::channel::<()>();
     let watchdog = {
         let exited = exited.clone();
-        std::thread::spawn(move || {
-            if wait_for_done.recv_timeout(deadline) != Err(RecvTimeoutError::Timeout) {
-                return false;
-            }
-            let exited = exited.lock().unwrap_or_else(|p| p.into_inner());
-            if *exited {
-                return false;
-            }
-            let _ = kill_process_group(pid, Signal::KILL);
-            true
-        })
+        std::thread::Builder::new()
+            .name("git-deadline".into())
+            .spawn(move || {
+                if wait_for_done.recv_timeout(deadline) != Err(RecvTimeoutError::Timeout) {
+                    return false;
+                }
+                let exited = exited.lock().unwrap_or_else(|p| p.into_inner());
+                if *exited {
+                    return false;
+                }
+                let _ = kill_process_group(pid, Signal::KILL);
+                true
+            })
+    };
+    let watchdog = match watchdog {
+        Ok(watchdog) => watchdog,
+        Err(e) => return Err(stopped(child, e)),
     };
     let mut stdout = Vec::new();
     if let Some(mut pipe) = child.stdout.take() {
@@ -76,6 +88,13 @@ pub fn run(command: &mut Command, deadline: Duration) -> io::Result<Finished> {
         stderr,
         timed_out,
     })
+}
+
+/// Stops `child` (and its group) when what watches it cannot be started; `error`.
+fn stopped(mut child: std::process::Child, error: io::Error) -> io::Error {
+    let _ = kill_process_group(Pid::from_child(&child), Signal::KILL);
+    let _ = child.wait();
+    error
 }
 
 #[cfg(test)]
