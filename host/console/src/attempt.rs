@@ -116,14 +116,11 @@ fn branch_diff(
     branch: &str,
     max: usize,
 ) -> Result<leviathan_forge::git::Diff, String> {
-    let Some((forge, t)) = state.forge().and_then(|f| {
-        f.config
-            .current()
-            .targets
-            .iter()
-            .find(|t| t.id == target)
-            .map(|t| (f, t.clone()))
-    }) else {
+    let config = state.forge().map(|f| (f, f.config.current()));
+    let Some((forge, t)) = config
+        .as_ref()
+        .and_then(|(f, c)| c.targets.iter().find(|t| t.id == target).map(|t| (f, t)))
+    else {
         return Err("the target is not in the configuration".into());
     };
     let clone = forge.work_dir.join(target);

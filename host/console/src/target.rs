@@ -296,16 +296,14 @@ pub fn render(state: &dyn ConsoleHost, session: &super::session::Session, id: &s
     let last_seq = state.log().last_seq();
     // A configured target, or one the passes discovered in an App installation.
     let discovered = state.discovered_targets();
-    let target = state.forge().and_then(|f| {
-        f.config
-            .current()
-            .targets
+    let config = state.forge().map(|f| (f, f.config.current()));
+    let target = config.as_ref().and_then(|(f, c)| {
+        c.targets
             .iter()
             .chain(&discovered)
             .find(|t| t.id == id)
-            .map(|t| (f, t.clone()))
+            .map(|t| (*f, t))
     });
-    let target = target.as_ref().map(|(f, t)| (*f, t));
     let Ok((view, host_paused)) = state
         .log()
         .with_projection(|p| (p.targets.get(id).cloned(), p.paused))

@@ -11,6 +11,7 @@ pub mod config;
 pub mod cron;
 pub mod digest;
 pub mod git_env;
+pub mod in_force;
 pub mod live_config;
 pub mod paths;
 pub mod percent;

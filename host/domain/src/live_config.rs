@@ -3,14 +3,15 @@
 //! changes the shard count, leaves the configuration in force as it was.
 
 use crate::config::Config;
+use crate::in_force::InForce;
 use crate::yaml::InputError;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// The configuration in force, replaced whole by [`LiveConfig::reload`]; readers take
 /// the current one for the length of their work (a pass, a request).
 #[derive(Debug)]
 pub struct LiveConfig {
-    current: RwLock<Arc<Config>>,
+    current: InForce<Config>,
 }
 
 /// What a reload changed.
@@ -42,16 +43,13 @@ impl LiveConfig {
     /// `config` in force.
     pub fn new(config: Config) -> LiveConfig {
         LiveConfig {
-            current: RwLock::new(Arc::new(config)),
+            current: InForce::new(config),
         }
     }
 
     /// The configuration in force.
     pub fn current(&self) -> Arc<Config> {
-        match self.current.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.current.current()
     }
 
     /// Reads the configuration's file again and puts it in force.
@@ -80,11 +78,7 @@ impl LiveConfig {
                 .cloned()
                 .collect(),
         };
-        let mut slot = match self.current.write() {
-            Ok(slot) => slot,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *slot = Arc::new(new);
+        self.current.replace(Arc::new(new));
         Ok(reloaded)
     }
 }

@@ -389,14 +389,16 @@ impl<'a> Fields<'a> {
         match self.get(field) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(Value::String(s)) if yaml11_bool(s).is_some() => Ok(yaml11_bool(s)),
-            Some(v) => Err(self.error(
-                field,
-                format!(
-                    "expected true or false (or yes, no, on, off), found {}",
-                    describe(v)
-                ),
-            )),
+            Some(v) => match v.as_str().and_then(yaml11_bool) {
+                Some(b) => Ok(Some(b)),
+                None => Err(self.error(
+                    field,
+                    format!(
+                        "expected true or false (or yes, no, on, off), found {}",
+                        describe(v)
+                    ),
+                )),
+            },
         }
     }
 

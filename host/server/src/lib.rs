@@ -570,39 +570,65 @@ fn file_identity(path: &std::path::Path) -> Option<(u64, u64, u64, i64, i64)> {
 /// briefly missing during an update keeps what is in force and is reloaded once it is
 /// back.
 async fn reload_on_change(state: Arc<AppState>, every: Duration) {
-    let config_file = state
+    let mut tokens = WatchedFile::new(state.tokens_file.clone());
+    let mut config = state
         .forge
         .as_ref()
-        .map(|f| f.config.current().source.clone());
-    let mut seen = file_identity(&state.tokens_file);
-    let mut seen_config = config_file.as_deref().and_then(file_identity);
+        .map(|f| WatchedFile::new(f.config.current().source.clone()));
     let mut stop = state.shutdown.clone();
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|stopping| *stopping) => return,
         }
-        if let Some(file) = &config_file {
-            let now = file_identity(file);
-            if now != seen_config {
-                seen_config = now;
-                match seen_config {
-                    None => tracing::warn!(
-                        "targets configuration file missing; the configuration in force stays"
-                    ),
-                    Some(_) => reload_config_and_log(&state, "file changed"),
-                }
+        match config.as_mut().map(WatchedFile::poll) {
+            Some(Change::Changed) => reload_config_and_log(&state, "file changed"),
+            Some(Change::Missing) => tracing::warn!(
+                "targets configuration file missing; the configuration in force stays"
+            ),
+            Some(Change::None) | None => {}
+        }
+        match tokens.poll() {
+            Change::Changed => reload_and_log(&state, "file changed"),
+            Change::Missing => {
+                tracing::warn!("tokens file missing; the previous tokens stay in force")
             }
+            Change::None => {}
         }
-        let now = file_identity(&state.tokens_file);
-        if now == seen {
-            continue;
+    }
+}
+
+/// A file checked for a change of its identity ([`file_identity`]).
+struct WatchedFile {
+    path: PathBuf,
+    seen: Option<(u64, u64, u64, i64, i64)>,
+}
+
+/// What a check of a [`WatchedFile`] found.
+enum Change {
+    None,
+    /// It changed and is there.
+    Changed,
+    /// It went away.
+    Missing,
+}
+
+impl WatchedFile {
+    fn new(path: PathBuf) -> WatchedFile {
+        let seen = file_identity(&path);
+        WatchedFile { path, seen }
+    }
+
+    fn poll(&mut self) -> Change {
+        let now = file_identity(&self.path);
+        if now == self.seen {
+            return Change::None;
         }
-        seen = now;
-        if seen.is_none() {
-            tracing::warn!("tokens file missing; the previous tokens stay in force");
-            continue;
+        self.seen = now;
+        if self.seen.is_some() {
+            Change::Changed
+        } else {
+            Change::Missing
         }
-        reload_and_log(&state, "file changed");
     }
 }

@@ -7,40 +7,15 @@ use crate::Sandbox;
 use leviathan_domain::policy::PluginPolicy;
 use notify::Watcher as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The current plugin set, replaced as a whole on reload.
-pub struct SharedPlugins {
-    current: RwLock<Arc<PluginSet>>,
-}
-
-impl SharedPlugins {
-    /// Starts with `set`.
-    pub fn new(set: PluginSet) -> SharedPlugins {
-        SharedPlugins {
-            current: RwLock::new(Arc::new(set)),
-        }
-    }
-
-    /// The set in force now; holding it keeps its plugins alive.
-    pub fn current(&self) -> Arc<PluginSet> {
-        match self.current.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    fn replace(&self, set: Arc<PluginSet>) {
-        match self.current.write() {
-            Ok(mut c) => *c = set,
-            Err(poisoned) => *poisoned.into_inner() = set,
-        }
-    }
-}
+/// The current plugin set, replaced as a whole on reload; holding the set taken
+/// keeps its plugins alive.
+pub type SharedPlugins = leviathan_domain::in_force::InForce<PluginSet>;
 
 /// A running watch; dropping it stops watching.
 pub struct Watch {
