@@ -1046,11 +1046,41 @@ fn the_operators_own_git_configuration_and_environment_stay_out_of_the_hosts_clo
         std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o755);
         std::fs::set_permissions(hooks.join(hook), mode).unwrap();
     }
+    // `git lfs install`'s filters (a script that records where it ran), and a target
+    // whose attributes put its Markdown under them.
+    let filter = hooks.join("lfs-filter");
+    std::fs::write(
+        &filter,
+        format!(
+            "#!/bin/sh\necho lfs-$1 \"$PWD\" >> {}\ncat\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let mut mode = std::fs::metadata(&filter).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o755);
+    std::fs::set_permissions(&filter, mode).unwrap();
+    let edit = world.path("alpha-edit");
+    git(
+        &world.path(""),
+        &["clone", "--quiet", "alpha.git", edit.to_str().unwrap()],
+    );
+    std::fs::write(
+        edit.join(".gitattributes"),
+        "*.md filter=lfs diff=lfs merge=lfs -text\n",
+    )
+    .unwrap();
+    git(&edit, &["add", ".gitattributes"]);
+    git(&edit, &["commit", "--quiet", "-m", "LFS for Markdown"]);
+    git(&edit, &["push", "--quiet", "origin", "main"]);
     std::fs::write(
         home.join(".gitconfig"),
         format!(
-            "[commit]\n\tgpgSign = true\n[core]\n\thooksPath = {}\n\tautocrlf = true\n[submodule]\n\trecurse = true\n",
-            hooks.display()
+            "[commit]\n\tgpgSign = true\n[core]\n\thooksPath = {hooks}\n\tautocrlf = true\n[submodule]\n\trecurse = true\n\
+             [filter \"lfs\"]\n\tsmudge = {filter} smudge\n\tclean = {filter} clean\n\tprocess = {filter} process\n\trequired = true\n\
+             [gc]\n\tautoDetach = true\n",
+            hooks = hooks.display(),
+            filter = filter.display(),
         ),
     )
     .unwrap();
@@ -1075,11 +1105,12 @@ fn the_operators_own_git_configuration_and_environment_stay_out_of_the_hosts_clo
         String::from_utf8_lossy(&out.stderr)
     );
     // The push runs the remote's own receive side, which keeps its configuration (a
-    // local forge's repository is the operator's); no hook runs in the host's clones.
+    // local forge's repository is the operator's); no hook or filter runs in the
+    // host's clones.
     let ran = std::fs::read_to_string(&marker).unwrap_or_default();
     assert!(
         !ran.contains("data-work"),
-        "the operator's hooks ran in a clone: {ran}"
+        "the operator's hooks or filters ran in a clone: {ran}"
     );
     assert!(!world.path("stray-index").exists());
 }

@@ -353,7 +353,14 @@ impl Clone {
 /// fail (or prompt) for the host's commits, the operator's hooks would run in them,
 /// line-ending conversion and a file-system monitor would change what the host reads
 /// from the worktree, and submodule recursion would fetch whatever URLs a target's
-/// `.gitmodules` names. Credentials, proxies, `url.*.insteadOf` and `core.sshCommand`
+/// `.gitmodules` names. Git LFS's filters (installed in the global configuration by
+/// `git lfs install`) would download from the server a target's `.lfsconfig` names at
+/// every checkout, and store the host's own writes as pointers whose objects no push
+/// uploads (hooks are off): the host reads and writes files as they are in the
+/// repository, pointers included. Automatic maintenance (`gc --auto` after a fetch or a
+/// commit) runs within the command, under its deadline and the clone's claim, instead
+/// of detached: a detached gc outlives the claim, and its lock files would be taken
+/// for a killed git's. Credentials, proxies, `url.*.insteadOf` and `core.sshCommand`
 /// are the operator's to set and stay in force.
 const PINNED_CONFIG: &[(&str, &str)] = &[
     ("commit.gpgSign", "false"),
@@ -363,6 +370,12 @@ const PINNED_CONFIG: &[(&str, &str)] = &[
     ("submodule.recurse", "false"),
     ("fetch.recurseSubmodules", "false"),
     ("advice.detachedHead", "false"),
+    ("filter.lfs.smudge", ""),
+    ("filter.lfs.clean", ""),
+    ("filter.lfs.process", ""),
+    ("filter.lfs.required", "false"),
+    ("gc.autoDetach", "false"),
+    ("maintenance.autoDetach", "false"),
 ];
 
 /// Clears the variables that would point git elsewhere than the clone
@@ -788,6 +801,55 @@ mod tests {
         assert!(!work.exists() && !claim::staging_path(&work).exists());
         // The clone is free again for the next pass.
         drop(claim::Claim::take(&work).unwrap());
+    }
+
+    #[test]
+    fn automatic_maintenance_finishes_within_the_command_that_starts_it() {
+        let root = tempfile::tempdir().unwrap();
+        let bare = remote(root.path());
+        let work = root.path().join("work/target-a");
+        let clone = Clone::prepare(&Remote::local(bare.to_str().unwrap()), &work, "main").unwrap();
+        // Two packs, and settings (the operator's, here the clone's own) under which
+        // the next commit's `gc --auto` repacks them, detached as git does by default.
+        git(&work, &["repack", "-d", "-q"]);
+        std::fs::write(work.join("docs/extra.md"), "extra\n").unwrap();
+        git(&work, &["add", "docs/extra.md"]);
+        git(
+            &work,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-q",
+                "-m",
+                "extra",
+            ],
+        );
+        git(&work, &["repack", "-d", "-q"]);
+        for (key, value) in [
+            ("gc.autoPackLimit", "1"),
+            ("gc.autoDetach", "true"),
+            ("maintenance.autoDetach", "true"),
+        ] {
+            git(&work, &["config", key, value]);
+        }
+        let packs = || {
+            std::fs::read_dir(work.join(".git/objects/pack"))
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().path().extension() == Some("pack".as_ref()))
+                .count()
+        };
+        assert_eq!(packs(), 2);
+        clone
+            .start_branch("agent/task-exec-attempt-docs-1-0badcafe", "main")
+            .unwrap();
+        std::fs::write(work.join("docs/new.md"), "new\n").unwrap();
+        clone.commit(&["docs/new.md".into()], "docs-1").unwrap();
+        // Repacked by the time the commit returned: no gc left running under the claim.
+        assert_eq!(packs(), 1);
+        assert!(!work.join(".git/gc.pid").exists());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! beside the clone, held while the clone is in use). Under the claim, git's lock
 //! files in the clone (`index.lock`, `HEAD.lock`, `refs/…/*.lock`) can only have
 //! been left by a git that was killed (a pod evicted, the host restarted, a command
-//! stopped at its deadline), and git would refuse every later command until someone
+//! stopped at its deadline; automatic maintenance never outlives the command that
+//! starts it, see `PINNED_CONFIG`), and git would refuse every later command until someone
 //! removed them by hand; [`remove_stale_locks`] removes them.
 
 use std::fs::{File, TryLockError};
