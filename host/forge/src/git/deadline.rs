@@ -2,9 +2,7 @@
 //! stops answering (a dropped connection, a firewall that swallows packets) would
 //! otherwise hold the worker serving its target for ever. The command runs in a
 //! process group of its own, so the helpers it starts (`git-remote-https`, `ssh`)
-//! are stopped with it. And git goes when the host does: a host stopped with Ctrl-C
-//! (the signal reaches the terminal's process group, not the command's) or killed
-//! does not leave a fetch running on its own.
+//! are stopped with it.
 
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process_group, waitid};
 use std::io::{self, Read};
@@ -24,27 +22,13 @@ pub struct Finished {
 }
 
 /// Runs `command` (stdin closed, output captured) and kills its process group if it
-/// has not exited within `deadline`. The command is killed too if the calling thread
-/// (which waits for it) goes, with the host.
+/// has not exited within `deadline`.
 pub fn run(command: &mut Command, deadline: Duration) -> io::Result<Finished> {
     command
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let host = rustix::process::getpid();
-    // SAFETY: between fork and exec the closure makes two system calls and
-    // allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-            // The host may have gone between the fork and the call above.
-            if rustix::process::getppid() != Some(host) {
-                return Err(io::Error::from(io::ErrorKind::Interrupted));
-            }
-            Ok(())
-        });
-    }
     let mut child = command.spawn()?;
     let pid = Pid::from_child(&child);
     let stderr = child.stderr.take();
@@ -116,7 +100,6 @@ fn stopped(mut child: std::process::Child, error: io::Error) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
     use std::time::Instant;
 
     #[test]
@@ -150,65 +133,5 @@ mod tests {
         assert_eq!(done.status.signal(), Some(9), "killed, not run to its end");
         std::thread::sleep(Duration::from_secs(4).saturating_sub(started.elapsed()));
         assert!(!marker.exists(), "the grandchild outlived the deadline");
-    }
-
-    /// Where [`a_command_goes_with_the_host`] has its stand-in host write the pid of
-    /// the command it runs.
-    const STAND_IN: &str = "LEVIATHAN_DEADLINE_STAND_IN_PIDFILE";
-
-    /// The stand-in host of [`a_command_goes_with_the_host`], run in a process of its
-    /// own (a plain test run passes over it).
-    #[test]
-    fn stand_in_host_running_a_long_command() {
-        let Some(pidfile) = std::env::var_os(STAND_IN) else {
-            return;
-        };
-        let script = format!(
-            "echo $$ > {}.tmp && mv {0}.tmp {0} && exec sleep 60",
-            Path::new(&pidfile).display()
-        );
-        let _ = run(
-            Command::new("sh").args(["-c", &script]),
-            Duration::from_secs(120),
-        );
-    }
-
-    #[test]
-    fn a_command_goes_with_the_host() {
-        let dir = tempfile::tempdir().unwrap();
-        let pidfile = dir.path().join("pid");
-        let mut host = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "git::deadline::tests::stand_in_host_running_a_long_command",
-                "--test-threads=1",
-            ])
-            .env(STAND_IN, &pidfile)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        let pid = loop {
-            if let Ok(text) = std::fs::read_to_string(&pidfile) {
-                break text.trim().to_string();
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "never started");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        host.kill().unwrap();
-        host.wait().unwrap();
-        // Gone, or a zombie its new parent has not reaped yet.
-        let running = || {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| Some(stat.rsplit_once(") ")?.1.starts_with(['R', 'S', 'D'])))
-                .unwrap_or(false)
-        };
-        let killed = Instant::now();
-        while running() && killed.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(!running(), "the command outlived its host");
     }
 }
