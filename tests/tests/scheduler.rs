@@ -884,10 +884,8 @@ fn a_pass_and_a_local_merge_of_one_target_take_turns() {
     assert!(third[0].contains("a-dependent: PR 2 opened"), "{third:?}");
 }
 
-#[test]
-fn a_silent_remote_is_given_up_and_a_clone_a_crash_left_locked_is_repaired() {
-    let world = World::new();
-    // A remote that accepts connections and never answers.
+/// The port of a remote that accepts connections and never answers.
+fn silent_remote() -> u16 {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -896,6 +894,13 @@ fn a_silent_remote_is_given_up_and_a_clone_a_crash_left_locked_is_repaired() {
             held.push(stream);
         }
     });
+    port
+}
+
+#[test]
+fn a_silent_remote_is_given_up_and_a_clone_a_crash_left_locked_is_repaired() {
+    let world = World::new();
+    let port = silent_remote();
     std::fs::write(
         world.path("leviathan.yaml"),
         format!(
@@ -921,6 +926,80 @@ fn a_silent_remote_is_given_up_and_a_clone_a_crash_left_locked_is_repaired() {
         "{second}"
     );
     assert!(!world.path("data-work/alpha/.git/index.lock").exists());
+}
+
+/// The processes (not yet exited) whose command line names `needle`.
+fn processes_naming(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let dir = entry.path();
+        let Ok(cmdline) = std::fs::read(dir.join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let alive = std::fs::read_to_string(dir.join("stat"))
+            .ok()
+            .and_then(|stat| Some(!stat.rsplit_once(") ")?.1.starts_with(['Z', 'X'])))
+            .unwrap_or(false);
+        if alive && cmdline.contains(needle) {
+            found.push(cmdline);
+        }
+    }
+    found
+}
+
+#[test]
+fn ctrl_c_on_tick_stops_its_git_commands_too() {
+    let world = World::new();
+    let port = silent_remote();
+    let url = format!("http://127.0.0.1:{port}/acme/silent.git");
+    std::fs::write(
+        world.path("leviathan.yaml"),
+        format!("targets:\n  - id: silent\n    repository: {url}\n"),
+    )
+    .unwrap();
+    let tick = Command::new(host_binary())
+        .args(["tick", "--plugin-dir"])
+        .arg(registry())
+        .arg("--data-dir")
+        .arg(world.path("data"))
+        .env("LEVIATHAN_CONFIG", world.path("leviathan.yaml"))
+        .env("LEVIATHAN_CACHE_DIR", root().join("target/test-cache"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while processes_naming(&url).is_empty() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the clone never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // What a terminal's Ctrl-C sends the foreground process (the clone is in a
+    // process group of its own).
+    let sent = Command::new("kill")
+        .args(["-INT", &tick.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = tick.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stopped = std::time::Instant::now();
+    while !processes_naming(&url).is_empty() && stopped.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        processes_naming(&url),
+        Vec::<String>::new(),
+        "git outlived the host"
+    );
 }
 
 impl Served {

@@ -45,6 +45,7 @@ pub fn tick(
     let config = Config::load(config)?;
     let log = EventLog::open(data_dir)?;
     let shard = claim_shard(&config, &log, shard_index)?;
+    stop_git_on_signal();
     let sandbox = Sandbox::new(ArtifactCache::new(ArtifactCache::default_dir()))?;
     let github = leviathan_forge::github::clients::GitHubClients::for_config(&config);
     let scheduler = Scheduler {
@@ -61,6 +62,46 @@ pub fn tick(
         println!("{}: {}", report.target, report.outcome);
     }
     Ok(0)
+}
+
+/// Makes Ctrl-C and SIGTERM stop `tick` or `prs merge|close` as they did (exit
+/// status 130 and 143), after killing the git commands it has running: in process groups of their own (for
+/// their deadline), they do not get the terminal's signal, and would go on in a
+/// clone the next run takes as free.
+fn stop_git_on_signal() {
+    if let Err(e) = watch_signals() {
+        eprintln!("no signal watcher ({e}): Ctrl-C leaves running git commands to finish");
+    }
+}
+
+/// Takes over SIGINT and SIGTERM (before returning, so none is missed) and waits for
+/// them on a thread of its own.
+fn watch_signals() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut interrupt, mut terminate) = {
+        let _context = runtime.enter();
+        (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        )
+    };
+    std::thread::Builder::new()
+        .name("tick-signals".into())
+        .spawn(move || {
+            let code = runtime.block_on(async {
+                tokio::select! {
+                    _ = interrupt.recv() => 130,
+                    _ = terminate.recv() => 143,
+                }
+            });
+            let stopped = leviathan_forge::git::stop_remote_commands();
+            eprintln!("stopped by a signal ({stopped} git command(s) stopped with it)");
+            std::process::exit(code);
+        })?;
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -147,6 +188,7 @@ fn act(
 ) -> Result<i32> {
     let config = Config::load(config)?;
     let log = EventLog::open(data_dir)?;
+    stop_git_on_signal();
     let done = merge_or_close_local(
         &config,
         &log,

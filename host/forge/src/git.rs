@@ -13,6 +13,8 @@
 mod claim;
 mod deadline;
 
+pub use deadline::stop_all as stop_remote_commands;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

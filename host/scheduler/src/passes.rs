@@ -178,7 +178,10 @@ impl Passes {
         if thread.is_finished() {
             let _ = thread.join();
         } else {
+            // Its git commands would otherwise go on in clones whose claims are let go.
+            let stopped = leviathan_forge::git::stop_remote_commands();
             tracing::warn!(
+                git_commands_stopped = stopped,
                 "a scheduler pass is still running at shutdown; its events so far are durable"
             );
         }

@@ -2,7 +2,9 @@
 //! stops answering (a dropped connection, a firewall that swallows packets) would
 //! otherwise hold the worker serving its target for ever. The command runs in a
 //! process group of its own, so the helpers it starts (`git-remote-https`, `ssh`)
-//! are stopped with it.
+//! are stopped with it. Being in a group of its own, it does not get the signal a
+//! terminal's Ctrl-C sends the host: a host that stops calls [`stop_all`] to take
+//! its running commands with it.
 
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process_group, waitid};
 use std::io::{self, Read};
@@ -21,16 +23,42 @@ pub struct Finished {
     pub timed_out: bool,
 }
 
+/// The process groups of the commands running under a deadline. A group is listed
+/// from its start until its leader has exited and before it is reaped, so a kill
+/// through this list never reaches a recycled process id.
+static RUNNING: Mutex<Vec<Pid>> = Mutex::new(Vec::new());
+
+fn running() -> std::sync::MutexGuard<'static, Vec<Pid>> {
+    RUNNING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Kills every command running under a deadline, with its helpers, and returns how
+/// many there were: what a host that is stopping does last, so that no git goes on
+/// in a clone whose claim the host is letting go (the next run would take its
+/// lock files for a killed git's). The commands' callers see them fail.
+pub fn stop_all() -> usize {
+    let groups = running();
+    for &group in groups.iter() {
+        let _ = kill_process_group(group, Signal::KILL);
+    }
+    groups.len()
+}
+
 /// Runs `command` (stdin closed, output captured) and kills its process group if it
-/// has not exited within `deadline`.
+/// has not exited within `deadline` (or at [`stop_all`]).
 pub fn run(command: &mut Command, deadline: Duration) -> io::Result<Finished> {
     command
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // Listed under the lock it was spawned under: a concurrent [`stop_all`] kills it
+    // or comes before it.
+    let mut listed = running();
     let mut child = command.spawn()?;
     let pid = Pid::from_child(&child);
+    listed.push(pid);
+    drop(listed);
     let stderr = child.stderr.take();
     let stderr_reader = std::thread::Builder::new()
         .name("git-stderr".into())
@@ -78,6 +106,7 @@ pub fn run(command: &mut Command, deadline: Duration) -> io::Result<Finished> {
     let exit = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT;
     while let Err(rustix::io::Errno::INTR) = waitid(WaitId::Pid(pid), exit) {}
     *exited.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    running().retain(|&p| p != pid);
     drop(done);
     let timed_out = watchdog.join().unwrap_or(false);
     let status = child.wait()?;
@@ -92,7 +121,11 @@ pub fn run(command: &mut Command, deadline: Duration) -> io::Result<Finished> {
 
 /// Stops `child` (and its group) when what watches it cannot be started; `error`.
 fn stopped(mut child: std::process::Child, error: io::Error) -> io::Error {
-    let _ = kill_process_group(Pid::from_child(&child), Signal::KILL);
+    let pid = Pid::from_child(&child);
+    let _ = kill_process_group(pid, Signal::KILL);
+    let exit = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT;
+    while let Err(rustix::io::Errno::INTR) = waitid(WaitId::Pid(pid), exit) {}
+    running().retain(|&p| p != pid);
     let _ = child.wait();
     error
 }
@@ -133,5 +166,68 @@ mod tests {
         assert_eq!(done.status.signal(), Some(9), "killed, not run to its end");
         std::thread::sleep(Duration::from_secs(4).saturating_sub(started.elapsed()));
         assert!(!marker.exists(), "the grandchild outlived the deadline");
+    }
+
+    /// Set for the process [`a_host_that_stops_takes_its_commands_with_it`] runs
+    /// its stand-in host in ([`stop_all`] would stop other tests' commands here).
+    const STAND_IN: &str = "LEVIATHAN_DEADLINE_STAND_IN";
+
+    #[test]
+    fn a_host_that_stops_takes_its_commands_with_it() {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "git::deadline::tests::stand_in_host_stopping",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env(STAND_IN, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("stand-in host stopped"),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The stand-in host of [`a_host_that_stops_takes_its_commands_with_it`]; a plain
+    /// test run passes over it.
+    #[test]
+    fn stand_in_host_stopping() {
+        if std::env::var_os(STAND_IN).is_none() {
+            return;
+        }
+        // Two commands far from their deadline, one of them with a helper.
+        let commands: Vec<_> = ["sleep 60", "sleep 60 & sleep 60"]
+            .into_iter()
+            .map(|script| {
+                std::thread::spawn(move || {
+                    run(
+                        Command::new("sh").args(["-c", script]),
+                        Duration::from_secs(120),
+                    )
+                    .unwrap()
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        while running().len() < 2 {
+            assert!(started.elapsed() < Duration::from_secs(30), "never started");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(stop_all(), 2);
+        for command in commands {
+            let done = command.join().unwrap();
+            assert!(!done.timed_out);
+            assert!(!done.status.success(), "killed, not run to its end");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the helper held the pipes open"
+        );
+        assert!(running().is_empty());
+        println!("stand-in host stopped");
     }
 }
