@@ -65,9 +65,9 @@ pub fn tick(
 }
 
 /// Makes Ctrl-C and SIGTERM stop `tick` or `prs merge|close` as they did (exit
-/// status 130 and 143), after killing the git commands it has running: in process groups of their own (for
-/// their deadline), they do not get the terminal's signal, and would go on in a
-/// clone the next run takes as free.
+/// status 130 and 143), after killing the git commands it has running: in process
+/// groups of their own (for their deadline), they do not get the terminal's signal,
+/// and would go on in a clone the next run takes as free.
 fn stop_git_on_signal() {
     if let Err(e) = watch_signals() {
         eprintln!("no signal watcher ({e}): Ctrl-C leaves running git commands to finish");

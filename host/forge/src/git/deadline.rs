@@ -102,11 +102,8 @@ pub fn run(command: &mut Command, deadline: Duration) -> io::Result<Finished> {
     if let Some(mut pipe) = child.stdout.take() {
         let _ = pipe.read_to_end(&mut stdout);
     }
-    // Wait for the exit without reaping the child (again when a signal interrupts).
-    let exit = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT;
-    while let Err(rustix::io::Errno::INTR) = waitid(WaitId::Pid(pid), exit) {}
+    wait_unreaped(pid);
     *exited.lock().unwrap_or_else(|p| p.into_inner()) = true;
-    running().retain(|&p| p != pid);
     drop(done);
     let timed_out = watchdog.join().unwrap_or(false);
     let status = child.wait()?;
@@ -123,11 +120,18 @@ pub fn run(command: &mut Command, deadline: Duration) -> io::Result<Finished> {
 fn stopped(mut child: std::process::Child, error: io::Error) -> io::Error {
     let pid = Pid::from_child(&child);
     let _ = kill_process_group(pid, Signal::KILL);
+    wait_unreaped(pid);
+    let _ = child.wait();
+    error
+}
+
+/// Waits for the child `pid` to exit without reaping it (again when a signal
+/// interrupts), then takes it off [`RUNNING`]: until the caller reaps it, its id
+/// is still its own.
+fn wait_unreaped(pid: Pid) {
     let exit = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT;
     while let Err(rustix::io::Errno::INTR) = waitid(WaitId::Pid(pid), exit) {}
     running().retain(|&p| p != pid);
-    let _ = child.wait();
-    error
 }
 
 #[cfg(test)]
