@@ -969,14 +969,7 @@ fn ctrl_c_on_tick_stops_its_git_commands_too() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    while processes_naming(&url).is_empty() {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "the clone never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_process_naming(&url);
     // What a terminal's Ctrl-C sends the foreground process (the clone is in a
     // process group of its own).
     let sent = Command::new("kill")
@@ -991,15 +984,47 @@ fn ctrl_c_on_tick_stops_its_git_commands_too() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stopped = std::time::Instant::now();
-    while !processes_naming(&url).is_empty() && stopped.elapsed().as_secs() < 10 {
+    assert_no_process_left_naming(&url);
+}
+
+/// Waits (at most 60 s) until a process names `needle`.
+fn wait_for_process_naming(needle: &str) {
+    let started = std::time::Instant::now();
+    while processes_naming(needle).is_empty() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no process names {needle}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Waits (at most 10 s) until no process names `needle`; panics naming them otherwise.
+fn assert_no_process_left_naming(needle: &str) {
+    let started = std::time::Instant::now();
+    while !processes_naming(needle).is_empty() && started.elapsed().as_secs() < 10 {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(
-        processes_naming(&url),
+        processes_naming(needle),
         Vec::<String>::new(),
         "git outlived the host"
     );
+}
+
+#[test]
+fn serve_stopped_mid_pass_stops_its_git_commands_at_the_end_of_its_grace() {
+    let world = World::new();
+    let url = format!("http://127.0.0.1:{}/acme/silent.git", silent_remote());
+    std::fs::write(
+        world.path("leviathan.yaml"),
+        format!("targets:\n  - id: silent\n    repository: {url}\n"),
+    )
+    .unwrap();
+    let served = Served::start(&world, registry(), &["--shutdown-grace-secs", "1"]);
+    wait_for_process_naming(&url);
+    assert!(served.stop(), "serve stops cleanly");
+    assert_no_process_left_naming(&url);
 }
 
 impl Served {
