@@ -60,6 +60,18 @@ struct World {
     dir: tempfile::TempDir,
 }
 
+/// What `command` printed (stdout, then stderr); panics with it unless it succeeded.
+fn succeeded(mut command: Command) -> String {
+    let out = command.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{command:?}: {text}");
+    text
+}
+
 impl World {
     fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
@@ -77,27 +89,30 @@ impl World {
         self.dir.path().join(rel)
     }
 
-    fn host(&self, args: &[&str]) -> String {
-        let out = Command::new(host_binary())
+    /// The host command `args` on this world's data directory and configuration.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(host_binary());
+        command
             .args(args)
             .arg("--data-dir")
             .arg(self.path("data"))
             .env("LEVIATHAN_CONFIG", self.path("leviathan.yaml"))
-            .env("LEVIATHAN_CACHE_DIR", root().join("target/test-cache"))
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{args:?}: {text}");
-        text
+            .env("LEVIATHAN_CACHE_DIR", root().join("target/test-cache"));
+        command
+    }
+
+    /// `tick` on this world, as [`World::command`].
+    fn tick_command(&self) -> Command {
+        let plugins = registry().display().to_string();
+        self.command(&["tick", "--plugin-dir", &plugins])
+    }
+
+    fn host(&self, args: &[&str]) -> String {
+        succeeded(self.command(args))
     }
 
     fn tick(&self) -> String {
-        let plugins = registry().display().to_string();
-        self.host(&["tick", "--plugin-dir", &plugins])
+        succeeded(self.tick_command())
     }
 
     fn events_since(&self, after: u64) -> Vec<Event> {
@@ -948,23 +963,24 @@ fn processes_naming(needle: &str) -> Vec<String> {
     found
 }
 
-#[test]
-fn ctrl_c_on_tick_stops_its_git_commands_too() {
+/// A world whose one target is a silent remote (under the default git deadline of
+/// 600 s), and that remote's URL.
+fn world_with_a_silent_target() -> (World, String) {
     let world = World::new();
-    let port = silent_remote();
-    let url = format!("http://127.0.0.1:{port}/acme/silent.git");
+    let url = format!("http://127.0.0.1:{}/acme/silent.git", silent_remote());
     std::fs::write(
         world.path("leviathan.yaml"),
         format!("targets:\n  - id: silent\n    repository: {url}\n"),
     )
     .unwrap();
-    let tick = Command::new(host_binary())
-        .args(["tick", "--plugin-dir"])
-        .arg(registry())
-        .arg("--data-dir")
-        .arg(world.path("data"))
-        .env("LEVIATHAN_CONFIG", world.path("leviathan.yaml"))
-        .env("LEVIATHAN_CACHE_DIR", root().join("target/test-cache"))
+    (world, url)
+}
+
+#[test]
+fn ctrl_c_on_tick_stops_its_git_commands_too() {
+    let (world, url) = world_with_a_silent_target();
+    let tick = world
+        .tick_command()
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -1014,13 +1030,7 @@ fn assert_no_process_left_naming(needle: &str) {
 
 #[test]
 fn serve_stopped_mid_pass_stops_its_git_commands_at_the_end_of_its_grace() {
-    let world = World::new();
-    let url = format!("http://127.0.0.1:{}/acme/silent.git", silent_remote());
-    std::fs::write(
-        world.path("leviathan.yaml"),
-        format!("targets:\n  - id: silent\n    repository: {url}\n"),
-    )
-    .unwrap();
+    let (world, url) = world_with_a_silent_target();
     let served = Served::start(&world, registry(), &["--shutdown-grace-secs", "1"]);
     wait_for_process_naming(&url);
     assert!(served.stop(), "serve stops cleanly");
@@ -1188,13 +1198,8 @@ fn the_operators_own_git_configuration_and_environment_stay_out_of_the_hosts_clo
         ),
     )
     .unwrap();
-    let out = Command::new(host_binary())
-        .args(["tick", "--plugin-dir"])
-        .arg(registry())
-        .arg("--data-dir")
-        .arg(world.path("data"))
-        .env("LEVIATHAN_CONFIG", world.path("leviathan.yaml"))
-        .env("LEVIATHAN_CACHE_DIR", root().join("target/test-cache"))
+    let out = world
+        .tick_command()
         .env("HOME", &home)
         .env("XDG_CONFIG_HOME", home.join(".config"))
         // As if started from a git hook or alias of another repository.
