@@ -359,10 +359,10 @@ impl Clone {
 /// `git lfs install`) would download from the server a target's `.lfsconfig` names at
 /// every checkout, and store the host's own writes as pointers whose objects no push
 /// uploads (hooks are off): the host reads and writes files as they are in the
-/// repository, pointers included. Automatic maintenance (`gc --auto` after a fetch or a
-/// commit) runs within the command, under its deadline and the clone's claim, instead
-/// of detached: a detached gc outlives the claim, and its lock files would be taken
-/// for a killed git's. Credentials, proxies, `url.*.insteadOf` and `core.sshCommand`
+/// repository, pointers included. Automatic maintenance (`gc --auto` after a commit or
+/// a merge; the host's fetches skip it) runs within the command, under the clone's
+/// claim, instead of detached: a detached gc outlives the claim, and its lock files
+/// would be taken for a killed git's. Credentials, proxies, `url.*.insteadOf` and `core.sshCommand`
 /// are the operator's to set and stay in force.
 const PINNED_CONFIG: &[(&str, &str)] = &[
     ("commit.gpgSign", "false"),

@@ -6,8 +6,8 @@
 //! files in the clone (`index.lock`, `HEAD.lock`, `refs/…/*.lock`) can only have
 //! been left by a git that was killed (a pod evicted, the host restarted, a command
 //! stopped at its deadline; automatic maintenance never outlives the command that
-//! starts it, see `PINNED_CONFIG`), and git would refuse every later command until someone
-//! removed them by hand; [`remove_stale_locks`] removes them.
+//! starts it, see `PINNED_CONFIG`), and git would refuse every later command until
+//! someone removed them by hand; [`remove_stale_locks`] removes them.
 
 use std::fs::{File, TryLockError};
 use std::io::{self, Read};
