@@ -748,26 +748,20 @@ fn serve_routes_each_target_under_its_own_plugin_rules() {
 #[test]
 fn a_relative_config_path_finds_the_repositories_beside_it() {
     let world = World::new();
-    let out = Command::new(host_binary())
-        .args([
-            "tick",
-            "--config",
-            "leviathan.yaml",
-            "--data-dir",
-            "data",
-            "--plugin-dir",
-        ])
-        .arg(registry())
-        .current_dir(world.dir.path())
-        .env("LEVIATHAN_CACHE_DIR", root().join("target/test-cache"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains("alpha: a-docs: PR 1 opened"),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut tick = Command::new(host_binary());
+    tick.args([
+        "tick",
+        "--config",
+        "leviathan.yaml",
+        "--data-dir",
+        "data",
+        "--plugin-dir",
+    ])
+    .arg(registry())
+    .current_dir(world.dir.path())
+    .env("LEVIATHAN_CACHE_DIR", root().join("target/test-cache"));
+    let text = succeeded(tick);
+    assert!(text.contains("alpha: a-docs: PR 1 opened"), "{text}");
 }
 
 #[test]
@@ -1198,21 +1192,14 @@ fn the_operators_own_git_configuration_and_environment_stay_out_of_the_hosts_clo
         ),
     )
     .unwrap();
-    let out = world
-        .tick_command()
-        .env("HOME", &home)
+    let mut tick = world.tick_command();
+    tick.env("HOME", &home)
         .env("XDG_CONFIG_HOME", home.join(".config"))
         // As if started from a git hook or alias of another repository.
         .env("GIT_DIR", world.path("alpha.git"))
-        .env("GIT_INDEX_FILE", world.path("stray-index"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains("alpha: a-docs: PR 1 opened"),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .env("GIT_INDEX_FILE", world.path("stray-index"));
+    let text = succeeded(tick);
+    assert!(text.contains("alpha: a-docs: PR 1 opened"), "{text}");
     // The push runs the remote's own receive side, which keeps its configuration (a
     // local forge's repository is the operator's); no hook or filter runs in the
     // host's clones.
