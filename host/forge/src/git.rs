@@ -8,10 +8,12 @@
 //! moved into place (a killed clone never looks finished), git's stale lock files are
 //! removed under the clone's claim ([`claim`]), its `origin` follows the configured
 //! remote, and every command that talks to the remote runs under a deadline
-//! ([`deadline`]).
+//! ([`deadline`]). A fetch runs only when the remote's branches differ from what the
+//! clone last saw of them ([`refs`]).
 
 mod claim;
 mod deadline;
+mod refs;
 
 pub use deadline::stop_all as stop_remote_commands;
 
@@ -65,6 +67,9 @@ pub struct Clone {
     timeout: Duration,
     /// The clone's lock, held while this value lives (none for a replay's checkout).
     _claim: Option<claim::Claim>,
+    /// The remote-tracking branches, when read since the last command that talked to
+    /// the remote (which may have changed them).
+    tracking: std::sync::Mutex<Option<refs::Branches>>,
 }
 
 impl Clone {
@@ -94,6 +99,7 @@ impl Clone {
             author: None,
             timeout: remote.timeout,
             _claim: Some(claim),
+            tracking: std::sync::Mutex::new(None),
         };
         let git_dir = dir.join(".git");
         if !git_dir.is_dir() {
@@ -109,17 +115,39 @@ impl Clone {
             // fetch and push where the configuration says, never where it said.
             clone.run(&["remote", "set-url", "origin", remote.url])?;
         }
-        // No tags (the host never reads them) and no automatic maintenance after
-        // every fetch (a further git process each time; commits still trigger it).
-        clone.run_remote(&[
-            "fetch",
-            "--quiet",
-            "--prune",
-            "--no-tags",
-            "--no-auto-maintenance",
-            "origin",
-        ])?;
+        // Most passes find the remote as the clone last saw it: its branches are
+        // listed first (one connection and no connectivity check), and the fetch runs
+        // only when they differ from the remote-tracking refs.
+        let listed = refs::parse(
+            &clone.run_remote(&["ls-remote", "--heads", "origin"])?,
+            refs::HEADS,
+        );
+        let tracking = clone.tracking_branches()?;
+        if listed != tracking {
+            // No tags (the host never reads them) and no automatic maintenance after
+            // every fetch (a further git process each time; commits still trigger it).
+            clone.run_remote(&[
+                "fetch",
+                "--quiet",
+                "--prune",
+                "--no-tags",
+                "--no-auto-maintenance",
+                "origin",
+            ])?;
+        }
         Ok(clone)
+    }
+
+    /// The remote-tracking branches, as last read or read now (and kept until a
+    /// command talks to the remote).
+    fn tracking_branches(&self) -> Result<refs::Branches, GitError> {
+        let mut known = self.tracking.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(branches) = known.as_ref() {
+            return Ok(branches.clone());
+        }
+        let branches = refs::parse(&self.run(refs::FOR_EACH_REF)?, refs::TRACKING);
+        *known = Some(branches.clone());
+        Ok(branches)
     }
 
     /// Clones `url` beside the clone's directory and moves it into place: a clone
@@ -215,6 +243,8 @@ impl Clone {
 
     /// Runs a command that talks to the remote in `dir`, under the clone's deadline.
     fn run_remote_in(&self, dir: &Path, args: &[&str]) -> Result<String, GitError> {
+        // A fetch, push or deletion updates the remote-tracking refs, even one that fails.
+        *self.tracking.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let done = deadline::run(&mut self.command(dir, args), self.timeout)
             .map_err(|e| self.error(args, format!("cannot run git: {e}")))?;
         if done.timed_out {
@@ -332,21 +362,15 @@ impl Clone {
 
     /// The branches on origin whose names start with `prefix`, sorted.
     pub fn remote_branches(&self, prefix: &str) -> Result<Vec<String>, GitError> {
-        // The remote-tracking refs as the last fetch (with --prune) left them, and as
-        // this clone's own pushes and deletions updated them: one local process
-        // instead of a second connection to the remote.
-        let out = self.run(&[
-            "for-each-ref",
-            "--format=%(refname:lstrip=3)",
-            "refs/remotes/origin/",
-        ])?;
-        let mut names: Vec<String> = out
-            .lines()
-            .map(|n| n.trim().to_string())
-            .filter(|n| n.starts_with(prefix) && n != "HEAD")
-            .collect();
-        names.sort();
-        Ok(names)
+        // The remote-tracking refs as the last fetch (with --prune) left them, or as
+        // the listing found them when it skipped the fetch, and as this clone's own
+        // pushes and deletions updated them: no second connection to the remote.
+        Ok(self
+            .tracking_branches()?
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| name.starts_with(prefix))
+            .collect())
     }
 }
 
@@ -557,6 +581,7 @@ pub fn checkout_commit(repo: &Path, commit: &str, dir: &Path) -> Result<(), GitE
         author: None,
         timeout: Duration::from_secs(leviathan_domain::config::DEFAULT_GIT_TIMEOUT_SECONDS),
         _claim: None,
+        tracking: std::sync::Mutex::new(None),
     };
     // The clone runs in `dir`'s parent: a relative `repo` would be read from there.
     let repo = std::fs::canonicalize(repo).map_err(|e| GitError {
@@ -692,6 +717,121 @@ mod tests {
         assert!(!work.join("stray.txt").exists() && !work.join("docs/new.md").exists());
         again.delete_remote(branch).unwrap();
         assert!(again.remote_branches("agent/").unwrap().is_empty());
+    }
+
+    /// `git rev-parse rev` in `dir`.
+    fn commit_at(dir: &Path, rev: &str) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["rev-parse", rev])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    #[test]
+    fn a_fetch_runs_only_when_the_remote_has_changed() {
+        let root = tempfile::tempdir().unwrap();
+        let bare = remote(root.path());
+        let remote = Remote::local(bare.to_str().unwrap());
+        let work = root.path().join("work/target-a");
+        drop(Clone::fetched(&remote, &work).unwrap());
+        let fetch_head = work.join(".git/FETCH_HEAD");
+
+        // Nothing changed: the listing agrees with the tracking refs, no fetch.
+        let clone = Clone::fetched(&remote, &work).unwrap();
+        assert!(!fetch_head.exists(), "a fetch ran though nothing changed");
+        assert_eq!(clone.remote_branches("").unwrap(), ["main"]);
+        // The host's own push updates what the clone knows, without a fetch.
+        clone.start_branch("agent/own", "main").unwrap();
+        clone.push("agent/own").unwrap();
+        assert_eq!(clone.remote_branches("").unwrap(), ["agent/own", "main"]);
+        drop(clone);
+        drop(Clone::fetched(&remote, &work).unwrap());
+        assert!(
+            !fetch_head.exists(),
+            "a fetch ran after the host's own push"
+        );
+
+        // Someone else pushes a commit to main and a new branch: fetched.
+        let other = root.path().join("other");
+        git(
+            root.path(),
+            &[
+                "clone",
+                "--quiet",
+                bare.to_str().unwrap(),
+                other.to_str().unwrap(),
+            ],
+        );
+        std::fs::write(other.join("docs/more.md"), "more\n").unwrap();
+        git(&other, &["add", "."]);
+        git(
+            &other,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "--quiet",
+                "-m",
+                "more",
+            ],
+        );
+        git(
+            &other,
+            &[
+                "push",
+                "--quiet",
+                "origin",
+                "main",
+                "main:refs/heads/agent/theirs",
+            ],
+        );
+        let clone = Clone::fetched(&remote, &work).unwrap();
+        assert!(fetch_head.exists(), "the remote changed and no fetch ran");
+        assert_eq!(commit_at(&work, "origin/main"), commit_at(&other, "main"));
+        assert_eq!(
+            clone.remote_branches("").unwrap(),
+            ["agent/own", "agent/theirs", "main"]
+        );
+        drop(clone);
+
+        // A branch deleted on the remote: the fetch prunes it.
+        std::fs::remove_file(&fetch_head).unwrap();
+        git(
+            &other,
+            &["push", "--quiet", "origin", "--delete", "agent/theirs"],
+        );
+        let clone = Clone::fetched(&remote, &work).unwrap();
+        assert!(fetch_head.exists(), "a branch was deleted and no fetch ran");
+        assert_eq!(clone.remote_branches("").unwrap(), ["agent/own", "main"]);
+        drop(clone);
+
+        // A branch moved, the names all the same.
+        std::fs::remove_file(&fetch_head).unwrap();
+        assert_ne!(
+            commit_at(&work, "origin/agent/own"),
+            commit_at(&other, "main")
+        );
+        git(
+            &other,
+            &[
+                "push",
+                "--quiet",
+                "--force",
+                "origin",
+                "main:refs/heads/agent/own",
+            ],
+        );
+        drop(Clone::fetched(&remote, &work).unwrap());
+        assert!(fetch_head.exists(), "a branch moved and no fetch ran");
+        assert_eq!(
+            commit_at(&work, "origin/agent/own"),
+            commit_at(&other, "main")
+        );
     }
 
     #[test]

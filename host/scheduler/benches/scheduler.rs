@@ -213,7 +213,7 @@ fn run(quick: bool, workers: usize) {
         "tick over {targets} targets x {tasks} tasks, first pass (clone, {opened} attempts, PRs): {first:.2?} = {:.0} attempts/min end to end",
         opened as f64 / first.as_secs_f64() * 60.0
     );
-    println!("second pass (fetch, every target at max_open_prs): {second:.2?}");
+    println!("second pass (every target at max_open_prs, nothing to fetch): {second:.2?}");
     println!(
         "first pass CPU (host + git children): {first_cpu:.2} s = {:.2} of {} cores busy on average",
         first_cpu / first.as_secs_f64(),
