@@ -227,9 +227,14 @@ impl<'de> Visitor<'de> for Budgeted<'_> {
         self.0.charge(0)?;
         let mut out = serde_norway::Mapping::new();
         while let Some(key) = entries.next_key_seed(self)? {
-            if out.contains_key(&key) {
-                // The key is not quoted: errors never repeat the file's contents.
-                return Err(de::Error::custom("duplicate key in a mapping"));
+            if let Some(first) = out.keys().position(|k| k == &key) {
+                // The key is not quoted (errors never repeat the file's contents): it is
+                // named by its place among the mapping's keys.
+                return Err(de::Error::custom(format!(
+                    "duplicate key in a mapping: its key {} repeats its key {}",
+                    out.len() + 1,
+                    first + 1
+                )));
             }
             let value = entries.next_value_seed(self)?;
             out.insert(key, value);
@@ -633,5 +638,18 @@ mod tests {
         assert_eq!(described, "a number");
         let dup = parse(Path::new("t.yaml"), "secret-key: 1\nsecret-key: 2\n").unwrap_err();
         assert!(!dup.to_string().contains("secret-key"), "{dup}");
+    }
+
+    #[test]
+    fn a_duplicate_key_is_named_by_its_place_in_its_mapping() {
+        let text = "tasks:\n  - id: a\n    title: A\n    ready: true\n    title: B\n";
+        let err = parse(Path::new("backlog.yaml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("duplicate key in a mapping: its key 4 repeats its key 2"),
+            "{err}"
+        );
+        assert!(err.starts_with("backlog.yaml: "), "{err}");
     }
 }

@@ -11,6 +11,7 @@
 //! ([`deadline`]). A fetch runs only when the remote's branches differ from what the
 //! clone last saw of them ([`refs`]).
 
+mod capture;
 mod claim;
 mod deadline;
 mod refs;
@@ -256,6 +257,9 @@ impl Clone {
                 ),
             ));
         }
+        if done.stdout_overflowed {
+            return Err(self.error(args, printed_too_much()));
+        }
         self.outcome(args, done.status, &done.stdout, &done.stderr)
     }
 
@@ -263,12 +267,39 @@ impl Clone {
         self.run_remote_in(&self.dir, args)
     }
 
+    /// Runs a command that stays in the clone, its output read within
+    /// [`capture::MAX_STDOUT`] (past that it is killed and fails).
     fn run_in(&self, dir: &Path, args: &[&str]) -> Result<String, GitError> {
-        let out = self
+        let cannot_run = |e: std::io::Error| self.error(args, format!("cannot run git: {e}"));
+        let mut child = self
             .command(dir, args)
-            .output()
-            .map_err(|e| self.error(args, format!("cannot run git: {e}")))?;
-        self.outcome(args, out.status, &out.stdout, &out.stderr)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(cannot_run)?;
+        let stderr = match capture::stderr_in_background(child.stderr.take(), capture::MAX_STDERR) {
+            Ok(reader) => reader,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(cannot_run(e));
+            }
+        };
+        let stdout = child
+            .stdout
+            .take()
+            .and_then(|pipe| capture::read_head(pipe, capture::MAX_STDOUT).ok())
+            .unwrap_or_default();
+        if stdout.overflowed {
+            let _ = child.kill();
+        }
+        let status = child.wait().map_err(cannot_run)?;
+        let stderr = stderr.join().unwrap_or_default();
+        if stdout.overflowed {
+            return Err(self.error(args, printed_too_much()));
+        }
+        self.outcome(args, status, &stdout.bytes, &stderr)
     }
 
     /// A finished command's output, or its error with what git said.
@@ -419,6 +450,14 @@ fn pin_config(c: &mut Command, extra: Option<(&str, &str)>) {
     }
 }
 
+/// What a command that printed past [`capture::MAX_STDOUT`] fails with.
+fn printed_too_much() -> String {
+    format!(
+        "printed more than {} MiB and was stopped (a remote with that many branches is refused)",
+        capture::MAX_STDOUT >> 20
+    )
+}
+
 /// A git command for reading a repository at `dir`, without a pager, external diff
 /// drivers or text conversion, and without asking for credentials.
 fn reader(dir: &Path, args: &[&str]) -> Command {
@@ -437,7 +476,6 @@ fn reader(dir: &Path, args: &[&str]) -> Command {
 /// Runs a read command and returns at most `max` bytes of its output, and whether
 /// there was more (the command is stopped then).
 fn read_bounded(dir: &Path, args: &[&str], max: usize) -> Result<(Vec<u8>, bool), GitError> {
-    use std::io::Read;
     let error = |message: String| GitError {
         dir: dir.to_path_buf(),
         args: args.join(" "),
@@ -448,31 +486,38 @@ fn read_bounded(dir: &Path, args: &[&str], max: usize) -> Result<(Vec<u8>, bool)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| error(format!("cannot run git: {e}")))?;
-    let mut out = Vec::new();
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| error("no output".into()))?;
-    stdout
-        .take(max as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| error(e.to_string()))?;
-    let truncated = out.len() > max;
-    if truncated {
-        out.truncate(max);
+    // Read at the same time as the output: a command that fills its error pipe
+    // while the host waits on the output would otherwise wait for ever.
+    let stderr = match capture::stderr_in_background(child.stderr.take(), 4096) {
+        Ok(reader) => reader,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(error(format!("cannot run git: {e}")));
+        }
+    };
+    let stdout = child.stdout.take().ok_or_else(|| error("no output".into()));
+    let out =
+        stdout.and_then(|pipe| capture::read_head(pipe, max).map_err(|e| error(e.to_string())));
+    if !matches!(
+        out,
+        Ok(capture::Output {
+            overflowed: false,
+            ..
+        })
+    ) {
         let _ = child.kill();
-        let _ = child.wait();
-        return Ok((out, true));
     }
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = (&mut e).take(4096).read_to_string(&mut stderr);
+    let status = child.wait().map_err(|e| error(e.to_string()));
+    let stderr = stderr.join().unwrap_or_default();
+    let out = out?;
+    if out.overflowed {
+        return Ok((out.bytes, true));
     }
-    let status = child.wait().map_err(|e| error(e.to_string()))?;
-    if !status.success() {
-        return Err(error(stderr.trim().to_string()));
+    if !status?.success() {
+        return Err(error(String::from_utf8_lossy(&stderr).trim().to_string()));
     }
-    Ok((out, false))
+    Ok((out.bytes, false))
 }
 
 /// The file at `path` in commit `rev` of the repository at `dir`, read from git's
@@ -943,6 +988,38 @@ mod tests {
         assert!(!work.exists() && !claim::staging_path(&work).exists());
         // The clone is free again for the next pass.
         drop(claim::Claim::take(&work).unwrap());
+    }
+
+    #[test]
+    fn a_remote_that_floods_its_messages_costs_the_host_only_their_end() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let bare = remote(root.path());
+        // The remote's own hook says 16 MiB of `remote: ...` lines, then refuses.
+        let hook = bare.join("hooks/pre-receive");
+        std::fs::write(
+            &hook,
+            "#!/bin/sh\nhead -c 16777216 /dev/zero | tr '\\0' x | fold -w 1000 >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let work = root.path().join("work/target-a");
+        let clone = Clone::prepare(&Remote::local(bare.to_str().unwrap()), &work, "main").unwrap();
+        let branch = "agent/task-exec-attempt-docs-1-0badcafe";
+        clone.start_branch(branch, "main").unwrap();
+        std::fs::write(work.join("docs/new.md"), "new\n").unwrap();
+        clone.commit(&["docs/new.md".into()], "docs-1").unwrap();
+        let err = clone.push(branch).unwrap_err().to_string();
+        assert!(err.len() < 8 << 10, "{} bytes of error", err.len());
+        assert!(
+            err.contains("earlier bytes of messages left out"),
+            "{}",
+            &err[..200]
+        );
+        assert!(
+            err.contains("pre-receive hook declined"),
+            "git's own word is kept"
+        );
     }
 
     #[test]

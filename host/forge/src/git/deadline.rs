@@ -4,10 +4,12 @@
 //! process group of its own, so the helpers it starts (`git-remote-https`, `ssh`)
 //! are stopped with it. Being in a group of its own, it does not get the signal a
 //! terminal's Ctrl-C sends the host: a host that stops calls [`stop_all`] to take
-//! its running commands with it.
+//! its running commands with it. What the command prints is read within bounds
+//! ([`super::capture`]).
 
+use super::capture;
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process_group, waitid};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -18,9 +20,29 @@ use std::time::Duration;
 pub struct Finished {
     pub status: ExitStatus,
     pub stdout: Vec<u8>,
+    /// The end of what the command said on its standard error.
     pub stderr: Vec<u8>,
     /// The deadline passed and the command's process group was killed.
     pub timed_out: bool,
+    /// The command printed more than its bound and its process group was killed.
+    pub stdout_overflowed: bool,
+}
+
+/// How much of a command's output is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Bytes of standard output past which the command is stopped.
+    pub stdout: usize,
+    /// Bytes kept from the end of its standard error.
+    pub stderr: usize,
+}
+
+impl Bounds {
+    /// The bounds of every git command the host runs.
+    pub const GIT: Bounds = Bounds {
+        stdout: capture::MAX_STDOUT,
+        stderr: capture::MAX_STDERR,
+    };
 }
 
 /// The process groups of the commands running under a deadline. A group is listed
@@ -44,9 +66,19 @@ pub fn stop_all() -> usize {
     groups.len()
 }
 
-/// Runs `command` (stdin closed, output captured) and kills its process group if it
-/// has not exited within `deadline` (or at [`stop_all`]).
+/// Runs `command` (stdin closed, output captured within [`Bounds::GIT`]) and kills
+/// its process group if it has not exited within `deadline` (or at [`stop_all`]).
 pub fn run(command: &mut Command, deadline: Duration) -> io::Result<Finished> {
+    run_bounded(command, deadline, Bounds::GIT)
+}
+
+/// [`run`] with output bounds of the caller's choosing: past `bounds.stdout` bytes of
+/// output the command's process group is killed.
+pub fn run_bounded(
+    command: &mut Command,
+    deadline: Duration,
+    bounds: Bounds,
+) -> io::Result<Finished> {
     command
         .process_group(0)
         .stdin(Stdio::null())
@@ -59,16 +91,7 @@ pub fn run(command: &mut Command, deadline: Duration) -> io::Result<Finished> {
     let pid = Pid::from_child(&child);
     listed.push(pid);
     drop(listed);
-    let stderr = child.stderr.take();
-    let stderr_reader = std::thread::Builder::new()
-        .name("git-stderr".into())
-        .spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = stderr {
-                let _ = pipe.read_to_end(&mut bytes);
-            }
-            bytes
-        });
+    let stderr_reader = capture::stderr_in_background(child.stderr.take(), bounds.stderr);
     let stderr_reader = match stderr_reader {
         Ok(reader) => reader,
         Err(e) => return Err(stopped(child, e)),
@@ -98,9 +121,14 @@ pub fn run(command: &mut Command, deadline: Duration) -> io::Result<Finished> {
         Ok(watchdog) => watchdog,
         Err(e) => return Err(stopped(child, e)),
     };
-    let mut stdout = Vec::new();
-    if let Some(mut pipe) = child.stdout.take() {
-        let _ = pipe.read_to_end(&mut stdout);
+    let stdout = child
+        .stdout
+        .take()
+        .and_then(|pipe| capture::read_head(pipe, bounds.stdout).ok())
+        .unwrap_or_default();
+    if stdout.overflowed {
+        // Not reaped yet, so the group id is still the command's.
+        let _ = kill_process_group(pid, Signal::KILL);
     }
     wait_unreaped(pid);
     *exited.lock().unwrap_or_else(|p| p.into_inner()) = true;
@@ -110,9 +138,10 @@ pub fn run(command: &mut Command, deadline: Duration) -> io::Result<Finished> {
     let stderr = stderr_reader.join().unwrap_or_default();
     Ok(Finished {
         status,
-        stdout,
+        stdout: stdout.bytes,
         stderr,
         timed_out,
+        stdout_overflowed: stdout.overflowed,
     })
 }
 
@@ -170,6 +199,57 @@ mod tests {
         assert_eq!(done.status.signal(), Some(9), "killed, not run to its end");
         std::thread::sleep(Duration::from_secs(4).saturating_sub(started.elapsed()));
         assert!(!marker.exists(), "the grandchild outlived the deadline");
+    }
+
+    #[test]
+    fn a_command_that_talks_without_end_is_kept_to_the_end_of_what_it_said() {
+        // 8 MiB of messages, then git's own last word: the end is kept, the rest
+        // read and dropped (the command never blocks on a full pipe).
+        let script = "head -c 8388608 /dev/zero | tr '\\0' r >&2; echo 'fatal: the last word' >&2";
+        let done = run(
+            Command::new("sh").args(["-c", script]),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert!(done.status.success() && !done.timed_out && !done.stdout_overflowed);
+        let said = String::from_utf8(done.stderr).unwrap();
+        assert!(
+            said.len() <= capture::MAX_STDERR + 64,
+            "{} bytes kept",
+            said.len()
+        );
+        assert!(
+            said.ends_with("rrrfatal: the last word\n"),
+            "{}",
+            &said[said.len() - 40..]
+        );
+        let dropped = 8_388_608 + "fatal: the last word\n".len() - capture::MAX_STDERR;
+        let note = format!("[{dropped} earlier bytes of messages left out]\n");
+        assert!(said.starts_with(&note), "{}", &said[..60]);
+    }
+
+    #[test]
+    fn a_command_that_prints_past_its_bound_is_stopped_at_once() {
+        // `yes` never ends on its own: only the bound stops it before the deadline.
+        let bounds = Bounds {
+            stdout: 1 << 20,
+            stderr: 1024,
+        };
+        let done = run_bounded(&mut Command::new("yes"), Duration::from_secs(120), bounds).unwrap();
+        assert!(done.stdout_overflowed);
+        assert!(!done.timed_out, "stopped by the bound, not by the deadline");
+        assert!(!done.status.success());
+        assert_eq!(done.stdout.len(), 1 << 20);
+        let done = run_bounded(
+            Command::new("sh").args(["-c", "head -c 1048576 /dev/zero"]),
+            Duration::from_secs(60),
+            bounds,
+        )
+        .unwrap();
+        assert!(
+            done.status.success() && !done.stdout_overflowed,
+            "exactly the bound is fine"
+        );
     }
 
     /// Set for the process [`a_host_that_stops_takes_its_commands_with_it`] runs
