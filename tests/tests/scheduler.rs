@@ -937,6 +937,38 @@ fn a_silent_remote_is_given_up_and_a_clone_a_crash_left_locked_is_repaired() {
     assert!(!world.path("data-work/alpha/.git/index.lock").exists());
 }
 
+#[test]
+fn a_target_past_the_clone_bound_is_skipped_and_the_others_served() {
+    let world = World::new();
+    // 3 MiB of one letter: a pack of a few kilobytes, a checkout of 3 MiB.
+    let big = "x".repeat(3 << 20);
+    bare_repo(
+        world.dir.path(),
+        "huge",
+        &[
+            Seed::Text(".leviathan/backlog.yaml", ALPHA),
+            Seed::Text("docs/index.md", "# Index\n"),
+            Seed::Text("docs/big.txt", &big),
+        ],
+    );
+    std::fs::write(
+        world.path("leviathan.yaml"),
+        "max_clone_mib: 1\ntargets:\n  - id: huge\n    repository: huge.git\n  - id: alpha\n    repository: alpha.git\n    labels: [leviathan]\n",
+    )
+    .unwrap();
+    let out = world.tick();
+    let huge = out
+        .lines()
+        .find(|l| l.starts_with("huge: "))
+        .unwrap_or_default();
+    assert!(
+        huge.contains("skipped: fetch_failed") && huge.contains("more than max_clone_mib (1 MiB)"),
+        "{out}"
+    );
+    assert!(!world.path("data-work/huge/docs/big.txt").exists());
+    assert!(out.contains("alpha: a-docs: PR 1 opened"), "{out}");
+}
+
 /// The processes (not yet exited) whose command line names `needle`.
 fn processes_naming(needle: &str) -> Vec<String> {
     let mut found = Vec::new();

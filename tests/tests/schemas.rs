@@ -358,6 +358,8 @@ const CONFIGS: &[&str] = &[
     "github_limits:\n  content_per_hour: ~\ntargets:\n  - id: a\n    repository: a.git\n",
     "git_timeout_seconds: 120\ntargets:\n  - id: a\n    repository: a.git\n",
     "git_timeout_seconds: ~\ntargets:\n  - id: a\n    repository: a.git\n",
+    "max_clone_mib: 512\ntargets:\n  - id: a\n    repository: a.git\n",
+    "max_clone_mib: ~\ntargets:\n  - id: a\n    repository: a.git\n",
     // Refused:
     "",
     "targets: []\n",
@@ -397,6 +399,9 @@ const CONFIGS: &[&str] = &[
     "git_timeout_seconds: 0\ntargets:\n  - id: a\n    repository: a.git\n",
     "git_timeout_seconds: 86401\ntargets:\n  - id: a\n    repository: a.git\n",
     "git_timeout_seconds: '60'\ntargets:\n  - id: a\n    repository: a.git\n",
+    "max_clone_mib: 0\ntargets:\n  - id: a\n    repository: a.git\n",
+    "max_clone_mib: 1048577\ntargets:\n  - id: a\n    repository: a.git\n",
+    "max_clone_mib: '512'\ntargets:\n  - id: a\n    repository: a.git\n",
     "schedule: '@daily'\ninterval_seconds: 60\ntargets:\n  - id: a\n    repository: a.git\n",
     "schedule: 'every day'\ntargets:\n  - id: a\n    repository: a.git\n",
     "target_id: legacy\n",

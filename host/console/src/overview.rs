@@ -386,6 +386,7 @@ mod tests {
             shards: 1,
             github_limits: Default::default(),
             git_timeout_seconds: 600,
+            max_clone_mib: 4096,
             targets: vec![target("configured")],
             discover: Vec::new(),
         };

@@ -214,6 +214,9 @@ pub struct Config {
     /// The longest a clone, fetch or push of a target may take before the host stops
     /// it (`git_timeout_seconds`, default [`DEFAULT_GIT_TIMEOUT_SECONDS`]).
     pub git_timeout_seconds: u64,
+    /// The most MiB a target's clone may hold in git's packs, and the most its
+    /// checkout's files may (`max_clone_mib`, default [`DEFAULT_MAX_CLONE_MIB`]).
+    pub max_clone_mib: u64,
     pub targets: Vec<Target>,
     /// App installations whose repositories become targets (`discover:`).
     pub discover: Vec<Discovery>,
@@ -298,6 +301,12 @@ pub const MAX_WORKERS: usize = 16;
 pub const DEFAULT_GIT_TIMEOUT_SECONDS: u64 = 600;
 /// The longest `git_timeout_seconds` a configuration may ask for (a day).
 pub const MAX_GIT_TIMEOUT_SECONDS: u64 = 86_400;
+/// The most MiB a clone's packs, or its checkout, may hold when the configuration
+/// does not say: a hostile or runaway repository must not fill the host's disk, and
+/// most repositories are far below it.
+pub const DEFAULT_MAX_CLONE_MIB: u64 = 4096;
+/// The largest `max_clone_mib` a configuration may ask for (1 TiB).
+pub const MAX_MAX_CLONE_MIB: u64 = 1 << 20;
 /// The most shards a configuration may ask for.
 pub const MAX_SHARDS: u32 = 1024;
 
@@ -333,6 +342,7 @@ const TOP_KEYS: &[&str] = &[
     "shards",
     "github_limits",
     "git_timeout_seconds",
+    "max_clone_mib",
     "targets",
     "discover",
 ];
@@ -425,6 +435,12 @@ impl Config {
                 DEFAULT_GIT_TIMEOUT_SECONDS,
                 MAX_GIT_TIMEOUT_SECONDS,
             )?,
+            max_clone_mib: bounded(
+                &f,
+                "max_clone_mib",
+                DEFAULT_MAX_CLONE_MIB,
+                MAX_MAX_CLONE_MIB,
+            )?,
             targets,
             discover: read_discoveries(&f, base)?,
         })
@@ -459,6 +475,7 @@ impl Config {
             shards: 1,
             github_limits: GitHubLimits::default(),
             git_timeout_seconds: DEFAULT_GIT_TIMEOUT_SECONDS,
+            max_clone_mib: DEFAULT_MAX_CLONE_MIB,
             discover: Vec::new(),
             targets: vec![Target {
                 id,
@@ -789,6 +806,28 @@ mod tests {
             "targets:\n  - id: docs\n    repository: acme/docs\n    forge: github\n    token_env: T\n  - id: docs-forge\n    repository: b.git\n",
         )])
         .unwrap();
+    }
+
+    #[test]
+    fn the_clone_bound_has_a_default_and_bounds() {
+        let plain =
+            load(&[("leviathan.yaml", "targets:\n  - id: a\n    repository: r\n")]).unwrap();
+        assert_eq!(plain.max_clone_mib, DEFAULT_MAX_CLONE_MIB);
+        let set = load(&[(
+            "leviathan.yaml",
+            "max_clone_mib: 512\ntargets:\n  - id: a\n    repository: r\n",
+        )])
+        .unwrap();
+        assert_eq!(set.max_clone_mib, 512);
+        for refused in ["0", "1048577", "'512'", "-1"] {
+            let err = load(&[(
+                "leviathan.yaml",
+                &format!("max_clone_mib: {refused}\ntargets:\n  - id: a\n    repository: r\n"),
+            )])
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("max_clone_mib"), "{refused}: {err}");
+        }
     }
 
     #[test]

@@ -31,15 +31,33 @@ pub struct Remote<'a> {
     pub token: Option<&'a str>,
     /// The longest a clone, fetch or push may take before it is stopped.
     pub timeout: Duration,
+    /// The most bytes the clone's packs may hold, and the most its checkout may.
+    pub max_bytes: u64,
 }
 
 impl<'a> Remote<'a> {
-    /// A remote without a token, under the default deadline.
+    /// A remote without a token, under the default bounds.
     pub fn local(url: &'a str) -> Remote<'a> {
+        use leviathan_domain::config::{DEFAULT_GIT_TIMEOUT_SECONDS, DEFAULT_MAX_CLONE_MIB};
         Remote {
             url,
             token: None,
-            timeout: Duration::from_secs(leviathan_domain::config::DEFAULT_GIT_TIMEOUT_SECONDS),
+            timeout: Duration::from_secs(DEFAULT_GIT_TIMEOUT_SECONDS),
+            max_bytes: DEFAULT_MAX_CLONE_MIB << 20,
+        }
+    }
+
+    /// A remote under the bounds `config` sets (`git_timeout_seconds`, `max_clone_mib`).
+    pub fn configured(
+        url: &'a str,
+        token: Option<&'a str>,
+        config: &leviathan_domain::config::Config,
+    ) -> Remote<'a> {
+        Remote {
+            url,
+            token,
+            timeout: Duration::from_secs(config.git_timeout_seconds),
+            max_bytes: config.max_clone_mib << 20,
         }
     }
 }
@@ -66,6 +84,8 @@ pub struct Clone {
     author: Option<(String, String)>,
     /// The deadline of each command that talks to the remote.
     timeout: Duration,
+    /// The most bytes the clone's packs, and its checkout, may hold.
+    max_bytes: u64,
     /// The clone's lock, held while this value lives (none for a replay's checkout).
     _claim: Option<claim::Claim>,
     /// The remote-tracking branches, when read since the last command that talked to
@@ -99,6 +119,7 @@ impl Clone {
             auth_header: remote.token.map(basic_auth),
             author: None,
             timeout: remote.timeout,
+            max_bytes: remote.max_bytes,
             _claim: Some(claim),
             tracking: std::sync::Mutex::new(None),
         };
@@ -109,7 +130,7 @@ impl Clone {
         }
         let removed = claim::remove_stale_locks(&git_dir);
         if !removed.is_empty() {
-            tracing::warn!(clone = %dir.display(), removed = ?removed, "removed git lock files an interrupted git left in the clone");
+            tracing::warn!(clone = %dir.display(), removed = ?removed, "removed git lock files and partial packs an interrupted git left in the clone");
         }
         if claim::origin_url(&git_dir).as_deref() != Some(remote.url) {
             // The configured remote changed (or the work directory was moved):
@@ -127,16 +148,56 @@ impl Clone {
         if listed != tracking {
             // No tags (the host never reads them) and no automatic maintenance after
             // every fetch (a further git process each time; commits still trigger it).
-            clone.run_remote(&[
-                "fetch",
-                "--quiet",
-                "--prune",
-                "--no-tags",
-                "--no-auto-maintenance",
-                "origin",
-            ])?;
+            clone
+                .run_remote_watched(
+                    dir,
+                    &[
+                        "fetch",
+                        "--quiet",
+                        "--prune",
+                        "--no-tags",
+                        "--no-auto-maintenance",
+                        "origin",
+                    ],
+                    Some(clone.objects_growth(&git_dir)),
+                )
+                .and_then(|_| clone.check_objects(&git_dir))
+                .inspect_err(|_| {
+                    // A fetch past the bound (stopped, or finished between two checks)
+                    // takes the clone with it: no clone over the bound stays on disk, and
+                    // the next pass clones afresh under the bound.
+                    if deadline::objects_bytes(&git_dir.join("objects")) > clone.max_bytes {
+                        let _ = std::fs::remove_dir_all(dir);
+                    }
+                })?;
         }
         Ok(clone)
+    }
+
+    /// The bound on what a clone or fetch receives into `git_dir`'s objects.
+    fn objects_growth(&self, git_dir: &Path) -> deadline::Growth {
+        deadline::Growth {
+            dir: git_dir.join("objects"),
+            max_bytes: self.max_bytes,
+        }
+    }
+
+    /// Refuses a clone whose git objects hold more than the bound.
+    fn check_objects(&self, git_dir: &Path) -> Result<(), GitError> {
+        let held = deadline::objects_bytes(&git_dir.join("objects"));
+        if held > self.max_bytes {
+            return Err(self.error(&["fetch"], self.too_large("its git objects hold", held)));
+        }
+        Ok(())
+    }
+
+    /// What a clone past its bound fails with.
+    fn too_large(&self, what: &str, bytes: u64) -> String {
+        format!(
+            "{what} {} MiB, more than max_clone_mib ({} MiB); raise it in the configuration for a repository this large",
+            bytes.div_ceil(1 << 20),
+            self.max_bytes >> 20
+        )
     }
 
     /// The remote-tracking branches, as last read or read now (and kept until a
@@ -166,18 +227,23 @@ impl Clone {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or(".clone.cloning");
-        if let Err(e) = self.run_remote_in(
-            parent,
-            &[
-                "clone",
-                "--quiet",
-                "--no-checkout",
-                "--no-tags",
-                "--",
-                url,
-                name,
-            ],
-        ) {
+        let objects = self.objects_growth(&staging.join(".git"));
+        let cloned = self
+            .run_remote_watched(
+                parent,
+                &[
+                    "clone",
+                    "--quiet",
+                    "--no-checkout",
+                    "--no-tags",
+                    "--",
+                    url,
+                    name,
+                ],
+                Some(objects),
+            )
+            .and_then(|_| self.check_objects(&staging.join(".git")));
+        if let Err(e) = cloned {
             let _ = std::fs::remove_dir_all(&staging);
             return Err(e);
         }
@@ -190,8 +256,22 @@ impl Clone {
         })
     }
 
-    /// Leaves a clean detached checkout of `origin/<base>` as last fetched.
+    /// Leaves a clean detached checkout of `origin/<base>` as last fetched; refused,
+    /// before anything is written, when its files would hold more than the bound (git
+    /// compresses: a small pack can hold a checkout of any size).
     pub fn checkout_base(&self, base: &str) -> Result<(), GitError> {
+        let tip = format!("origin/{base}");
+        let sizes = self.run(&["ls-tree", "-r", "-z", "--format=%(objectsize)", &tip])?;
+        let files: u64 = sizes
+            .split('\0')
+            .filter_map(|size| size.parse::<u64>().ok())
+            .fold(0, u64::saturating_add);
+        if files > self.max_bytes {
+            return Err(self.error(
+                &["checkout", &tip],
+                self.too_large("its files would hold", files),
+            ));
+        }
         self.run(&[
             "checkout",
             "--quiet",
@@ -244,10 +324,35 @@ impl Clone {
 
     /// Runs a command that talks to the remote in `dir`, under the clone's deadline.
     fn run_remote_in(&self, dir: &Path, args: &[&str]) -> Result<String, GitError> {
+        self.run_remote_watched(dir, args, None)
+    }
+
+    /// [`Clone::run_remote_in`], stopping the command if it grows `growth` past its
+    /// bound.
+    fn run_remote_watched(
+        &self,
+        dir: &Path,
+        args: &[&str],
+        growth: Option<deadline::Growth>,
+    ) -> Result<String, GitError> {
         // A fetch, push or deletion updates the remote-tracking refs, even one that fails.
         *self.tracking.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        let done = deadline::run(&mut self.command(dir, args), self.timeout)
-            .map_err(|e| self.error(args, format!("cannot run git: {e}")))?;
+        let done = deadline::run_bounded(
+            &mut self.command(dir, args),
+            self.timeout,
+            deadline::Bounds::GIT,
+            growth,
+        )
+        .map_err(|e| self.error(args, format!("cannot run git: {e}")))?;
+        if done.outgrew {
+            return Err(self.error(
+                args,
+                format!(
+                    "stopped: it received more than max_clone_mib ({} MiB) of git objects; raise it in the configuration for a repository this large",
+                    self.max_bytes >> 20
+                ),
+            ));
+        }
         if done.timed_out {
             return Err(self.error(
                 args,
@@ -625,6 +730,7 @@ pub fn checkout_commit(repo: &Path, commit: &str, dir: &Path) -> Result<(), GitE
         auth_header: None,
         author: None,
         timeout: Duration::from_secs(leviathan_domain::config::DEFAULT_GIT_TIMEOUT_SECONDS),
+        max_bytes: leviathan_domain::config::DEFAULT_MAX_CLONE_MIB << 20,
         _claim: None,
         tracking: std::sync::Mutex::new(None),
     };
@@ -1020,6 +1126,135 @@ mod tests {
             err.contains("pre-receive hook declined"),
             "git's own word is kept"
         );
+    }
+
+    /// Commits `bytes` as `docs/<name>` on the remote's `main`, through a clone of
+    /// its own in `root`.
+    fn push_file(root: &Path, bare: &Path, name: &str, bytes: &[u8]) {
+        let pusher = root.join(format!("pusher-{name}"));
+        git(
+            root,
+            &[
+                "clone",
+                "--quiet",
+                bare.to_str().unwrap(),
+                pusher.to_str().unwrap(),
+            ],
+        );
+        std::fs::write(pusher.join("docs").join(name), bytes).unwrap();
+        git(&pusher, &["add", "."]);
+        git(
+            &pusher,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "--quiet",
+                "-m",
+                name,
+            ],
+        );
+        git(&pusher, &["push", "--quiet", "origin", "main"]);
+    }
+
+    /// `n` bytes that do not compress.
+    fn noise(n: usize) -> Vec<u8> {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_repository_past_the_clone_bound_is_refused_and_leaves_no_clone() {
+        let root = tempfile::tempdir().unwrap();
+        let bare = remote(root.path());
+        push_file(root.path(), &bare, "big.bin", &noise(24 << 20));
+        let url = bare.to_str().unwrap();
+        let work = root.path().join("work/target-a");
+        let bounded = Remote {
+            max_bytes: 4 << 20,
+            ..Remote::local(url)
+        };
+        let err = Clone::prepare(&bounded, &work, "main")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("more than max_clone_mib (4 MiB)"), "{err}");
+        assert!(!work.exists(), "{err}");
+        assert!(!claim::staging_path(&work).exists(), "{err}");
+        // Within a bound that holds it, the same repository clones.
+        let roomy = Remote {
+            max_bytes: 64 << 20,
+            ..Remote::local(url)
+        };
+        drop(Clone::prepare(&roomy, &work, "main").unwrap());
+        assert!(work.join("docs/big.bin").is_file());
+    }
+
+    #[test]
+    fn a_fetch_past_the_clone_bound_is_refused_until_the_bound_is_raised() {
+        let root = tempfile::tempdir().unwrap();
+        let bare = remote(root.path());
+        let url = bare.to_str().unwrap();
+        let work = root.path().join("work/target-a");
+        let bounded = Remote {
+            max_bytes: 4 << 20,
+            ..Remote::local(url)
+        };
+        drop(Clone::prepare(&bounded, &work, "main").unwrap());
+        push_file(root.path(), &bare, "big.bin", &noise(24 << 20));
+        for _ in 0..2 {
+            // Refused on the pass that fetches, which takes the clone with it, and on
+            // the next, which clones afresh.
+            let err = Clone::prepare(&bounded, &work, "main")
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains("max_clone_mib (4 MiB)"), "{err}");
+            assert!(
+                !work.exists() && !claim::staging_path(&work).exists(),
+                "{err}"
+            );
+        }
+        let roomy = Remote {
+            max_bytes: 64 << 20,
+            ..Remote::local(url)
+        };
+        drop(Clone::prepare(&roomy, &work, "main").unwrap());
+        assert!(work.join("docs/big.bin").is_file());
+        let objects = deadline::objects_bytes(&work.join(".git/objects"));
+        assert!(objects < 40 << 20, "{objects} bytes");
+    }
+
+    #[test]
+    fn a_checkout_larger_than_the_bound_is_refused_before_it_is_written() {
+        let root = tempfile::tempdir().unwrap();
+        let bare = remote(root.path());
+        // 32 MiB of zeros: a pack of some kilobytes, a checkout of 32 MiB.
+        push_file(root.path(), &bare, "bomb.bin", &vec![0u8; 32 << 20]);
+        let work = root.path().join("work/target-a");
+        let bounded = Remote {
+            max_bytes: 4 << 20,
+            ..Remote::local(bare.to_str().unwrap())
+        };
+        let err = Clone::prepare(&bounded, &work, "main")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("its files would hold 33 MiB, more than max_clone_mib (4 MiB)"),
+            "{err}"
+        );
+        assert!(!work.join("docs/bomb.bin").exists());
+        assert!(deadline::objects_bytes(&work.join(".git/objects")) < 1 << 20);
     }
 
     #[test]

@@ -420,10 +420,7 @@ pub fn merge_or_close_local(
         });
     }
     let url = remote_url(config, target);
-    let remote = crate::git::Remote {
-        timeout: std::time::Duration::from_secs(config.git_timeout_seconds),
-        ..crate::git::Remote::local(&url)
-    };
+    let remote = crate::git::Remote::configured(&url, None, config);
     let clone = crate::git::Clone::prepare(
         &remote,
         &work_dir.join(leviathan_domain::config::merge_clone_name(target_id)),

@@ -22,7 +22,6 @@ use leviathan_sandbox::Sandbox;
 use select::{Decision, TargetState, TargetStop};
 use serde_json::json;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// What a pass did for one target, for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,11 +177,7 @@ impl Scheduler<'_> {
         // or close in progress finishes first (see `leviathan_forge::serial`).
         let serial = leviathan_forge::serial::lock(id);
         let url = forge.clone_url(self.config, target);
-        let remote = Remote {
-            url: &url,
-            token: forge.git_token(),
-            timeout: Duration::from_secs(self.config.git_timeout_seconds),
-        };
+        let remote = Remote::configured(&url, forge.git_token(), self.config);
         let clone = match Clone::fetched(&remote, &self.work_dir.join(id)) {
             Ok(c) => match forge.author() {
                 Some(bot) => c.authored_by(&bot.name, &bot.email),

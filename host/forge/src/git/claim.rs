@@ -7,7 +7,8 @@
 //! been left by a git that was killed (a pod evicted, the host restarted, a command
 //! stopped at its deadline; automatic maintenance never outlives the command that
 //! starts it, see `PINNED_CONFIG`), and git would refuse every later command until
-//! someone removed them by hand; [`remove_stale_locks`] removes them.
+//! someone removed them by hand; [`remove_stale_locks`] removes them (and a killed
+//! fetch's partial packs).
 
 use std::fs::{File, TryLockError};
 use std::io::{self, Read};
@@ -65,9 +66,11 @@ pub fn staging_path(dir: &Path) -> PathBuf {
     dir.with_file_name(format!(".{name}.cloning"))
 }
 
-/// Removes every lock file git left in `git_dir` (a clone's `.git`), and returns
-/// them. Only call it under the clone's [`Claim`]. Loose-object directories are not
-/// walked (git takes no locks there); links are never followed.
+/// Removes every lock file git left in `git_dir` (a clone's `.git`), and the partial
+/// packs (`objects/pack/tmp_*`) of a fetch that was killed (at its deadline, or past
+/// `max_clone_mib`), and returns them. Only call it under the clone's [`Claim`].
+/// Loose-object directories are not walked (git takes no locks there); links are
+/// never followed.
 pub fn remove_stale_locks(git_dir: &Path) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     let mut pending = vec![git_dir.to_path_buf()];
@@ -76,6 +79,7 @@ pub fn remove_stale_locks(git_dir: &Path) -> Vec<PathBuf> {
             continue;
         };
         let in_objects = dir == git_dir.join("objects");
+        let in_packs = dir == git_dir.join("objects/pack");
         for entry in entries.flatten() {
             let Ok(kind) = entry.file_type() else {
                 continue;
@@ -89,7 +93,7 @@ pub fn remove_stale_locks(git_dir: &Path) -> Vec<PathBuf> {
                     pending.push(entry.path());
                 }
             } else if kind.is_file()
-                && name.ends_with(".lock")
+                && (name.ends_with(".lock") || (in_packs && name.starts_with("tmp_")))
                 && std::fs::remove_file(entry.path()).is_ok()
             {
                 removed.push(entry.path());
@@ -160,6 +164,8 @@ mod tests {
             "HEAD.lock",
             "refs/heads/agent/task-1.lock",
             "objects/pack/multi-pack-index.lock",
+            "objects/pack/tmp_pack_Xc9Ab2",
+            "objects/pack/tmp_idx_Xc9Ab2",
         ];
         let kept = [
             "index",
@@ -167,7 +173,10 @@ mod tests {
             "config",
             "refs/heads/main",
             "objects/ab/cdef",
+            "objects/pack/pack-0123abcd.pack",
+            "objects/pack/pack-0123abcd.idx",
             "logs/HEAD",
+            "logs/tmp_not_a_pack",
         ];
         for file in stale.iter().chain(&kept) {
             std::fs::write(git.join(file), "x").unwrap();

@@ -26,6 +26,58 @@ pub struct Finished {
     pub timed_out: bool,
     /// The command printed more than its bound and its process group was killed.
     pub stdout_overflowed: bool,
+    /// The watched directory grew past its bound and the process group was killed.
+    pub outgrew: bool,
+}
+
+/// A directory whose files (its own and its subdirectories', see [`objects_bytes`]) a
+/// command must not make larger than `max_bytes` in all (a clone's `.git/objects`):
+/// checked every [`GROWTH_CHECK`] while the command runs, and the command's process
+/// group killed past the bound.
+#[derive(Debug, Clone)]
+pub struct Growth {
+    pub dir: std::path::PathBuf,
+    pub max_bytes: u64,
+}
+
+/// How often a [`Growth`] bound is checked.
+pub const GROWTH_CHECK: Duration = Duration::from_millis(100);
+
+/// The bytes of the regular files in `dir` and in its immediate subdirectories (git's
+/// `objects`: loose objects in `xx/`, packs in `pack/`, each file being written
+/// included); links are not followed, and a directory that does not exist (yet) holds 0.
+pub fn objects_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut bytes = 0u64;
+    for entry in entries.flatten() {
+        match entry.file_type() {
+            Ok(kind) if kind.is_file() => {
+                bytes += entry.metadata().map_or(0, |m| m.len());
+            }
+            Ok(kind) if kind.is_dir() => {
+                let Ok(inner) = std::fs::read_dir(entry.path()) else {
+                    continue;
+                };
+                for file in inner.flatten() {
+                    if file.file_type().is_ok_and(|k| k.is_file()) {
+                        bytes += file.metadata().map_or(0, |m| m.len());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    bytes
+}
+
+/// Why the watchdog killed a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    Not,
+    Deadline,
+    Growth,
 }
 
 /// How much of a command's output is kept.
@@ -66,18 +118,21 @@ pub fn stop_all() -> usize {
     groups.len()
 }
 
-/// Runs `command` (stdin closed, output captured within [`Bounds::GIT`]) and kills
-/// its process group if it has not exited within `deadline` (or at [`stop_all`]).
+/// [`run_bounded`] within [`Bounds::GIT`] and without a growth bound.
+#[cfg(test)]
 pub fn run(command: &mut Command, deadline: Duration) -> io::Result<Finished> {
-    run_bounded(command, deadline, Bounds::GIT)
+    run_bounded(command, deadline, Bounds::GIT, None)
 }
 
-/// [`run`] with output bounds of the caller's choosing: past `bounds.stdout` bytes of
-/// output the command's process group is killed.
+/// Runs `command` (stdin closed, output captured within `bounds`) and kills its
+/// process group if it has not exited within `deadline` (or at [`stop_all`]), once it
+/// has printed more than `bounds.stdout` bytes, or once it has grown `growth`'s
+/// directory past its bound.
 pub fn run_bounded(
     command: &mut Command,
     deadline: Duration,
     bounds: Bounds,
+    growth: Option<Growth>,
 ) -> io::Result<Finished> {
     command
         .process_group(0)
@@ -106,15 +161,31 @@ pub fn run_bounded(
         std::thread::Builder::new()
             .name("git-deadline".into())
             .spawn(move || {
-                if wait_for_done.recv_timeout(deadline) != Err(RecvTimeoutError::Timeout) {
-                    return false;
-                }
+                let started = std::time::Instant::now();
+                let why = loop {
+                    let left = deadline.saturating_sub(started.elapsed());
+                    let wait = match &growth {
+                        Some(_) => left.min(GROWTH_CHECK),
+                        None => left,
+                    };
+                    if wait_for_done.recv_timeout(wait) != Err(RecvTimeoutError::Timeout) {
+                        return Stopped::Not;
+                    }
+                    if started.elapsed() >= deadline {
+                        break Stopped::Deadline;
+                    }
+                    if let Some(g) = &growth
+                        && objects_bytes(&g.dir) > g.max_bytes
+                    {
+                        break Stopped::Growth;
+                    }
+                };
                 let exited = exited.lock().unwrap_or_else(|p| p.into_inner());
                 if *exited {
-                    return false;
+                    return Stopped::Not;
                 }
                 let _ = kill_process_group(pid, Signal::KILL);
-                true
+                why
             })
     };
     let watchdog = match watchdog {
@@ -133,15 +204,16 @@ pub fn run_bounded(
     wait_unreaped(pid);
     *exited.lock().unwrap_or_else(|p| p.into_inner()) = true;
     drop(done);
-    let timed_out = watchdog.join().unwrap_or(false);
+    let stopped = watchdog.join().unwrap_or(Stopped::Not);
     let status = child.wait()?;
     let stderr = stderr_reader.join().unwrap_or_default();
     Ok(Finished {
         status,
         stdout: stdout.bytes,
         stderr,
-        timed_out,
+        timed_out: stopped == Stopped::Deadline,
         stdout_overflowed: stdout.overflowed,
+        outgrew: stopped == Stopped::Growth,
     })
 }
 
@@ -235,7 +307,13 @@ mod tests {
             stdout: 1 << 20,
             stderr: 1024,
         };
-        let done = run_bounded(&mut Command::new("yes"), Duration::from_secs(120), bounds).unwrap();
+        let done = run_bounded(
+            &mut Command::new("yes"),
+            Duration::from_secs(120),
+            bounds,
+            None,
+        )
+        .unwrap();
         assert!(done.stdout_overflowed);
         assert!(!done.timed_out, "stopped by the bound, not by the deadline");
         assert!(!done.status.success());
@@ -244,12 +322,53 @@ mod tests {
             Command::new("sh").args(["-c", "head -c 1048576 /dev/zero"]),
             Duration::from_secs(60),
             bounds,
+            None,
         )
         .unwrap();
         assert!(
             done.status.success() && !done.stdout_overflowed,
             "exactly the bound is fine"
         );
+    }
+
+    #[test]
+    fn a_command_that_grows_its_directory_past_the_bound_is_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_arg = dir.path().to_str().unwrap();
+        // Writes 1 MiB every 20 ms into a file of the watched directory, for ever.
+        let script = "while :; do head -c 1048576 /dev/zero >> \"$0/tmp_pack_x\"; sleep 0.02; done";
+        let growth = Growth {
+            dir: dir.path().to_path_buf(),
+            max_bytes: 8 << 20,
+        };
+        let done = run_bounded(
+            Command::new("sh").args(["-c", script, dir_arg]),
+            Duration::from_secs(120),
+            Bounds::GIT,
+            Some(growth.clone()),
+        )
+        .unwrap();
+        assert!(done.outgrew && !done.timed_out && !done.status.success());
+        let grown = objects_bytes(&growth.dir);
+        assert!(grown > 8 << 20 && grown < 64 << 20, "{grown} bytes");
+        // Under its bound, a command runs to its end.
+        let small = tempfile::tempdir().unwrap();
+        let done = run_bounded(
+            Command::new("sh").args([
+                "-c",
+                "head -c 1048576 /dev/zero > \"$0/small\"",
+                small.path().to_str().unwrap(),
+            ]),
+            Duration::from_secs(60),
+            Bounds::GIT,
+            Some(Growth {
+                dir: small.path().to_path_buf(),
+                max_bytes: 8 << 20,
+            }),
+        )
+        .unwrap();
+        assert!(done.status.success() && !done.outgrew);
+        assert_eq!(objects_bytes(small.path()), 1 << 20);
     }
 
     /// Set for the process [`a_host_that_stops_takes_its_commands_with_it`] runs
