@@ -71,6 +71,11 @@ pub struct GitError {
     pub message: String,
 }
 
+/// The most files the host checks out of a target (empty files take no bytes, but
+/// each takes an inode of the disk the host's clones and event log share): several
+/// times the largest monorepos'.
+pub const MAX_CHECKOUT_FILES: u64 = 2_000_000;
+
 /// The identity of the host's commits.
 pub const AUTHOR_NAME: &str = "leviathan-host";
 pub const AUTHOR_EMAIL: &str = "leviathan-host@localhost";
@@ -262,14 +267,19 @@ impl Clone {
     pub fn checkout_base(&self, base: &str) -> Result<(), GitError> {
         let tip = format!("origin/{base}");
         let sizes = self.run(&["ls-tree", "-r", "-z", "--format=%(objectsize)", &tip])?;
-        let files: u64 = sizes
-            .split('\0')
-            .filter_map(|size| size.parse::<u64>().ok())
-            .fold(0, u64::saturating_add);
-        if files > self.max_bytes {
+        let (files, bytes) = checkout_size(&sizes);
+        if bytes > self.max_bytes {
             return Err(self.error(
                 &["checkout", &tip],
-                self.too_large("its files would hold", files),
+                self.too_large("its files would hold", bytes),
+            ));
+        }
+        if files > MAX_CHECKOUT_FILES {
+            return Err(self.error(
+                &["checkout", &tip],
+                format!(
+                    "it would hold {files} files, more than the host checks out ({MAX_CHECKOUT_FILES})"
+                ),
             ));
         }
         self.run(&[
@@ -553,6 +563,17 @@ fn pin_config(c: &mut Command, extra: Option<(&str, &str)>) {
         c.env(format!("GIT_CONFIG_KEY_{i}"), key)
             .env(format!("GIT_CONFIG_VALUE_{i}"), value);
     }
+}
+
+/// The files and bytes of a checkout, from `ls-tree -r -z --format=%(objectsize)`
+/// (a submodule's entry, `-`, is no file of the checkout).
+fn checkout_size(listing: &str) -> (u64, u64) {
+    listing
+        .split('\0')
+        .filter_map(|size| size.parse::<u64>().ok())
+        .fold((0, 0), |(files, bytes), size| {
+            (files + 1, u64::saturating_add(bytes, size))
+        })
 }
 
 /// What a command that printed past [`capture::MAX_STDOUT`] fails with.
@@ -1232,6 +1253,14 @@ mod tests {
         assert!(work.join("docs/big.bin").is_file());
         let objects = deadline::objects_bytes(&work.join(".git/objects"));
         assert!(objects < 40 << 20, "{objects} bytes");
+    }
+
+    #[test]
+    fn a_checkout_is_sized_by_its_files() {
+        assert_eq!(checkout_size(""), (0, 0));
+        assert_eq!(checkout_size(&["12", "0", "-", "7", ""].join("\0")), (3, 19));
+        let huge = format!("{}\0{}\0", u64::MAX, u64::MAX);
+        assert_eq!(checkout_size(&huge), (2, u64::MAX), "saturates");
     }
 
     #[test]
