@@ -969,6 +969,41 @@ fn a_target_past_the_clone_bound_is_skipped_and_the_others_served() {
     assert!(out.contains("alpha: a-docs: PR 1 opened"), "{out}");
 }
 
+#[test]
+fn the_clone_of_a_target_taken_out_of_the_configuration_is_removed() {
+    let world = World::new();
+    world.tick();
+    assert!(world.path("data-work/beta/.git").is_dir());
+    // Something of the operator's own in the work directory, looking like a clone.
+    std::fs::create_dir_all(world.path("data-work/notes/.git")).unwrap();
+    std::fs::write(world.path("data-work/notes/todo.md"), "keep me\n").unwrap();
+    std::fs::write(
+        world.path("leviathan.yaml"),
+        "targets:\n  - id: alpha\n    repository: alpha.git\n    labels: [leviathan]\n",
+    )
+    .unwrap();
+    let out = world.tick();
+    assert!(!out.contains("beta"), "{out}");
+    assert!(
+        !world.path("data-work/beta").exists(),
+        "the removed target's clone stays"
+    );
+    assert!(!world.path("data-work/.beta.lock").exists());
+    assert!(world.path("data-work/alpha/.git").is_dir());
+    assert!(
+        world.path("data-work/notes/todo.md").is_file(),
+        "not the host's: kept"
+    );
+    // Back in the configuration, the target is cloned again.
+    std::fs::write(
+        world.path("leviathan.yaml"),
+        "targets:\n  - id: alpha\n    repository: alpha.git\n    labels: [leviathan]\n  - id: beta\n    repository: beta.git\n",
+    )
+    .unwrap();
+    world.tick();
+    assert!(world.path("data-work/beta/.git").is_dir());
+}
+
 /// The processes (not yet exited) whose command line names `needle`.
 fn processes_naming(needle: &str) -> Vec<String> {
     let mut found = Vec::new();

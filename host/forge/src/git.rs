@@ -14,9 +14,11 @@
 mod capture;
 mod claim;
 mod deadline;
+mod prune;
 mod refs;
 
 pub use deadline::stop_all as stop_remote_commands;
+pub use prune::prune as prune_clones;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -133,6 +135,13 @@ impl Clone {
             clone.clone_fresh(remote.url)?;
             return Ok(clone);
         }
+        // A clone made before clones were marked is marked now (see `prune`).
+        if let Err(e) = prune::mark(&git_dir) {
+            return Err(error(
+                "clone",
+                format!("cannot mark the clone as the host's: {e}"),
+            ));
+        }
         let removed = claim::remove_stale_locks(&git_dir);
         if !removed.is_empty() {
             tracing::warn!(clone = %dir.display(), removed = ?removed, "removed git lock files and partial packs an interrupted git left in the clone");
@@ -247,7 +256,11 @@ impl Clone {
                 ],
                 Some(objects),
             )
-            .and_then(|_| self.check_objects(&staging.join(".git")));
+            .and_then(|_| self.check_objects(&staging.join(".git")))
+            .and_then(|_| {
+                prune::mark(&staging.join(".git"))
+                    .map_err(|e| fail(format!("cannot mark the new clone as the host's: {e}")))
+            });
         if let Err(e) = cloned {
             let _ = std::fs::remove_dir_all(&staging);
             return Err(e);
@@ -1258,7 +1271,10 @@ mod tests {
     #[test]
     fn a_checkout_is_sized_by_its_files() {
         assert_eq!(checkout_size(""), (0, 0));
-        assert_eq!(checkout_size(&["12", "0", "-", "7", ""].join("\0")), (3, 19));
+        assert_eq!(
+            checkout_size(&["12", "0", "-", "7", ""].join("\0")),
+            (3, 19)
+        );
         let huge = format!("{}\0{}\0", u64::MAX, u64::MAX);
         assert_eq!(checkout_size(&huge), (2, u64::MAX), "saturates");
     }

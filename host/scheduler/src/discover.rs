@@ -13,8 +13,9 @@ use std::path::Path;
 /// The targets the configuration's `discover:` entries find this pass. An
 /// installation that cannot be listed is logged and contributes none (its
 /// repositories wait for a later pass).
-pub fn targets(config: &Config, github: &GitHubClients) -> Vec<Target> {
+pub fn targets(config: &Config, github: &GitHubClients) -> Discovered {
     let mut out: Vec<Target> = Vec::new();
+    let mut complete = true;
     for d in &config.discover {
         let source = TokenSource::App(d.app.clone());
         let listed = github
@@ -39,6 +40,7 @@ pub fn targets(config: &Config, github: &GitHubClients) -> Vec<Target> {
                     %message,
                     "discovery failed; its repositories wait for a later pass"
                 );
+                complete = false;
                 continue;
             }
         };
@@ -58,7 +60,17 @@ pub fn targets(config: &Config, github: &GitHubClients) -> Vec<Target> {
         }
     }
     github.keep_discovered(&out.iter().map(|t| t.id.as_str()).collect::<Vec<_>>());
-    out
+    Discovered {
+        targets: out,
+        complete,
+    }
+}
+
+/// The targets a pass discovered.
+pub struct Discovered {
+    pub targets: Vec<Target>,
+    /// Every installation answered: no target is missing for want of an answer.
+    pub complete: bool,
 }
 
 /// `target` under the policy its clone at `dir` holds, or why it cannot run: the

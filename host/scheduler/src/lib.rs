@@ -74,7 +74,7 @@ impl Scheduler<'_> {
             .config
             .targets
             .iter()
-            .chain(&discovered)
+            .chain(&discovered.targets)
             .filter(|t| self.shard.owns(&t.id))
             .collect();
         let reports = pool::serve_all(&owned, self.config.workers, |target| {
@@ -93,7 +93,30 @@ impl Scheduler<'_> {
             leviathan_domain::clock::now_ms(),
             owned.iter().map(|t| t.id.as_str()),
         )?;
+        if discovered.complete {
+            self.prune_clones(&discovered.targets);
+        }
         Ok(reports)
+    }
+
+    /// Removes the clones of targets neither configured nor discovered (all shards'
+    /// targets are kept: shards may share a work directory).
+    fn prune_clones(&self, discovered: &[Target]) {
+        let keep: std::collections::HashSet<String> = self
+            .config
+            .targets
+            .iter()
+            .chain(discovered)
+            .flat_map(|t| {
+                [
+                    t.id.clone(),
+                    leviathan_domain::config::merge_clone_name(&t.id),
+                ]
+            })
+            .collect();
+        for dir in leviathan_forge::git::prune_clones(&self.work_dir, &keep) {
+            tracing::info!(clone = %dir.display(), "removed the clone of a target no longer configured");
+        }
     }
 
     /// Records a skip of the whole target, unless its latest pass was already a

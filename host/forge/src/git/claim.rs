@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 /// An exclusive hold on a clone directory, released when dropped.
 #[derive(Debug)]
 pub struct Claim {
-    _file: File,
+    file: File,
 }
 
 impl Claim {
@@ -34,7 +34,7 @@ impl Claim {
             .write(true)
             .open(&path)?;
         match file.try_lock() {
-            Ok(()) => Ok(Claim { _file: file }),
+            Ok(()) => Ok(Claim { file }),
             Err(TryLockError::WouldBlock) => Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 format!(
@@ -47,8 +47,18 @@ impl Claim {
     }
 }
 
+impl Drop for Claim {
+    /// Unlocks before the file is closed: a process another thread is starting holds
+    /// a copy of every descriptor until it executes its program, and a lock left to
+    /// the close would last as long as that copy, refusing the clone to the next
+    /// taker (seen in tests that take a clone again at once while others start git).
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
 /// The lock file of the clone at `dir`: `.<name>.lock` beside it.
-fn lock_path(dir: &Path) -> PathBuf {
+pub fn lock_path(dir: &Path) -> PathBuf {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy())
