@@ -175,7 +175,7 @@ impl Clone {
                     ],
                     Some(clone.objects_growth(&git_dir)),
                 )
-                .and_then(|_| clone.check_objects(&git_dir))
+                .and_then(|_| clone.check_objects(&git_dir, "fetch"))
                 .inspect_err(|_| {
                     // A fetch past the bound (stopped, or finished between two checks)
                     // takes the clone with it: no clone over the bound stays on disk, and
@@ -196,11 +196,11 @@ impl Clone {
         }
     }
 
-    /// Refuses a clone whose git objects hold more than the bound.
-    fn check_objects(&self, git_dir: &Path) -> Result<(), GitError> {
+    /// Refuses a clone whose git objects hold more than the bound after `command`.
+    fn check_objects(&self, git_dir: &Path, command: &str) -> Result<(), GitError> {
         let held = deadline::objects_bytes(&git_dir.join("objects"));
         if held > self.max_bytes {
-            return Err(self.error(&["fetch"], self.too_large("its git objects hold", held)));
+            return Err(self.error(&[command], self.too_large("its git objects hold", held)));
         }
         Ok(())
     }
@@ -256,7 +256,7 @@ impl Clone {
                 ],
                 Some(objects),
             )
-            .and_then(|_| self.check_objects(&staging.join(".git")))
+            .and_then(|_| self.check_objects(&staging.join(".git"), "clone"))
             .and_then(|_| {
                 prune::mark(&staging.join(".git"))
                     .map_err(|e| fail(format!("cannot mark the new clone as the host's: {e}")))
@@ -592,7 +592,7 @@ fn checkout_size(listing: &str) -> (u64, u64) {
 /// What a command that printed past [`capture::MAX_STDOUT`] fails with.
 fn printed_too_much() -> String {
     format!(
-        "printed more than {} MiB and was stopped (a remote with that many branches is refused)",
+        "printed more than {} MiB and was stopped",
         capture::MAX_STDOUT >> 20
     )
 }
