@@ -841,15 +841,10 @@ mod tests {
         );
     }
 
-    /// A bare "remote" with one commit on `main`.
-    fn remote(root: &Path) -> PathBuf {
-        let seed = root.join("seed");
-        std::fs::create_dir_all(seed.join("docs")).unwrap();
-        std::fs::write(seed.join("docs/index.md"), "# Index\n").unwrap();
-        git(&seed, &["init", "--quiet", "-b", "main"]);
-        git(&seed, &["add", "."]);
+    /// Commits what is staged in `dir` as a tester (no identity configured here).
+    fn commit_as_tester(dir: &Path, message: &str) {
         git(
-            &seed,
+            dir,
             &[
                 "-c",
                 "user.name=t",
@@ -858,9 +853,19 @@ mod tests {
                 "commit",
                 "--quiet",
                 "-m",
-                "seed",
+                message,
             ],
         );
+    }
+
+    /// A bare "remote" with one commit on `main`.
+    fn remote(root: &Path) -> PathBuf {
+        let seed = root.join("seed");
+        std::fs::create_dir_all(seed.join("docs")).unwrap();
+        std::fs::write(seed.join("docs/index.md"), "# Index\n").unwrap();
+        git(&seed, &["init", "--quiet", "-b", "main"]);
+        git(&seed, &["add", "."]);
+        commit_as_tester(&seed, "seed");
         let bare = root.join("remote.git");
         git(
             root,
@@ -952,19 +957,7 @@ mod tests {
         );
         std::fs::write(other.join("docs/more.md"), "more\n").unwrap();
         git(&other, &["add", "."]);
-        git(
-            &other,
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "commit",
-                "--quiet",
-                "-m",
-                "more",
-            ],
-        );
+        commit_as_tester(&other, "more");
         git(
             &other,
             &[
@@ -1177,19 +1170,7 @@ mod tests {
         );
         std::fs::write(pusher.join("docs").join(name), bytes).unwrap();
         git(&pusher, &["add", "."]);
-        git(
-            &pusher,
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "commit",
-                "--quiet",
-                "-m",
-                name,
-            ],
-        );
+        commit_as_tester(&pusher, name);
         git(&pusher, &["push", "--quiet", "origin", "main"]);
     }
 
@@ -1313,19 +1294,7 @@ mod tests {
         git(&work, &["repack", "-d", "-q"]);
         std::fs::write(work.join("docs/extra.md"), "extra\n").unwrap();
         git(&work, &["add", "docs/extra.md"]);
-        git(
-            &work,
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "commit",
-                "-q",
-                "-m",
-                "extra",
-            ],
-        );
+        commit_as_tester(&work, "extra");
         git(&work, &["repack", "-d", "-q"]);
         for (key, value) in [
             ("gc.autoPackLimit", "1"),
