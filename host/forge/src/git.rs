@@ -398,36 +398,12 @@ impl Clone {
     /// Runs a command that stays in the clone, its output read within
     /// [`capture::MAX_STDOUT`] (past that it is killed and fails).
     fn run_in(&self, dir: &Path, args: &[&str]) -> Result<String, GitError> {
-        let cannot_run = |e: std::io::Error| self.error(args, format!("cannot run git: {e}"));
-        let mut child = self
-            .command(dir, args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(cannot_run)?;
-        let stderr = match capture::stderr_in_background(child.stderr.take(), capture::MAX_STDERR) {
-            Ok(reader) => reader,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(cannot_run(e));
-            }
-        };
-        let stdout = child
-            .stdout
-            .take()
-            .and_then(|pipe| capture::read_head(pipe, capture::MAX_STDOUT).ok())
-            .unwrap_or_default();
-        if stdout.overflowed {
-            let _ = child.kill();
-        }
-        let status = child.wait().map_err(cannot_run)?;
-        let stderr = stderr.join().unwrap_or_default();
-        if stdout.overflowed {
+        let done = capture::collect(&mut self.command(dir, args), capture::MAX_STDOUT)
+            .map_err(|e| self.error(args, format!("cannot run git: {e}")))?;
+        if done.stdout.overflowed {
             return Err(self.error(args, printed_too_much()));
         }
-        self.outcome(args, status, &stdout.bytes, &stderr)
+        self.outcome(args, done.status, &done.stdout.bytes, &done.stderr)
     }
 
     /// A finished command's output, or its error with what git said.
@@ -606,8 +582,7 @@ fn reader(dir: &Path, args: &[&str]) -> Command {
         .args(["-c", "core.pager=cat"])
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .stdin(std::process::Stdio::null());
+        .env("GIT_CONFIG_NOSYSTEM", "1");
     pin_config(&mut c, None);
     c
 }
@@ -620,43 +595,17 @@ fn read_bounded(dir: &Path, args: &[&str], max: usize) -> Result<(Vec<u8>, bool)
         args: args.join(" "),
         message,
     };
-    let mut child = reader(dir, args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
+    let done = capture::collect(&mut reader(dir, args), max)
         .map_err(|e| error(format!("cannot run git: {e}")))?;
-    // Read at the same time as the output: a command that fills its error pipe
-    // while the host waits on the output would otherwise wait for ever.
-    let stderr = match capture::stderr_in_background(child.stderr.take(), 4096) {
-        Ok(reader) => reader,
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(error(format!("cannot run git: {e}")));
-        }
-    };
-    let stdout = child.stdout.take().ok_or_else(|| error("no output".into()));
-    let out =
-        stdout.and_then(|pipe| capture::read_head(pipe, max).map_err(|e| error(e.to_string())));
-    if !matches!(
-        out,
-        Ok(capture::Output {
-            overflowed: false,
-            ..
-        })
-    ) {
-        let _ = child.kill();
+    if done.stdout.overflowed {
+        return Ok((done.stdout.bytes, true));
     }
-    let status = child.wait().map_err(|e| error(e.to_string()));
-    let stderr = stderr.join().unwrap_or_default();
-    let out = out?;
-    if out.overflowed {
-        return Ok((out.bytes, true));
+    if !done.status.success() {
+        return Err(error(
+            String::from_utf8_lossy(&done.stderr).trim().to_string(),
+        ));
     }
-    if !status?.success() {
-        return Err(error(String::from_utf8_lossy(&stderr).trim().to_string()));
-    }
-    Ok((out.bytes, false))
+    Ok((done.stdout.bytes, false))
 }
 
 /// The file at `path` in commit `rev` of the repository at `dir`, read from git's

@@ -8,6 +8,7 @@
 //! pipe).
 
 use std::io::{self, Read};
+use std::process::{Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 
 /// The most a git command may print on its standard output: ample for `ls-remote
@@ -83,6 +84,48 @@ pub(crate) fn stderr_in_background(
         .spawn(move || pipe.map(|p| read_tail(p, max)).unwrap_or_default())
 }
 
+/// What a finished command left: its status, its output up to a bound, and the end
+/// of its messages.
+pub(crate) struct Collected {
+    pub status: ExitStatus,
+    pub stdout: Output,
+    pub stderr: Vec<u8>,
+}
+
+/// Runs `command` (stdin closed) to its end, reading at most `max_stdout` bytes of its
+/// output (past that it is killed) and the last [`MAX_STDERR`] bytes of its messages,
+/// both at once. For commands without a deadline; `deadline::run_bounded` is the same
+/// for those with one.
+pub(crate) fn collect(command: &mut Command, max_stdout: usize) -> io::Result<Collected> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = match stderr_in_background(child.stderr.take(), MAX_STDERR) {
+        Ok(reader) => reader,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    let stdout = match child.stdout.take() {
+        Some(pipe) => read_head(pipe, max_stdout),
+        None => Ok(Output::default()),
+    };
+    if !matches!(&stdout, Ok(out) if !out.overflowed) {
+        let _ = child.kill();
+    }
+    let status = child.wait();
+    let stderr = stderr.join().unwrap_or_default();
+    Ok(Collected {
+        status: status?,
+        stdout: stdout?,
+        stderr,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +153,20 @@ mod tests {
         let (note, kept) = text.split_once('\n').unwrap();
         assert_eq!(note, "[99000 earlier bytes of messages left out]");
         assert_eq!(kept.as_bytes(), &long[99_000..]);
+    }
+
+    #[test]
+    fn a_collected_command_is_stopped_past_its_output_bound() {
+        let done = collect(&mut Command::new("yes"), 1 << 20).unwrap();
+        assert!(done.stdout.overflowed && !done.status.success());
+        assert_eq!(done.stdout.bytes.len(), 1 << 20);
+        let script = "head -c 1048576 /dev/zero | tr '\\0' m >&2; echo out; exit 3";
+        let done = collect(Command::new("sh").args(["-c", script]), 1 << 20).unwrap();
+        assert_eq!(done.status.code(), Some(3));
+        assert_eq!(done.stdout.bytes, b"out\n");
+        assert!(
+            done.stderr.len() <= MAX_STDERR + 64,
+            "the end of the messages only"
+        );
     }
 }
