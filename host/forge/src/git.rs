@@ -14,6 +14,7 @@
 mod capture;
 mod claim;
 mod deadline;
+mod leftover;
 mod prune;
 mod refs;
 
@@ -365,6 +366,7 @@ impl Clone {
             self.timeout,
             deadline::Bounds::GIT,
             growth,
+            Some(&leftover::record_path(&self.dir)),
         )
         .map_err(|e| self.error(args, format!("cannot run git: {e}")))?;
         if done.outgrew {
@@ -1070,6 +1072,101 @@ mod tests {
         assert!(!work.exists() && !claim::staging_path(&work).exists());
         // The clone is free again for the next pass.
         drop(claim::Claim::take(&work).unwrap());
+    }
+
+    /// Set for the process [`a_clone_a_killed_host_left_running_is_stopped_by_the_next_taker`]
+    /// runs its stand-in host in: the URL of the remote that never answers.
+    const KILLED_HOST_REMOTE: &str = "LEVIATHAN_GIT_KILLED_HOST_REMOTE";
+    /// ... and the work directory it clones into.
+    const KILLED_HOST_WORK: &str = "LEVIATHAN_GIT_KILLED_HOST_WORK";
+
+    #[test]
+    fn a_clone_a_killed_host_left_running_is_stopped_by_the_next_taker() {
+        let root = tempfile::tempdir().unwrap();
+        // Accepts connections and never answers: the clone waits for ever.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in silent.incoming() {
+                held.push(stream);
+            }
+        });
+        let work = root.path().join("work/target-a");
+        let mut host = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "git::tests::stand_in_host_killed_while_cloning",
+                "--test-threads=1",
+            ])
+            .env(
+                KILLED_HOST_REMOTE,
+                format!("http://127.0.0.1:{port}/acme/widgets.git"),
+            )
+            .env(KILLED_HOST_WORK, &work)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let record = leftover::record_path(&work);
+        let started = std::time::Instant::now();
+        let group: i32 = loop {
+            let text = std::fs::read_to_string(&record).unwrap_or_default();
+            if text.ends_with('\n')
+                && let Some(Ok(group)) = text.split_whitespace().next().map(str::parse)
+            {
+                break group;
+            }
+            assert!(
+                host.try_wait().unwrap().is_none(),
+                "the stand-in host ended"
+            );
+            assert!(started.elapsed() < Duration::from_secs(30), "never cloned");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        host.kill().unwrap(); // SIGKILL: the host runs nothing more
+        host.wait().unwrap();
+        let in_group = || {
+            std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+                std::fs::read_to_string(e.path().join("stat")).is_ok_and(|stat| {
+                    let rest: Vec<&str> = stat
+                        .rsplit_once(") ")
+                        .map(|(_, r)| r.split_whitespace().collect())
+                        .unwrap_or_default();
+                    rest.first().is_some_and(|s| *s != "Z")
+                        && rest.get(2).is_some_and(|g| *g == group.to_string())
+                })
+            })
+        };
+        assert!(
+            in_group(),
+            "the clone outlived its host, as a killed host's does"
+        );
+        // The next taker of the clone stops it before anything else.
+        let claim = claim::Claim::take(&work).unwrap();
+        assert!(!in_group(), "the clone the dead host left still runs");
+        assert!(!record.exists());
+        drop(claim);
+    }
+
+    /// The stand-in host of
+    /// [`a_clone_a_killed_host_left_running_is_stopped_by_the_next_taker`]: clones
+    /// from a remote that never answers, far from its deadline, and waits to be
+    /// killed; a plain test run passes over it.
+    #[test]
+    fn stand_in_host_killed_while_cloning() {
+        let (Some(url), Some(work)) = (
+            std::env::var_os(KILLED_HOST_REMOTE),
+            std::env::var_os(KILLED_HOST_WORK),
+        ) else {
+            return;
+        };
+        let url = url.to_string_lossy().into_owned();
+        let remote = Remote {
+            timeout: Duration::from_secs(300),
+            ..Remote::local(&url)
+        };
+        let _ = Clone::prepare(&remote, Path::new(&work), "main");
+        panic!("the clone ended before its host was killed");
     }
 
     #[test]

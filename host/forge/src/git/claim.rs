@@ -6,10 +6,12 @@
 //! files in the clone (`index.lock`, `HEAD.lock`, `refs/…/*.lock`) can only have
 //! been left by a git that was killed (a pod evicted, the host restarted, a command
 //! stopped at its deadline; automatic maintenance never outlives the command that
-//! starts it, see `PINNED_CONFIG`), and git would refuse every later command until
-//! someone removed them by hand; [`remove_stale_locks`] removes them (and a killed
-//! fetch's partial packs).
+//! starts it, see `PINNED_CONFIG`; a command a host killed outright left running is
+//! stopped when the claim is taken, see [`super::leftover`]), and git would refuse
+//! every later command until someone removed them by hand; [`remove_stale_locks`]
+//! removes them (and a killed fetch's partial packs).
 
+use super::leftover;
 use std::fs::{File, TryLockError};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -22,7 +24,8 @@ pub struct Claim {
 
 impl Claim {
     /// Takes the clone at `dir` (which need not exist yet); refused while another
-    /// holder has it.
+    /// holder has it. A command the last holder recorded as running and left behind
+    /// when it died is stopped first.
     pub fn take(dir: &Path) -> io::Result<Claim> {
         let path = lock_path(dir);
         if let Some(parent) = path.parent() {
@@ -34,7 +37,12 @@ impl Claim {
             .write(true)
             .open(&path)?;
         match file.try_lock() {
-            Ok(()) => Ok(Claim { file }),
+            Ok(()) => {
+                if let Some(group) = leftover::stop_left_running(&leftover::record_path(dir)) {
+                    tracing::warn!(clone = %dir.display(), process_group = group, "stopped a git command a host that died left running in the clone");
+                }
+                Ok(Claim { file })
+            }
             Err(TryLockError::WouldBlock) => Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 format!(

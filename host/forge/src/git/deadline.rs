@@ -4,10 +4,11 @@
 //! process group of its own, so the helpers it starts (`git-remote-https`, `ssh`)
 //! are stopped with it. Being in a group of its own, it does not get the signal a
 //! terminal's Ctrl-C sends the host: a host that stops calls [`stop_all`] to take
-//! its running commands with it. What the command prints is read within bounds
-//! ([`super::capture`]).
+//! its running commands with it, and what a host killed outright left running is
+//! stopped by the next taker of the clone ([`super::leftover`]). What the command
+//! prints is read within bounds ([`super::capture`]).
 
-use super::capture;
+use super::{capture, leftover};
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process_group, waitid};
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -121,18 +122,20 @@ pub fn stop_all() -> usize {
 /// [`run_bounded`] within [`Bounds::GIT`] and without a growth bound.
 #[cfg(test)]
 pub fn run(command: &mut Command, deadline: Duration) -> io::Result<Finished> {
-    run_bounded(command, deadline, Bounds::GIT, None)
+    run_bounded(command, deadline, Bounds::GIT, None, None)
 }
 
 /// Runs `command` (stdin closed, output captured within `bounds`) and kills its
 /// process group if it has not exited within `deadline` (or at [`stop_all`]), once it
 /// has printed more than `bounds.stdout` bytes, or once it has grown `growth`'s
-/// directory past its bound.
+/// directory past its bound. While it runs, it is recorded at `record` (a clone's
+/// [`leftover::record_path`]), for the clone's next taker should the host die.
 pub fn run_bounded(
     command: &mut Command,
     deadline: Duration,
     bounds: Bounds,
     growth: Option<Growth>,
+    record: Option<&std::path::Path>,
 ) -> io::Result<Finished> {
     command
         .process_group(0)
@@ -146,6 +149,7 @@ pub fn run_bounded(
     let pid = Pid::from_child(&child);
     listed.push(pid);
     drop(listed);
+    let _recorded = record.and_then(|path| leftover::record(path, pid));
     let stderr_reader = capture::stderr_in_background(child.stderr.take(), bounds.stderr);
     let stderr_reader = match stderr_reader {
         Ok(reader) => reader,
@@ -312,6 +316,7 @@ mod tests {
             Duration::from_secs(120),
             bounds,
             None,
+            None,
         )
         .unwrap();
         assert!(done.stdout_overflowed);
@@ -322,6 +327,7 @@ mod tests {
             Command::new("sh").args(["-c", "head -c 1048576 /dev/zero"]),
             Duration::from_secs(60),
             bounds,
+            None,
             None,
         )
         .unwrap();
@@ -346,6 +352,7 @@ mod tests {
             Duration::from_secs(120),
             Bounds::GIT,
             Some(growth.clone()),
+            None,
         )
         .unwrap();
         assert!(done.outgrew && !done.timed_out && !done.status.success());
@@ -365,6 +372,7 @@ mod tests {
                 dir: small.path().to_path_buf(),
                 max_bytes: 8 << 20,
             }),
+            None,
         )
         .unwrap();
         assert!(done.status.success() && !done.outgrew);
