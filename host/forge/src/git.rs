@@ -1046,10 +1046,8 @@ mod tests {
         assert!(on(&old).is_empty(), "nothing pushed to the old one");
     }
 
-    #[test]
-    fn a_remote_that_stops_answering_is_given_up_at_the_deadline() {
-        let root = tempfile::tempdir().unwrap();
-        // Accepts connections and never answers.
+    /// The URL of a remote that accepts connections and never answers.
+    fn silent_remote() -> String {
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = silent.local_addr().unwrap().port();
         std::thread::spawn(move || {
@@ -1058,7 +1056,13 @@ mod tests {
                 held.push(stream);
             }
         });
-        let url = format!("http://127.0.0.1:{port}/acme/widgets.git");
+        format!("http://127.0.0.1:{port}/acme/widgets.git")
+    }
+
+    #[test]
+    fn a_remote_that_stops_answering_is_given_up_at_the_deadline() {
+        let root = tempfile::tempdir().unwrap();
+        let url = silent_remote();
         let remote = Remote {
             timeout: Duration::from_millis(500),
             ..Remote::local(&url)
@@ -1083,15 +1087,7 @@ mod tests {
     #[test]
     fn a_clone_a_killed_host_left_running_is_stopped_by_the_next_taker() {
         let root = tempfile::tempdir().unwrap();
-        // Accepts connections and never answers: the clone waits for ever.
-        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = silent.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for stream in silent.incoming() {
-                held.push(stream);
-            }
-        });
+        let url = silent_remote(); // the clone waits for ever
         let work = root.path().join("work/target-a");
         let mut host = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
@@ -1099,10 +1095,7 @@ mod tests {
                 "git::tests::stand_in_host_killed_while_cloning",
                 "--test-threads=1",
             ])
-            .env(
-                KILLED_HOST_REMOTE,
-                format!("http://127.0.0.1:{port}/acme/widgets.git"),
-            )
+            .env(KILLED_HOST_REMOTE, url)
             .env(KILLED_HOST_WORK, &work)
             .stdout(std::process::Stdio::null())
             .spawn()

@@ -67,21 +67,23 @@ impl Drop for Claim {
 
 /// The lock file of the clone at `dir`: `.<name>.lock` beside it.
 pub fn lock_path(dir: &Path) -> PathBuf {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    dir.with_file_name(format!(".{name}.lock"))
+    beside(dir, "lock")
 }
 
 /// Where a fresh clone of `dir` is made before it is moved into place, so that an
 /// interrupted clone never looks like a finished one.
 pub fn staging_path(dir: &Path) -> PathBuf {
+    beside(dir, "cloning")
+}
+
+/// The host's file `.<name>.<kind>` beside the clone at `dir` (hidden, and so never
+/// taken for a clone).
+pub fn beside(dir: &Path, kind: &str) -> PathBuf {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    dir.with_file_name(format!(".{name}.cloning"))
+    dir.with_file_name(format!(".{name}.{kind}"))
 }
 
 /// Removes every lock file git left in `git_dir` (a clone's `.git`), and the partial

@@ -32,11 +32,7 @@ const STOP_WAIT: Duration = Duration::from_secs(5);
 /// The record of the command running on behalf of the clone at `dir`:
 /// `.<name>.running` beside it.
 pub fn record_path(dir: &Path) -> PathBuf {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    dir.with_file_name(format!(".{name}.running"))
+    super::claim::beside(dir, "running")
 }
 
 /// A command recorded as running on a clone's behalf; the record goes when this is
