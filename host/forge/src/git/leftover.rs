@@ -78,6 +78,11 @@ pub fn stop_left_running(path: &Path) -> Option<i32> {
     if fields.next() != Some(this_system()?) {
         return None;
     }
+    // Group 1 would be a signal to every process the host may signal (`kill(-1)`);
+    // no command of the host's ever leads it.
+    if group <= 1 {
+        return None;
+    }
     let pid = Pid::from_raw(group)?;
     if !group_alive(group, started) {
         return None;
@@ -220,6 +225,10 @@ mod tests {
         child.wait().unwrap();
         drop(recorded);
         assert!(!path.exists());
+        // A record naming group 1 (every process, to `kill`) stops nothing.
+        let init = stat(1).unwrap().started;
+        std::fs::write(&path, format!("1 {init} {here}\n")).unwrap();
+        assert_eq!(stop_left_running(&path), None);
         // No record, or a mangled one: nothing to stop.
         assert_eq!(stop_left_running(&path), None);
         std::fs::write(&path, "not a record").unwrap();
