@@ -1102,12 +1102,13 @@ mod tests {
             .unwrap();
         let record = leftover::record_path(&work);
         let started = std::time::Instant::now();
-        let group: i32 = loop {
+        let (group, started): (i32, u64) = loop {
             let text = std::fs::read_to_string(&record).unwrap_or_default();
+            let mut fields = text.split_whitespace().map(str::parse::<u64>);
             if text.ends_with('\n')
-                && let Some(Ok(group)) = text.split_whitespace().next().map(str::parse)
+                && let (Some(Ok(group)), Some(Ok(started))) = (fields.next(), fields.next())
             {
-                break group;
+                break (group as i32, started);
             }
             assert!(
                 host.try_wait().unwrap().is_none(),
@@ -1118,18 +1119,7 @@ mod tests {
         };
         host.kill().unwrap(); // SIGKILL: the host runs nothing more
         host.wait().unwrap();
-        let in_group = || {
-            std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-                std::fs::read_to_string(e.path().join("stat")).is_ok_and(|stat| {
-                    let rest: Vec<&str> = stat
-                        .rsplit_once(") ")
-                        .map(|(_, r)| r.split_whitespace().collect())
-                        .unwrap_or_default();
-                    rest.first().is_some_and(|s| *s != "Z")
-                        && rest.get(2).is_some_and(|g| *g == group.to_string())
-                })
-            })
-        };
+        let in_group = || leftover::group_alive(group, started);
         assert!(
             in_group(),
             "the clone outlived its host, as a killed host's does"

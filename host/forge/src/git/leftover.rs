@@ -99,7 +99,7 @@ pub fn stop_left_running(path: &Path) -> Option<i32> {
 /// `started`: the leader itself (the same id started at the same time), or a helper
 /// still running after the leader ended (a group's id is not handed out again while
 /// a process of the group lives, so these are the recorded command's).
-fn group_alive(group: i32, started: u64) -> bool {
+pub(super) fn group_alive(group: i32, started: u64) -> bool {
     match stat(group) {
         Some(leader) if leader.started != started => return false, // the id is another's
         Some(leader) if leader.live() => return true,
