@@ -46,7 +46,9 @@ fn read_backlog(clone: &std::path::Path, commit: &str, base: &str) -> Result<Bac
         leviathan_forge::git::read_blob(clone, commit, BACKLOG_PATH, MAX_BACKLOG.bytes as usize)
             .map_err(|e| format!("{BACKLOG_PATH} on {base}: {}", e.message))?
             .ok_or_else(|| format!("{base} has no {BACKLOG_PATH}"))?;
-    let text = String::from_utf8(bytes).map_err(|_| format!("{BACKLOG_PATH} is not UTF-8"))?;
+    let text =
+        leviathan_domain::yaml::utf8_text(std::path::Path::new(BACKLOG_PATH), bytes, "the backlog")
+            .map_err(|e| e.to_string())?;
     Backlog::from_text(std::path::Path::new(BACKLOG_PATH), &text).map_err(|e| e.to_string())
 }
 

@@ -35,10 +35,7 @@ pub fn read_text(repo: &Path) -> Result<String, InputError> {
             file: file.clone(),
             source: crate::repofs::not_found(),
         })?;
-    String::from_utf8(bytes).map_err(|_| InputError::Syntax {
-        file,
-        message: "the backlog is not UTF-8".into(),
-    })
+    crate::yaml::utf8_text(&file, bytes, "the backlog")
 }
 
 /// One backlog task.
@@ -432,6 +429,21 @@ tasks:
             let err = ready(word).expect_err(word);
             assert!(err.contains("field `ready`"), "{word}: {err}");
         }
+    }
+
+    #[test]
+    fn a_backlog_that_is_not_utf8_is_named_with_the_line_and_column_of_its_first_bad_byte() {
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::create_dir(repo.path().join(".leviathan")).unwrap();
+        let mut bytes = b"tasks:\n  - id: a\n    title: caf".to_vec();
+        bytes.extend_from_slice(&[0xe9, b'\n', 0xff]);
+        std::fs::write(repo.path().join(BACKLOG_PATH), &bytes).unwrap();
+        let err = read_text(repo.path()).unwrap_err().to_string();
+        assert!(err.contains(BACKLOG_PATH), "{err}");
+        assert!(
+            err.contains("the backlog is not UTF-8 (line 3, column 15)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -317,10 +317,7 @@ impl Policy {
         else {
             return Ok(None);
         };
-        let text = String::from_utf8(bytes).map_err(|_| InputError::Syntax {
-            file: file.clone(),
-            message: "the policy is not UTF-8".into(),
-        })?;
+        let text = yaml::utf8_text(&file, bytes, "the policy")?;
         Policy::from_text(&file, &text).map(Some)
     }
 

@@ -81,15 +81,31 @@ impl InputError {
     }
 }
 
+/// The text of `bytes` read from `file` (`what` names it in the error: "the backlog"),
+/// or an error naming the line and column of the first byte that is not UTF-8 (never
+/// the byte itself).
+pub fn utf8_text(file: &Path, bytes: Vec<u8>, what: &str) -> Result<String, InputError> {
+    String::from_utf8(bytes).map_err(|e| InputError::Syntax {
+        file: file.to_path_buf(),
+        message: format!("{what} is not UTF-8 ({})", first_bad_byte(&e)),
+    })
+}
+
+/// Where the first invalid byte of a failed UTF-8 decode sits: "line L, column C"
+/// (both from 1, the column counted in bytes).
+pub fn first_bad_byte(error: &std::string::FromUtf8Error) -> String {
+    let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
+    let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
+    let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    format!("line {line}, column {}", valid.len() - line_start + 1)
+}
+
 /// Reads and parses an operator-supplied YAML file (a link to it is followed: Kubernetes
 /// mounts ConfigMaps and Secrets through links), at most [`MAX_FILE`] bytes.
 pub fn load(file: &Path) -> Result<Value, InputError> {
     let bytes = crate::repofs::read_operator_file(file, MAX_FILE)
         .map_err(|e| InputError::refused(file, e))?;
-    let text = String::from_utf8(bytes).map_err(|_| InputError::Syntax {
-        file: file.to_path_buf(),
-        message: "the file is not UTF-8".into(),
-    })?;
+    let text = utf8_text(file, bytes, "the file")?;
     parse(file, &text)
 }
 
@@ -475,6 +491,21 @@ pub fn scalar_text(v: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_bad_byte_is_placed_by_line_and_column_counted_from_one() {
+        let place = |bytes: &[u8]| first_bad_byte(&String::from_utf8(bytes.to_vec()).unwrap_err());
+        assert_eq!(place(b"\xff"), "line 1, column 1");
+        assert_eq!(place(b"ab\ncd\n\xc3"), "line 3, column 1");
+        assert_eq!(place(b"a\nb\xc3\xa9c\xe2\x82"), "line 2, column 5");
+        let err = utf8_text(Path::new("f.yaml"), b"ok\n\x80".to_vec(), "the file")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "f.yaml: invalid YAML: the file is not UTF-8 (line 2, column 1)"
+        );
+    }
 
     #[test]
     fn near_misses_name_the_field_a_typo_was_meant_for() {

@@ -333,8 +333,13 @@ pub fn read_entry(handle: &RepoDir, dir: &Path) -> Result<Entry, String> {
         .read(&file, MAX_MANIFEST)
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .ok_or_else(|| format!("{}: cannot read: no such file", manifest_path.display()))?;
-    let text =
-        String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", manifest_path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "{}: not UTF-8 ({})",
+            manifest_path.display(),
+            crate::yaml::first_bad_byte(&e)
+        )
+    })?;
     let manifest = parse(&manifest_path, &text)?;
     validate(&manifest_path, &manifest)?;
     let dir_name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
