@@ -18,6 +18,7 @@ mod leftover;
 mod prune;
 mod refs;
 
+pub use claim::stop_left_running_in;
 pub use deadline::stop_all as stop_remote_commands;
 pub use prune::prune as prune_clones;
 
@@ -1078,7 +1079,7 @@ mod tests {
         drop(claim::Claim::take(&work).unwrap());
     }
 
-    /// Set for the process [`a_clone_a_killed_host_left_running_is_stopped_by_the_next_taker`]
+    /// Set for the process [`clone_left_running_by_a_killed_host_is_stopped_by`]
     /// runs its stand-in host in: the URL of the remote that never answers.
     const KILLED_HOST_REMOTE: &str = "LEVIATHAN_GIT_KILLED_HOST_REMOTE";
     /// ... and the work directory it clones into.
@@ -1086,6 +1087,29 @@ mod tests {
 
     #[test]
     fn a_clone_a_killed_host_left_running_is_stopped_by_the_next_taker() {
+        clone_left_running_by_a_killed_host_is_stopped_by(|work| {
+            drop(claim::Claim::take(work).unwrap());
+        });
+    }
+
+    #[test]
+    fn a_clone_a_killed_host_left_running_is_stopped_when_the_next_pass_starts() {
+        clone_left_running_by_a_killed_host_is_stopped_by(|work| {
+            let work_dir = work.parent().unwrap();
+            // A clone in use beside it is not touched: its record is a live command's.
+            let busy = work_dir.join("target-b");
+            let held = claim::Claim::take(&busy).unwrap();
+            std::fs::write(leftover::record_path(&busy), "not a record\n").unwrap();
+            assert_eq!(stop_left_running_in(work_dir), vec![work.to_path_buf()]);
+            assert!(leftover::record_path(&busy).exists());
+            drop(held);
+        });
+    }
+
+    /// Runs a stand-in host cloning into `work/target-a` from a remote that never
+    /// answers, kills it outright, checks its clone runs on, calls `stop` with the
+    /// clone's directory and checks the clone and its record are gone.
+    fn clone_left_running_by_a_killed_host_is_stopped_by(stop: impl FnOnce(&Path)) {
         let root = tempfile::tempdir().unwrap();
         let url = silent_remote(); // the clone waits for ever
         let work = root.path().join("work/target-a");
@@ -1124,15 +1148,13 @@ mod tests {
             in_group(),
             "the clone outlived its host, as a killed host's does"
         );
-        // The next taker of the clone stops it before anything else.
-        let claim = claim::Claim::take(&work).unwrap();
+        stop(&work);
         assert!(!in_group(), "the clone the dead host left still runs");
         assert!(!record.exists());
-        drop(claim);
     }
 
     /// The stand-in host of
-    /// [`a_clone_a_killed_host_left_running_is_stopped_by_the_next_taker`]: clones
+    /// [`clone_left_running_by_a_killed_host_is_stopped_by`]: clones
     /// from a remote that never answers, far from its deadline, and waits to be
     /// killed; a plain test run passes over it.
     #[test]

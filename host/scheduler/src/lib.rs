@@ -67,6 +67,7 @@ impl Scheduler<'_> {
     pub fn tick(&self) -> Result<Vec<TargetReport>, StoreError> {
         // The identities' recent requests outlive the process (a restart, the next
         // `tick`), so no hour of GitHub's secondary limits is spent twice.
+        leviathan_forge::git::stop_left_running_in(&self.work_dir);
         let memory = self.work_dir.join(GITHUB_MEMORY_FILE);
         self.github.remember_in(&memory);
         let discovered = discover::targets(self.config, self.github);

@@ -65,6 +65,35 @@ impl Drop for Claim {
     }
 }
 
+/// Stops, in every clone of `work_dir` not in use, what a host that died left running
+/// there (see [`leftover`]), as taking each clone's claim would, and returns the clones
+/// whose records were looked at. A pass calls this first, so that a killed host's
+/// orphaned clone or fetch (no deadline, no bound on what it writes) ends when the next
+/// pass starts, not when the pass reaches its target.
+pub fn stop_left_running_in(work_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(work_dir) else {
+        return Vec::new();
+    };
+    let mut looked_at = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(clone) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix('.')?.strip_suffix(".running"))
+            .filter(|n| !n.is_empty() && !n.starts_with('.'))
+        else {
+            continue;
+        };
+        let dir = work_dir.join(clone);
+        // A clone in use is left alone: its record is its holder's running command.
+        if Claim::take(&dir).is_ok() {
+            looked_at.push(dir);
+        }
+    }
+    looked_at.sort();
+    looked_at
+}
+
 /// The lock file of the clone at `dir`: `.<name>.lock` beside it.
 pub fn lock_path(dir: &Path) -> PathBuf {
     beside(dir, "lock")
