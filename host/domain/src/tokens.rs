@@ -69,12 +69,7 @@ impl Tokens {
             context: String::new(),
             map: root,
         };
-        for key in root.keys() {
-            let name = yaml::scalar_text(key).unwrap_or_default();
-            if name != "tokens" {
-                return Err(top.error(&name, "unknown field (expected only `tokens`)"));
-            }
-        }
+        unknown_keys(&top, &["tokens"], "only `tokens`")?;
         let items = match top.get("tokens") {
             Some(serde_norway::Value::Sequence(items)) => items,
             Some(v) => {
@@ -141,24 +136,43 @@ pub fn token_digest(presented: &str) -> [u8; 32] {
     Sha256::digest(presented.as_bytes()).into()
 }
 
-fn entry(fields: &Fields) -> Result<Entry, InputError> {
-    for key in fields.map.keys() {
+/// Refuses a mapping with a key not in `known`, naming the key by its place (a key
+/// of this file may be a token pasted in the wrong place, so it is never quoted) and
+/// the known key it looks like a misspelling of, if any.
+fn unknown_keys(fields: &Fields, known: &[&'static str], expected: &str) -> Result<(), InputError> {
+    for (i, key) in fields.map.keys().enumerate() {
         let name = yaml::scalar_text(key).unwrap_or_default();
-        if !["name", "role", "token", "sha256"].contains(&name.as_str()) {
-            return Err(fields.error(
-                &name,
-                "unknown field (expected name, role, token or sha256)",
-            ));
+        if !known.contains(&name.as_str()) {
+            let meant = yaml::near_miss(&name, known)
+                .map(|k| format!("; did you mean `{k}`?"))
+                .unwrap_or_default();
+            return Err(InputError::Invalid {
+                file: fields.file.to_path_buf(),
+                context: fields.context.clone(),
+                message: format!(
+                    "key #{} is not a known field (expected {expected}; its name is not shown, as this file holds secrets{meant})",
+                    i + 1
+                ),
+            });
         }
     }
+    Ok(())
+}
+
+fn entry(fields: &Fields) -> Result<Entry, InputError> {
+    unknown_keys(
+        fields,
+        &["name", "role", "token", "sha256"],
+        "name, role, token or sha256",
+    )?;
     let name = fields.string("name")?;
     let role = match fields.string("role")?.as_str() {
         "viewer" => Role::Viewer,
         "operator" => Role::Operator,
-        other => {
+        _ => {
             return Err(fields.error(
                 "role",
-                format!("`{other}` is not a role (viewer or operator)"),
+                "is not a role: viewer or operator (the value is not shown, as this file holds secrets)",
             ));
         }
     };
@@ -244,6 +258,31 @@ mod tests {
             "{err}"
         );
         let err = load("tokenz: []\n").err().unwrap().to_string();
-        assert!(err.contains("tokenz"), "{err}");
+        assert!(err.contains("did you mean `tokens`?"), "{err}");
+        assert!(!err.contains("tokenz"), "{err}");
+    }
+
+    #[test]
+    fn a_token_pasted_as_a_key_or_a_role_is_never_quoted() {
+        let secret = "ghp_0123456789abcdefghij";
+        for text in [
+            format!("tokens:\n  - name: a\n    role: viewer\n    {secret}: x\n"),
+            format!("{secret}:\ntokens: []\n"),
+            format!("tokens:\n  - {{name: a, role: {secret}, token: viewer}}\n"),
+        ] {
+            let err = load(&text).err().unwrap().to_string();
+            assert!(!err.contains(secret), "{err}");
+            assert!(err.contains("tokens.yaml"), "{err}");
+        }
+        let err = load(&format!(
+            "tokens:\n  - name: a\n    role: viewer\n    {secret}: x\n"
+        ))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.contains("tokens[0]: key #3 is not a known field"),
+            "{err}"
+        );
     }
 }
