@@ -1064,6 +1064,42 @@ fn ctrl_c_on_tick_stops_its_git_commands_too() {
     assert_no_process_left_naming(&url);
 }
 
+#[test]
+fn a_clone_a_killed_tick_left_running_is_stopped_when_the_next_pass_starts() {
+    let (world, url) = world_with_a_silent_target();
+    let mut tick = world
+        .tick_command()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let record = world.path("data-work/.silent.running");
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&record).is_ok_and(|r| r.ends_with('\n')) {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the clone was never recorded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    tick.kill().unwrap(); // SIGKILL: the host runs nothing more
+    tick.wait().unwrap();
+    assert!(
+        !processes_naming(&url).is_empty(),
+        "the clone outlived its host, as a killed host's does"
+    );
+    // The target leaves the configuration: no pass takes its clone again.
+    std::fs::write(
+        world.path("leviathan.yaml"),
+        "targets:\n  - id: alpha\n    repository: alpha.git\n    labels: [leviathan]\n",
+    )
+    .unwrap();
+    let out = world.tick();
+    assert!(out.contains("alpha: a-docs: PR 1 opened"), "{out}");
+    assert_no_process_left_naming(&url);
+    assert!(!record.exists());
+}
+
 /// Waits (at most 60 s) until a process names `needle`.
 fn wait_for_process_naming(needle: &str) {
     let started = std::time::Instant::now();

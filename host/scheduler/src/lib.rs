@@ -65,9 +65,11 @@ impl Scheduler<'_> {
     /// pool of `workers`; the reports come in configuration order. A pass writes
     /// only what changed: its end is noted in the projection (liveness), not logged.
     pub fn tick(&self) -> Result<Vec<TargetReport>, StoreError> {
+        // What a host killed outright left running in a clone is stopped now, not
+        // when the pass reaches its target.
+        leviathan_forge::git::stop_left_running_in(&self.work_dir);
         // The identities' recent requests outlive the process (a restart, the next
         // `tick`), so no hour of GitHub's secondary limits is spent twice.
-        leviathan_forge::git::stop_left_running_in(&self.work_dir);
         let memory = self.work_dir.join(GITHUB_MEMORY_FILE);
         self.github.remember_in(&memory);
         let discovered = discover::targets(self.config, self.github);
