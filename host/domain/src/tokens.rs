@@ -265,8 +265,9 @@ mod tests {
     #[test]
     fn a_token_pasted_as_a_key_or_a_role_is_never_quoted() {
         let secret = "ghp_0123456789abcdefghij";
+        let as_a_key = format!("tokens:\n  - name: a\n    role: viewer\n    {secret}: x\n");
         for text in [
-            format!("tokens:\n  - name: a\n    role: viewer\n    {secret}: x\n"),
+            as_a_key.clone(),
             format!("{secret}:\ntokens: []\n"),
             format!("tokens:\n  - {{name: a, role: {secret}, token: viewer}}\n"),
         ] {
@@ -274,12 +275,7 @@ mod tests {
             assert!(!err.contains(secret), "{err}");
             assert!(err.contains("tokens.yaml"), "{err}");
         }
-        let err = load(&format!(
-            "tokens:\n  - name: a\n    role: viewer\n    {secret}: x\n"
-        ))
-        .err()
-        .unwrap()
-        .to_string();
+        let err = load(&as_a_key).err().unwrap().to_string();
         assert!(
             err.contains("tokens[0]: key #3 is not a known field"),
             "{err}"
