@@ -337,8 +337,19 @@ fn projection_after_restart_equals_the_one_before_and_operator_actions() {
     assert_eq!(web["tasks"]["tests-1"]["attempts"], 2);
     assert_eq!(before["targets"][0]["tasks"]["x"]["last_skip"], "deps");
 
-    let (_, metrics) = server.get("/metrics", None);
-    let metrics = metrics.as_str().unwrap().to_string();
+    // Durable events are counted by a task that follows the log, so the note appended
+    // above reaches the counter shortly after its 201, not with it.
+    let started = std::time::Instant::now();
+    let metrics = loop {
+        let (_, metrics) = server.get("/metrics", None);
+        let metrics = metrics.as_str().unwrap().to_string();
+        if metrics.contains("leviathan_events_appended_total 1")
+            || started.elapsed() > std::time::Duration::from_secs(10)
+        {
+            break metrics;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     let openmetrics = server
         .agent
         .get(format!("{}/metrics", server.base))
