@@ -34,9 +34,9 @@ impl Executor for DocsExecutor {
         let content = render(task, &path);
         let written = workspace.write_if_changed(&path, content.as_bytes())?;
         let (files, summary) = if written {
-            (vec![path.clone()], format!("wrote {path}"))
+            (vec![path.clone()], ["wrote ", &path].concat())
         } else {
-            (Vec::new(), format!("{path} already up to date"))
+            (Vec::new(), [&path, " already up to date"].concat())
         };
         leviathan_executor_sdk::log::info(&summary);
         Ok(Report { files, summary })
@@ -45,3 +45,10 @@ impl Executor for DocsExecutor {
 
 #[cfg(target_arch = "wasm32")]
 leviathan_executor_sdk::export_executor!(DocsExecutor);
+
+/// Inside the sandbox the executor allocates from a run-long arena: its allocations
+/// follow the task's size, and the instance lives for one task.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: leviathan_executor_sdk::arena::Arena =
+    leviathan_executor_sdk::arena::Arena::new();

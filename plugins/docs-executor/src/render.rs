@@ -40,21 +40,13 @@ fn file_name(id: &str) -> String {
 }
 
 /// The words of a text, lower-cased, split at every character that is not
-/// alphanumeric: tokenised once, then asked about as often as needed. A word
-/// already in lower-case ASCII is borrowed, not copied.
+/// alphanumeric. A word already in lower-case ASCII is borrowed, not copied.
 struct Words<'a>(Vec<Cow<'a, str>>);
 
 impl<'a> Words<'a> {
     fn of(text: &'a str) -> Words<'a> {
-        Words::of_all(&[text])
-    }
-
-    /// The words of several texts one after another (as if joined by a space).
-    fn of_all(texts: &[&'a str]) -> Words<'a> {
         Words(
-            texts
-                .iter()
-                .flat_map(|text| text.split(|c: char| !c.is_alphanumeric()))
+            text.split(|c: char| !c.is_alphanumeric())
                 .filter(|w| !w.is_empty())
                 .map(lower_case)
                 .collect(),
@@ -85,18 +77,63 @@ fn lower_case(word: &str) -> Cow<'_, str> {
     }
 }
 
+/// The words that pick a document's kind, each with its bit in a [`mentions`] set.
+const KIND_WORDS: [(&str, u8); 7] = [
+    ("template", 1),
+    ("templates", 1 << 1),
+    ("rules", 1 << 2),
+    ("guardrails", 1 << 3),
+    ("runbook", 1 << 4),
+    ("playbook", 1 << 5),
+    ("pr", 1 << 6),
+];
+const TEMPLATE: u8 = 1 | 1 << 1;
+const RULES: u8 = 1 << 2 | 1 << 3;
+const RUNBOOK: u8 = 1 << 4 | 1 << 5;
+const PR: u8 = 1 << 6;
+
+/// Which of [`KIND_WORDS`] are among the words of `text` (split at every character
+/// that is not alphanumeric, compared lower-cased), as a set of bits. One pass and
+/// no allocation for ASCII text, which is compared byte by byte.
+fn mentions(text: &str) -> u8 {
+    if text.is_ascii() {
+        text.as_bytes()
+            .split(|b| !b.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(|word| {
+                KIND_WORDS
+                    .iter()
+                    .find(|(kind, _)| kind.as_bytes().eq_ignore_ascii_case(word))
+                    .map_or(0, |&(_, bit)| bit)
+            })
+            .fold(0, |set, bit| set | bit)
+    } else {
+        Words::of(text)
+            .0
+            .iter()
+            .map(|word| {
+                KIND_WORDS
+                    .iter()
+                    .find(|(kind, _)| kind == word)
+                    .map_or(0, |&(_, bit)| bit)
+            })
+            .fold(0, |set, bit| set | bit)
+    }
+}
+
 impl DocKind {
     /// Classifies a task; `path` is the output path chosen for it.
     pub fn of(task: &Task, path: &str) -> DocKind {
-        let id_title = Words::of_all(&[&task.id, &task.title]);
+        let in_id = mentions(&task.id);
+        let in_id_title = in_id | mentions(&task.title);
         let under_templates = task
             .allowed_paths
             .iter()
             .map(String::as_str)
             .chain([path])
             .any(|p| p.split('/').any(|c| c == "templates"));
-        if id_title.has("template") || id_title.has("templates") || under_templates {
-            let pr = Words::of(&task.id).has("pr")
+        if in_id_title & TEMPLATE != 0 || under_templates {
+            let pr = in_id & PR != 0
                 || task.acceptance_criteria.iter().any(|c| {
                     let words = Words::of(c);
                     words.has("pr") || words.has_phrase(&["pull", "request"])
@@ -108,10 +145,10 @@ impl DocKind {
             };
         }
         // "operating rules" counts through its word "rules".
-        if id_title.has("rules") || id_title.has("guardrails") {
+        if in_id_title & RULES != 0 {
             return DocKind::OperatingRules;
         }
-        if id_title.has("runbook") || id_title.has("playbook") {
+        if in_id_title & RUNBOOK != 0 {
             return DocKind::Runbook;
         }
         DocKind::Generic
@@ -128,14 +165,79 @@ fn one_line(text: &str) -> Cow<'_, str> {
 }
 
 /// Whether `text` is already what [`one_line`] makes of it: words separated by
-/// single spaces, no other whitespace, nothing at either end (one pass, no
-/// allocation: most fields are like this; ASCII text is scanned byte by byte).
+/// single spaces, no other whitespace, nothing at either end (no allocation: most
+/// fields are like this). ASCII is judged eight bytes at a time ([`Spacing`]); text
+/// that is not ASCII is judged by its characters.
 fn is_one_line(text: &str) -> bool {
-    if text.is_ascii() {
-        single_spaced(text.bytes().map(char::from), text.is_empty())
-    } else {
-        single_spaced(text.chars(), text.is_empty())
+    let bytes = text.as_bytes();
+    let mut spacing = Spacing { after_space: true };
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        match spacing.word(u64::from_le_bytes(word)) {
+            Some(true) => {}
+            Some(false) => return false,
+            None => return single_spaced(text.chars(), text.is_empty()),
+        }
     }
+    for &b in chunks.remainder() {
+        match spacing.byte(b) {
+            Some(true) => {}
+            Some(false) => return false,
+            None => return single_spaced(text.chars(), text.is_empty()),
+        }
+    }
+    !spacing.after_space || text.is_empty()
+}
+
+/// The state of [`is_one_line`]'s scan of ASCII text: whether the last byte was a
+/// space (true at the start, so that a leading space counts as a doubled one).
+struct Spacing {
+    after_space: bool,
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+impl Spacing {
+    /// Eight bytes (the first in the low byte): `Some(false)` when they hold a space
+    /// after a space or other ASCII whitespace, `None` when they are not all ASCII.
+    fn word(&mut self, w: u64) -> Option<bool> {
+        if w & HIGH != 0 {
+            return None;
+        }
+        // For bytes below 0x80: the high bit of `b + 0x77` is set from 9 (`\t`) up,
+        // that of `b + 0x72` from 14 up, and neither sum carries into the next byte.
+        let other_whitespace = w.wrapping_add(0x77 * ONES) & !w.wrapping_add(0x72 * ONES) & HIGH;
+        let spaces = zero_bytes(w ^ (0x20 * ONES));
+        let doubled = spaces & ((spaces << 8) | u64::from(self.after_space) << 7);
+        self.after_space = spaces >> 63 != 0;
+        Some(other_whitespace == 0 && doubled == 0)
+    }
+
+    /// One byte: as [`Spacing::word`].
+    fn byte(&mut self, b: u8) -> Option<bool> {
+        match b {
+            b' ' if self.after_space => Some(false),
+            b' ' => {
+                self.after_space = true;
+                Some(true)
+            }
+            // The ASCII characters `char::is_whitespace` counts, besides the space.
+            b'\t'..=b'\r' => Some(false),
+            0x80.. => None,
+            _ => {
+                self.after_space = false;
+                Some(true)
+            }
+        }
+    }
+}
+
+/// 0x80 in each byte of `x` that is zero, and nothing in the others.
+fn zero_bytes(x: u64) -> u64 {
+    !(((x & !HIGH) + !HIGH) | x) & HIGH
 }
 
 fn single_spaced(chars: impl Iterator<Item = char>, empty: bool) -> bool {
@@ -570,6 +672,26 @@ mod tests {
                 text.push_str(GAPS[self.below(GAPS.len())]);
             }
             text
+        }
+    }
+
+    #[test]
+    fn one_line_finds_every_gap_at_every_position() {
+        // Each kind of gap at each position of texts of 0 to 40 bytes, across the
+        // eight-byte steps of the ASCII scan, against the definition.
+        for len in 0..40 {
+            for at in 0..=len {
+                for gap in [
+                    " ", "  ", "\t", "\n", "\u{b}", "\u{c}", "\r", "\u{1f}", "é", "\u{85}",
+                ] {
+                    let text = format!("{}{gap}{}", "a".repeat(at), "b".repeat(len - at));
+                    let reference = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                    assert_eq!(one_line(&text), reference, "{text:?}");
+                    let spaced = text.replace('a', "a ");
+                    let reference = spaced.split_whitespace().collect::<Vec<_>>().join(" ");
+                    assert_eq!(one_line(&spaced), reference, "{spaced:?}");
+                }
+            }
         }
     }
 

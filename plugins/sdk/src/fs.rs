@@ -36,10 +36,13 @@ trait Dir {
 pub fn write_if_changed(root: &Path, rel: &str, bytes: &[u8]) -> Result<bool, ExecError> {
     crate::paths::check_relative(rel)?;
     #[cfg(target_arch = "wasm32")]
-    return wasi::with_mount(&root.join(rel), |dir, below| {
-        write_in(dir, below, rel, bytes)
-    })
-    .unwrap_or_else(|| {
+    return root
+        .to_str()
+        .and_then(|root| {
+            let path = [root.trim_end_matches('/'), "/", rel].concat();
+            wasi::with_mount(&path, |dir, below| write_in(dir, below, rel, bytes))
+        })
+        .unwrap_or_else(|| {
         Err(ExecError::Denied(format!(
             "no directory the sandbox mounted holds `{rel}` (below {}): the task's allowed_paths do not include it",
             root.display()

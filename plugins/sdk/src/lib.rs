@@ -5,6 +5,7 @@
 //! The executor logic only sees the plain Rust types of this crate, so it can also be
 //! compiled and tested natively.
 
+pub mod arena;
 pub mod fs;
 pub mod glue;
 pub mod log;

@@ -24,7 +24,12 @@ pub fn has_extension(path: &str, ext: &str) -> bool {
 
 /// Joins a directory allowed path and a file name.
 pub fn join(dir: &str, file: &str) -> String {
-    format!("{}/{}", dir.trim_end_matches('/'), file)
+    let dir = dir.trim_end_matches('/');
+    let mut joined = String::with_capacity(dir.len() + 1 + file.len());
+    joined.push_str(dir);
+    joined.push('/');
+    joined.push_str(file);
+    joined
 }
 
 /// Rejects empty, absolute and `..`-bearing paths before they reach the filesystem.

@@ -5,7 +5,6 @@
 //! write). Every call still goes through the host's policy checks.
 
 use std::io;
-use std::path::Path;
 use wasip2::filesystem::preopens;
 use wasip2::filesystem::types::{Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags};
 
@@ -19,8 +18,7 @@ thread_local! {
 
 /// Runs `f` on the mount holding `path` (the longest mount that is a prefix of it)
 /// and the path below it; `None` when no mount holds it.
-pub(super) fn with_mount<R>(path: &Path, f: impl FnOnce(&Mount, &str) -> R) -> Option<R> {
-    let path = path.to_str()?;
+pub(super) fn with_mount<R>(path: &str, f: impl FnOnce(&Mount, &str) -> R) -> Option<R> {
     MOUNTS.with(|mounts| {
         let (dir, below) = mounts
             .iter()
