@@ -41,10 +41,11 @@ pub struct Arena {
     chunk: Cell<usize>,
 }
 
-// SAFETY: an executor component has one thread (the sandbox does not give it
-// threads, and the build below refuses a target with shared-memory atomics), so the
-// cells are never touched from two threads.
-#[cfg(not(target_feature = "atomics"))]
+// SAFETY: an executor component has one thread (WebAssembly without the shared-memory
+// `atomics` feature cannot start another), so the cells are never touched from two
+// threads. Elsewhere the arena is not `Sync`: a native build cannot make it the
+// allocator of a program that may have threads (its tests use it as a plain value).
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 unsafe impl Sync for Arena {}
 
 impl Arena {
