@@ -223,7 +223,12 @@ impl Clone {
         if let Some(branches) = known.as_ref() {
             return Ok(branches.clone());
         }
-        let branches = refs::parse(&self.run(refs::FOR_EACH_REF)?, refs::TRACKING);
+        // Read from the ref files when they are as git writes them; git is asked
+        // otherwise.
+        let branches = match refs::files::tracking(&self.dir.join(".git")) {
+            Some(branches) => branches,
+            None => refs::parse(&self.run(refs::FOR_EACH_REF)?, refs::TRACKING),
+        };
         *known = Some(branches.clone());
         Ok(branches)
     }

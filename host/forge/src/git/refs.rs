@@ -4,6 +4,8 @@
 //! most passes find a target as they left it, and a fetch that brings nothing still
 //! costs a connectivity check (a further git process) on top of the listing.
 
+pub(super) mod files;
+
 /// Branch names (without `refs/heads/` or `refs/remotes/origin/`) with their commits,
 /// sorted by name.
 pub(super) type Branches = Vec<(String, String)>;
