@@ -35,21 +35,33 @@ trait Dir {
 /// Creates missing parent directories. Returns whether anything was written.
 pub fn write_if_changed(root: &Path, rel: &str, bytes: &[u8]) -> Result<bool, ExecError> {
     crate::paths::check_relative(rel)?;
-    #[cfg(target_arch = "wasm32")]
-    return root
-        .to_str()
-        .and_then(|root| {
-            let path = [root.trim_end_matches('/'), "/", rel].concat();
-            wasi::with_mount(&path, |dir, below| write_in(dir, below, rel, bytes))
-        })
-        .unwrap_or_else(|| {
-        Err(ExecError::Denied(format!(
-            "no directory the sandbox mounted holds `{rel}` (below {}): the task's allowed_paths do not include it",
-            root.display()
-        )))
+    write_under(root, rel, bytes)
+}
+
+/// Inside the sandbox: on the mount holding `root/rel` (mounts are named by guest
+/// path, so the file's is built as a string).
+#[cfg(target_arch = "wasm32")]
+fn write_under(root: &Path, rel: &str, bytes: &[u8]) -> Result<bool, ExecError> {
+    let written = root.to_str().and_then(|root| {
+        let path = [root.trim_end_matches('/'), "/", rel].concat();
+        wasi::with_mount(&path, |dir, below| write_in(dir, below, rel, bytes))
     });
-    #[cfg(not(target_arch = "wasm32"))]
+    written.unwrap_or_else(|| Err(no_mount_holds(root, rel)))
+}
+
+/// Natively: through `std::fs` below `root`.
+#[cfg(not(target_arch = "wasm32"))]
+fn write_under(root: &Path, rel: &str, bytes: &[u8]) -> Result<bool, ExecError> {
     write_in(&native::Under(root), rel, rel, bytes)
+}
+
+/// What a write outside every mount fails with (as wasi-libc would refuse it).
+#[cfg(target_arch = "wasm32")]
+fn no_mount_holds(root: &Path, rel: &str) -> ExecError {
+    ExecError::Denied(format!(
+        "no directory the sandbox mounted holds `{rel}` (below {}): the task's allowed_paths do not include it",
+        root.display()
+    ))
 }
 
 /// The algorithm: create, else compare and overwrite, else make the parents and create.
