@@ -24,6 +24,9 @@ const MAX_PACKED: Limit = Limit::new(crate::git::capture::MAX_STDOUT as u64, "pa
 const MAX_LOOSE: Limit = Limit::new(4 << 10, "loose ref limit");
 /// The deepest branch name read (`a/b/c` is 3): deeper, git is asked.
 const MAX_DEPTH: usize = 32;
+/// The most loose refs read (a few system calls each); past that, one git process
+/// reading them is cheaper, and git is asked.
+const MAX_LOOSE_REFS: usize = 256;
 
 /// The remote-tracking branches of the clone whose git directory is `git_dir`, by
 /// name without `refs/remotes/origin/` (its `HEAD` left out), as `for-each-ref` would
@@ -46,23 +49,27 @@ pub(in crate::git) fn tracking(git_dir: &Path) -> Option<Branches> {
         }
     }
     if let Some(loose) = git.open_dir(&path("refs/remotes/origin")?).ok()? {
-        read_loose(&loose, "", 0, &mut branches)?;
+        let mut budget = MAX_LOOSE_REFS;
+        read_loose(&loose, "", 0, &mut budget, &mut branches)?;
     }
     branches.remove("HEAD");
     Some(branches.into_iter().collect())
 }
 
-/// Adds the loose refs below `dir` (whose names start with `prefix`) to `branches`.
+/// Adds the loose refs below `dir` (whose names start with `prefix`) to `branches`,
+/// reading at most `budget` more entries.
 fn read_loose(
     dir: &RepoDir,
     prefix: &str,
     depth: usize,
+    budget: &mut usize,
     branches: &mut BTreeMap<String, String>,
 ) -> Option<()> {
     if depth >= MAX_DEPTH {
         return None;
     }
     for (name, kind) in dir.entries().ok()? {
+        *budget = budget.checked_sub(1)?;
         let name = name.to_str()?;
         if name.ends_with(".lock") {
             return None;
@@ -72,7 +79,7 @@ fn read_loose(
         match kind {
             Kind::Dir => {
                 let sub = dir.open_dir(&rel).ok()??;
-                read_loose(&sub, &format!("{full}/"), depth + 1, branches)?;
+                read_loose(&sub, &format!("{full}/"), depth + 1, budget, branches)?;
             }
             Kind::File => {
                 let content = dir.read(&rel, MAX_LOOSE).ok()??;
@@ -239,7 +246,13 @@ mod tests {
             ]),
             "the well-formed layout is read"
         );
-        let declined: [(&str, &dyn Fn()); 7] = [
+        let declined: [(&str, &dyn Fn()); 8] = [
+            ("more loose refs than are worth reading one by one", &|| {
+                for i in 0..MAX_LOOSE_REFS {
+                    let name = origin.join(format!("agent/b{i}"));
+                    std::fs::write(name, format!("{}\n", "e".repeat(40))).unwrap();
+                }
+            }),
             ("a value that is not a hash", &|| {
                 std::fs::write(origin.join("agent/t-1"), "not a hash\n").unwrap()
             }),
