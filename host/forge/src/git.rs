@@ -784,7 +784,8 @@ fn basic_auth(token: &str) -> String {
 mod tests {
     use super::*;
 
-    fn git(dir: &Path, args: &[&str]) {
+    /// Runs git in `dir`, asserting it succeeds; what it printed.
+    pub(in crate::git) fn git(dir: &Path, args: &[&str]) -> String {
         let out = Command::new("git")
             .arg("-C")
             .arg(dir)
@@ -796,10 +797,11 @@ mod tests {
             "git {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Commits what is staged in `dir` as a tester (no identity configured here).
-    fn commit_as_tester(dir: &Path, message: &str) {
+    pub(in crate::git) fn commit_as_tester(dir: &Path, message: &str) {
         git(
             dir,
             &[

@@ -114,23 +114,7 @@ fn path(text: &str) -> Option<RepoPath> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Command;
-
-    fn git(dir: &Path, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
+    use crate::git::tests::{commit_as_tester, git};
 
     /// What `git for-each-ref` says, the way the host reads it.
     fn asked(clone: &Path) -> Branches {
@@ -145,7 +129,7 @@ mod tests {
         git(seed, &["checkout", "--quiet", "-B", branch]);
         std::fs::write(seed.join("f"), branch.repeat(3) + &commit_count(seed)).unwrap();
         git(seed, &["add", "f"]);
-        git(seed, &["commit", "--quiet", "-m", branch]);
+        commit_as_tester(seed, branch);
         git(seed, &["push", "--quiet", "--force", "origin", branch]);
     }
 
