@@ -59,23 +59,21 @@ impl Arena {
         }
     }
 
-    /// Takes a new chunk able to hold `layout`; false when the system has no memory.
-    fn refill(&self, layout: Layout) -> bool {
+    /// Takes a new chunk able to hold `layout`; `None` when the system has no memory.
+    fn refill(&self, layout: Layout) -> Option<()> {
         let wanted = layout.size().saturating_add(layout.align());
         let size = self.chunk.get().max(wanted);
-        let Ok(chunk_layout) = Layout::from_size_align(size, CHUNK_ALIGN) else {
-            return false;
-        };
+        let chunk_layout = Layout::from_size_align(size, CHUNK_ALIGN).ok()?;
         // SAFETY: `size` is at least `FIRST_CHUNK`, never zero.
         let chunk = unsafe { System.alloc(chunk_layout) };
         if chunk.is_null() {
-            return false;
+            return None;
         }
         self.next.set(chunk as usize);
         self.end.set(chunk as usize + size);
         self.last.set(0);
         self.chunk.set(self.chunk.get().saturating_mul(2));
-        true
+        Some(())
     }
 
     /// The start of a block for `layout` in the current chunk, if it fits.
@@ -94,17 +92,11 @@ impl Default for Arena {
 
 unsafe impl GlobalAlloc for Arena {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let start = match self.fit(layout) {
-            Some(start) => start,
-            None => {
-                if !self.refill(layout) {
-                    return std::ptr::null_mut();
-                }
-                match self.fit(layout) {
-                    Some(start) => start,
-                    None => return std::ptr::null_mut(),
-                }
-            }
+        let fitted = self
+            .fit(layout)
+            .or_else(|| self.refill(layout).and_then(|()| self.fit(layout)));
+        let Some(start) = fitted else {
+            return std::ptr::null_mut();
         };
         self.next.set(start + layout.size());
         self.last.set(start);
